@@ -1,0 +1,73 @@
+//! The admin listener (`server.admin_listen`, never a public one): `/metrics`, `/healthz`,
+//! `/readyz`, `/config`.
+
+use crate::observability::metrics;
+use crate::snapshot::Shared;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once every service has started; cleared when the process starts draining.
+pub static READY: AtomicBool = AtomicBool::new(false);
+pub static DRAINING: AtomicBool = AtomicBool::new(false);
+
+pub struct Admin {
+    pub shared: Shared,
+}
+
+fn reply(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let body = body.into();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
+    reply(status, "application/json", v.to_string())
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let get = req.method == http::Method::GET || req.method == http::Method::HEAD;
+        match (get, req.uri.path()) {
+            (true, "/metrics") => reply(200, "text/plain; version=0.0.4", metrics::render()),
+            (true, "/healthz") => json(200, serde_json::json!({"status": "ok"})),
+            (true, "/readyz") => {
+                if DRAINING.load(Ordering::Acquire) {
+                    json(503, serde_json::json!({"status": "draining"}))
+                } else if READY.load(Ordering::Acquire) {
+                    json(200, serde_json::json!({"status": "ready"}))
+                } else {
+                    json(503, serde_json::json!({"status": "starting"}))
+                }
+            }
+            (true, "/config") => {
+                let s = self.shared.load();
+                json(
+                    200,
+                    serde_json::json!({
+                        "version": s.version,
+                        "loadedAt": humantime::format_rfc3339_seconds(s.loaded_at).to_string(),
+                        "files": s.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                        "apis": s.apis.iter().map(|a| serde_json::json!({
+                            "name": &*a.name,
+                            "stages": a.stages.iter().map(|st| &*st.name).collect::<Vec<_>>(),
+                            "routes": a.routes.iter().map(|r| &*r.key).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>(),
+                    }),
+                )
+            }
+            (false, "/metrics" | "/healthz" | "/readyz" | "/config") => {
+                json(405, serde_json::json!({"message": "Method Not Allowed"}))
+            }
+            _ => json(404, serde_json::json!({"message": "Not Found"})),
+        }
+    }
+}

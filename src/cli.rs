@@ -1,0 +1,38 @@
+//! Command line (see the contract's interfaces.md).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgegate",
+    version,
+    about = "Self-hosted API gateway on Pingora"
+)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "/etc/edgegate/edgegate.toml"
+    )]
+    pub config: PathBuf,
+    /// Run in the background (daemonize).
+    #[arg(short = 'd', long)]
+    pub daemon: bool,
+    /// Take the listening sockets over from the running instance (graceful upgrade).
+    #[arg(short = 'u', long)]
+    pub upgrade: bool,
+    /// Validate the configuration and exit (as `check`).
+    #[arg(short = 't', long)]
+    pub test: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate everything the config names; print "ok" or FILE:LINE:COL errors.
+    Check,
+}

@@ -1,0 +1,903 @@
+//! Loading the configuration: read, parse (`model`), validate every key, compile into a
+//! `Snapshot`. All problems are gathered and reported as `FILE:LINE:COL: message`; a
+//! config with any problem compiles to nothing, so a reload keeps what runs.
+
+pub mod error;
+pub mod model;
+pub mod units;
+
+use crate::responses::{CustomResponse, Overrides, ResponseType};
+use crate::routing::{parse_route_key, RouteKey, Router};
+use crate::snapshot::{self, AccessLogTarget, Listeners, Mount, Settings, Snapshot, StageView};
+use crate::tls::CertStore;
+use crate::upstream;
+pub use error::{ConfigError, ConfigErrors, KeyPath, Locator};
+use model::*;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Reads, validates and compiles the config at `path`.
+pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single(path, format!("cannot read config: {e}")))?;
+    load_str(path, &src)
+}
+
+/// As `load`, from text already read (`path` names it in errors and anchors relative paths).
+pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
+    let locator = Locator::new(src);
+    let cfg: Config = toml::from_str(src).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map(|s| locator.line_col(s.start))
+            .unwrap_or((1, 1));
+        let msg = e.message().trim().to_string();
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line,
+            col,
+            message: msg,
+        }])
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut c = Compiler {
+        dir,
+        errors: vec![],
+        files: vec![path.to_path_buf()],
+        hasher: Sha256::new(),
+    };
+    c.hasher.update(src.as_bytes());
+    let snap = c.compile(&cfg);
+    if !c.errors.is_empty() {
+        let mut errs: Vec<ConfigError> = c
+            .errors
+            .iter()
+            .map(|(p, m)| {
+                let (line, col) = locator.locate(p);
+                ConfigError {
+                    file: path.to_path_buf(),
+                    line,
+                    col,
+                    message: format!("{p}: {m}"),
+                }
+            })
+            .collect();
+        errs.sort_by_key(|e| (e.line, e.col));
+        errs.dedup();
+        return Err(ConfigErrors(errs));
+    }
+    snap.ok_or_else(|| ConfigErrors::single(path, "config did not compile"))
+}
+
+struct Compiler {
+    dir: PathBuf,
+    errors: Vec<(KeyPath, String)>,
+    files: Vec<PathBuf>,
+    hasher: Sha256,
+}
+
+const NAME_CHARS: &str = "letters, digits, '-' and '_'";
+
+fn good_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Compiler {
+    fn err(&mut self, p: KeyPath, m: impl Into<String>) {
+        self.errors.push((p, m.into()));
+    }
+
+    fn unsupported(&mut self, p: KeyPath, what: &str) {
+        self.err(
+            p,
+            format!("{what} is not supported yet by this version of edgegate; remove it"),
+        );
+    }
+
+    /// Resolves a path relative to the config's directory, checks it exists and folds its
+    /// contents into the version hash.
+    fn file(&mut self, p: KeyPath, name: &str) -> Option<(PathBuf, Vec<u8>)> {
+        let full = self.dir.join(name);
+        match std::fs::read(&full) {
+            Ok(bytes) => {
+                self.hasher.update(&bytes);
+                self.files.push(full.clone());
+                Some((full, bytes))
+            }
+            Err(e) => {
+                self.err(p, format!("cannot read {}: {e}", full.display()));
+                None
+            }
+        }
+    }
+
+    fn listen_addrs(&mut self, p: KeyPath, addrs: &[String], seen: &mut HashSet<SocketAddr>) {
+        for (i, a) in addrs.iter().enumerate() {
+            match a.parse::<SocketAddr>() {
+                Ok(sa) => {
+                    if !seen.insert(sa) {
+                        self.err(p.idx(i), format!("address {a} is listed twice"));
+                    }
+                }
+                Err(_) => self.err(
+                    p.idx(i),
+                    format!("{a:?} is not an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""),
+                ),
+            }
+        }
+    }
+
+    fn compile(&mut self, cfg: &Config) -> Option<Snapshot> {
+        let root = KeyPath::root();
+        let settings = self.server(&root.key("server"), &cfg.server);
+        let (certs, tls_listen, client_auth) = self.tls(&root.key("tls"), cfg);
+
+        if let Some(d) = &cfg.defaults {
+            if d.throttle.is_some() {
+                self.unsupported(
+                    root.key("defaults").key("throttle"),
+                    "account-level throttling ([defaults.throttle])",
+                );
+            }
+        }
+        if cfg.cluster.is_some() {
+            self.unsupported(
+                root.key("cluster"),
+                "[cluster] (shared limits through Redis)",
+            );
+        }
+        if let Some(name) = cfg.authorizers.keys().next() {
+            self.unsupported(
+                root.key("authorizers").key(name),
+                "authorizers ([authorizers.*])",
+            );
+        }
+        if !cfg.usage_plans.is_empty() {
+            self.unsupported(root.key("usage_plans"), "usage plans ([[usage_plans]])");
+        }
+        if cfg.api_keys.is_some() {
+            self.unsupported(root.key("api_keys"), "API keys ([api_keys])");
+        }
+        if !cfg.vpc_links.is_empty() {
+            self.unsupported(root.key("vpc_links"), "VPC links ([[vpc_links]])");
+        }
+        if cfg.edge.is_some() {
+            self.unsupported(root.key("edge"), "the edge role ([edge])");
+        }
+
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        let mut apis = Vec::new();
+        let mut api_index: HashMap<&str, usize> = HashMap::new();
+        for (i, a) in cfg.apis.iter().enumerate() {
+            let p = root.key("apis").idx(i);
+            if !good_name(&a.name) {
+                self.err(
+                    p.key("name"),
+                    format!(
+                        "API name {:?} must be non-empty and use only {NAME_CHARS}",
+                        a.name
+                    ),
+                );
+            }
+            if api_index.insert(a.name.as_str(), i).is_some() {
+                self.err(
+                    p.key("name"),
+                    format!("API name {:?} is used twice", a.name),
+                );
+            }
+            if a.endpoint == EndpointType::Private && cfg.server.private_listen.is_empty() {
+                self.err(
+                    p.key("endpoint"),
+                    "endpoint = \"private\" needs server.private_listen, or the API is unreachable",
+                );
+            }
+            apis.push(self.api(&p, a, &settings, &mut env));
+        }
+
+        // default addressing: /{stage}{base_path}
+        let mut by_stage: HashMap<String, Vec<Mount>> = HashMap::new();
+        let mut base_seen: HashSet<(String, String)> = HashSet::new();
+        for (ai, a) in cfg.apis.iter().enumerate() {
+            for (si, stage) in a.stages.keys().enumerate() {
+                if !base_seen.insert((stage.clone(), a.base_path.clone())) {
+                    self.err(
+                        root.key("apis").idx(ai).key("base_path"),
+                        format!(
+                            "another API already serves stage {stage:?} at base path {:?}",
+                            a.base_path
+                        ),
+                    );
+                }
+                by_stage.entry(stage.clone()).or_default().push(Mount {
+                    base_path: a.base_path.clone(),
+                    api: ai,
+                    stage: si,
+                });
+            }
+        }
+        let mut domains: HashMap<String, Vec<Mount>> = HashMap::new();
+        for (di, d) in cfg.domains.iter().enumerate() {
+            let p = root.key("domains").idx(di);
+            let host = d.host.to_ascii_lowercase();
+            if host.is_empty() || host.contains(['/', ' ', ':']) {
+                self.err(p.key("host"), format!("{:?} is not a host name", d.host));
+            }
+            if domains.contains_key(&host) {
+                self.err(
+                    p.key("host"),
+                    format!("domain {:?} is listed twice", d.host),
+                );
+            }
+            let mut mounts = vec![];
+            for (mi, m) in d.mappings.iter().enumerate() {
+                let mp = p.key("mappings").idx(mi);
+                self.base_path(mp.key("base_path"), &m.base_path);
+                let Some(&ai) = api_index.get(m.api.as_str()) else {
+                    self.err(mp.key("api"), format!("no API named {:?}", m.api));
+                    continue;
+                };
+                let Some(si) = cfg.apis[ai].stages.keys().position(|s| s == &m.stage) else {
+                    self.err(
+                        mp.key("stage"),
+                        format!("API {:?} has no stage {:?}", m.api, m.stage),
+                    );
+                    continue;
+                };
+                if mounts.iter().any(|x: &Mount| x.base_path == m.base_path) {
+                    self.err(
+                        mp.key("base_path"),
+                        format!(
+                            "base path {:?} is mapped twice on {:?}",
+                            m.base_path, d.host
+                        ),
+                    );
+                }
+                mounts.push(Mount {
+                    base_path: m.base_path.clone(),
+                    api: ai,
+                    stage: si,
+                });
+            }
+            domains.insert(host, mounts);
+        }
+        for v in by_stage.values_mut().chain(domains.values_mut()) {
+            v.sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()));
+        }
+
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let version = hex::encode(&std::mem::take(&mut self.hasher).finalize()[..8]);
+        Some(Snapshot {
+            version,
+            loaded_at: SystemTime::now(),
+            files: std::mem::take(&mut self.files),
+            settings,
+            apis: apis.into_iter().flatten().collect(),
+            by_stage,
+            domains,
+            templates: env,
+            certs,
+            listeners: Listeners {
+                listen: cfg.server.listen.clone(),
+                private_listen: cfg.server.private_listen.clone(),
+                admin_listen: cfg.server.admin_listen.clone(),
+                tls_listen,
+                tls_min_version: cfg
+                    .tls
+                    .as_ref()
+                    .map(|t| t.min_version.clone())
+                    .unwrap_or_else(|| "1.2".into()),
+                tls_client_auth: client_auth.0,
+                tls_client_ca: client_auth.1,
+                threads: cfg.server.threads,
+                grace_period: cfg.server.grace_period.0,
+                upgrade_sock: cfg.server.upgrade_sock.clone(),
+                pid_file: cfg.server.pid_file.clone(),
+                watch: cfg.server.watch,
+            },
+        })
+    }
+
+    fn server(&mut self, p: &KeyPath, s: &Server) -> Settings {
+        let mut seen = HashSet::new();
+        self.listen_addrs(p.key("listen"), &s.listen, &mut seen);
+        self.listen_addrs(p.key("private_listen"), &s.private_listen, &mut seen);
+        self.listen_addrs(
+            p.key("admin_listen"),
+            std::slice::from_ref(&s.admin_listen),
+            &mut seen,
+        );
+        if s.threads > 1024 {
+            self.err(p.key("threads"), "threads must be 0 (one per core) to 1024");
+        }
+        let mut trusted = vec![];
+        for (i, c) in s.trusted_proxies.iter().enumerate() {
+            match parse_cidr(c) {
+                Ok(n) => trusted.push(n),
+                Err(m) => self.err(p.key("trusted_proxies").idx(i), m),
+            }
+        }
+        if s.max_body.0 == 0 {
+            self.err(p.key("max_body"), "max_body must be greater than 0");
+        }
+        if s.max_integration_timeout.0.is_zero() {
+            self.err(
+                p.key("max_integration_timeout"),
+                "max_integration_timeout must be greater than 0",
+            );
+        }
+        let access_log = match s.access_log.as_str() {
+            "off" => AccessLogTarget::Off,
+            "stdout" => AccessLogTarget::Stdout,
+            f => {
+                let full = self.dir.join(f);
+                match full.parent() {
+                    Some(d) if d.as_os_str().is_empty() || d.is_dir() => {
+                        AccessLogTarget::File(full)
+                    }
+                    _ => {
+                        self.err(
+                            p.key("access_log"),
+                            format!("the directory of {} does not exist", full.display()),
+                        );
+                        AccessLogTarget::Off
+                    }
+                }
+            }
+        };
+        for (k, v) in [("upgrade_sock", &s.upgrade_sock), ("pid_file", &s.pid_file)] {
+            if v.is_empty() {
+                self.err(p.key(k), format!("{k} must not be empty"));
+            }
+        }
+        Settings {
+            trusted_proxies: trusted,
+            max_body: s.max_body.0,
+            max_integration_timeout: s.max_integration_timeout.0,
+            access_log,
+        }
+    }
+
+    fn tls(
+        &mut self,
+        p: &KeyPath,
+        cfg: &Config,
+    ) -> (CertStore, Vec<String>, (ClientAuthMode, Option<PathBuf>)) {
+        let mut store = CertStore::default();
+        let Some(t) = &cfg.tls else {
+            return (store, vec![], (ClientAuthMode::Off, None));
+        };
+        let mut seen: HashSet<SocketAddr> = cfg
+            .server
+            .listen
+            .iter()
+            .chain(&cfg.server.private_listen)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        self.listen_addrs(p.key("listen"), &t.listen, &mut seen);
+        if !matches!(t.min_version.as_str(), "1.2" | "1.3") {
+            self.err(
+                p.key("min_version"),
+                format!("min_version {:?} must be \"1.2\" or \"1.3\"", t.min_version),
+            );
+        }
+        if !t.listen.is_empty() && t.certificates.is_empty() {
+            self.err(
+                p.key("listen"),
+                "TLS listeners need at least one [[tls.certificates]]",
+            );
+        }
+        for (i, c) in t.certificates.iter().enumerate() {
+            let cp = p.key("certificates").idx(i);
+            let cert = self.file(cp.key("cert"), &c.cert);
+            let key = self.file(cp.key("key"), &c.key);
+            if let (Some((_, cert)), Some((_, key))) = (cert, key) {
+                match CertStore::load(&cert, &key) {
+                    Ok(ck) => store.add(&c.sni, ck),
+                    Err(e) => self.err(cp.key("cert"), e),
+                }
+            }
+        }
+        let mode = t.client_auth.as_ref().map(|c| c.mode).unwrap_or_default();
+        if let Some(ca) = &t.client_auth {
+            match (&ca.ca, ca.mode) {
+                (None, ClientAuthMode::Optional | ClientAuthMode::Required) => self.err(
+                    p.key("client_auth").key("mode"),
+                    "client_auth needs ca = \"FILE\" (the client CA bundle)",
+                ),
+                (Some(f), _) => {
+                    if let Some((_, pem)) = self.file(p.key("client_auth").key("ca"), f) {
+                        if openssl::x509::X509::stack_from_pem(&pem)
+                            .map(|v| v.is_empty())
+                            .unwrap_or(true)
+                        {
+                            self.err(
+                                p.key("client_auth").key("ca"),
+                                format!("{f}: no PEM certificate in the CA bundle"),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let ca = t
+            .client_auth
+            .as_ref()
+            .and_then(|c| c.ca.as_ref())
+            .map(|f| self.dir.join(f));
+        (store, t.listen.clone(), (mode, ca))
+    }
+
+    fn base_path(&mut self, p: KeyPath, b: &str) {
+        if !(b.is_empty()
+            || (b.starts_with('/')
+                && !b.ends_with('/')
+                && !b.contains(['{', '}', '?', '#', '%'])
+                && !b.contains("//")))
+        {
+            self.err(
+                p,
+                format!("base path {b:?} must be empty or like \"/v1\" (no trailing '/')"),
+            );
+        }
+    }
+
+    fn api(
+        &mut self,
+        p: &KeyPath,
+        a: &Api,
+        settings: &Settings,
+        env: &mut minijinja::Environment<'static>,
+    ) -> Option<snapshot::Api> {
+        if a.protocol == Protocol::Websocket {
+            self.unsupported(
+                p.key("protocol"),
+                "WebSocket APIs (protocol = \"websocket\")",
+            );
+        }
+        if a.endpoint == EndpointType::Edge {
+            self.unsupported(p.key("endpoint"), "endpoint = \"edge\"");
+        }
+        self.base_path(p.key("base_path"), &a.base_path);
+        for (k, present) in [
+            ("openapi", a.openapi.is_some()),
+            ("binary_media_types", a.binary_media_types.is_some()),
+            ("cors", a.cors.is_some()),
+            ("policy", a.policy.is_some()),
+            ("route_selection", a.route_selection.is_some()),
+            ("idle_timeout", a.idle_timeout.is_some()),
+            (
+                "max_connection_duration",
+                a.max_connection_duration.is_some(),
+            ),
+        ] {
+            if present {
+                self.unsupported(p.key(k), &format!("`{k}`"));
+            }
+        }
+        if a.stages.is_empty() {
+            self.err(
+                p.key("name"),
+                format!("API {:?} has no stage: add [apis.stages.NAME]", a.name),
+            );
+        }
+        for (name, s) in &a.stages {
+            let sp = p.key("stages").key(name);
+            if !good_name(name) {
+                self.err(
+                    sp.clone(),
+                    format!("stage name {name:?} must use only {NAME_CHARS}"),
+                );
+            }
+            if s.throttle.is_some() {
+                self.unsupported(sp.key("throttle"), "stage throttling");
+            }
+            if s.cache.is_some() {
+                self.unsupported(sp.key("cache"), "response caching");
+            }
+            if let Some(c) = &s.canary {
+                if !(0.0..=100.0).contains(&c.percent) {
+                    self.err(
+                        sp.key("canary").key("percent"),
+                        "canary percent must be 0 to 100",
+                    );
+                }
+            }
+        }
+        for (name, i) in &a.integrations {
+            self.check_integration(
+                &p.key("integrations").key(name),
+                i,
+                settings,
+                env,
+                &format!("{}:{}", a.name, name),
+            );
+        }
+
+        // routes
+        let mut keys = Vec::new();
+        let mut seen = HashSet::new();
+        for (ri, r) in a.routes.iter().enumerate() {
+            let rp = p.key("routes").idx(ri);
+            match parse_route_key(&r.route) {
+                Ok(k) => keys.push((ri, k)),
+                Err(m) => self.err(rp.key("route"), m),
+            }
+            if !seen.insert(r.route.as_str()) {
+                self.err(
+                    rp.key("route"),
+                    format!("route {:?} is defined twice", r.route),
+                );
+            }
+            for (k, present) in [
+                ("authorizer", r.authorizer.is_some()),
+                ("scopes", r.scopes.is_some()),
+                ("api_key_required", r.api_key_required.unwrap_or(false)),
+                ("throttle", r.throttle.is_some()),
+                ("cache", r.cache.is_some()),
+                ("validate", r.validate.is_some()),
+                ("request_transform", r.request_transform.is_some()),
+                ("response_transform", r.response_transform.is_some()),
+            ] {
+                if present {
+                    self.unsupported(rp.key(k), &format!("route `{k}`"));
+                }
+            }
+            match &r.integration {
+                IntegrationRef::Name(n) => {
+                    if !a.integrations.contains_key(n) {
+                        self.err(
+                            rp.key("integration"),
+                            format!("no integration named {n:?} in API {:?}", a.name),
+                        );
+                    }
+                }
+                IntegrationRef::Inline(i) => self.check_integration(
+                    &rp.key("integration"),
+                    i,
+                    settings,
+                    env,
+                    &format!("{}:route{}", a.name, ri),
+                ),
+            }
+        }
+        let router = match Router::build(keys.iter().map(|(i, k)| (*i, k))) {
+            Ok(r) => r,
+            Err((ri, m)) => {
+                self.err(p.key("routes").idx(ri).key("route"), m);
+                return None;
+            }
+        };
+
+        // gateway responses
+        let mut overrides = Overrides::default();
+        for (name, g) in &a.gateway_responses {
+            let gp = p.key("gateway_responses").key(name);
+            let Some(t) = ResponseType::from_name(name) else {
+                self.err(gp, format!("unknown gateway response type {name:?}"));
+                continue;
+            };
+            if let Some(s) = g.status {
+                if !(100..=599).contains(&s) {
+                    self.err(gp.key("status"), "status must be 100 to 599");
+                }
+            }
+            let headers = self.headers(&gp.key("headers"), &g.headers);
+            let body_template = g.body.as_ref().map(|b| {
+                let tname = format!("gw:{}:{}", a.name, name);
+                if let Err(e) = env.add_template_owned(tname.clone(), b.clone()) {
+                    self.err(gp.key("body"), format!("template error: {e}"));
+                }
+                tname
+            });
+            overrides.0.insert(
+                t,
+                CustomResponse {
+                    status: g.status,
+                    headers,
+                    body_template,
+                },
+            );
+        }
+
+        // stages: resolve every route's integration under each stage's (and canary's) variables
+        let mut stages = vec![];
+        for (sname, s) in &a.stages {
+            let sp = p.key("stages").key(sname);
+            let view = self.stage_view(p, &sp, a, &keys, &s.variables, false, settings, env);
+            let canary = s.canary.as_ref().map(|c| {
+                let mut vars = s.variables.clone();
+                vars.extend(c.variables.clone());
+                (
+                    c.percent / 100.0,
+                    self.stage_view(p, &sp.key("canary"), a, &keys, &vars, true, settings, env),
+                )
+            });
+            stages.push(snapshot::Stage {
+                name: Arc::from(sname.as_str()),
+                access_log: s.access_log,
+                view,
+                canary,
+            });
+        }
+
+        let routes = a
+            .routes
+            .iter()
+            .map(|r| snapshot::Route {
+                key: Arc::from(r.route.as_str()),
+                integration: Arc::from(match &r.integration {
+                    IntegrationRef::Name(n) => n.as_str(),
+                    IntegrationRef::Inline(i) => i.kind.as_str(),
+                }),
+            })
+            .collect();
+        Some(snapshot::Api {
+            name: Arc::from(a.name.as_str()),
+            endpoint: a.endpoint,
+            router,
+            routes,
+            stages,
+            responses: overrides,
+        })
+    }
+
+    fn headers(
+        &mut self,
+        p: &KeyPath,
+        h: &BTreeMap<String, String>,
+    ) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        let mut out = vec![];
+        for (k, v) in h {
+            match (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                (Ok(n), Ok(v)) => out.push((n, v)),
+                _ => self.err(p.key(k), format!("invalid header {k:?}: {v:?}")),
+            }
+        }
+        out
+    }
+
+    /// Checks an integration's type and keys (once, independent of stages).
+    fn check_integration(
+        &mut self,
+        p: &KeyPath,
+        i: &Integration,
+        settings: &Settings,
+        env: &mut minijinja::Environment<'static>,
+        tname: &str,
+    ) {
+        let present: Vec<&str> = [
+            ("uri", i.uri.is_some()),
+            ("timeout", i.timeout.is_some()),
+            ("retries", i.retries.is_some()),
+            ("tls_verify", i.tls_verify.is_some()),
+            ("function", i.function.is_some()),
+            ("endpoint", i.endpoint.is_some()),
+            ("payload_format", i.payload_format.is_some()),
+            ("region", i.region.is_some()),
+            ("service", i.service.is_some()),
+            ("method", i.method.is_some()),
+            ("path", i.path.is_some()),
+            ("request_template", i.request_template.is_some()),
+            ("headers", i.headers.is_some()),
+            ("link", i.link.is_some()),
+            ("status", i.status.is_some()),
+            ("body", i.body.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, b)| b.then_some(k))
+        .collect();
+        let allowed: &[&str] = match i.kind.as_str() {
+            "http" => &["uri", "timeout", "retries", "tls_verify"],
+            "mock" => &["status", "headers", "body"],
+            "lambda" | "aws" | "vpc_link" => {
+                self.unsupported(p.key("type"), &format!("integration type {:?}", i.kind));
+                return;
+            }
+            other => {
+                self.err(
+                    p.key("type"),
+                    format!(
+                        "unknown integration type {other:?} (http, lambda, aws, vpc_link, mock)"
+                    ),
+                );
+                return;
+            }
+        };
+        for k in present {
+            if !allowed.contains(&k) {
+                self.err(
+                    p.key(k),
+                    format!("key `{k}` does not apply to a {:?} integration", i.kind),
+                );
+            }
+        }
+        match i.kind.as_str() {
+            "http" => {
+                if i.uri.is_none() {
+                    self.err(p.key("type"), "an http integration needs uri");
+                }
+                if let Some(t) = i.timeout {
+                    if t.0.is_zero() || t.0 > settings.max_integration_timeout {
+                        self.err(
+                            p.key("timeout"),
+                            format!(
+                                "timeout must be above 0 and at most server.max_integration_timeout ({})",
+                                humantime::format_duration(settings.max_integration_timeout)
+                            ),
+                        );
+                    }
+                }
+                if i.retries.unwrap_or(0) > 5 {
+                    self.err(p.key("retries"), "retries must be 0 to 5");
+                }
+            }
+            _ => {
+                if let Some(s) = i.status {
+                    if !(100..=599).contains(&s) {
+                        self.err(p.key("status"), "status must be 100 to 599");
+                    }
+                }
+                if let Some(h) = &i.headers {
+                    self.headers(&p.key("headers"), h);
+                }
+                if let Some(b) = &i.body {
+                    if let Err(e) = env.add_template_owned(format!("mock:{tname}"), b.clone()) {
+                        self.err(p.key("body"), format!("template error: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stage_view(
+        &mut self,
+        ap: &KeyPath,
+        sp: &KeyPath,
+        a: &Api,
+        keys: &[(usize, RouteKey)],
+        vars: &BTreeMap<String, String>,
+        is_canary: bool,
+        settings: &Settings,
+        env: &mut minijinja::Environment<'static>,
+    ) -> StageView {
+        let mut cache: HashMap<String, Arc<snapshot::Integration>> = HashMap::new();
+        let mut integrations = Vec::with_capacity(a.routes.len());
+        for (ri, r) in a.routes.iter().enumerate() {
+            let (i, ip, tname, cache_key) = match &r.integration {
+                IntegrationRef::Name(n) => match a.integrations.get(n) {
+                    Some(i) => (
+                        i,
+                        ap.key("integrations").key(n),
+                        format!("{}:{}", a.name, n),
+                        Some(n.clone()),
+                    ),
+                    None => continue,
+                },
+                IntegrationRef::Inline(i) => (
+                    &**i,
+                    ap.key("routes").idx(ri).key("integration"),
+                    format!("{}:route{}", a.name, ri),
+                    None,
+                ),
+            };
+            let built = match cache_key.as_ref().and_then(|k| cache.get(k)) {
+                Some(b) => b.clone(),
+                None => {
+                    let Some(b) = self.integration(&ip, sp, i, vars, settings, &tname, env) else {
+                        continue;
+                    };
+                    let b = Arc::new(b);
+                    if let Some(k) = cache_key {
+                        cache.insert(k, b.clone());
+                    }
+                    b
+                }
+            };
+            if let (snapshot::Integration::Http(t), Some((_, RouteKey::Http { path, .. }))) =
+                (&*built, keys.iter().find(|(k, _)| *k == ri))
+            {
+                let params: Vec<String> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                    .map(|s| s.trim_end_matches('+').to_string())
+                    .collect();
+                let missing = t.missing_params(&params);
+                if !missing.is_empty() {
+                    self.err(
+                        ip.key("uri"),
+                        format!(
+                            "uri uses {missing:?}, which route {:?} does not capture",
+                            r.route
+                        ),
+                    );
+                }
+            }
+            integrations.push(built);
+        }
+        StageView {
+            variables: Arc::new(vars.clone()),
+            integrations,
+            is_canary,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn integration(
+        &mut self,
+        ip: &KeyPath,
+        sp: &KeyPath,
+        i: &Integration,
+        vars: &BTreeMap<String, String>,
+        settings: &Settings,
+        tname: &str,
+        env: &mut minijinja::Environment<'static>,
+    ) -> Option<snapshot::Integration> {
+        match i.kind.as_str() {
+            "http" => {
+                let uri = i.uri.as_deref()?;
+                let uri = match upstream::substitute_stage_vars(uri, vars) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        self.err(ip.key("uri"), format!("{e} in stage `{}`", sp));
+                        return None;
+                    }
+                };
+                let timeout = i
+                    .timeout
+                    .map(|d| d.0)
+                    .unwrap_or(settings.max_integration_timeout)
+                    .min(settings.max_integration_timeout);
+                match upstream::parse_target(
+                    tname,
+                    &uri,
+                    timeout,
+                    i.retries.unwrap_or(0),
+                    i.tls_verify.unwrap_or(true),
+                ) {
+                    Ok(t) => Some(snapshot::Integration::Http(t)),
+                    Err(e) => {
+                        self.err(ip.key("uri"), e);
+                        None
+                    }
+                }
+            }
+            "mock" => {
+                let headers = i
+                    .headers
+                    .as_ref()
+                    .map(|h| self.headers(&ip.key("headers"), h))
+                    .unwrap_or_default();
+                let name = format!("mock:{tname}");
+                let body = i.body.as_ref().map(|_| name);
+                let _ = env;
+                Some(snapshot::Integration::Mock(snapshot::Mock {
+                    status: i.status.unwrap_or(200),
+                    headers,
+                    body,
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses "10.0.0.0/8", "::1/128" or a bare address.
+pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR such as \"10.0.0.0/8\" or an address"))
+}

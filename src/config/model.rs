@@ -1,0 +1,379 @@
+//! The serde model of `edgegate.toml`: the user-facing contract, key for key
+//! (see `conf/edgegate.toml`). Every table denies unknown keys. This model is only
+//! read at load time; `snapshot` compiles it into what requests use.
+
+use super::units::{Dur, Size};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    pub tls: Option<Tls>,
+    pub defaults: Option<Defaults>,
+    pub cluster: Option<Cluster>,
+    #[serde(default)]
+    pub domains: Vec<Domain>,
+    #[serde(default)]
+    pub apis: Vec<Api>,
+    #[serde(default)]
+    pub authorizers: BTreeMap<String, Authorizer>,
+    #[serde(default)]
+    pub usage_plans: Vec<UsagePlan>,
+    pub api_keys: Option<ApiKeys>,
+    #[serde(default)]
+    pub vpc_links: Vec<VpcLink>,
+    pub edge: Option<Edge>,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["0.0.0.0:8080".into()]
+}
+fn default_admin() -> String {
+    "127.0.0.1:9180".into()
+}
+fn default_grace() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_upgrade_sock() -> String {
+    "/tmp/edgegate-upgrade.sock".into()
+}
+fn default_pid() -> String {
+    "/tmp/edgegate.pid".into()
+}
+fn default_max_body() -> Size {
+    Size(10 << 20)
+}
+fn default_max_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(29))
+}
+fn default_access_log() -> String {
+    "stdout".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub private_listen: Vec<String>,
+    #[serde(default = "default_admin")]
+    pub admin_listen: String,
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_sock: String,
+    #[serde(default = "default_pid")]
+    pub pid_file: String,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body: Size,
+    #[serde(default = "default_max_timeout")]
+    pub max_integration_timeout: Dur,
+    #[serde(default = "default_access_log")]
+    pub access_log: String,
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: default_listen(),
+            private_listen: vec![],
+            admin_listen: default_admin(),
+            threads: 0,
+            grace_period: default_grace(),
+            upgrade_sock: default_upgrade_sock(),
+            pid_file: default_pid(),
+            trusted_proxies: vec![],
+            max_body: default_max_body(),
+            max_integration_timeout: default_max_timeout(),
+            access_log: default_access_log(),
+            watch: true,
+        }
+    }
+}
+
+fn default_min_tls() -> String {
+    "1.2".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    #[serde(default)]
+    pub listen: Vec<String>,
+    #[serde(default = "default_min_tls")]
+    pub min_version: String,
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
+    pub client_auth: Option<ClientAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    #[serde(default)]
+    pub sni: Vec<String>,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    #[default]
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    #[serde(default)]
+    pub mode: ClientAuthMode,
+    pub ca: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub throttle: Option<Throttle>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    pub rate: f64,
+    pub burst: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub redis: String,
+    #[serde(default)]
+    pub on_redis_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    pub host: String,
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    #[serde(default)]
+    pub base_path: String,
+    pub api: String,
+    pub stage: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Websocket,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointType {
+    #[default]
+    Regional,
+    Edge,
+    Private,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub name: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub endpoint: EndpointType,
+    #[serde(default)]
+    pub base_path: String,
+    pub openapi: Option<String>,
+    pub binary_media_types: Option<Vec<String>>,
+    pub cors: Option<toml::Table>,
+    pub policy: Option<Policy>,
+    pub route_selection: Option<String>,
+    pub idle_timeout: Option<Dur>,
+    pub max_connection_duration: Option<Dur>,
+    #[serde(default)]
+    pub stages: BTreeMap<String, Stage>,
+    #[serde(default)]
+    pub integrations: BTreeMap<String, Integration>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub gateway_responses: BTreeMap<String, GatewayResponse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    #[serde(default)]
+    pub deny_cidrs: Vec<String>,
+    #[serde(default)]
+    pub require_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    pub throttle: Option<Throttle>,
+    pub cache: Option<Cache>,
+    pub canary: Option<Canary>,
+    #[serde(default = "yes")]
+    pub access_log: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cache {
+    pub ttl: Option<Dur>,
+    pub capacity: Option<Size>,
+    pub key: Option<Vec<String>>,
+    pub invalidate: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    pub percent: f64,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// One table for every integration type; `validate` checks which keys a type takes,
+/// so a misplaced key is named precisely rather than lost in an untagged-enum error.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    #[serde(rename = "type")]
+    pub kind: String,
+    // http
+    pub uri: Option<String>,
+    pub timeout: Option<Dur>,
+    pub retries: Option<u32>,
+    pub tls_verify: Option<bool>,
+    // lambda / aws
+    pub function: Option<String>,
+    pub endpoint: Option<String>,
+    pub payload_format: Option<String>,
+    pub region: Option<String>,
+    pub service: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub request_template: Option<String>,
+    // aws and mock
+    pub headers: Option<BTreeMap<String, String>>,
+    // vpc_link
+    pub link: Option<String>,
+    // mock
+    pub status: Option<u16>,
+    pub body: Option<String>,
+}
+
+/// A route names an integration or gives one inline.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum IntegrationRef {
+    Name(String),
+    Inline(Box<Integration>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub route: String,
+    pub integration: IntegrationRef,
+    pub authorizer: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub api_key_required: Option<bool>,
+    pub throttle: Option<Throttle>,
+    pub cache: Option<Cache>,
+    pub validate: Option<toml::Table>,
+    pub request_transform: Option<toml::Table>,
+    pub response_transform: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayResponse {
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+}
+
+/// Authorizers are parsed loosely here (their keys are validated when the
+/// authorizer types are implemented); any use is refused as not supported yet.
+#[derive(Debug, Deserialize)]
+pub struct Authorizer {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(flatten)]
+    pub rest: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlan {
+    pub name: String,
+    #[serde(default)]
+    pub stages: Vec<String>,
+    pub throttle: Option<Throttle>,
+    pub route_throttle: Option<BTreeMap<String, Throttle>>,
+    pub quota: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeys {
+    pub file: String,
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpcLink {
+    pub name: String,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    pub balance: Option<String>,
+    pub health_check: Option<toml::Table>,
+    pub tls: Option<bool>,
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    #[serde(default)]
+    pub origins: Vec<String>,
+    pub cache: Option<Cache>,
+}

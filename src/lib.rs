@@ -1,0 +1,33 @@
+//! edgegate: a self-hosted API gateway on Cloudflare Pingora.
+//!
+//! The configuration (`config`) is compiled into an immutable [`snapshot::Snapshot`] that
+//! requests read through an atomic pointer (`reload` swaps it). [`proxy::Gateway`] is the only
+//! `ProxyHttp` implementation; each phase calls the module that owns its concern:
+//!
+//! | phase | module |
+//! |---|---|
+//! | `request_filter` | `proxy::forwarded` (client identity) → `routing` (stage, base path, domain, route) → max_body → mock integrations (`templates`); gateway answers via `responses` |
+//! | `request_body_filter` | `server.max_body` on streamed bodies (413) |
+//! | `upstream_peer` | `upstream` (http integration target, timeouts, TLS) |
+//! | `upstream_request_filter` | upstream path/query, Host, `x-request-id`, `x-forwarded-*` |
+//! | `upstream_response_filter` / `response_filter` | integration status and latency; `x-request-id` |
+//! | `fail_to_connect` / `error_while_proxy` | retries (idempotent methods, `retries`) |
+//! | `fail_to_proxy` | `responses`: 502 INTEGRATION_FAILURE, 504 INTEGRATION_TIMEOUT, 413 |
+//! | `logging` | `observability::{metrics, access_log}` |
+//!
+//! Outside the request path: `tls` (SNI certificates from the snapshot, mTLS identity),
+//! `admin` (metrics, health, config), `server` (Pingora services), `cli`.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod observability;
+pub mod proxy;
+pub mod reload;
+pub mod responses;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod templates;
+pub mod tls;
+pub mod upstream;

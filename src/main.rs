@@ -1,0 +1,55 @@
+//! `edgegate`: load and check the config, then run the gateway (see `server`).
+
+use arc_swap::ArcSwap;
+use clap::Parser;
+use edgegate::cli::{Cli, Command};
+use edgegate::observability::{access_log, metrics};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    // Absolute paths, so that file watching and reloads do not depend on the working directory.
+    let config = std::fs::canonicalize(&cli.config).unwrap_or(cli.config.clone());
+    let snap = match edgegate::config::load(&config) {
+        Ok(s) => s,
+        Err(errs) => {
+            eprintln!("{errs}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.test || matches!(cli.command, Some(Command::Check)) {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
+    metrics::init();
+    metrics::set_config_version(&snap.version);
+    access_log::configure(&snap.settings.access_log);
+    log::info!(
+        "edgegate {} starting with config {} (version {})",
+        env!("CARGO_PKG_VERSION"),
+        config.display(),
+        snap.version
+    );
+    let shared = Arc::new(ArcSwap::from_pointee(snap));
+    let args = edgegate::server::RunArgs {
+        config,
+        daemon: cli.daemon,
+        upgrade: cli.upgrade,
+    };
+    match edgegate::server::run(shared, args) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("edgegate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Metrics (Prometheus text on the admin listener) and the JSON access log.
+pub mod access_log;
+pub mod metrics;

@@ -1,0 +1,87 @@
+//! Per-request state, filled by the phases in order.
+
+use crate::responses::ResponseType;
+use crate::snapshot::{Integration, Snapshot};
+use crate::tls::ClientCert;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+pub struct RequestCtx {
+    /// The snapshot this request runs on, start to end.
+    pub snap: Arc<Snapshot>,
+    pub start: Instant,
+    pub received_at: SystemTime,
+    pub request_id: String,
+    pub client_ip: Option<IpAddr>,
+    pub xff: String,
+    pub proto: &'static str,
+    pub forwarded_proto: Option<String>,
+    pub forwarded_host: Option<String>,
+    pub host: String,
+    pub client_cert: Option<Arc<ClientCert>>,
+    pub route: Option<RouteMatch>,
+    pub upstream: Upstream,
+    pub outcome: Outcome,
+}
+
+/// Where the request was routed.
+pub struct RouteMatch {
+    pub api: usize,
+    pub stage: usize,
+    pub route: Option<usize>,
+    pub params: Vec<(String, String)>,
+    pub variables: Arc<BTreeMap<String, String>>,
+    pub integration: Option<Arc<Integration>>,
+}
+
+#[derive(Default)]
+pub struct Upstream {
+    pub uri: String,
+    pub started: Option<Instant>,
+    pub latency_ms: Option<u64>,
+    pub status: Option<u16>,
+    pub retries_left: u32,
+    pub body_bytes: u64,
+}
+
+#[derive(Default)]
+pub struct Outcome {
+    pub status: u16,
+    pub error_type: Option<ResponseType>,
+    pub response_bytes: usize,
+}
+
+impl RequestCtx {
+    pub fn new(snap: Arc<Snapshot>) -> Self {
+        RequestCtx {
+            snap,
+            start: Instant::now(),
+            received_at: SystemTime::now(),
+            request_id: String::new(),
+            client_ip: None,
+            xff: String::new(),
+            proto: "http",
+            forwarded_proto: None,
+            forwarded_host: None,
+            host: String::new(),
+            client_cert: None,
+            route: None,
+            upstream: Upstream::default(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// (api, stage, route key) names for metrics and logs; empty when not routed.
+    pub fn labels(&self) -> (&str, &str, &str) {
+        match &self.route {
+            Some(m) => {
+                let api = &self.snap.apis[m.api];
+                let route = m.route.map(|r| &*api.routes[r].key).unwrap_or("");
+                (&api.name, &api.stages[m.stage].name, route)
+            }
+            None => ("", "", ""),
+        }
+    }
+}

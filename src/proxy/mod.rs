@@ -1,0 +1,624 @@
+//! `Gateway`: the one `ProxyHttp` implementation. Each phase is thin and calls the module
+//! that owns the concern (see the phase map in `lib.rs`).
+
+pub mod ctx;
+pub mod forwarded;
+
+use crate::observability::{access_log, metrics};
+use crate::responses::{self, ResponseType};
+use crate::routing;
+use crate::snapshot::{Integration, Shared};
+use crate::templates;
+use async_trait::async_trait;
+use bytes::Bytes;
+use ctx::{RequestCtx, RouteMatch};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Gateway {
+    pub shared: Shared,
+    /// Serves `server.private_listen`: only such listeners see `endpoint = "private"` APIs.
+    pub private: bool,
+}
+
+/// A caller's request id is kept only if it is short and plain.
+fn valid_request_id(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn host_of(req: &RequestHeader) -> String {
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let h = match raw.rfind(':') {
+        Some(i) if !raw.ends_with(']') && raw[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+            &raw[..i]
+        }
+        _ => raw,
+    };
+    h.to_ascii_lowercase()
+}
+
+impl Gateway {
+    /// Sends a gateway response of type `t` (with the API's overrides when routed).
+    async fn gateway_response(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        t: ResponseType,
+    ) -> Result<()> {
+        let snap = ctx.snap.clone();
+        let (overrides, vars) = match &ctx.route {
+            Some(m) => (Some(&snap.apis[m.api].responses), m.variables.clone()),
+            None => (None, Arc::new(Default::default())),
+        };
+        let resolved = overrides.map(|o| o.resolve(t));
+        let status = resolved.as_ref().map(|r| r.status).unwrap_or(t.status());
+        let body = match resolved.as_ref().and_then(|r| r.body_template) {
+            Some(name) => {
+                let v = self.template_vars(session, ctx, &vars, Some((t.message(), t.name())));
+                templates::render(&snap.templates, name, &v).unwrap_or_else(|e| {
+                    log::warn!("gateway response template {name}: {e}");
+                    responses::default_body(t)
+                })
+            }
+            None => responses::default_body(t),
+        };
+        let mut h = ResponseHeader::build(status, Some(4))?;
+        h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        if let Some(r) = &resolved {
+            for (k, v) in r.headers {
+                h.insert_header(k.clone(), v.clone())?;
+            }
+        }
+        ctx.outcome.error_type = Some(t);
+        self.send(session, ctx, h, Bytes::from(body)).await
+    }
+
+    /// Writes a whole response made by the gateway.
+    async fn send(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut h: ResponseHeader,
+        body: Bytes,
+    ) -> Result<()> {
+        h.insert_header("content-length", body.len().to_string())?;
+        h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ctx.outcome.status = h.status.as_u16();
+        ctx.outcome.response_bytes = body.len();
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(h), head_only)
+            .await?;
+        if !head_only {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+
+    fn template_vars<'a>(
+        &self,
+        session: &'a Session,
+        ctx: &'a RequestCtx,
+        vars: &'a std::collections::BTreeMap<String, String>,
+        error: Option<(&'a str, &'a str)>,
+    ) -> templates::Vars<'a> {
+        let (api, stage, route) = ctx.labels();
+        let req = session.req_header();
+        let epoch = ctx
+            .received_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        templates::Vars {
+            context: templates::Context {
+                request_id: &ctx.request_id,
+                stage,
+                api_id: api,
+                route_key: route,
+                path: req.uri.path(),
+                http_method: req.method.as_str(),
+                domain_name: &ctx.host,
+                request_time: humantime::format_rfc3339_millis(ctx.received_at).to_string(),
+                request_time_epoch: epoch,
+                identity: templates::Identity {
+                    source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    user_agent: req
+                        .headers
+                        .get(http::header::USER_AGENT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(""),
+                    client_cert: ctx.client_cert.as_deref(),
+                },
+                error: error.map(|(message, response_type)| templates::ErrorInfo {
+                    message,
+                    response_type,
+                }),
+            },
+            stage_variables: vars,
+            input: templates::Input {
+                params: templates::Params {
+                    path: ctx
+                        .route
+                        .as_ref()
+                        .map(|m| {
+                            m.params
+                                .iter()
+                                .map(|(k, v)| (k.as_str(), v.as_str()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    querystring: templates::query_map(req.uri.query()),
+                },
+            },
+        }
+    }
+
+    /// Identity, forwarding headers and request id: everything known before routing.
+    fn identify(&self, session: &Session, ctx: &mut RequestCtx) {
+        let req = session.req_header();
+        ctx.request_id = match req.headers.get("x-request-id") {
+            Some(v) if valid_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        ctx.host = host_of(req);
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+        ctx.proto = if tls.is_some() { "https" } else { "http" };
+        ctx.client_cert = tls
+            .and_then(|t| t.extension.get::<crate::tls::ClientCert>())
+            .map(|c| Arc::new(c.clone()));
+        if let Some(peer) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let xff = req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let f = forwarded::forwarded(peer, xff, &ctx.snap.settings.trusted_proxies);
+            if f.trusted_peer {
+                let keep = |n: &str| {
+                    req.headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                ctx.forwarded_proto = keep("x-forwarded-proto");
+                ctx.forwarded_host = keep("x-forwarded-host");
+            }
+            ctx.client_ip = Some(f.client_ip);
+            ctx.xff = f.xff;
+        }
+    }
+
+    /// Finds API, stage and route; `Err` is the gateway response to send.
+    fn route(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<(), ResponseType> {
+        let req = session.req_header();
+        let path = routing::normalize(req.uri.path()).map_err(|_| ResponseType::Default4xx)?;
+        let snap = ctx.snap.clone();
+        let Some((mount, rest)) = snap.resolve(&ctx.host, &path, self.private) else {
+            return Err(ResponseType::NotFound);
+        };
+        let api = &snap.apis[mount.api];
+        let stage = &api.stages[mount.stage];
+        let view = match &stage.canary {
+            Some((share, canary)) if fastrand::f64() < *share => canary,
+            _ => &stage.view,
+        };
+        let m = api.router.find(&req.method, rest);
+        let mut rm = RouteMatch {
+            api: mount.api,
+            stage: mount.stage,
+            route: m.as_ref().map(|m| m.route),
+            params: m
+                .as_ref()
+                .map(|m| {
+                    m.params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            variables: view.variables.clone(),
+            integration: None,
+        };
+        let Some(m) = m else {
+            ctx.route = Some(rm);
+            return Err(ResponseType::NotFound);
+        };
+        let integration = view.integrations[m.route].clone();
+        if let Integration::Http(t) = &*integration {
+            ctx.upstream.uri = t.request_uri(rest, &rm.params, req.uri.query());
+            ctx.upstream.retries_left = t.retries;
+        }
+        rm.integration = Some(integration);
+        ctx.route = Some(rm);
+        Ok(())
+    }
+
+    async fn mock(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref())
+        else {
+            return Ok(());
+        };
+        let snap = ctx.snap.clone();
+        let vars = ctx
+            .route
+            .as_ref()
+            .map(|r| r.variables.clone())
+            .unwrap_or_default();
+        let body = match &m.body {
+            Some(name) => {
+                let v = self.template_vars(session, ctx, &vars, None);
+                match templates::render(&snap.templates, name, &v) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        log::warn!("mock template {name}: {e}");
+                        return self
+                            .gateway_response(session, ctx, ResponseType::Default5xx)
+                            .await;
+                    }
+                }
+            }
+            None => String::new(),
+        };
+        let mut h = ResponseHeader::build(m.status, Some(m.headers.len() + 2))?;
+        for (k, v) in &m.headers {
+            h.insert_header(k.clone(), v.clone())?;
+        }
+        self.send(session, ctx, h, Bytes::from(body)).await
+    }
+}
+
+fn declared_length_too_large(req: &RequestHeader, max: u64) -> bool {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > max)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.shared.load_full())
+    }
+
+    /// No response compression module: bodies pass through as the integration sent them.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        self.identify(session, ctx);
+        if let Err(t) = self.route(session, ctx) {
+            self.gateway_response(session, ctx, t).await?;
+            return Ok(true);
+        }
+        if declared_length_too_large(session.req_header(), ctx.snap.settings.max_body) {
+            session.set_keepalive(None);
+            self.gateway_response(session, ctx, ResponseType::RequestTooLarge)
+                .await?;
+            return Ok(true);
+        }
+        if matches!(
+            ctx.route.as_ref().and_then(|r| r.integration.as_deref()),
+            Some(Integration::Mock(_))
+        ) {
+            self.mock(session, ctx).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.upstream.body_bytes += b.len() as u64;
+            if ctx.upstream.body_bytes > ctx.snap.settings.max_body {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body exceeds server.max_body",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref())
+        else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "no http integration for this route",
+            );
+        };
+        let mut peer = HttpPeer::new(t.addr, t.tls, t.sni.clone());
+        peer.options.connection_timeout = Some(t.connect_timeout);
+        peer.options.total_connection_timeout = Some(t.connect_timeout);
+        peer.options.read_timeout = Some(t.timeout);
+        peer.options.write_timeout = Some(t.timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if t.tls {
+            peer.options.verify_cert = t.tls_verify;
+            peer.options.verify_hostname = t.tls_verify;
+        }
+        ctx.upstream
+            .started
+            .get_or_insert_with(std::time::Instant::now);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if ctx.upstream.retries_left > 0 && session.req_header().method.is_idempotent() {
+            ctx.upstream.retries_left -= 1;
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let idempotent = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if !idempotent {
+            e.set_retry(false);
+        } else if ctx.upstream.retries_left > 0 && !session.response_written().is_some() {
+            ctx.upstream.retries_left -= 1;
+            e.set_retry(true);
+        } else {
+            // a stale pooled connection is always worth one more try
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref())
+        else {
+            return Ok(());
+        };
+        let uri: http::Uri = ctx
+            .upstream
+            .uri
+            .parse()
+            .map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?;
+        up.set_uri(uri);
+        up.insert_header(http::header::HOST, t.host.as_str())?;
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        up.insert_header("x-forwarded-for", ctx.xff.as_str())?;
+        let proto = ctx
+            .forwarded_proto
+            .clone()
+            .unwrap_or_else(|| ctx.proto.to_string());
+        up.insert_header("x-forwarded-proto", proto)?;
+        let fhost = ctx
+            .forwarded_host
+            .clone()
+            .unwrap_or_else(|| ctx.host.clone());
+        up.insert_header("x-forwarded-host", fhost)?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream.status = Some(resp.status.as_u16());
+        if let Some(s) = ctx.upstream.started {
+            ctx.upstream.latency_ms = Some(s.elapsed().as_millis() as u64);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ctx.outcome.status = resp.status.as_u16();
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(b) = body {
+            ctx.outcome.response_bytes += b.len();
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        use ErrorType::*;
+        let t = match (e.etype(), e.esource()) {
+            (HTTPStatus(413), _) => Some(ResponseType::RequestTooLarge),
+            (HTTPStatus(c), _) if *c >= 500 => Some(ResponseType::Default5xx),
+            (HTTPStatus(_), _) => Some(ResponseType::Default4xx),
+            (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => {
+                Some(ResponseType::IntegrationTimeout)
+            }
+            (_, ErrorSource::Upstream) => Some(ResponseType::IntegrationFailure),
+            (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => None,
+            (_, ErrorSource::Downstream) => Some(ResponseType::Default4xx),
+            _ => Some(ResponseType::Default5xx),
+        };
+        let mut code = 0;
+        if let Some(t) = t {
+            ctx.outcome.error_type = Some(t);
+            if session.response_written().is_none() {
+                session.set_keepalive(None);
+                match self.gateway_response(session, ctx, t).await {
+                    Ok(()) => code = ctx.outcome.status,
+                    Err(err) => log::debug!("cannot send the error response: {err}"),
+                }
+            } else {
+                code = t.status();
+            }
+        }
+        if code != 0 {
+            ctx.outcome.status = code;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = if ctx.outcome.status != 0 {
+            ctx.outcome.status
+        } else {
+            session
+                .response_written()
+                .map(|r| r.status.as_u16())
+                .unwrap_or(0)
+        };
+        let elapsed = ctx.start.elapsed();
+        let (api, stage, route) = ctx.labels();
+        let req = session.req_header();
+        let method = metrics::method_label(&req.method);
+        let mut buf = itoa::Buffer::new();
+        metrics::REQUESTS
+            .with_label_values(&[api, stage, route, method, buf.format(status)])
+            .inc();
+        metrics::REQUEST_DURATION
+            .with_label_values(&[api, stage, route])
+            .observe(elapsed.as_secs_f64());
+        if let (Some(m), Some(ms)) = (&ctx.route, ctx.upstream.latency_ms) {
+            let integ = m
+                .route
+                .map(|r| &*ctx.snap.apis[m.api].routes[r].integration)
+                .unwrap_or("");
+            metrics::INTEGRATION_DURATION
+                .with_label_values(&[api, stage, integ])
+                .observe(ms as f64 / 1000.0);
+        }
+        let stage_logs = ctx
+            .route
+            .as_ref()
+            .map(|m| ctx.snap.apis[m.api].stages[m.stage].access_log)
+            .unwrap_or(true);
+        if stage_logs && ctx.snap.settings.access_log != crate::snapshot::AccessLogTarget::Off {
+            let protocol = match req.version {
+                http::Version::HTTP_10 => "HTTP/1.0",
+                http::Version::HTTP_2 => "HTTP/2.0",
+                _ => "HTTP/1.1",
+            };
+            let entry = access_log::Entry {
+                request_id: &ctx.request_id,
+                ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                request_time: humantime::format_rfc3339_millis(ctx.received_at).to_string(),
+                http_method: req.method.as_str(),
+                path: req.uri.path(),
+                route_key: route,
+                status,
+                protocol,
+                response_length: ctx.outcome.response_bytes,
+                latency: elapsed.as_millis() as u64,
+                integration_latency: ctx.upstream.latency_ms,
+                integration_status: ctx.upstream.status,
+                api_id: api,
+                stage,
+                error_type: ctx.outcome.error_type.map(|t| t.name()),
+                user_agent: req
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
+                ..Default::default()
+            };
+            access_log::write(&entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(valid_request_id(b"abc-123_x.y:z"));
+        assert!(!valid_request_id(b""));
+        assert!(!valid_request_id(b"a b"));
+        assert!(!valid_request_id(b"<script>"));
+        assert!(!valid_request_id(&[b'a'; 129]));
+    }
+
+    #[test]
+    fn host_strips_port_and_case() {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("req");
+        r.insert_header("host", "API.Example.com:8443").expect("h");
+        assert_eq!(host_of(&r), "api.example.com");
+        r.insert_header("host", "[::1]:80").expect("h");
+        assert_eq!(host_of(&r), "[::1]");
+    }
+
+    #[test]
+    fn content_length_limit() {
+        let mut r = RequestHeader::build("POST", b"/", None).expect("req");
+        r.insert_header("content-length", "11").expect("h");
+        assert!(declared_length_too_large(&r, 10));
+        assert!(!declared_length_too_large(&r, 11));
+    }
+}

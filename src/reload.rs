@@ -1,0 +1,150 @@
+//! Hot reload: SIGHUP, or a change to the config or any file it names (when
+//! `server.watch`), loads and compiles a new snapshot off the request path and swaps it in.
+//! A config that fails keeps the running one, logs `FILE:LINE:COL` errors and counts
+//! `edgegate_config_reloads_total{result="error"}`.
+
+use crate::admin::{DRAINING, READY};
+use crate::observability::{access_log, metrics};
+use crate::snapshot::Shared;
+use async_trait::async_trait;
+use notify::{RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+pub struct Reloader {
+    pub shared: Shared,
+    pub path: PathBuf,
+}
+
+/// Loads the config at `path` and swaps it in; returns whether it succeeded.
+pub fn reload_now(shared: &Shared, path: &Path) -> bool {
+    match crate::config::load(path) {
+        Ok(snap) => {
+            let old = shared.load();
+            if old.listeners != snap.listeners {
+                log::warn!("config reload: listener, TLS client-auth, thread or process settings changed; they take effect after a restart or a graceful upgrade (-u)");
+            }
+            if old.version == snap.version {
+                log::info!("config reload: unchanged (version {})", snap.version);
+            } else {
+                log::info!(
+                    "config reloaded: version {} -> {}",
+                    old.version,
+                    snap.version
+                );
+            }
+            metrics::set_config_version(&snap.version);
+            access_log::configure(&snap.settings.access_log);
+            shared.store(Arc::new(snap));
+            metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
+            true
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                log::error!(
+                    "config reload failed, keeping version {}: {e}",
+                    shared.load().version
+                );
+            }
+            metrics::CONFIG_RELOADS.with_label_values(&["error"]).inc();
+            false
+        }
+    }
+}
+
+fn watched_set(shared: &Shared) -> HashSet<PathBuf> {
+    shared.load().files.iter().cloned().collect()
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        READY.store(true, std::sync::atomic::Ordering::Release);
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let files = Arc::new(Mutex::new(watched_set(&self.shared)));
+        let watch_enabled = self.shared.load().listeners.watch;
+        let filter = files.clone();
+        let mut watcher = if watch_enabled {
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res {
+                    let hit = filter
+                        .lock()
+                        .map(|f| ev.paths.iter().any(|p| f.contains(p)))
+                        .unwrap_or(false);
+                    if hit && !ev.kind.is_access() {
+                        let _ = tx.try_send(());
+                    }
+                }
+            })
+            .map_err(|e| log::error!("file watching unavailable: {e}"))
+            .ok()
+        } else {
+            None
+        };
+        let mut dirs: HashSet<PathBuf> = HashSet::new();
+        let rewatch = |watcher: &mut Option<notify::RecommendedWatcher>,
+                       dirs: &mut HashSet<PathBuf>| {
+            let Some(w) = watcher else { return };
+            let want: HashSet<PathBuf> = watched_set(&self.shared)
+                .iter()
+                .filter_map(|f| f.parent().map(Path::to_path_buf))
+                .collect();
+            for d in dirs.difference(&want) {
+                let _ = w.unwatch(d);
+            }
+            for d in want.difference(dirs) {
+                if let Err(e) = w.watch(d, RecursiveMode::NonRecursive) {
+                    log::warn!("cannot watch {}: {e}", d.display());
+                }
+            }
+            *dirs = want;
+        };
+        rewatch(&mut watcher, &mut dirs);
+
+        loop {
+            let hup_recv = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    DRAINING.store(true, std::sync::atomic::Ordering::Release);
+                    break;
+                }
+                _ = hup_recv => {
+                    log::info!("SIGHUP: reloading {}", self.path.display());
+                }
+                Some(()) = rx.recv() => {
+                    // editors write in several steps: let them settle
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    while rx.try_recv().is_ok() {}
+                    log::info!("change detected: reloading {}", self.path.display());
+                }
+            }
+            let (shared, path) = (self.shared.clone(), self.path.clone());
+            let ok = tokio::task::spawn_blocking(move || reload_now(&shared, &path))
+                .await
+                .unwrap_or(false);
+            if ok {
+                if let Ok(mut f) = files.lock() {
+                    *f = watched_set(&self.shared);
+                }
+                rewatch(&mut watcher, &mut dirs);
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Process assembly: Pingora `ServerConf` from `[server]`, the proxy services (public and
+//! private listeners, plain and TLS), the admin service and the background reloader.
+
+use crate::admin::Admin;
+use crate::proxy::Gateway;
+use crate::reload::Reloader;
+use crate::snapshot::Shared;
+use crate::tls;
+use openssl::ssl::SslVersion;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::path::PathBuf;
+
+pub struct RunArgs {
+    pub config: PathBuf,
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+fn threads(n: usize) -> usize {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Builds the Pingora server for the loaded snapshot and runs it; never returns.
+pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, String> {
+    let l = shared.load().listeners.clone();
+    let conf = ServerConf {
+        threads: threads(l.threads),
+        pid_file: l.pid_file.clone(),
+        upgrade_sock: l.upgrade_sock.clone(),
+        grace_period_seconds: Some(l.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        max_retries: 6,
+        daemon: args.daemon,
+        daemon_wait_for_ready: true,
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: args.upgrade,
+        daemon: args.daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    let listener_tls = tls::ListenerTls {
+        min_version: if l.tls_min_version == "1.3" {
+            SslVersion::TLS1_3
+        } else {
+            SslVersion::TLS1_2
+        },
+        client_auth: l.tls_client_auth,
+        ca_file: l.tls_client_ca.as_ref().map(|p| p.display().to_string()),
+    };
+
+    let mut public = ProxyServiceBuilder::new(
+        &server.configuration,
+        Gateway {
+            shared: shared.clone(),
+            private: false,
+        },
+    )
+    .name("edgegate")
+    .server_options(options.clone())
+    .build();
+    for a in &l.listen {
+        public.add_tcp(a);
+    }
+    for a in &l.tls_listen {
+        let settings = tls::settings(shared.clone(), &listener_tls)?;
+        public.add_tls_with_settings(a, None, settings);
+    }
+    let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> =
+        vec![Box::new(public)];
+    if !l.private_listen.is_empty() {
+        let mut private = ProxyServiceBuilder::new(
+            &server.configuration,
+            Gateway {
+                shared: shared.clone(),
+                private: true,
+            },
+        )
+        .name("edgegate-private")
+        .server_options(options)
+        .build();
+        for a in &l.private_listen {
+            private.add_tcp(a);
+        }
+        services.push(Box::new(private));
+    }
+    let mut admin = Service::new(
+        "edgegate-admin".to_string(),
+        Admin {
+            shared: shared.clone(),
+        },
+    );
+    admin.add_tcp(&l.admin_listen);
+    services.push(Box::new(admin));
+    services.push(Box::new(background_service(
+        "config-reload",
+        Reloader {
+            shared,
+            path: args.config,
+        },
+    )));
+    server.add_services(services);
+    server.run_forever()
+}

@@ -1,0 +1,146 @@
+//! The running configuration, compiled once per load into immutable tables that requests
+//! read without parsing or locking: one `Arc<Snapshot>` is pinned per request, and a reload
+//! swaps the pointer, so in-flight requests finish on the snapshot they started with.
+
+use crate::config::model::EndpointType;
+use crate::responses::Overrides;
+use crate::routing::Router;
+use crate::tls::CertStore;
+use crate::upstream::HttpTarget;
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The pointer the proxy, the TLS callbacks, the admin API and the reloader share.
+pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+pub struct Snapshot {
+    /// Hash of the config and every file it names (the `/config` version, `config_info`).
+    pub version: String,
+    pub loaded_at: SystemTime,
+    pub files: Vec<PathBuf>,
+    pub settings: Settings,
+    pub apis: Vec<Api>,
+    /// Default addressing: stage name -> (base path, api, stage), longest base path first.
+    pub by_stage: HashMap<String, Vec<Mount>>,
+    /// Custom domains: lower-case host -> mappings, longest base path first.
+    pub domains: HashMap<String, Vec<Mount>>,
+    /// Mock bodies and gateway-response bodies.
+    pub templates: minijinja::Environment<'static>,
+    pub certs: CertStore,
+    /// Process-level settings, read at startup; a reload that changes them logs that they
+    /// need a restart or a graceful upgrade.
+    pub listeners: Listeners,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    pub listen: Vec<String>,
+    pub private_listen: Vec<String>,
+    pub admin_listen: String,
+    pub tls_listen: Vec<String>,
+    pub tls_min_version: String,
+    pub tls_client_auth: crate::config::model::ClientAuthMode,
+    pub tls_client_ca: Option<PathBuf>,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub upgrade_sock: String,
+    pub pid_file: String,
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub base_path: String,
+    pub api: usize,
+    pub stage: usize,
+}
+
+pub struct Settings {
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body: u64,
+    pub max_integration_timeout: Duration,
+    pub access_log: AccessLogTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+pub struct Api {
+    pub name: Arc<str>,
+    pub endpoint: EndpointType,
+    pub router: Router,
+    pub routes: Vec<Route>,
+    pub stages: Vec<Stage>,
+    pub responses: Overrides,
+}
+
+pub struct Route {
+    /// The route key as written ("GET /pets/{id}"): the `route` metric label and `routeKey`.
+    pub key: Arc<str>,
+    pub integration: Arc<str>,
+}
+
+pub struct Stage {
+    pub name: Arc<str>,
+    pub access_log: bool,
+    pub view: StageView,
+    /// Canary: this share (0..=1) of requests sees `canary` instead of `view`.
+    pub canary: Option<(f64, StageView)>,
+}
+
+/// Stage variables and the integrations they resolve, per route index.
+pub struct StageView {
+    pub variables: Arc<BTreeMap<String, String>>,
+    pub integrations: Vec<Arc<Integration>>,
+    pub is_canary: bool,
+}
+
+pub enum Integration {
+    Http(HttpTarget),
+    Mock(Mock),
+}
+
+pub struct Mock {
+    pub status: u16,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Template name in `Snapshot::templates`.
+    pub body: Option<String>,
+}
+
+impl Snapshot {
+    /// Resolves the API and stage of a request: custom domain first, else `/{stage}/{base}`.
+    /// Returns the mount and the path below the base path.
+    pub fn resolve<'p>(
+        &self,
+        host: &str,
+        path: &'p str,
+        private_listener: bool,
+    ) -> Option<(&Mount, &'p str)> {
+        let (mounts, rest) = match self.domains.get(host) {
+            Some(m) => (m, path),
+            None => {
+                let trimmed = path.strip_prefix('/')?;
+                let (stage, rest) = match trimmed.find('/') {
+                    Some(i) => (&trimmed[..i], &trimmed[i..]),
+                    None => (trimmed, "/"),
+                };
+                (self.by_stage.get(stage)?, rest)
+            }
+        };
+        mounts.iter().find_map(|m| {
+            let api = &self.apis[m.api];
+            if api.endpoint == EndpointType::Private && !private_listener {
+                return None; // as if absent
+            }
+            crate::routing::strip_base(rest, &m.base_path).map(|r| (m, r))
+        })
+    }
+}
