@@ -6,7 +6,7 @@
 //!
 //! | phase | module |
 //! |---|---|
-//! | `request_filter` | `proxy::forwarded` (client identity) → `routing` (stage, base path, domain, route) → max_body → mock integrations (`templates`); gateway answers via `responses` |
+//! | `request_filter` | `framing` (refuse ambiguous HTTP/1 framing) → `proxy::forwarded` (client identity) → `routing` (stage, base path, domain, route) → max_body → mock integrations (`templates`); gateway answers via `responses` |
 //! | `request_body_filter` | `server.max_body` on streamed bodies (413) |
 //! | `upstream_peer` | `upstream` (http integration target, timeouts, TLS) |
 //! | `upstream_request_filter` | upstream path/query, Host, `x-request-id`, `x-forwarded-*` |
@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod framing;
 pub mod observability;
 pub mod proxy;
 pub mod reload;

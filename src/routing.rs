@@ -15,9 +15,9 @@
 //! was routed: there is no second interpretation to slip a request past a route.
 //!
 //! # Precedence
-//! Within an API, a path with more literal segments beats a `{param}`, which beats a
-//! `{greedy+}` (matchit's rules); for the same path, a route with the request's method
-//! beats `ANY`. Nothing matched: the API's `$default` route, else 404 `NOT_FOUND`.
+//! Within an API, a route without a greedy `{name+}` beats one with it; among each kind a
+//! literal segment beats a `{param}` (matchit's rules); a route with the request's method
+//! beats `ANY` for the same path. Nothing matched: the API's `$default` route, else 404 `NOT_FOUND`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -228,12 +228,37 @@ fn to_matchit(path: &str) -> String {
         .join("/")
 }
 
-/// The compiled route table of one API: one matchit router per method that has routes
-/// of its own (holding those and the `ANY` routes), and one of `ANY` routes for the rest.
+/// Paths without a greedy parameter, and paths with one, in separate matchit trees: a
+/// `{proxy+}` never competes with a `{param}` at the same position (matchit would refuse
+/// the pair), and a route without a greedy parameter is always more specific.
+#[derive(Default)]
+struct Table {
+    exact: matchit::Router<usize>,
+    greedy: matchit::Router<usize>,
+}
+
+impl Table {
+    fn insert(&mut self, i: usize, path: &str) -> Result<(), (usize, String)> {
+        let tree = if path.contains("+}") {
+            &mut self.greedy
+        } else {
+            &mut self.exact
+        };
+        tree.insert(to_matchit(path), i)
+            .map_err(|e| (i, format!("route conflicts with another: {e}")))
+    }
+
+    fn at<'p>(&'p self, path: &'p str) -> Option<matchit::Match<'p, 'p, &'p usize>> {
+        self.exact.at(path).or_else(|_| self.greedy.at(path)).ok()
+    }
+}
+
+/// The compiled route table of one API: per method that has routes of its own, a table
+/// holding those and the `ANY` routes; one table of `ANY` routes for the other methods.
 #[derive(Default)]
 pub struct Router {
-    by_method: Vec<(http::Method, matchit::Router<usize>)>,
-    any: matchit::Router<usize>,
+    by_method: Vec<(http::Method, Table)>,
+    any: Table,
     default: Option<usize>,
 }
 
@@ -266,46 +291,41 @@ impl Router {
                     .push((i, path.clone())),
             }
         }
-        let insert = |router: &mut matchit::Router<usize>, i: usize, path: &str| {
-            router
-                .insert(to_matchit(path), i)
-                .map_err(|e| (i, format!("route conflicts with another: {e}")))
-        };
         for (i, p) in &any {
-            insert(&mut r.any, *i, p)?;
+            r.any.insert(*i, p)?;
         }
         let mut methods: Vec<_> = specific.into_iter().collect();
         methods.sort_by(|a, b| a.0.cmp(&b.0));
         for (m, list) in methods {
-            let mut router = matchit::Router::new();
+            let mut table = Table::default();
             for (i, p) in &list {
-                insert(&mut router, *i, p)?;
+                table.insert(*i, p)?;
             }
             for (i, p) in &any {
                 if !list.iter().any(|(_, q)| q == p) {
-                    insert(&mut router, *i, p)?;
+                    table.insert(*i, p)?;
                 }
             }
             let method = http::Method::from_bytes(m.as_bytes()).map_err(|e| (0, e.to_string()))?;
-            r.by_method.push((method, router));
+            r.by_method.push((method, table));
         }
         Ok(r)
     }
 
     /// Finds the route for a method and a normalised path.
     pub fn find<'p>(&'p self, method: &http::Method, path: &'p str) -> Option<Matched<'p>> {
-        let router = self
+        let table = self
             .by_method
             .iter()
             .find(|(m, _)| m == method)
-            .map(|(_, r)| r)
+            .map(|(_, t)| t)
             .unwrap_or(&self.any);
-        match router.at(path) {
-            Ok(m) => Some(Matched {
+        match table.at(path) {
+            Some(m) => Some(Matched {
                 route: *m.value,
                 params: m.params.iter().collect(),
             }),
-            Err(_) => self.default.map(|route| Matched {
+            None => self.default.map(|route| Matched {
                 route,
                 params: vec![],
             }),
@@ -392,6 +412,18 @@ mod tests {
         );
         assert_eq!(r.find(&get, "/a/b/c").map(|m| m.route), Some(3));
         assert_eq!(r.find(&get, "/").map(|m| m.route), Some(5));
+        let r = router(&[
+            "GET /orders/{id}",
+            "ANY /orders/{proxy+}",
+            "GET /orders/{id}/raw",
+        ]);
+        assert_eq!(r.find(&get, "/orders/7").map(|m| m.route), Some(0));
+        assert_eq!(r.find(&get, "/orders/7/raw").map(|m| m.route), Some(2));
+        assert_eq!(r.find(&get, "/orders/7/x/y").map(|m| m.route), Some(1));
+        assert_eq!(
+            r.find(&http::Method::PUT, "/orders/7").map(|m| m.route),
+            Some(1)
+        );
         let r = router(&["GET /pets"]);
         assert_eq!(r.find(&http::Method::POST, "/pets"), None);
         assert_eq!(r.find(&get, "/pets/"), None);

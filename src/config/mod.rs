@@ -172,7 +172,7 @@ impl Compiler {
         }
 
         let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         let mut apis = Vec::new();
         let mut api_index: HashMap<&str, usize> = HashMap::new();
         for (i, a) in cfg.apis.iter().enumerate() {
@@ -268,7 +268,7 @@ impl Compiler {
             domains.insert(host, mounts);
         }
         for v in by_stage.values_mut().chain(domains.values_mut()) {
-            v.sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()));
+            v.sort_by_key(|m| std::cmp::Reverse(m.base_path.len()));
         }
 
         if !self.errors.is_empty() {
@@ -774,7 +774,21 @@ impl Compiler {
         settings: &Settings,
         env: &mut minijinja::Environment<'static>,
     ) -> StageView {
+        // every named integration resolves under these variables, used by a route or not
         let mut cache: HashMap<String, Arc<snapshot::Integration>> = HashMap::new();
+        for (n, i) in &a.integrations {
+            if let Some(b) = self.integration(
+                &ap.key("integrations").key(n),
+                sp,
+                i,
+                vars,
+                settings,
+                &format!("{}:{}", a.name, n),
+                env,
+            ) {
+                cache.insert(n.clone(), Arc::new(b));
+            }
+        }
         let mut integrations = Vec::with_capacity(a.routes.len());
         for (ri, r) in a.routes.iter().enumerate() {
             let (i, ip, tname, cache_key) = match &r.integration {

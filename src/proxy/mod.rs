@@ -309,6 +309,22 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.identify(session, ctx);
+        let raw_head = session
+            .as_http1()
+            .filter(|_| {
+                session
+                    .req_header()
+                    .headers
+                    .contains_key(http::header::TRANSFER_ENCODING)
+            })
+            .map(|h1| h1.get_headers_raw_bytes());
+        if let Err(why) = crate::framing::check(session.req_header(), raw_head.as_deref()) {
+            log::debug!("refused request framing: {why}");
+            session.set_keepalive(None);
+            self.gateway_response(session, ctx, ResponseType::Default4xx)
+                .await?;
+            return Ok(true);
+        }
         if let Err(t) = self.route(session, ctx) {
             self.gateway_response(session, ctx, t).await?;
             return Ok(true);
@@ -403,7 +419,7 @@ impl ProxyHttp for Gateway {
             && !session.as_ref().retry_buffer_truncated();
         if !idempotent {
             e.set_retry(false);
-        } else if ctx.upstream.retries_left > 0 && !session.response_written().is_some() {
+        } else if ctx.upstream.retries_left > 0 && session.response_written().is_none() {
             ctx.upstream.retries_left -= 1;
             e.set_retry(true);
         } else {

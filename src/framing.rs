@@ -1,0 +1,128 @@
+//! Request framing checks that run before anything else. Pingora parses HTTP/1 framing
+//! leniently (it lets Transfer-Encoding win over Content-Length); a gateway in front of
+//! origins that may parse differently must not forward ambiguous framing at all, or a
+//! second request can be smuggled past routing and policy. Every ambiguity is refused
+//! with 400 and the connection is closed.
+
+use pingora::http::RequestHeader;
+
+/// Why a request's framing was refused. `raw_head` is the HTTP/1 header block as received:
+/// Pingora drops Content-Length when Transfer-Encoding is present, so only the raw bytes
+/// still show that both were sent.
+pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), &'static str> {
+    if req.version == http::Version::HTTP_2 || req.version == http::Version::HTTP_3 {
+        return Ok(());
+    }
+    let te: Vec<_> = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    let cl: Vec<_> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .collect();
+    if !te.is_empty() {
+        if te.len() > 1 {
+            return Err("more than one Transfer-Encoding header");
+        }
+        if !te[0]
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+        {
+            return Err("Transfer-Encoding other than chunked");
+        }
+        if !cl.is_empty() || raw_head.is_some_and(has_content_length_line) {
+            return Err("both Content-Length and Transfer-Encoding");
+        }
+        if req.version == http::Version::HTTP_10 || req.version == http::Version::HTTP_09 {
+            return Err("Transfer-Encoding in an HTTP/1.0 request");
+        }
+    }
+    if let Some(first) = cl.first() {
+        let valid =
+            |v: &http::HeaderValue| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit);
+        if !cl
+            .iter()
+            .all(|v| valid(v) && v.as_bytes() == first.as_bytes())
+        {
+            return Err("invalid or conflicting Content-Length");
+        }
+    }
+    Ok(())
+}
+
+fn has_content_length_line(raw: &[u8]) -> bool {
+    raw.split(|&b| b == b'\n').any(|line| {
+        let line = line.trim_ascii_start();
+        line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: http::Version, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/", None).expect("req");
+        r.set_version(version);
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    fn check_(r: &RequestHeader) -> Result<(), &'static str> {
+        check(r, None)
+    }
+
+    #[test]
+    fn raw_head_reveals_a_dropped_content_length() {
+        let r = req(http::Version::HTTP_11, &[("transfer-encoding", "chunked")]);
+        assert!(check(
+            &r,
+            Some(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        )
+        .is_ok());
+        assert!(check(
+            &r,
+            Some(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n")
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn refuses_ambiguous_framing() {
+        use http::Version as V;
+        assert!(check_(&req(V::HTTP_11, &[("transfer-encoding", "chunked")])).is_ok());
+        assert!(check_(&req(V::HTTP_11, &[("content-length", "5")])).is_ok());
+        assert!(check_(&req(
+            V::HTTP_11,
+            &[("content-length", "5"), ("content-length", "5")]
+        ))
+        .is_ok());
+        assert!(check_(&req(
+            V::HTTP_11,
+            &[("transfer-encoding", "chunked"), ("content-length", "5")]
+        ))
+        .is_err());
+        assert!(check_(&req(
+            V::HTTP_11,
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ]
+        ))
+        .is_err());
+        assert!(check_(&req(V::HTTP_11, &[("transfer-encoding", "gzip, chunked")])).is_err());
+        assert!(check_(&req(V::HTTP_10, &[("transfer-encoding", "chunked")])).is_err());
+        assert!(check_(&req(
+            V::HTTP_11,
+            &[("content-length", "5"), ("content-length", "6")]
+        ))
+        .is_err());
+        assert!(check_(&req(V::HTTP_11, &[("content-length", "+5")])).is_err());
+    }
+}

@@ -1,0 +1,652 @@
+//! Test harness: the real `edgegate` binary on free loopback ports, a recording origin
+//! server, and raw HTTP/1.1 clients (plain and TLS) that show exactly what went over the wire.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_edgegate");
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub struct Ports {
+    pub listen: u16,
+    pub admin: u16,
+    pub tls: u16,
+    pub private: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports {
+            listen: free_port(),
+            admin: free_port(),
+            tls: free_port(),
+            private: free_port(),
+        }
+    }
+}
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub ports: Ports,
+    pub config: PathBuf,
+}
+
+/// The `[server]` section every test config starts with.
+pub fn server_section(dir: &Path, p: &Ports, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:{}\"]\nadmin_listen = \"127.0.0.1:{}\"\nthreads = 2\ngrace_period = \"1s\"\n\
+         upgrade_sock = \"{d}/upgrade.sock\"\npid_file = \"{d}/edgegate.pid\"\naccess_log = \"{d}/access.log\"\n{extra}\n",
+        p.listen,
+        p.admin,
+        d = dir.display()
+    )
+}
+
+impl Gateway {
+    /// Writes the config made by `make(dir, ports)` and starts the gateway on it.
+    pub fn start(make: impl FnOnce(&Path, &Ports) -> String) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = Ports::new();
+        let config = dir.path().join("edgegate.toml");
+        std::fs::write(&config, make(dir.path(), &ports)).expect("write config");
+        let mut gw = Gateway {
+            child: None,
+            dir,
+            ports,
+            config,
+        };
+        gw.child = Some(gw.spawn(&[]));
+        gw.wait_ready();
+        gw
+    }
+
+    pub fn spawn(&self, extra: &[&str]) -> Child {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stderr.log"))
+            .expect("log");
+        Command::new(BIN)
+            .arg("-c")
+            .arg(&self.config)
+            .args(extra)
+            .env("EDGEGATE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn edgegate")
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = try_request(
+                self.admin(),
+                b"GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            ) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway not ready; stderr:\n{}", self.stderr());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.listen))
+    }
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.admin))
+    }
+    pub fn tls_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.tls))
+    }
+    pub fn private_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.private))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// Polls the access log until a line contains `needle`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access-log line with {needle:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        get(self.addr(), path, &[])
+    }
+
+    pub fn metrics(&self) -> String {
+        get(self.admin(), "/metrics", &[]).text()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("child").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    pub fn write_config(&self, text: &str) {
+        // write-then-rename, as editors and config management do
+        let tmp = self.dir.path().join(".edgegate.toml.tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, &self.config).expect("rename");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until `f` holds, or panics with `what` after 10 s.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+// ------------------------------------------------------------------ client
+
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Reads one HTTP/1.x response (content-length, chunked, or to EOF).
+pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<Response> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a response",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            )
+        })?;
+    let mut headers = vec![];
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l)?;
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut resp = Response {
+        status,
+        headers,
+        body: vec![],
+    };
+    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(resp);
+    }
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk"))?;
+            if n == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end)?;
+                break;
+            }
+            let mut buf = vec![0; n + 2];
+            r.read_exact(&mut buf)?;
+            resp.body.extend_from_slice(&buf[..n]);
+        }
+    } else if let Some(n) = resp
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let mut buf = vec![0; n];
+        r.read_exact(&mut buf)?;
+        resp.body = buf;
+    } else {
+        r.read_to_end(&mut resp.body)?;
+    }
+    Ok(resp)
+}
+
+pub fn try_request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(40)))?;
+    let mut w = s.try_clone()?;
+    w.write_all(raw)?;
+    let head = raw.starts_with(b"HEAD ");
+    read_response(&mut BufReader::new(s), head)
+}
+
+pub fn request(addr: SocketAddr, raw: &[u8]) -> Response {
+    try_request(addr, raw).unwrap_or_else(|e| panic!("request to {addr} failed: {e}"))
+}
+
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    send(addr, "GET", path, headers, b"")
+}
+
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        raw.push_str("Host: localhost\r\n");
+    }
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    raw.push_str("Connection: close\r\n\r\n");
+    let mut bytes = raw.into_bytes();
+    bytes.extend_from_slice(body);
+    request(addr, &bytes)
+}
+
+// ------------------------------------------------------------------ origin
+
+/// A request as the origin saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A recording HTTP/1.1 origin on a loopback port. Behaviour by path:
+/// `/slow/{ms}/...` waits before answering, `/status/{code}` answers that code,
+/// `/drop-first/...` closes the first connection that asks without answering,
+/// `/sse` streams three events, anything else echoes the request as JSON.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+    pub name: String,
+}
+
+impl Origin {
+    pub fn start(name: &str) -> Origin {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = l.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(vec![]));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (s2, c2, n2) = (seen.clone(), connections.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { continue };
+                c2.fetch_add(1, Ordering::SeqCst);
+                let (s3, n3, d3) = (s2.clone(), n2.clone(), dropped.clone());
+                std::thread::spawn(move || serve(conn, s3, &n3, d3));
+            }
+        });
+        Origin {
+            addr,
+            seen,
+            connections,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+}
+
+fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, dropped: Arc<AtomicUsize>) {
+    let mut w = match conn.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let (method, target) = (method.to_string(), target.to_string());
+        let mut headers = vec![];
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap_or(0) == 0 {
+                return;
+            }
+            let l = l.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let h = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = vec![];
+        if h("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                if r.read_line(&mut size).unwrap_or(0) == 0 {
+                    return;
+                }
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut buf = vec![0; n + 2];
+                if r.read_exact(&mut buf).is_err() {
+                    return;
+                }
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&buf[..n]);
+            }
+        } else if let Some(n) = h("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            body = vec![0; n];
+            if r.read_exact(&mut body).is_err() {
+                return;
+            }
+        }
+        let rec = Seen {
+            method: method.clone(),
+            target: target.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+        };
+        seen.lock().expect("lock").push(rec);
+        let path = target.split('?').next().unwrap_or("").to_string();
+        let segs: Vec<&str> = path.split('/').collect();
+        let mut status = 200;
+        if segs.get(1) == Some(&"slow") {
+            let ms: u64 = segs.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if segs.get(1) == Some(&"status") {
+            status = segs.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
+        }
+        if segs.get(1) == Some(&"drop-first") && dropped.fetch_add(1, Ordering::SeqCst) == 0 {
+            return; // close without a response
+        }
+        if path == "/sse" {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+            for i in 0..3 {
+                let ev = format!("data: event {i}\n\n");
+                let _ = w.write_all(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes());
+                let _ = w.flush();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = w.write_all(b"0\r\n\r\n");
+            continue;
+        }
+        let mut hm = BTreeMap::new();
+        for (k, v) in &headers {
+            hm.insert(k.to_ascii_lowercase(), v.clone());
+        }
+        let out = serde_json::json!({
+            "origin": name, "method": method, "target": target, "headers": hm,
+            "body": String::from_utf8_lossy(&body),
+        })
+        .to_string();
+        let resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-origin: {name}\r\n\r\n{out}",
+            out.len()
+        );
+        if w.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ certificates
+
+/// A test PKI made with the openssl command line: a CA, server certificates, a client.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    /// Creates `ca.pem`, `NAME.pem`/`NAME.key` for each server name, and `client.pem`/`client.key`.
+    pub fn create(dir: &Path, server_names: &[&str]) -> Pki {
+        let d = dir.to_path_buf();
+        openssl(
+            &d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=edgegate test CA",
+            ],
+        );
+        for n in server_names {
+            Pki::issue(&d, n, &format!("subjectAltName=DNS:{n},DNS:*.{n}"));
+        }
+        Pki::issue(
+            &d,
+            "client",
+            "subjectAltName=DNS:client.test,email:client@example.test",
+        );
+        Pki { dir: d }
+    }
+
+    fn issue(d: &Path, name: &str, san: &str) {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let pem = format!("{name}.pem");
+        let ext = format!("{name}.ext");
+        std::fs::write(d.join(&ext), format!("{san}\n")).expect("ext");
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}/O=edgegate tests"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+/// A TLS client: returns the server certificate's CN and the response.
+pub fn tls_get(
+    addr: SocketAddr,
+    sni: &str,
+    path: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    max_version: Option<openssl::ssl::SslVersion>,
+) -> Result<(String, Response), String> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let mut b = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    b.set_ca_file(ca).map_err(|e| e.to_string())?;
+    b.set_verify(SslVerifyMode::PEER);
+    if let Some((cert, key)) = client {
+        b.set_certificate_chain_file(cert)
+            .map_err(|e| e.to_string())?;
+        b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
+            .map_err(|e| e.to_string())?;
+    }
+    b.set_max_proto_version(max_version)
+        .map_err(|e| e.to_string())?;
+    let conn = b.build();
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut s = conn.connect(sni, tcp).map_err(|e| e.to_string())?;
+    let cn = s
+        .ssl()
+        .peer_certificate()
+        .and_then(|c| {
+            c.subject_name()
+                .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+                .next()
+                .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+        })
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let resp = read_response(&mut BufReader::new(s), false).map_err(|e| e.to_string())?;
+    Ok((cn, resp))
+}

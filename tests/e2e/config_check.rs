@@ -1,0 +1,124 @@
+//! `edgegate check`: the shipped configs pass; bad ones fail with FILE:LINE:COL.
+
+use crate::common::BIN;
+use std::process::Command;
+
+fn check(path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("-c")
+        .arg(path)
+        .output()
+        .expect("run check");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn check_text(text: &str) -> (bool, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, text).expect("write");
+    let (ok, out) = check(&p);
+    (ok, out, p, dir)
+}
+
+#[test]
+fn every_shipped_config_passes_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut files = vec![root.join("edgegate.toml")];
+    for e in std::fs::read_dir(root.join("examples")).expect("examples") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            files.push(p);
+        }
+    }
+    assert!(
+        files.len() >= 4,
+        "expected the default config and examples, found {files:?}"
+    );
+    for f in files {
+        let (ok, out) = check(&f);
+        assert!(ok && out.trim() == "ok", "{}: {out}", f.display());
+    }
+}
+
+/// Each bad config: the expected line:col and a phrase of the message.
+#[test]
+fn bad_configs_are_refused_with_their_location() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[server]\nlisten = [\"127.0.0.1:1\"]\nlisen = 1\n", ":3:1:", "unknown field `lisen`"),
+        ("[server]\ngrace_period = \"soon\"\n", ":2:16:", "invalid duration"),
+        ("[server]\nmax_body = \"10 parsecs\"\n", ":2:12:", "size"),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = \"nope\"\n",
+            ":6:1:",
+            "no integration named \"nope\"",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.b]\ntype = \"http\"\nuri = \"http://127.0.0.1:1\"\ntimeout = \"30s\"\n",
+            ":7:1:",
+            "at most server.max_integration_timeout",
+        ),
+        ("[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"FETCH /x\"\nintegration = { type = \"mock\" }\n", ":5:1:", "unknown method"),
+        ("[cluster]\nredis = \"redis://127.0.0.1\"\n", ":1:", "not supported yet"),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\napi_key_required = true\n",
+            ":7:1:",
+            "not supported yet",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.b]\ntype = \"http\"\nuri = \"${stageVariables.backend}\"\n",
+            ":6:1:",
+            "stage variable \"backend\" is not defined",
+        ),
+        ("[tls]\nlisten = [\"127.0.0.1:1\"]\n[[tls.certificates]]\ncert = \"missing.pem\"\nkey = \"missing.key\"\n", ":4:1:", "cannot read"),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.m]\ntype = \"mock\"\nbody = \"{{ oops\"\n",
+            ":6:1:",
+            "template error",
+        ),
+        ("[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.gateway_responses.NOPE]\nstatus = 400\n", ":4:", "unknown gateway response type"),
+    ];
+    for (text, at, phrase) in cases {
+        let (ok, out, path, _dir) = check_text(text);
+        assert!(!ok, "accepted:\n{text}");
+        let first = out.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with(&format!("{}{at}", path.display())),
+            "location {at} expected in {out:?} for\n{text}"
+        );
+        assert!(out.contains(phrase), "{phrase:?} expected in {out:?}");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let (ok, out, _, _dir) = check_text(
+        "[server]\ntrusted_proxies = [\"not-a-cidr\"]\n[[apis]]\nname = \"a\"\nbase_path = \"v1/\"\n[apis.stages.prod]\n",
+    );
+    assert!(!ok);
+    assert!(out.contains(":2:") && out.contains("CIDR"), "{out}");
+    assert!(out.contains(":5:") && out.contains("base path"), "{out}");
+}
+
+#[test]
+fn a_broken_config_does_not_start() {
+    let (_, _, path, _dir) = check_text("[server]\nlisten = 7\n");
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":2:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

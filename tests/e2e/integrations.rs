@@ -1,0 +1,328 @@
+//! http and mock integrations: proxying, headers, timeouts, failures, retries, canary,
+//! gateway responses and body limits.
+
+use crate::common::*;
+use std::io::{Read, Write};
+
+fn http_api(
+    dir: &std::path::Path,
+    p: &Ports,
+    uri: &str,
+    extra_integration: &str,
+    server_extra: &str,
+) -> String {
+    format!(
+        r#"{server}
+[[apis]]
+name = "api"
+[apis.stages.prod]
+variables = {{ backend = "{uri}" }}
+[apis.integrations.up]
+type = "http"
+uri = "${{stageVariables.backend}}"
+{extra_integration}
+[[apis.routes]]
+route = "ANY /{{proxy+}}"
+integration = "up"
+[[apis.routes]]
+route = "GET /explicit/{{id}}/{{rest+}}"
+integration = {{ type = "http", uri = "{uri}/v9/things/{{id}}/{{rest}}?fixed=1" }}
+"#,
+        server = server_section(dir, p, server_extra)
+    )
+}
+
+#[test]
+fn http_proxy_forwards_path_query_body_and_headers() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| http_api(d, p, &format!("{}/base", origin.url()), "", ""));
+    let r = send(
+        gw.addr(),
+        "POST",
+        "/prod/pets/1?a=1&b=two",
+        &[
+            ("X-Request-Id", "caller-id-1"),
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("Content-Type", "text/plain"),
+        ],
+        b"hello body",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-origin"), Some("o"));
+    assert_eq!(r.header("x-request-id"), Some("caller-id-1"));
+    let seen = origin.requests().pop().expect("origin saw the request");
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.target, "/base/pets/1?a=1&b=two");
+    assert_eq!(seen.body, b"hello body");
+    assert_eq!(seen.header("host"), Some(origin.addr.to_string().as_str()));
+    assert_eq!(seen.header("x-request-id"), Some("caller-id-1"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "an untrusted client's XFF is replaced"
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("localhost"));
+
+    // a malformed caller id is replaced by a generated one, on both sides
+    let r = get(gw.addr(), "/prod/x", &[("X-Request-Id", "bad id <script>")]);
+    let id = r.header("x-request-id").expect("id").to_string();
+    assert!(id.len() >= 32 && !id.contains(' '), "{id}");
+    assert_eq!(
+        origin
+            .requests()
+            .pop()
+            .expect("seen")
+            .header("x-request-id"),
+        Some(id.as_str())
+    );
+
+    // explicit uri with {param} substitution and its own query
+    let r = gw.get("/prod/explicit/42/a/b?c=3");
+    assert_eq!(r.json()["target"], "/base/v9/things/42/a/b?fixed=1&c=3");
+}
+
+#[test]
+fn trusted_proxies_may_extend_x_forwarded_for() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| {
+        http_api(
+            d,
+            p,
+            &origin.url(),
+            "",
+            "trusted_proxies = [\"127.0.0.0/8\"]",
+        )
+    });
+    let r = get(
+        gw.addr(),
+        "/prod/x",
+        &[
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let seen = origin.requests().pop().expect("seen");
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    let line = gw.wait_log("\"path\":\"/prod/x\"");
+    assert!(
+        line.contains("\"ip\":\"203.0.113.9\""),
+        "the log shows the client behind the proxy: {line}"
+    );
+}
+
+#[test]
+fn slow_integration_times_out_with_504() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "timeout = \"300ms\"", ""));
+    let t = std::time::Instant::now();
+    let r = gw.get("/prod/slow/3000");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["message"], "Endpoint request timed out");
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(2500),
+        "answered at the timeout, not after the origin"
+    );
+    assert!(r.header("x-request-id").is_some());
+    let line = gw.wait_log("INTEGRATION_TIMEOUT");
+    assert!(line.contains("\"status\":504"), "{line}");
+    // a fast request on the same integration still works
+    assert_eq!(gw.get("/prod/slow/10").status, 200);
+}
+
+#[test]
+fn the_default_timeout_is_the_ceiling() {
+    // max_integration_timeout applies when an integration sets none
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| {
+        http_api(
+            d,
+            p,
+            &origin.url(),
+            "",
+            "max_integration_timeout = \"400ms\"",
+        )
+    });
+    assert_eq!(gw.get("/prod/slow/2000").status, 504);
+}
+
+#[test]
+fn unreachable_origin_is_502() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let gw = Gateway::start(|d, p| http_api(d, p, &dead, "", ""));
+    let r = gw.get("/prod/anything");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["message"], "Bad Gateway");
+    gw.wait_log("INTEGRATION_FAILURE");
+}
+
+#[test]
+fn idempotent_requests_are_retried_others_are_not() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "retries = 1", ""));
+    let r = gw.get("/prod/drop-first/a");
+    assert_eq!(
+        r.status,
+        200,
+        "GET retried after the origin dropped the connection: {}",
+        r.text()
+    );
+    assert_eq!(
+        origin
+            .requests()
+            .iter()
+            .filter(|s| s.target == "/drop-first/a")
+            .count(),
+        2
+    );
+
+    let origin2 = Origin::start("o2");
+    let gw2 = Gateway::start(|d, p| http_api(d, p, &origin2.url(), "retries = 1", ""));
+    let r = send(gw2.addr(), "POST", "/prod/drop-first/b", &[], b"x");
+    assert_eq!(r.status, 502, "POST is not retried: {}", r.text());
+    assert_eq!(origin2.count(), 1);
+}
+
+#[test]
+fn streamed_responses_pass_through_unbuffered() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "", ""));
+    let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /prod/sse HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let t = std::time::Instant::now();
+    let mut buf = vec![0; 4096];
+    let mut got = String::new();
+    while !got.contains("event 0") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(350),
+        "the first event arrives before the stream ends"
+    );
+    assert!(!got.contains("event 2"));
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.contains("event 2"), "{rest}");
+}
+
+#[test]
+fn oversized_bodies_get_413() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "", "max_body = \"1KiB\""));
+    let r = send(gw.addr(), "POST", "/prod/upload", &[], &[b'a'; 2048]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["message"], "Request Too Long");
+    // chunked, no length announced: counted as it streams
+    let mut raw = b"POST /prod/upload2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        raw.extend_from_slice(b"200\r\n");
+        raw.extend_from_slice(&[b'b'; 512]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let r = request(gw.addr(), &raw);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(!origin
+        .requests()
+        .iter()
+        .any(|s| s.target == "/upload" || (s.target == "/upload2" && s.body.len() > 1024)));
+    assert_eq!(
+        send(gw.addr(), "POST", "/prod/small", &[], &[b'c'; 1000]).status,
+        200
+    );
+}
+
+#[test]
+fn mock_integrations_render_templates_and_canary_variables() {
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "m"
+[apis.stages.prod]
+variables = {{ color = "blue" }}
+[apis.stages.beta]
+variables = {{ color = "blue" }}
+canary = {{ percent = 100, variables = {{ color = "green" }} }}
+[apis.integrations.hello]
+type = "mock"
+status = 201
+headers = {{ "content-type" = "application/json", "x-mock" = "yes" }}
+body = '{{"color": "{{{{ stageVariables.color }}}}", "stage": "{{{{ context.stage }}}}", "id": "{{{{ context.requestId }}}}", "q": "{{{{ input.params.querystring.q }}}}", "ip": "{{{{ context.identity.sourceIp }}}}"}}'
+[[apis.routes]]
+route = "GET /hello"
+integration = "hello"
+[apis.gateway_responses.NOT_FOUND]
+status = 410
+headers = {{ "x-custom" = "1" }}
+body = '{{"gone": "{{{{ context.requestId }}}}", "type": "{{{{ context.error.responseType }}}}"}}'
+"#,
+            server = server_section(d, p, "")
+        )
+    });
+    let r = get(
+        gw.addr(),
+        "/prod/hello?q=a%20b",
+        &[("X-Request-Id", "rid-7")],
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("x-mock"), Some("yes"));
+    let j = r.json();
+    assert_eq!(
+        (j["color"].as_str(), j["stage"].as_str(), j["id"].as_str()),
+        (Some("blue"), Some("prod"), Some("rid-7"))
+    );
+    assert_eq!(
+        (j["q"].as_str(), j["ip"].as_str()),
+        (Some("a b"), Some("127.0.0.1"))
+    );
+    assert_eq!(
+        gw.get("/beta/hello").json()["color"],
+        "green",
+        "a 100% canary always sees its variables"
+    );
+
+    let r = get(gw.addr(), "/prod/nope", &[("X-Request-Id", "rid-8")]);
+    assert_eq!(r.status, 410);
+    assert_eq!(r.header("x-custom"), Some("1"));
+    assert_eq!(r.json()["gone"], "rid-8");
+    assert_eq!(r.json()["type"], "NOT_FOUND");
+}
+
+#[test]
+fn canary_share_is_respected() {
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "m"
+[apis.stages.prod]
+variables = {{ v = "main" }}
+canary = {{ percent = 30, variables = {{ v = "canary" }} }}
+[[apis.routes]]
+route = "GET /v"
+integration = {{ type = "mock", body = "{{{{ stageVariables.v }}}}" }}
+"#,
+            server = server_section(d, p, "")
+        )
+    });
+    let n = 400;
+    let canary = (0..n)
+        .filter(|_| gw.get("/prod/v").text() == "canary")
+        .count();
+    // 30% of 400 = 120; binomial sd ~ 9.2, so 60..180 is far outside chance
+    assert!(
+        (60..=180).contains(&canary),
+        "canary served {canary} of {n}"
+    );
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `edgegate` binary against real origins on loopback.
+
+mod common;
+
+mod config_check;
+mod integrations;
+mod observability;
+mod protocol_safety;
+mod reload_upgrade;
+mod routing;
+mod tls;
