@@ -4,19 +4,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "edgegate",
-    version,
-    about = "Self-hosted API gateway on Pingora"
-)]
+#[command(name = "edgegate", version, about = "Self-hosted API gateway on Pingora")]
 pub struct Cli {
     /// The configuration file.
-    #[arg(
-        short = 'c',
-        long = "config",
-        global = true,
-        default_value = "/etc/edgegate/edgegate.toml"
-    )]
+    #[arg(short = 'c', long = "config", global = true, default_value = "/etc/edgegate/edgegate.toml")]
     pub config: PathBuf,
     /// Run in the background (daemonize).
     #[arg(short = 'd', long)]

@@ -9,13 +9,8 @@ use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG")
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 
     // Absolute paths, so that file watching and reloads do not depend on the working directory.
     let config = std::fs::canonicalize(&cli.config).unwrap_or(cli.config.clone());
@@ -40,11 +35,7 @@ fn main() -> ExitCode {
         snap.version
     );
     let shared = Arc::new(ArcSwap::from_pointee(snap));
-    let args = edgegate::server::RunArgs {
-        config,
-        daemon: cli.daemon,
-        upgrade: cli.upgrade,
-    };
+    let args = edgegate::server::RunArgs { config, daemon: cli.daemon, upgrade: cli.upgrade };
     match edgegate::server::run(shared, args) {
         Ok(never) => match never {},
         Err(e) => {

@@ -32,11 +32,7 @@ pub fn reload_now(shared: &Shared, path: &Path) -> bool {
             if old.version == snap.version {
                 log::info!("config reload: unchanged (version {})", snap.version);
             } else {
-                log::info!(
-                    "config reloaded: version {} -> {}",
-                    old.version,
-                    snap.version
-                );
+                log::info!("config reloaded: version {} -> {}", old.version, snap.version);
             }
             metrics::set_config_version(&snap.version);
             access_log::configure(&snap.settings.access_log);
@@ -46,10 +42,7 @@ pub fn reload_now(shared: &Shared, path: &Path) -> bool {
         }
         Err(errs) => {
             for e in &errs.0 {
-                log::error!(
-                    "config reload failed, keeping version {}: {e}",
-                    shared.load().version
-                );
+                log::error!("config reload failed, keeping version {}: {e}", shared.load().version);
             }
             metrics::CONFIG_RELOADS.with_label_values(&["error"]).inc();
             false
@@ -79,10 +72,7 @@ impl BackgroundService for Reloader {
         let mut watcher = if watch_enabled {
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(ev) = res {
-                    let hit = filter
-                        .lock()
-                        .map(|f| ev.paths.iter().any(|p| f.contains(p)))
-                        .unwrap_or(false);
+                    let hit = filter.lock().map(|f| ev.paths.iter().any(|p| f.contains(p))).unwrap_or(false);
                     if hit && !ev.kind.is_access() {
                         let _ = tx.try_send(());
                     }
@@ -94,13 +84,10 @@ impl BackgroundService for Reloader {
             None
         };
         let mut dirs: HashSet<PathBuf> = HashSet::new();
-        let rewatch = |watcher: &mut Option<notify::RecommendedWatcher>,
-                       dirs: &mut HashSet<PathBuf>| {
+        let rewatch = |watcher: &mut Option<notify::RecommendedWatcher>, dirs: &mut HashSet<PathBuf>| {
             let Some(w) = watcher else { return };
-            let want: HashSet<PathBuf> = watched_set(&self.shared)
-                .iter()
-                .filter_map(|f| f.parent().map(Path::to_path_buf))
-                .collect();
+            let want: HashSet<PathBuf> =
+                watched_set(&self.shared).iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
             for d in dirs.difference(&want) {
                 let _ = w.unwatch(d);
             }
@@ -136,9 +123,7 @@ impl BackgroundService for Reloader {
                 }
             }
             let (shared, path) = (self.shared.clone(), self.path.clone());
-            let ok = tokio::task::spawn_blocking(move || reload_now(&shared, &path))
-                .await
-                .unwrap_or(false);
+            let ok = tokio::task::spawn_blocking(move || reload_now(&shared, &path)).await.unwrap_or(false);
             if ok {
                 if let Ok(mut f) = files.lock() {
                     *f = watched_set(&self.shared);

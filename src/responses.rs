@@ -153,23 +153,12 @@ pub struct Overrides(pub HashMap<ResponseType, CustomResponse>);
 impl Overrides {
     pub fn resolve(&self, t: ResponseType) -> Resolved<'_> {
         let own = self.0.get(&t);
-        let fam = if t == ResponseType::Default4xx || t == ResponseType::Default5xx {
-            None
-        } else {
-            self.0.get(&t.family())
-        };
+        let fam =
+            if t == ResponseType::Default4xx || t == ResponseType::Default5xx { None } else { self.0.get(&t.family()) };
         let status = own.and_then(|c| c.status).unwrap_or(t.status());
         match own.or(fam) {
-            Some(c) => Resolved {
-                status,
-                headers: &c.headers,
-                body_template: c.body_template.as_deref(),
-            },
-            None => Resolved {
-                status,
-                headers: &[],
-                body_template: None,
-            },
+            Some(c) => Resolved { status, headers: &c.headers, body_template: c.body_template.as_deref() },
+            None => Resolved { status, headers: &[], body_template: None },
         }
     }
 }
@@ -190,10 +179,7 @@ mod tests {
         }
         assert_eq!(ResponseType::IntegrationTimeout.status(), 504);
         assert_eq!(ResponseType::RequestTooLarge.status(), 413);
-        assert_eq!(
-            default_body(ResponseType::NotFound),
-            r#"{"message":"Not Found"}"#
-        );
+        assert_eq!(default_body(ResponseType::NotFound), r#"{"message":"Not Found"}"#);
     }
 
     #[test]
@@ -201,11 +187,7 @@ mod tests {
         let mut o = Overrides::default();
         o.0.insert(
             ResponseType::Default4xx,
-            CustomResponse {
-                status: None,
-                headers: vec![],
-                body_template: Some("t4".into()),
-            },
+            CustomResponse { status: None, headers: vec![], body_template: Some("t4".into()) },
         );
         let r = o.resolve(ResponseType::NotFound);
         assert_eq!((r.status, r.body_template), (404, Some("t4")));

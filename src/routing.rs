@@ -62,9 +62,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     }
     // Fast path: nothing to decode, collapse or resolve.
     let simple = !bytes.windows(2).any(|w| w == b"//" || w == b"/.")
-        && !bytes
-            .iter()
-            .any(|&b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f);
+        && !bytes.iter().any(|&b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f);
     if simple {
         return Ok(raw.to_string());
     }
@@ -77,10 +75,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             return Err(PathError::ForbiddenByte);
         }
         if b == b'%' {
-            let (h, l) = match (
-                bytes.get(i + 1).and_then(|&x| hex(x)),
-                bytes.get(i + 2).and_then(|&x| hex(x)),
-            ) {
+            let (h, l) = match (bytes.get(i + 1).and_then(|&x| hex(x)), bytes.get(i + 2).and_then(|&x| hex(x))) {
                 (Some(h), Some(l)) => (h, l),
                 _ => return Err(PathError::BadEscape),
             };
@@ -150,23 +145,17 @@ pub enum RouteKey {
     Default,
 }
 
-const METHODS: [&str; 8] = [
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY",
-];
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"];
 
 /// Parses "GET /pets/{id}", "ANY /internal/{proxy+}" or "$default".
 pub fn parse_route_key(key: &str) -> Result<RouteKey, String> {
     if key == "$default" {
         return Ok(RouteKey::Default);
     }
-    let (method, path) = key
-        .split_once(' ')
-        .ok_or_else(|| format!("route {key:?} must be \"METHOD /path\" or \"$default\""))?;
+    let (method, path) =
+        key.split_once(' ').ok_or_else(|| format!("route {key:?} must be \"METHOD /path\" or \"$default\""))?;
     if !METHODS.contains(&method) {
-        return Err(format!(
-            "route {key:?}: unknown method {method:?} (use one of {})",
-            METHODS.join(", ")
-        ));
+        return Err(format!("route {key:?}: unknown method {method:?} (use one of {})", METHODS.join(", ")));
     }
     if !path.starts_with('/') {
         return Err(format!("route {key:?}: path must start with '/'"));
@@ -185,9 +174,7 @@ pub fn parse_route_key(key: &str) -> Result<RouteKey, String> {
             let inner = seg
                 .strip_prefix('{')
                 .and_then(|s| s.strip_suffix('}'))
-                .ok_or_else(|| {
-                    format!("route {key:?}: a parameter must be a whole segment, as {{name}}")
-                })?;
+                .ok_or_else(|| format!("route {key:?}: a parameter must be a whole segment, as {{name}}"))?;
             let (name, greedy) = match inner.strip_suffix('+') {
                 Some(n) => (n, true),
                 None => (inner, false),
@@ -196,34 +183,25 @@ pub fn parse_route_key(key: &str) -> Result<RouteKey, String> {
                 return Err(format!("route {key:?}: bad parameter name {name:?}"));
             }
             if greedy && !last {
-                return Err(format!(
-                    "route {key:?}: a greedy {{{name}+}} must be the last segment"
-                ));
+                return Err(format!("route {key:?}: a greedy {{{name}+}} must be the last segment"));
             }
             if !names.insert(name.to_string()) {
                 return Err(format!("route {key:?}: parameter {name:?} appears twice"));
             }
         } else if seg.contains(['*', '%', '?', '#']) {
-            return Err(format!(
-                "route {key:?}: segment {seg:?} has a reserved character"
-            ));
+            return Err(format!("route {key:?}: segment {seg:?} has a reserved character"));
         }
     }
-    Ok(RouteKey::Http {
-        method: method.to_string(),
-        path: path.to_string(),
-    })
+    Ok(RouteKey::Http { method: method.to_string(), path: path.to_string() })
 }
 
 /// Converts a route path to matchit syntax: `{proxy+}` -> `{*proxy}`.
 fn to_matchit(path: &str) -> String {
     path.split('/')
-        .map(
-            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-                Some(name) => format!("{{*{name}}}"),
-                None => s.to_string(),
-            },
-        )
+        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
+            Some(name) => format!("{{*{name}}}"),
+            None => s.to_string(),
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -239,13 +217,8 @@ struct Table {
 
 impl Table {
     fn insert(&mut self, i: usize, path: &str) -> Result<(), (usize, String)> {
-        let tree = if path.contains("+}") {
-            &mut self.greedy
-        } else {
-            &mut self.exact
-        };
-        tree.insert(to_matchit(path), i)
-            .map_err(|e| (i, format!("route conflicts with another: {e}")))
+        let tree = if path.contains("+}") { &mut self.greedy } else { &mut self.exact };
+        tree.insert(to_matchit(path), i).map_err(|e| (i, format!("route conflicts with another: {e}")))
     }
 
     fn at<'p>(&'p self, path: &'p str) -> Option<matchit::Match<'p, 'p, &'p usize>> {
@@ -271,9 +244,7 @@ pub struct Matched<'p> {
 
 impl Router {
     /// Builds the table from `(index, key)` pairs; errors name the conflicting key.
-    pub fn build<'a>(
-        routes: impl IntoIterator<Item = (usize, &'a RouteKey)>,
-    ) -> Result<Router, (usize, String)> {
+    pub fn build<'a>(routes: impl IntoIterator<Item = (usize, &'a RouteKey)>) -> Result<Router, (usize, String)> {
         let mut r = Router::default();
         let mut specific: HashMap<String, Vec<(usize, String)>> = HashMap::new();
         let mut any: Vec<(usize, String)> = vec![];
@@ -285,10 +256,7 @@ impl Router {
                     }
                 }
                 RouteKey::Http { method, path } if method == "ANY" => any.push((i, path.clone())),
-                RouteKey::Http { method, path } => specific
-                    .entry(method.clone())
-                    .or_default()
-                    .push((i, path.clone())),
+                RouteKey::Http { method, path } => specific.entry(method.clone()).or_default().push((i, path.clone())),
             }
         }
         for (i, p) in &any {
@@ -314,21 +282,10 @@ impl Router {
 
     /// Finds the route for a method and a normalised path.
     pub fn find<'p>(&'p self, method: &http::Method, path: &'p str) -> Option<Matched<'p>> {
-        let table = self
-            .by_method
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, t)| t)
-            .unwrap_or(&self.any);
+        let table = self.by_method.iter().find(|(m, _)| m == method).map(|(_, t)| t).unwrap_or(&self.any);
         match table.at(path) {
-            Some(m) => Some(Matched {
-                route: *m.value,
-                params: m.params.iter().collect(),
-            }),
-            None => self.default.map(|route| Matched {
-                route,
-                params: vec![],
-            }),
+            Some(m) => Some(Matched { route: *m.value, params: m.params.iter().collect() }),
+            None => self.default.map(|route| Matched { route, params: vec![] }),
         }
     }
 }
@@ -381,49 +338,27 @@ mod tests {
     }
 
     fn router(keys: &[&str]) -> Router {
-        let parsed: Vec<RouteKey> = keys
-            .iter()
-            .map(|k| parse_route_key(k).expect("key"))
-            .collect();
+        let parsed: Vec<RouteKey> = keys.iter().map(|k| parse_route_key(k).expect("key")).collect();
         Router::build(parsed.iter().enumerate()).expect("router")
     }
 
     #[test]
     fn most_specific_route_wins() {
-        let r = router(&[
-            "GET /pets/{id}",
-            "GET /pets/mine",
-            "ANY /pets/{id}",
-            "ANY /{proxy+}",
-            "POST /pets",
-            "$default",
-        ]);
+        let r =
+            router(&["GET /pets/{id}", "GET /pets/mine", "ANY /pets/{id}", "ANY /{proxy+}", "POST /pets", "$default"]);
         let get = http::Method::GET;
         assert_eq!(r.find(&get, "/pets/mine").map(|m| m.route), Some(1));
         let m = r.find(&get, "/pets/7").expect("match");
         assert_eq!((m.route, m.params), (0, vec![("id", "7")]));
-        assert_eq!(
-            r.find(&http::Method::DELETE, "/pets/7").map(|m| m.route),
-            Some(2)
-        );
-        assert_eq!(
-            r.find(&http::Method::POST, "/pets").map(|m| m.route),
-            Some(4)
-        );
+        assert_eq!(r.find(&http::Method::DELETE, "/pets/7").map(|m| m.route), Some(2));
+        assert_eq!(r.find(&http::Method::POST, "/pets").map(|m| m.route), Some(4));
         assert_eq!(r.find(&get, "/a/b/c").map(|m| m.route), Some(3));
         assert_eq!(r.find(&get, "/").map(|m| m.route), Some(5));
-        let r = router(&[
-            "GET /orders/{id}",
-            "ANY /orders/{proxy+}",
-            "GET /orders/{id}/raw",
-        ]);
+        let r = router(&["GET /orders/{id}", "ANY /orders/{proxy+}", "GET /orders/{id}/raw"]);
         assert_eq!(r.find(&get, "/orders/7").map(|m| m.route), Some(0));
         assert_eq!(r.find(&get, "/orders/7/raw").map(|m| m.route), Some(2));
         assert_eq!(r.find(&get, "/orders/7/x/y").map(|m| m.route), Some(1));
-        assert_eq!(
-            r.find(&http::Method::PUT, "/orders/7").map(|m| m.route),
-            Some(1)
-        );
+        assert_eq!(r.find(&http::Method::PUT, "/orders/7").map(|m| m.route), Some(1));
         let r = router(&["GET /pets"]);
         assert_eq!(r.find(&http::Method::POST, "/pets"), None);
         assert_eq!(r.find(&get, "/pets/"), None);
@@ -431,10 +366,8 @@ mod tests {
 
     #[test]
     fn conflicting_routes_are_refused() {
-        let parsed: Vec<RouteKey> = ["GET /a/{x}", "GET /a/{y}"]
-            .iter()
-            .map(|k| parse_route_key(k).expect("key"))
-            .collect();
+        let parsed: Vec<RouteKey> =
+            ["GET /a/{x}", "GET /a/{y}"].iter().map(|k| parse_route_key(k).expect("key")).collect();
         assert!(Router::build(parsed.iter().enumerate()).is_err());
     }
 }

@@ -25,9 +25,7 @@ fn threads(n: usize) -> usize {
     if n > 0 {
         n
     } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     }
 }
 
@@ -45,38 +43,23 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
         daemon_wait_for_ready: true,
         ..ServerConf::default()
     };
-    let opt = Opt {
-        upgrade: args.upgrade,
-        daemon: args.daemon,
-        nocapture: false,
-        test: false,
-        conf: None,
-    };
+    let opt = Opt { upgrade: args.upgrade, daemon: args.daemon, nocapture: false, test: false, conf: None };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     let listener_tls = tls::ListenerTls {
-        min_version: if l.tls_min_version == "1.3" {
-            SslVersion::TLS1_3
-        } else {
-            SslVersion::TLS1_2
-        },
+        min_version: if l.tls_min_version == "1.3" { SslVersion::TLS1_3 } else { SslVersion::TLS1_2 },
         client_auth: l.tls_client_auth,
         ca_file: l.tls_client_ca.as_ref().map(|p| p.display().to_string()),
     };
 
-    let mut public = ProxyServiceBuilder::new(
-        &server.configuration,
-        Gateway {
-            shared: shared.clone(),
-            private: false,
-        },
-    )
-    .name("edgegate")
-    .server_options(options.clone())
-    .build();
+    let mut public =
+        ProxyServiceBuilder::new(&server.configuration, Gateway { shared: shared.clone(), private: false })
+            .name("edgegate")
+            .server_options(options.clone())
+            .build();
     for a in &l.listen {
         public.add_tcp(a);
     }
@@ -84,39 +67,26 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
         let settings = tls::settings(shared.clone(), &listener_tls)?;
         public.add_tls_with_settings(a, None, settings);
     }
-    let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> =
-        vec![Box::new(public)];
+    // The reloader starts last (it depends on every listener service), so /readyz turns 200
+    // only once the listeners are up.
+    let mut listeners = vec![server.add_service(public)];
     if !l.private_listen.is_empty() {
-        let mut private = ProxyServiceBuilder::new(
-            &server.configuration,
-            Gateway {
-                shared: shared.clone(),
-                private: true,
-            },
-        )
-        .name("edgegate-private")
-        .server_options(options)
-        .build();
+        let gw = Gateway { shared: shared.clone(), private: true };
+        let mut private = ProxyServiceBuilder::new(&server.configuration, gw)
+            .name("edgegate-private")
+            .server_options(options)
+            .build();
         for a in &l.private_listen {
             private.add_tcp(a);
         }
-        services.push(Box::new(private));
+        listeners.push(server.add_service(private));
     }
-    let mut admin = Service::new(
-        "edgegate-admin".to_string(),
-        Admin {
-            shared: shared.clone(),
-        },
-    );
+    let mut admin = Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone() });
     admin.add_tcp(&l.admin_listen);
-    services.push(Box::new(admin));
-    services.push(Box::new(background_service(
-        "config-reload",
-        Reloader {
-            shared,
-            path: args.config,
-        },
-    )));
-    server.add_services(services);
+    listeners.push(server.add_service(admin));
+    let reloader = server.add_service(background_service("config-reload", Reloader { shared, path: args.config }));
+    for h in &listeners {
+        reloader.add_dependency(h);
+    }
     server.run_forever()
 }

@@ -118,12 +118,7 @@ pub struct Mock {
 impl Snapshot {
     /// Resolves the API and stage of a request: custom domain first, else `/{stage}/{base}`.
     /// Returns the mount and the path below the base path.
-    pub fn resolve<'p>(
-        &self,
-        host: &str,
-        path: &'p str,
-        private_listener: bool,
-    ) -> Option<(&Mount, &'p str)> {
+    pub fn resolve<'p>(&self, host: &str, path: &'p str, private_listener: bool) -> Option<(&Mount, &'p str)> {
         let (mounts, rest) = match self.domains.get(host) {
             Some(m) => (m, path),
             None => {

@@ -59,11 +59,7 @@ pub struct Vars<'a> {
 }
 
 /// Renders template `name`; a runtime error is returned for the caller to turn into a 500.
-pub fn render(
-    env: &minijinja::Environment<'static>,
-    name: &str,
-    vars: &Vars<'_>,
-) -> Result<String, minijinja::Error> {
+pub fn render(env: &minijinja::Environment<'static>, name: &str, vars: &Vars<'_>) -> Result<String, minijinja::Error> {
     env.get_template(name)?.render(vars)
 }
 
@@ -72,11 +68,7 @@ pub fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for pair in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
+        let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
         m.insert(dec(k), dec(v));
     }
     m
@@ -103,19 +95,12 @@ mod tests {
                 domain_name: "h",
                 request_time: String::new(),
                 request_time_epoch: 0,
-                identity: Identity {
-                    source_ip: "127.0.0.1".into(),
-                    user_agent: "",
-                    client_cert: None,
-                },
+                identity: Identity { source_ip: "127.0.0.1".into(), user_agent: "", client_cert: None },
                 error: None,
             },
             stage_variables: &vars_map,
             input: Input {
-                params: Params {
-                    path: BTreeMap::from([("id", "7")]),
-                    querystring: query_map(Some("q=a+b%21")),
-                },
+                params: Params { path: BTreeMap::from([("id", "7")]), querystring: query_map(Some("q=a+b%21")) },
             },
         };
         assert_eq!(render(&env, "t", &v).expect("render"), "prod/blue/7/a b!");

@@ -37,25 +37,17 @@ impl CertStore {
 
     /// Loads a PEM chain and key; the key must match the leaf.
     pub fn load(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertKey, String> {
-        let mut stack =
-            X509::stack_from_pem(cert_pem).map_err(|e| format!("cannot parse certificate: {e}"))?;
+        let mut stack = X509::stack_from_pem(cert_pem).map_err(|e| format!("cannot parse certificate: {e}"))?;
         if stack.is_empty() {
             return Err("no certificate in file".into());
         }
         let leaf = stack.remove(0);
-        let key = PKey::private_key_from_pem(key_pem)
-            .map_err(|e| format!("cannot parse private key: {e}"))?;
-        let public = leaf
-            .public_key()
-            .map_err(|e| format!("certificate has no public key: {e}"))?;
+        let key = PKey::private_key_from_pem(key_pem).map_err(|e| format!("cannot parse private key: {e}"))?;
+        let public = leaf.public_key().map_err(|e| format!("certificate has no public key: {e}"))?;
         if !public.public_eq(&key) {
             return Err("the private key does not match the certificate".into());
         }
-        Ok(CertKey {
-            leaf,
-            chain: stack,
-            key,
-        })
+        Ok(CertKey { leaf, chain: stack, key })
     }
 
     pub fn add(&mut self, names: &[String], ck: CertKey) {
@@ -76,10 +68,7 @@ impl CertStore {
         let i = self
             .exact
             .get(&sni)
-            .or_else(|| {
-                sni.split_once('.')
-                    .and_then(|(_, parent)| self.wildcard.get(parent))
-            })
+            .or_else(|| sni.split_once('.').and_then(|(_, parent)| self.wildcard.get(parent)))
             .copied()
             .unwrap_or(0);
         self.certs.get(i)
@@ -127,23 +116,10 @@ impl ClientCert {
                     .collect()
             })
             .unwrap_or_default();
-        let fingerprint = c
-            .digest(MessageDigest::sha256())
-            .map(|d| hex::encode(&*d))
-            .unwrap_or_default();
-        let serial = c
-            .serial_number()
-            .to_bn()
-            .ok()
-            .and_then(|b| b.to_hex_str().ok().map(|s| s.to_string()))
-            .unwrap_or_default();
-        ClientCert {
-            subject: dn(c.subject_name()),
-            issuer: dn(c.issuer_name()),
-            serial,
-            sans,
-            fingerprint,
-        }
+        let fingerprint = c.digest(MessageDigest::sha256()).map(|d| hex::encode(&*d)).unwrap_or_default();
+        let serial =
+            c.serial_number().to_bn().ok().and_then(|b| b.to_hex_str().ok().map(|s| s.to_string())).unwrap_or_default();
+        ClientCert { subject: dn(c.subject_name()), issuer: dn(c.issuer_name()), serial, sans, fingerprint }
     }
 }
 
@@ -157,14 +133,9 @@ pub struct Callbacks {
 impl TlsAccept for Callbacks {
     async fn certificate_callback(&self, ssl: &mut SslRef) {
         let snap = self.shared.load();
-        let name = ssl
-            .servername(NameType::HOST_NAME)
-            .unwrap_or("")
-            .to_string();
+        let name = ssl.servername(NameType::HOST_NAME).unwrap_or("").to_string();
         if let Some(c) = snap.certs.find(&name) {
-            if let Err(e) = ext::ssl_use_certificate(ssl, &c.leaf)
-                .and_then(|_| ext::ssl_use_private_key(ssl, &c.key))
-            {
+            if let Err(e) = ext::ssl_use_certificate(ssl, &c.leaf).and_then(|_| ext::ssl_use_private_key(ssl, &c.key)) {
                 log::error!("TLS: cannot use certificate for {name:?}: {e}");
             }
             for x in &c.chain {
@@ -175,10 +146,7 @@ impl TlsAccept for Callbacks {
         }
     }
 
-    async fn handshake_complete_callback(
-        &self,
-        ssl: &SslRef,
-    ) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(&self, ssl: &SslRef) -> Option<Arc<dyn Any + Send + Sync>> {
         let cert = ssl.peer_certificate()?;
         if ssl.verify_result() != openssl::x509::X509VerifyResult::OK {
             return None;
@@ -196,18 +164,15 @@ pub struct ListenerTls {
 }
 
 pub fn settings(shared: Shared, l: &ListenerTls) -> Result<TlsSettings, String> {
-    let mut tls =
-        TlsSettings::with_callbacks(Box::new(Callbacks { shared })).map_err(|e| e.to_string())?;
+    let mut tls = TlsSettings::with_callbacks(Box::new(Callbacks { shared })).map_err(|e| e.to_string())?;
     tls.enable_h2();
-    tls.set_min_proto_version(Some(l.min_version))
-        .map_err(|e| e.to_string())?;
+    tls.set_min_proto_version(Some(l.min_version)).map_err(|e| e.to_string())?;
     use crate::config::model::ClientAuthMode::*;
     match l.client_auth {
         Off => tls.set_verify(SslVerifyMode::NONE),
         Optional | Required => {
             let ca = l.ca_file.as_deref().ok_or("client_auth needs a ca")?;
-            tls.set_ca_file(ca)
-                .map_err(|e| format!("cannot load client CA {ca}: {e}"))?;
+            tls.set_ca_file(ca).map_err(|e| format!("cannot load client CA {ca}: {e}"))?;
             if let Ok(names) = openssl::x509::X509Name::load_client_ca_file(ca) {
                 tls.set_client_ca_list(names);
             }
@@ -238,16 +203,10 @@ mod tests {
         b.set_subject_name(&name).expect("s");
         b.set_issuer_name(&name).expect("i");
         b.set_pubkey(&key).expect("k");
-        b.set_not_before(&Asn1Time::days_from_now(0).expect("t"))
-            .expect("nb");
-        b.set_not_after(&Asn1Time::days_from_now(1).expect("t"))
-            .expect("na");
+        b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
+        b.set_not_after(&Asn1Time::days_from_now(1).expect("t")).expect("na");
         b.sign(&key, MessageDigest::sha256()).expect("sign");
-        CertKey {
-            leaf: b.build(),
-            chain: vec![],
-            key,
-        }
+        CertKey { leaf: b.build(), chain: vec![], key }
     }
 
     #[test]

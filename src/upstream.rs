@@ -47,13 +47,9 @@ pub fn substitute_stage_vars(s: &str, vars: &BTreeMap<String, String>) -> Result
     while let Some(i) = rest.find(OPEN) {
         out.push_str(&rest[..i]);
         let after = &rest[i + OPEN.len()..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed ${{stageVariables.…}} in {s:?}"))?;
+        let end = after.find('}').ok_or_else(|| format!("unclosed ${{stageVariables.…}} in {s:?}"))?;
         let name = &after[..end];
-        let v = vars
-            .get(name)
-            .ok_or_else(|| format!("stage variable {name:?} is not defined"))?;
+        let v = vars.get(name).ok_or_else(|| format!("stage variable {name:?} is not defined"))?;
         out.push_str(v);
         rest = &after[end + 1..];
     }
@@ -69,9 +65,7 @@ pub fn parse_target(
     retries: u32,
     tls_verify: bool,
 ) -> Result<HttpTarget, String> {
-    let u: http::Uri = uri
-        .parse()
-        .map_err(|e| format!("invalid uri {uri:?}: {e}"))?;
+    let u: http::Uri = uri.parse().map_err(|e| format!("invalid uri {uri:?}: {e}"))?;
     let tls = match u.scheme_str() {
         Some("http") => false,
         Some("https") => true,
@@ -86,11 +80,7 @@ pub fn parse_target(
         .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host}:{port} resolves to no address"))?;
-    let host_header = if port == default_port {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
-    };
+    let host_header = if port == default_port { host.to_string() } else { format!("{host}:{port}") };
     let raw_path = u.path();
     let path = if raw_path.contains('{') {
         UriPath::Template(parse_template(raw_path)?)
@@ -119,10 +109,7 @@ fn parse_template(p: &str) -> Result<Vec<Part>, String> {
         if i > 0 {
             parts.push(Part::Lit(rest[..i].to_string()));
         }
-        let end = rest[i..]
-            .find('}')
-            .ok_or_else(|| format!("unclosed {{ in uri path {p:?}"))?
-            + i;
+        let end = rest[i..].find('}').ok_or_else(|| format!("unclosed {{ in uri path {p:?}"))? + i;
         let name = rest[i + 1..end].trim_end_matches('+');
         if name.is_empty() {
             return Err(format!("empty {{}} in uri path {p:?}"));
@@ -152,12 +139,7 @@ impl HttpTarget {
     }
 
     /// The upstream path and query for a request.
-    pub fn request_uri(
-        &self,
-        route_path: &str,
-        params: &[(String, String)],
-        client_query: Option<&str>,
-    ) -> String {
+    pub fn request_uri(&self, route_path: &str, params: &[(String, String)], client_query: Option<&str>) -> String {
         let mut s = String::with_capacity(64);
         match &self.path {
             UriPath::Prefix(p) => {
@@ -180,10 +162,7 @@ impl HttpTarget {
         if s.is_empty() {
             s.push('/');
         }
-        match (
-            self.query.as_deref(),
-            client_query.filter(|q| !q.is_empty()),
-        ) {
+        match (self.query.as_deref(), client_query.filter(|q| !q.is_empty())) {
             (Some(a), Some(b)) => {
                 s.push('?');
                 s.push_str(a);
@@ -220,45 +199,19 @@ mod tests {
 
     #[test]
     fn proxy_mode_appends_the_route_path_and_keeps_the_query() {
-        let t = parse_target(
-            "b",
-            "http://127.0.0.1:9000/base/",
-            Duration::from_secs(29),
-            0,
-            true,
-        )
-        .expect("target");
+        let t = parse_target("b", "http://127.0.0.1:9000/base/", Duration::from_secs(29), 0, true).expect("target");
         assert_eq!(t.host, "127.0.0.1:9000");
-        assert_eq!(
-            t.request_uri("/pets/7", &[], Some("a=1")),
-            "/base/pets/7?a=1"
-        );
-        let t = parse_target(
-            "b",
-            "http://127.0.0.1:80?k=v",
-            Duration::from_secs(1),
-            0,
-            true,
-        )
-        .expect("target");
+        assert_eq!(t.request_uri("/pets/7", &[], Some("a=1")), "/base/pets/7?a=1");
+        let t = parse_target("b", "http://127.0.0.1:80?k=v", Duration::from_secs(1), 0, true).expect("target");
         assert_eq!(t.host, "127.0.0.1");
         assert_eq!(t.request_uri("/x", &[], Some("a=1")), "/x?k=v&a=1");
     }
 
     #[test]
     fn explicit_mode_substitutes_params() {
-        let t = parse_target(
-            "b",
-            "http://127.0.0.1:9000/items/{id}/raw/{rest+}",
-            Duration::from_secs(29),
-            0,
-            true,
-        )
-        .expect("target");
-        let p = vec![
-            ("id".to_string(), "7".to_string()),
-            ("rest".to_string(), "a/b".to_string()),
-        ];
+        let t = parse_target("b", "http://127.0.0.1:9000/items/{id}/raw/{rest+}", Duration::from_secs(29), 0, true)
+            .expect("target");
+        let p = vec![("id".to_string(), "7".to_string()), ("rest".to_string(), "a/b".to_string())];
         assert_eq!(t.request_uri("/ignored", &p, None), "/items/7/raw/a/b");
         assert_eq!(t.missing_params(&["id".to_string()]), vec!["rest"]);
         assert!(parse_target("b", "ftp://x", Duration::from_secs(1), 0, true).is_err());

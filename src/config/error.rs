@@ -14,14 +14,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
     }
 }
 
@@ -45,12 +38,7 @@ impl std::error::Error for ConfigErrors {}
 
 impl ConfigErrors {
     pub fn single(file: &Path, message: impl Into<String>) -> Self {
-        ConfigErrors(vec![ConfigError {
-            file: file.to_path_buf(),
-            line: 1,
-            col: 1,
-            message: message.into(),
-        }])
+        ConfigErrors(vec![ConfigError { file: file.to_path_buf(), line: 1, col: 1, message: message.into() }])
     }
 }
 
@@ -110,10 +98,7 @@ impl Locator {
     pub fn new(src: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        Locator {
-            doc: toml_edit::ImDocument::parse(src.to_string()).ok(),
-            line_starts,
-        }
+        Locator { doc: toml_edit::ImDocument::parse(src.to_string()).ok(), line_starts }
     }
 
     /// 1-based line and column of a byte offset.
@@ -136,21 +121,13 @@ impl Locator {
             match (node, seg) {
                 (Node::Table(t), Seg::Key(k)) => {
                     if let Some((key, item)) = t.get_key_value(k) {
-                        best = key
-                            .span()
-                            .map(|s| s.start)
-                            .or_else(|| item.span().map(|s| s.start))
-                            .or(best);
+                        best = key.span().map(|s| s.start).or_else(|| item.span().map(|s| s.start)).or(best);
                         cur = Node::from_item(item);
                     }
                 }
                 (Node::Inline(t), Seg::Key(k)) => {
                     if let Some((key, v)) = t.get_key_value(k) {
-                        best = key
-                            .span()
-                            .map(|s| s.start)
-                            .or_else(|| v.span().map(|s| s.start))
-                            .or(best);
+                        best = key.span().map(|s| s.start).or_else(|| v.span().map(|s| s.start)).or(best);
                         cur = Node::from_item(v);
                     }
                 }
@@ -206,29 +183,12 @@ mod tests {
     fn locates_keys_in_tables_arrays_and_inline_tables() {
         let src = "[server]\nlisten = [\"a\"]\n\n[[apis]]\nname = \"x\"\n[[apis]]\nname = \"y\"\nstages = { prod = { variables = { b = \"1\" } } }\n";
         let l = Locator::new(src);
-        assert_eq!(
-            l.locate(&KeyPath::root().key("server").key("listen")),
-            (2, 1)
-        );
-        assert_eq!(
-            l.locate(&KeyPath::root().key("apis").idx(1).key("name")),
-            (7, 1)
-        );
-        let p = KeyPath::root()
-            .key("apis")
-            .idx(1)
-            .key("stages")
-            .key("prod")
-            .key("variables");
+        assert_eq!(l.locate(&KeyPath::root().key("server").key("listen")), (2, 1));
+        assert_eq!(l.locate(&KeyPath::root().key("apis").idx(1).key("name")), (7, 1));
+        let p = KeyPath::root().key("apis").idx(1).key("stages").key("prod").key("variables");
         assert_eq!(l.locate(&p), (8, 21));
         // a key that does not exist falls back to its nearest existing parent
-        assert_eq!(
-            l.locate(&KeyPath::root().key("apis").idx(0).key("routes")),
-            (4, 1)
-        );
-        assert_eq!(
-            KeyPath::root().key("apis").idx(1).key("name").to_string(),
-            "apis[1].name"
-        );
+        assert_eq!(l.locate(&KeyPath::root().key("apis").idx(0).key("routes")), (4, 1));
+        assert_eq!(KeyPath::root().key("apis").idx(1).key("name").to_string(), "apis[1].name");
     }
 }

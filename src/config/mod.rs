@@ -22,8 +22,8 @@ use std::time::SystemTime;
 
 /// Reads, validates and compiles the config at `path`.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single(path, format!("cannot read config: {e}")))?;
+    let src =
+        std::fs::read_to_string(path).map_err(|e| ConfigErrors::single(path, format!("cannot read config: {e}")))?;
     load_str(path, &src)
 }
 
@@ -31,25 +31,12 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
 pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
     let locator = Locator::new(src);
     let cfg: Config = toml::from_str(src).map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map(|s| locator.line_col(s.start))
-            .unwrap_or((1, 1));
+        let (line, col) = e.span().map(|s| locator.line_col(s.start)).unwrap_or((1, 1));
         let msg = e.message().trim().to_string();
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line,
-            col,
-            message: msg,
-        }])
+        ConfigErrors(vec![ConfigError { file: path.to_path_buf(), line, col, message: msg }])
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c = Compiler {
-        dir,
-        errors: vec![],
-        files: vec![path.to_path_buf()],
-        hasher: Sha256::new(),
-    };
+    let mut c = Compiler { dir, errors: vec![], files: vec![path.to_path_buf()], hasher: Sha256::new() };
     c.hasher.update(src.as_bytes());
     let snap = c.compile(&cfg);
     if !c.errors.is_empty() {
@@ -58,12 +45,7 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
             .iter()
             .map(|(p, m)| {
                 let (line, col) = locator.locate(p);
-                ConfigError {
-                    file: path.to_path_buf(),
-                    line,
-                    col,
-                    message: format!("{p}: {m}"),
-                }
+                ConfigError { file: path.to_path_buf(), line, col, message: format!("{p}: {m}") }
             })
             .collect();
         errs.sort_by_key(|e| (e.line, e.col));
@@ -83,9 +65,7 @@ struct Compiler {
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";
 
 fn good_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl Compiler {
@@ -94,10 +74,7 @@ impl Compiler {
     }
 
     fn unsupported(&mut self, p: KeyPath, what: &str) {
-        self.err(
-            p,
-            format!("{what} is not supported yet by this version of edgegate; remove it"),
-        );
+        self.err(p, format!("{what} is not supported yet by this version of edgegate; remove it"));
     }
 
     /// Resolves a path relative to the config's directory, checks it exists and folds its
@@ -125,10 +102,9 @@ impl Compiler {
                         self.err(p.idx(i), format!("address {a} is listed twice"));
                     }
                 }
-                Err(_) => self.err(
-                    p.idx(i),
-                    format!("{a:?} is not an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""),
-                ),
+                Err(_) => {
+                    self.err(p.idx(i), format!("{a:?} is not an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""))
+                }
             }
         }
     }
@@ -147,16 +123,10 @@ impl Compiler {
             }
         }
         if cfg.cluster.is_some() {
-            self.unsupported(
-                root.key("cluster"),
-                "[cluster] (shared limits through Redis)",
-            );
+            self.unsupported(root.key("cluster"), "[cluster] (shared limits through Redis)");
         }
         if let Some(name) = cfg.authorizers.keys().next() {
-            self.unsupported(
-                root.key("authorizers").key(name),
-                "authorizers ([authorizers.*])",
-            );
+            self.unsupported(root.key("authorizers").key(name), "authorizers ([authorizers.*])");
         }
         if !cfg.usage_plans.is_empty() {
             self.unsupported(root.key("usage_plans"), "usage plans ([[usage_plans]])");
@@ -178,19 +148,10 @@ impl Compiler {
         for (i, a) in cfg.apis.iter().enumerate() {
             let p = root.key("apis").idx(i);
             if !good_name(&a.name) {
-                self.err(
-                    p.key("name"),
-                    format!(
-                        "API name {:?} must be non-empty and use only {NAME_CHARS}",
-                        a.name
-                    ),
-                );
+                self.err(p.key("name"), format!("API name {:?} must be non-empty and use only {NAME_CHARS}", a.name));
             }
             if api_index.insert(a.name.as_str(), i).is_some() {
-                self.err(
-                    p.key("name"),
-                    format!("API name {:?} is used twice", a.name),
-                );
+                self.err(p.key("name"), format!("API name {:?} is used twice", a.name));
             }
             if a.endpoint == EndpointType::Private && cfg.server.private_listen.is_empty() {
                 self.err(
@@ -209,10 +170,7 @@ impl Compiler {
                 if !base_seen.insert((stage.clone(), a.base_path.clone())) {
                     self.err(
                         root.key("apis").idx(ai).key("base_path"),
-                        format!(
-                            "another API already serves stage {stage:?} at base path {:?}",
-                            a.base_path
-                        ),
+                        format!("another API already serves stage {stage:?} at base path {:?}", a.base_path),
                     );
                 }
                 by_stage.entry(stage.clone()).or_default().push(Mount {
@@ -230,10 +188,7 @@ impl Compiler {
                 self.err(p.key("host"), format!("{:?} is not a host name", d.host));
             }
             if domains.contains_key(&host) {
-                self.err(
-                    p.key("host"),
-                    format!("domain {:?} is listed twice", d.host),
-                );
+                self.err(p.key("host"), format!("domain {:?} is listed twice", d.host));
             }
             let mut mounts = vec![];
             for (mi, m) in d.mappings.iter().enumerate() {
@@ -244,26 +199,16 @@ impl Compiler {
                     continue;
                 };
                 let Some(si) = cfg.apis[ai].stages.keys().position(|s| s == &m.stage) else {
-                    self.err(
-                        mp.key("stage"),
-                        format!("API {:?} has no stage {:?}", m.api, m.stage),
-                    );
+                    self.err(mp.key("stage"), format!("API {:?} has no stage {:?}", m.api, m.stage));
                     continue;
                 };
                 if mounts.iter().any(|x: &Mount| x.base_path == m.base_path) {
                     self.err(
                         mp.key("base_path"),
-                        format!(
-                            "base path {:?} is mapped twice on {:?}",
-                            m.base_path, d.host
-                        ),
+                        format!("base path {:?} is mapped twice on {:?}", m.base_path, d.host),
                     );
                 }
-                mounts.push(Mount {
-                    base_path: m.base_path.clone(),
-                    api: ai,
-                    stage: si,
-                });
+                mounts.push(Mount { base_path: m.base_path.clone(), api: ai, stage: si });
             }
             domains.insert(host, mounts);
         }
@@ -290,11 +235,7 @@ impl Compiler {
                 private_listen: cfg.server.private_listen.clone(),
                 admin_listen: cfg.server.admin_listen.clone(),
                 tls_listen,
-                tls_min_version: cfg
-                    .tls
-                    .as_ref()
-                    .map(|t| t.min_version.clone())
-                    .unwrap_or_else(|| "1.2".into()),
+                tls_min_version: cfg.tls.as_ref().map(|t| t.min_version.clone()).unwrap_or_else(|| "1.2".into()),
                 tls_client_auth: client_auth.0,
                 tls_client_ca: client_auth.1,
                 threads: cfg.server.threads,
@@ -310,11 +251,7 @@ impl Compiler {
         let mut seen = HashSet::new();
         self.listen_addrs(p.key("listen"), &s.listen, &mut seen);
         self.listen_addrs(p.key("private_listen"), &s.private_listen, &mut seen);
-        self.listen_addrs(
-            p.key("admin_listen"),
-            std::slice::from_ref(&s.admin_listen),
-            &mut seen,
-        );
+        self.listen_addrs(p.key("admin_listen"), std::slice::from_ref(&s.admin_listen), &mut seen);
         if s.threads > 1024 {
             self.err(p.key("threads"), "threads must be 0 (one per core) to 1024");
         }
@@ -329,10 +266,7 @@ impl Compiler {
             self.err(p.key("max_body"), "max_body must be greater than 0");
         }
         if s.max_integration_timeout.0.is_zero() {
-            self.err(
-                p.key("max_integration_timeout"),
-                "max_integration_timeout must be greater than 0",
-            );
+            self.err(p.key("max_integration_timeout"), "max_integration_timeout must be greater than 0");
         }
         let access_log = match s.access_log.as_str() {
             "off" => AccessLogTarget::Off,
@@ -340,14 +274,9 @@ impl Compiler {
             f => {
                 let full = self.dir.join(f);
                 match full.parent() {
-                    Some(d) if d.as_os_str().is_empty() || d.is_dir() => {
-                        AccessLogTarget::File(full)
-                    }
+                    Some(d) if d.as_os_str().is_empty() || d.is_dir() => AccessLogTarget::File(full),
                     _ => {
-                        self.err(
-                            p.key("access_log"),
-                            format!("the directory of {} does not exist", full.display()),
-                        );
+                        self.err(p.key("access_log"), format!("the directory of {} does not exist", full.display()));
                         AccessLogTarget::Off
                     }
                 }
@@ -366,34 +295,19 @@ impl Compiler {
         }
     }
 
-    fn tls(
-        &mut self,
-        p: &KeyPath,
-        cfg: &Config,
-    ) -> (CertStore, Vec<String>, (ClientAuthMode, Option<PathBuf>)) {
+    fn tls(&mut self, p: &KeyPath, cfg: &Config) -> (CertStore, Vec<String>, (ClientAuthMode, Option<PathBuf>)) {
         let mut store = CertStore::default();
         let Some(t) = &cfg.tls else {
             return (store, vec![], (ClientAuthMode::Off, None));
         };
-        let mut seen: HashSet<SocketAddr> = cfg
-            .server
-            .listen
-            .iter()
-            .chain(&cfg.server.private_listen)
-            .filter_map(|a| a.parse().ok())
-            .collect();
+        let mut seen: HashSet<SocketAddr> =
+            cfg.server.listen.iter().chain(&cfg.server.private_listen).filter_map(|a| a.parse().ok()).collect();
         self.listen_addrs(p.key("listen"), &t.listen, &mut seen);
         if !matches!(t.min_version.as_str(), "1.2" | "1.3") {
-            self.err(
-                p.key("min_version"),
-                format!("min_version {:?} must be \"1.2\" or \"1.3\"", t.min_version),
-            );
+            self.err(p.key("min_version"), format!("min_version {:?} must be \"1.2\" or \"1.3\"", t.min_version));
         }
         if !t.listen.is_empty() && t.certificates.is_empty() {
-            self.err(
-                p.key("listen"),
-                "TLS listeners need at least one [[tls.certificates]]",
-            );
+            self.err(p.key("listen"), "TLS listeners need at least one [[tls.certificates]]");
         }
         for (i, c) in t.certificates.iter().enumerate() {
             let cp = p.key("certificates").idx(i);
@@ -409,16 +323,12 @@ impl Compiler {
         let mode = t.client_auth.as_ref().map(|c| c.mode).unwrap_or_default();
         if let Some(ca) = &t.client_auth {
             match (&ca.ca, ca.mode) {
-                (None, ClientAuthMode::Optional | ClientAuthMode::Required) => self.err(
-                    p.key("client_auth").key("mode"),
-                    "client_auth needs ca = \"FILE\" (the client CA bundle)",
-                ),
+                (None, ClientAuthMode::Optional | ClientAuthMode::Required) => {
+                    self.err(p.key("client_auth").key("mode"), "client_auth needs ca = \"FILE\" (the client CA bundle)")
+                }
                 (Some(f), _) => {
                     if let Some((_, pem)) = self.file(p.key("client_auth").key("ca"), f) {
-                        if openssl::x509::X509::stack_from_pem(&pem)
-                            .map(|v| v.is_empty())
-                            .unwrap_or(true)
-                        {
+                        if openssl::x509::X509::stack_from_pem(&pem).map(|v| v.is_empty()).unwrap_or(true) {
                             self.err(
                                 p.key("client_auth").key("ca"),
                                 format!("{f}: no PEM certificate in the CA bundle"),
@@ -429,25 +339,15 @@ impl Compiler {
                 _ => {}
             }
         }
-        let ca = t
-            .client_auth
-            .as_ref()
-            .and_then(|c| c.ca.as_ref())
-            .map(|f| self.dir.join(f));
+        let ca = t.client_auth.as_ref().and_then(|c| c.ca.as_ref()).map(|f| self.dir.join(f));
         (store, t.listen.clone(), (mode, ca))
     }
 
     fn base_path(&mut self, p: KeyPath, b: &str) {
         if !(b.is_empty()
-            || (b.starts_with('/')
-                && !b.ends_with('/')
-                && !b.contains(['{', '}', '?', '#', '%'])
-                && !b.contains("//")))
+            || (b.starts_with('/') && !b.ends_with('/') && !b.contains(['{', '}', '?', '#', '%']) && !b.contains("//")))
         {
-            self.err(
-                p,
-                format!("base path {b:?} must be empty or like \"/v1\" (no trailing '/')"),
-            );
+            self.err(p, format!("base path {b:?} must be empty or like \"/v1\" (no trailing '/')"));
         }
     }
 
@@ -459,10 +359,7 @@ impl Compiler {
         env: &mut minijinja::Environment<'static>,
     ) -> Option<snapshot::Api> {
         if a.protocol == Protocol::Websocket {
-            self.unsupported(
-                p.key("protocol"),
-                "WebSocket APIs (protocol = \"websocket\")",
-            );
+            self.unsupported(p.key("protocol"), "WebSocket APIs (protocol = \"websocket\")");
         }
         if a.endpoint == EndpointType::Edge {
             self.unsupported(p.key("endpoint"), "endpoint = \"edge\"");
@@ -475,28 +372,19 @@ impl Compiler {
             ("policy", a.policy.is_some()),
             ("route_selection", a.route_selection.is_some()),
             ("idle_timeout", a.idle_timeout.is_some()),
-            (
-                "max_connection_duration",
-                a.max_connection_duration.is_some(),
-            ),
+            ("max_connection_duration", a.max_connection_duration.is_some()),
         ] {
             if present {
                 self.unsupported(p.key(k), &format!("`{k}`"));
             }
         }
         if a.stages.is_empty() {
-            self.err(
-                p.key("name"),
-                format!("API {:?} has no stage: add [apis.stages.NAME]", a.name),
-            );
+            self.err(p.key("name"), format!("API {:?} has no stage: add [apis.stages.NAME]", a.name));
         }
         for (name, s) in &a.stages {
             let sp = p.key("stages").key(name);
             if !good_name(name) {
-                self.err(
-                    sp.clone(),
-                    format!("stage name {name:?} must use only {NAME_CHARS}"),
-                );
+                self.err(sp.clone(), format!("stage name {name:?} must use only {NAME_CHARS}"));
             }
             if s.throttle.is_some() {
                 self.unsupported(sp.key("throttle"), "stage throttling");
@@ -506,21 +394,12 @@ impl Compiler {
             }
             if let Some(c) = &s.canary {
                 if !(0.0..=100.0).contains(&c.percent) {
-                    self.err(
-                        sp.key("canary").key("percent"),
-                        "canary percent must be 0 to 100",
-                    );
+                    self.err(sp.key("canary").key("percent"), "canary percent must be 0 to 100");
                 }
             }
         }
         for (name, i) in &a.integrations {
-            self.check_integration(
-                &p.key("integrations").key(name),
-                i,
-                settings,
-                env,
-                &format!("{}:{}", a.name, name),
-            );
+            self.check_integration(&p.key("integrations").key(name), i, settings, env, &format!("{}:{}", a.name, name));
         }
 
         // routes
@@ -533,10 +412,7 @@ impl Compiler {
                 Err(m) => self.err(rp.key("route"), m),
             }
             if !seen.insert(r.route.as_str()) {
-                self.err(
-                    rp.key("route"),
-                    format!("route {:?} is defined twice", r.route),
-                );
+                self.err(rp.key("route"), format!("route {:?} is defined twice", r.route));
             }
             for (k, present) in [
                 ("authorizer", r.authorizer.is_some()),
@@ -555,19 +431,12 @@ impl Compiler {
             match &r.integration {
                 IntegrationRef::Name(n) => {
                     if !a.integrations.contains_key(n) {
-                        self.err(
-                            rp.key("integration"),
-                            format!("no integration named {n:?} in API {:?}", a.name),
-                        );
+                        self.err(rp.key("integration"), format!("no integration named {n:?} in API {:?}", a.name));
                     }
                 }
-                IntegrationRef::Inline(i) => self.check_integration(
-                    &rp.key("integration"),
-                    i,
-                    settings,
-                    env,
-                    &format!("{}:route{}", a.name, ri),
-                ),
+                IntegrationRef::Inline(i) => {
+                    self.check_integration(&rp.key("integration"), i, settings, env, &format!("{}:route{}", a.name, ri))
+                }
             }
         }
         let router = match Router::build(keys.iter().map(|(i, k)| (*i, k))) {
@@ -599,14 +468,7 @@ impl Compiler {
                 }
                 tname
             });
-            overrides.0.insert(
-                t,
-                CustomResponse {
-                    status: g.status,
-                    headers,
-                    body_template,
-                },
-            );
+            overrides.0.insert(t, CustomResponse { status: g.status, headers, body_template });
         }
 
         // stages: resolve every route's integration under each stage's (and canary's) variables
@@ -617,17 +479,9 @@ impl Compiler {
             let canary = s.canary.as_ref().map(|c| {
                 let mut vars = s.variables.clone();
                 vars.extend(c.variables.clone());
-                (
-                    c.percent / 100.0,
-                    self.stage_view(p, &sp.key("canary"), a, &keys, &vars, true, settings, env),
-                )
+                (c.percent / 100.0, self.stage_view(p, &sp.key("canary"), a, &keys, &vars, true, settings, env))
             });
-            stages.push(snapshot::Stage {
-                name: Arc::from(sname.as_str()),
-                access_log: s.access_log,
-                view,
-                canary,
-            });
+            stages.push(snapshot::Stage { name: Arc::from(sname.as_str()), access_log: s.access_log, view, canary });
         }
 
         let routes = a
@@ -651,17 +505,10 @@ impl Compiler {
         })
     }
 
-    fn headers(
-        &mut self,
-        p: &KeyPath,
-        h: &BTreeMap<String, String>,
-    ) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    fn headers(&mut self, p: &KeyPath, h: &BTreeMap<String, String>) -> Vec<(http::HeaderName, http::HeaderValue)> {
         let mut out = vec![];
         for (k, v) in h {
-            match (
-                http::HeaderName::from_bytes(k.as_bytes()),
-                http::HeaderValue::from_str(v),
-            ) {
+            match (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
                 (Ok(n), Ok(v)) => out.push((n, v)),
                 _ => self.err(p.key(k), format!("invalid header {k:?}: {v:?}")),
             }
@@ -709,19 +556,14 @@ impl Compiler {
             other => {
                 self.err(
                     p.key("type"),
-                    format!(
-                        "unknown integration type {other:?} (http, lambda, aws, vpc_link, mock)"
-                    ),
+                    format!("unknown integration type {other:?} (http, lambda, aws, vpc_link, mock)"),
                 );
                 return;
             }
         };
         for k in present {
             if !allowed.contains(&k) {
-                self.err(
-                    p.key(k),
-                    format!("key `{k}` does not apply to a {:?} integration", i.kind),
-                );
+                self.err(p.key(k), format!("key `{k}` does not apply to a {:?} integration", i.kind));
             }
         }
         match i.kind.as_str() {
@@ -793,20 +635,12 @@ impl Compiler {
         for (ri, r) in a.routes.iter().enumerate() {
             let (i, ip, tname, cache_key) = match &r.integration {
                 IntegrationRef::Name(n) => match a.integrations.get(n) {
-                    Some(i) => (
-                        i,
-                        ap.key("integrations").key(n),
-                        format!("{}:{}", a.name, n),
-                        Some(n.clone()),
-                    ),
+                    Some(i) => (i, ap.key("integrations").key(n), format!("{}:{}", a.name, n), Some(n.clone())),
                     None => continue,
                 },
-                IntegrationRef::Inline(i) => (
-                    &**i,
-                    ap.key("routes").idx(ri).key("integration"),
-                    format!("{}:route{}", a.name, ri),
-                    None,
-                ),
+                IntegrationRef::Inline(i) => {
+                    (&**i, ap.key("routes").idx(ri).key("integration"), format!("{}:route{}", a.name, ri), None)
+                }
             };
             let built = match cache_key.as_ref().and_then(|k| cache.get(k)) {
                 Some(b) => b.clone(),
@@ -833,20 +667,13 @@ impl Compiler {
                 if !missing.is_empty() {
                     self.err(
                         ip.key("uri"),
-                        format!(
-                            "uri uses {missing:?}, which route {:?} does not capture",
-                            r.route
-                        ),
+                        format!("uri uses {missing:?}, which route {:?} does not capture", r.route),
                     );
                 }
             }
             integrations.push(built);
         }
-        StageView {
-            variables: Arc::new(vars.clone()),
-            integrations,
-            is_canary,
-        }
+        StageView { variables: Arc::new(vars.clone()), integrations, is_canary }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -875,13 +702,8 @@ impl Compiler {
                     .map(|d| d.0)
                     .unwrap_or(settings.max_integration_timeout)
                     .min(settings.max_integration_timeout);
-                match upstream::parse_target(
-                    tname,
-                    &uri,
-                    timeout,
-                    i.retries.unwrap_or(0),
-                    i.tls_verify.unwrap_or(true),
-                ) {
+                match upstream::parse_target(tname, &uri, timeout, i.retries.unwrap_or(0), i.tls_verify.unwrap_or(true))
+                {
                     Ok(t) => Some(snapshot::Integration::Http(t)),
                     Err(e) => {
                         self.err(ip.key("uri"), e);
@@ -890,19 +712,11 @@ impl Compiler {
                 }
             }
             "mock" => {
-                let headers = i
-                    .headers
-                    .as_ref()
-                    .map(|h| self.headers(&ip.key("headers"), h))
-                    .unwrap_or_default();
+                let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
                 let name = format!("mock:{tname}");
                 let body = i.body.as_ref().map(|_| name);
                 let _ = env;
-                Some(snapshot::Integration::Mock(snapshot::Mock {
-                    status: i.status.unwrap_or(200),
-                    headers,
-                    body,
-                }))
+                Some(snapshot::Integration::Mock(snapshot::Mock { status: i.status.unwrap_or(200), headers, body }))
             }
             _ => None,
         }

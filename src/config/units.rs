@@ -27,9 +27,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(t).map_err(|e| {
-        format!("invalid duration {s:?} ({e}); write e.g. \"250ms\", \"29s\", \"10m\"")
-    })
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"250ms\", \"29s\", \"10m\""))
 }
 
 /// A size in bytes written as "512", "64KiB", "10MiB", "1GiB" (also KB/MB/GB as powers of 1000).
@@ -47,9 +46,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}; write e.g. \"64KiB\", \"10MiB\""))?;
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}; write e.g. \"64KiB\", \"10MiB\""))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -58,14 +55,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "invalid size unit {other:?} in {s:?}; use B, KiB, MiB, GiB"
-            ))
-        }
+        other => return Err(format!("invalid size unit {other:?} in {s:?}; use B, KiB, MiB, GiB")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[cfg(test)]

@@ -71,11 +71,7 @@ pub fn configure(target: &AccessLogTarget) {
         AccessLogTarget::Off => None,
         t => {
             let out: Box<dyn Write + Send> = match t {
-                AccessLogTarget::File(p) => match std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                {
+                AccessLogTarget::File(p) => match std::fs::OpenOptions::new().create(true).append(true).open(p) {
                     Ok(f) => Box::new(f),
                     Err(e) => {
                         log::error!("access log: cannot open {}: {e}", p.display());
@@ -85,27 +81,22 @@ pub fn configure(target: &AccessLogTarget) {
                 _ => Box::new(std::io::stdout()),
             };
             let (tx, rx) = sync_channel::<String>(65536);
-            let spawned = std::thread::Builder::new()
-                .name("access-log".into())
-                .spawn(move || {
-                    let mut w = std::io::BufWriter::with_capacity(64 << 10, out);
-                    while let Ok(line) = rx.recv() {
+            let spawned = std::thread::Builder::new().name("access-log".into()).spawn(move || {
+                let mut w = std::io::BufWriter::with_capacity(64 << 10, out);
+                while let Ok(line) = rx.recv() {
+                    let _ = w.write_all(line.as_bytes());
+                    // Drain what is queued, then flush once.
+                    while let Ok(line) = rx.try_recv() {
                         let _ = w.write_all(line.as_bytes());
-                        // Drain what is queued, then flush once.
-                        while let Ok(line) = rx.try_recv() {
-                            let _ = w.write_all(line.as_bytes());
-                        }
-                        let _ = w.flush();
                     }
-                });
+                    let _ = w.flush();
+                }
+            });
             if let Err(e) = spawned {
                 log::error!("access log: cannot start writer: {e}");
                 return;
             }
-            Some(Writer {
-                target: t.clone(),
-                tx,
-            })
+            Some(Writer { target: t.clone(), tx })
         }
     };
     GENERATION.fetch_add(1, Ordering::Release);
@@ -117,10 +108,7 @@ pub fn write(e: &Entry<'_>) {
     SENDER.with(|s| {
         let mut s = s.borrow_mut();
         if s.as_ref().map(|(g, _)| *g) != Some(gen) {
-            let tx = WRITER
-                .get()
-                .and_then(|m| m.lock().ok())
-                .and_then(|w| w.as_ref().map(|w| w.tx.clone()));
+            let tx = WRITER.get().and_then(|m| m.lock().ok()).and_then(|w| w.as_ref().map(|w| w.tx.clone()));
             *s = tx.map(|t| (gen, t));
         }
         let Some((_, tx)) = s.as_ref() else { return };

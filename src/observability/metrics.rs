@@ -3,13 +3,11 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_counter_vec, register_gauge_vec, register_histogram_vec, register_int_gauge_vec,
-    CounterVec, GaugeVec, HistogramVec, IntGaugeVec,
+    register_counter_vec, register_gauge_vec, register_histogram_vec, register_int_gauge_vec, CounterVec, GaugeVec,
+    HistogramVec, IntGaugeVec,
 };
 
-const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 macro_rules! metric {
     ($name:ident, $t:ty, $reg:ident, $key:expr, $help:expr, $labels:expr) => {
@@ -23,8 +21,7 @@ macro_rules! histogram {
     ($name:ident, $key:expr, $help:expr, $labels:expr) => {
         pub static $name: Lazy<HistogramVec> = Lazy::new(|| {
             #[allow(clippy::expect_used)]
-            register_histogram_vec!($key, $help, $labels, BUCKETS.to_vec())
-                .expect("metric registers once")
+            register_histogram_vec!($key, $help, $labels, BUCKETS.to_vec()).expect("metric registers once")
         });
     };
 }

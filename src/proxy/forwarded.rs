@@ -25,18 +25,10 @@ pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
 /// Works out the client and the X-Forwarded-For value from the peer and its header.
 pub fn forwarded(peer: IpAddr, incoming_xff: Option<&str>, trusted: &[IpNet]) -> Forwarded {
     if !is_trusted(&peer, trusted) {
-        return Forwarded {
-            client_ip: peer,
-            xff: peer.to_string(),
-            trusted_peer: false,
-        };
+        return Forwarded { client_ip: peer, xff: peer.to_string(), trusted_peer: false };
     }
     let Some(chain) = incoming_xff.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Forwarded {
-            client_ip: peer,
-            xff: peer.to_string(),
-            trusted_peer: true,
-        };
+        return Forwarded { client_ip: peer, xff: peer.to_string(), trusted_peer: true };
     };
     let mut client = peer;
     for hop in chain.rsplit(',') {
@@ -50,11 +42,7 @@ pub fn forwarded(peer: IpAddr, incoming_xff: Option<&str>, trusted: &[IpNet]) ->
             Err(_) => break, // garbage: stop believing the chain here
         }
     }
-    Forwarded {
-        client_ip: client,
-        xff: format!("{chain}, {peer}"),
-        trusted_peer: true,
-    }
+    Forwarded { client_ip: client, xff: format!("{chain}, {peer}"), trusted_peer: true }
 }
 
 #[cfg(test)]
@@ -67,11 +55,7 @@ mod tests {
 
     #[test]
     fn untrusted_peer_cannot_spoof() {
-        let f = forwarded(
-            "127.0.0.9".parse().expect("ip"),
-            Some("1.2.3.4"),
-            &nets(&["127.0.0.2/32"]),
-        );
+        let f = forwarded("127.0.0.9".parse().expect("ip"), Some("1.2.3.4"), &nets(&["127.0.0.2/32"]));
         assert_eq!(f.client_ip.to_string(), "127.0.0.9");
         assert_eq!(f.xff, "127.0.0.9");
         assert!(!f.trusted_peer);
@@ -80,23 +64,12 @@ mod tests {
     #[test]
     fn trusted_chain_yields_rightmost_untrusted() {
         let t = nets(&["127.0.0.0/24"]);
-        let f = forwarded(
-            "127.0.0.1".parse().expect("ip"),
-            Some("9.9.9.9, 8.8.8.8, 127.0.0.5"),
-            &t,
-        );
+        let f = forwarded("127.0.0.1".parse().expect("ip"), Some("9.9.9.9, 8.8.8.8, 127.0.0.5"), &t);
         assert_eq!(f.client_ip.to_string(), "8.8.8.8");
         assert_eq!(f.xff, "9.9.9.9, 8.8.8.8, 127.0.0.5, 127.0.0.1");
         let f = forwarded("127.0.0.1".parse().expect("ip"), None, &t);
-        assert_eq!(
-            (f.client_ip.to_string(), f.xff.as_str()),
-            ("127.0.0.1".to_string(), "127.0.0.1")
-        );
-        let f = forwarded(
-            "127.0.0.1".parse().expect("ip"),
-            Some("junk, 127.0.0.3"),
-            &t,
-        );
+        assert_eq!((f.client_ip.to_string(), f.xff.as_str()), ("127.0.0.1".to_string(), "127.0.0.1"));
+        let f = forwarded("127.0.0.1".parse().expect("ip"), Some("junk, 127.0.0.3"), &t);
         assert_eq!(f.client_ip.to_string(), "127.0.0.3");
     }
 }

@@ -29,8 +29,7 @@ pub struct Gateway {
 fn valid_request_id(v: &[u8]) -> bool {
     !v.is_empty()
         && v.len() <= 128
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && v.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 fn host_of(req: &RequestHeader) -> String {
@@ -41,9 +40,7 @@ fn host_of(req: &RequestHeader) -> String {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     let h = match raw.rfind(':') {
-        Some(i) if !raw.ends_with(']') && raw[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
-            &raw[..i]
-        }
+        Some(i) if !raw.ends_with(']') && raw[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &raw[..i],
         _ => raw,
     };
     h.to_ascii_lowercase()
@@ -51,12 +48,7 @@ fn host_of(req: &RequestHeader) -> String {
 
 impl Gateway {
     /// Sends a gateway response of type `t` (with the API's overrides when routed).
-    async fn gateway_response(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        t: ResponseType,
-    ) -> Result<()> {
+    async fn gateway_response(&self, session: &mut Session, ctx: &mut RequestCtx, t: ResponseType) -> Result<()> {
         let snap = ctx.snap.clone();
         let (overrides, vars) = match &ctx.route {
             Some(m) => (Some(&snap.apis[m.api].responses), m.variables.clone()),
@@ -98,9 +90,7 @@ impl Gateway {
         ctx.outcome.status = h.status.as_u16();
         ctx.outcome.response_bytes = body.len();
         let head_only = session.req_header().method == http::Method::HEAD;
-        session
-            .write_response_header(Box::new(h), head_only)
-            .await?;
+        session.write_response_header(Box::new(h), head_only).await?;
         if !head_only {
             session.write_response_body(Some(body), true).await?;
         }
@@ -116,11 +106,7 @@ impl Gateway {
     ) -> templates::Vars<'a> {
         let (api, stage, route) = ctx.labels();
         let req = session.req_header();
-        let epoch = ctx
-            .received_at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let epoch = ctx.received_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         templates::Vars {
             context: templates::Context {
                 request_id: &ctx.request_id,
@@ -134,17 +120,10 @@ impl Gateway {
                 request_time_epoch: epoch,
                 identity: templates::Identity {
                     source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                    user_agent: req
-                        .headers
-                        .get(http::header::USER_AGENT)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or(""),
+                    user_agent: req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
                     client_cert: ctx.client_cert.as_deref(),
                 },
-                error: error.map(|(message, response_type)| templates::ErrorInfo {
-                    message,
-                    response_type,
-                }),
+                error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
             },
             stage_variables: vars,
             input: templates::Input {
@@ -152,12 +131,7 @@ impl Gateway {
                     path: ctx
                         .route
                         .as_ref()
-                        .map(|m| {
-                            m.params
-                                .iter()
-                                .map(|(k, v)| (k.as_str(), v.as_str()))
-                                .collect()
-                        })
+                        .map(|m| m.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
                         .unwrap_or_default(),
                     querystring: templates::query_map(req.uri.query()),
                 },
@@ -169,34 +143,18 @@ impl Gateway {
     fn identify(&self, session: &Session, ctx: &mut RequestCtx) {
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
-            Some(v) if valid_request_id(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
+            Some(v) if valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
         ctx.host = host_of(req);
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
         ctx.proto = if tls.is_some() { "https" } else { "http" };
-        ctx.client_cert = tls
-            .and_then(|t| t.extension.get::<crate::tls::ClientCert>())
-            .map(|c| Arc::new(c.clone()));
-        if let Some(peer) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let xff = req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
+        ctx.client_cert = tls.and_then(|t| t.extension.get::<crate::tls::ClientCert>()).map(|c| Arc::new(c.clone()));
+        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
+            let xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
             let f = forwarded::forwarded(peer, xff, &ctx.snap.settings.trusted_proxies);
             if f.trusted_peer {
-                let keep = |n: &str| {
-                    req.headers
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
+                let keep = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
                 ctx.forwarded_proto = keep("x-forwarded-proto");
                 ctx.forwarded_host = keep("x-forwarded-host");
             }
@@ -206,11 +164,7 @@ impl Gateway {
     }
 
     /// Finds API, stage and route; `Err` is the gateway response to send.
-    fn route(
-        &self,
-        session: &Session,
-        ctx: &mut RequestCtx,
-    ) -> std::result::Result<(), ResponseType> {
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), ResponseType> {
         let req = session.req_header();
         let path = routing::normalize(req.uri.path()).map_err(|_| ResponseType::Default4xx)?;
         let snap = ctx.snap.clone();
@@ -230,12 +184,7 @@ impl Gateway {
             route: m.as_ref().map(|m| m.route),
             params: m
                 .as_ref()
-                .map(|m| {
-                    m.params
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                })
+                .map(|m| m.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
                 .unwrap_or_default(),
             variables: view.variables.clone(),
             integration: None,
@@ -255,16 +204,11 @@ impl Gateway {
     }
 
     async fn mock(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref())
-        else {
+        let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Ok(());
         };
         let snap = ctx.snap.clone();
-        let vars = ctx
-            .route
-            .as_ref()
-            .map(|r| r.variables.clone())
-            .unwrap_or_default();
+        let vars = ctx.route.as_ref().map(|r| r.variables.clone()).unwrap_or_default();
         let body = match &m.body {
             Some(name) => {
                 let v = self.template_vars(session, ctx, &vars, None);
@@ -272,9 +216,7 @@ impl Gateway {
                     Ok(b) => b,
                     Err(e) => {
                         log::warn!("mock template {name}: {e}");
-                        return self
-                            .gateway_response(session, ctx, ResponseType::Default5xx)
-                            .await;
+                        return self.gateway_response(session, ctx, ResponseType::Default5xx).await;
                     }
                 }
             }
@@ -311,18 +253,12 @@ impl ProxyHttp for Gateway {
         self.identify(session, ctx);
         let raw_head = session
             .as_http1()
-            .filter(|_| {
-                session
-                    .req_header()
-                    .headers
-                    .contains_key(http::header::TRANSFER_ENCODING)
-            })
+            .filter(|_| session.req_header().headers.contains_key(http::header::TRANSFER_ENCODING))
             .map(|h1| h1.get_headers_raw_bytes());
         if let Err(why) = crate::framing::check(session.req_header(), raw_head.as_deref()) {
             log::debug!("refused request framing: {why}");
             session.set_keepalive(None);
-            self.gateway_response(session, ctx, ResponseType::Default4xx)
-                .await?;
+            self.gateway_response(session, ctx, ResponseType::Default4xx).await?;
             return Ok(true);
         }
         if let Err(t) = self.route(session, ctx) {
@@ -331,14 +267,10 @@ impl ProxyHttp for Gateway {
         }
         if declared_length_too_large(session.req_header(), ctx.snap.settings.max_body) {
             session.set_keepalive(None);
-            self.gateway_response(session, ctx, ResponseType::RequestTooLarge)
-                .await?;
+            self.gateway_response(session, ctx, ResponseType::RequestTooLarge).await?;
             return Ok(true);
         }
-        if matches!(
-            ctx.route.as_ref().and_then(|r| r.integration.as_deref()),
-            Some(Integration::Mock(_))
-        ) {
+        if matches!(ctx.route.as_ref().and_then(|r| r.integration.as_deref()), Some(Integration::Mock(_))) {
             self.mock(session, ctx).await?;
             return Ok(true);
         }
@@ -355,26 +287,15 @@ impl ProxyHttp for Gateway {
         if let Some(b) = body {
             ctx.upstream.body_bytes += b.len() as u64;
             if ctx.upstream.body_bytes > ctx.snap.settings.max_body {
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(413),
-                    "request body exceeds server.max_body",
-                );
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body exceeds server.max_body");
             }
         }
         Ok(())
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref())
-        else {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "no http integration for this route",
-            );
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
+            return Error::e_explain(ErrorType::InternalError, "no http integration for this route");
         };
         let mut peer = HttpPeer::new(t.addr, t.tls, t.sni.clone());
         peer.options.connection_timeout = Some(t.connect_timeout);
@@ -386,9 +307,7 @@ impl ProxyHttp for Gateway {
             peer.options.verify_cert = t.tls_verify;
             peer.options.verify_hostname = t.tls_verify;
         }
-        ctx.upstream
-            .started
-            .get_or_insert_with(std::time::Instant::now);
+        ctx.upstream.started.get_or_insert_with(std::time::Instant::now);
         Ok(Box::new(peer))
     }
 
@@ -415,8 +334,7 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let idempotent = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated();
+        let idempotent = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
         if !idempotent {
             e.set_retry(false);
         } else if ctx.upstream.retries_left > 0 && session.response_written().is_none() {
@@ -435,28 +353,18 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref())
-        else {
+        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Ok(());
         };
-        let uri: http::Uri = ctx
-            .upstream
-            .uri
-            .parse()
-            .map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?;
+        let uri: http::Uri =
+            ctx.upstream.uri.parse().map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?;
         up.set_uri(uri);
         up.insert_header(http::header::HOST, t.host.as_str())?;
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
         up.insert_header("x-forwarded-for", ctx.xff.as_str())?;
-        let proto = ctx
-            .forwarded_proto
-            .clone()
-            .unwrap_or_else(|| ctx.proto.to_string());
+        let proto = ctx.forwarded_proto.clone().unwrap_or_else(|| ctx.proto.to_string());
         up.insert_header("x-forwarded-proto", proto)?;
-        let fhost = ctx
-            .forwarded_host
-            .clone()
-            .unwrap_or_else(|| ctx.host.clone());
+        let fhost = ctx.forwarded_host.clone().unwrap_or_else(|| ctx.host.clone());
         up.insert_header("x-forwarded-host", fhost)?;
         Ok(())
     }
@@ -498,12 +406,7 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         use ErrorType::*;
         let t = match (e.etype(), e.esource()) {
             (HTTPStatus(413), _) => Some(ResponseType::RequestTooLarge),
@@ -533,46 +436,27 @@ impl ProxyHttp for Gateway {
         if code != 0 {
             ctx.outcome.status = code;
         }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = if ctx.outcome.status != 0 {
             ctx.outcome.status
         } else {
-            session
-                .response_written()
-                .map(|r| r.status.as_u16())
-                .unwrap_or(0)
+            session.response_written().map(|r| r.status.as_u16()).unwrap_or(0)
         };
         let elapsed = ctx.start.elapsed();
         let (api, stage, route) = ctx.labels();
         let req = session.req_header();
         let method = metrics::method_label(&req.method);
         let mut buf = itoa::Buffer::new();
-        metrics::REQUESTS
-            .with_label_values(&[api, stage, route, method, buf.format(status)])
-            .inc();
-        metrics::REQUEST_DURATION
-            .with_label_values(&[api, stage, route])
-            .observe(elapsed.as_secs_f64());
+        metrics::REQUESTS.with_label_values(&[api, stage, route, method, buf.format(status)]).inc();
+        metrics::REQUEST_DURATION.with_label_values(&[api, stage, route]).observe(elapsed.as_secs_f64());
         if let (Some(m), Some(ms)) = (&ctx.route, ctx.upstream.latency_ms) {
-            let integ = m
-                .route
-                .map(|r| &*ctx.snap.apis[m.api].routes[r].integration)
-                .unwrap_or("");
-            metrics::INTEGRATION_DURATION
-                .with_label_values(&[api, stage, integ])
-                .observe(ms as f64 / 1000.0);
+            let integ = m.route.map(|r| &*ctx.snap.apis[m.api].routes[r].integration).unwrap_or("");
+            metrics::INTEGRATION_DURATION.with_label_values(&[api, stage, integ]).observe(ms as f64 / 1000.0);
         }
-        let stage_logs = ctx
-            .route
-            .as_ref()
-            .map(|m| ctx.snap.apis[m.api].stages[m.stage].access_log)
-            .unwrap_or(true);
+        let stage_logs = ctx.route.as_ref().map(|m| ctx.snap.apis[m.api].stages[m.stage].access_log).unwrap_or(true);
         if stage_logs && ctx.snap.settings.access_log != crate::snapshot::AccessLogTarget::Off {
             let protocol = match req.version {
                 http::Version::HTTP_10 => "HTTP/1.0",
@@ -595,11 +479,7 @@ impl ProxyHttp for Gateway {
                 api_id: api,
                 stage,
                 error_type: ctx.outcome.error_type.map(|t| t.name()),
-                user_agent: req
-                    .headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(""),
+                user_agent: req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
                 client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
                 ..Default::default()
             };

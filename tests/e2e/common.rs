@@ -16,11 +16,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_edgegate");
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 pub struct Ports {
@@ -32,12 +28,7 @@ pub struct Ports {
 
 impl Ports {
     pub fn new() -> Ports {
-        Ports {
-            listen: free_port(),
-            admin: free_port(),
-            tls: free_port(),
-            private: free_port(),
-        }
+        Ports { listen: free_port(), admin: free_port(), tls: free_port(), private: free_port() }
     }
 }
 
@@ -67,12 +58,7 @@ impl Gateway {
         let ports = Ports::new();
         let config = dir.path().join("edgegate.toml");
         std::fs::write(&config, make(dir.path(), &ports)).expect("write config");
-        let mut gw = Gateway {
-            child: None,
-            dir,
-            ports,
-            config,
-        };
+        let mut gw = Gateway { child: None, dir, ports, config };
         gw.child = Some(gw.spawn(&[]));
         gw.wait_ready();
         gw
@@ -99,10 +85,7 @@ impl Gateway {
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = try_request(
-                self.admin(),
-                b"GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-            ) {
+            if let Ok(r) = try_request(self.admin(), b"GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n") {
                 if r.status == 200 {
                     return;
                 }
@@ -141,10 +124,7 @@ impl Gateway {
             if let Some(line) = log.lines().find(|l| l.contains(needle)) {
                 return line.to_string();
             }
-            assert!(
-                Instant::now() < deadline,
-                "no access-log line with {needle:?}:\n{log}"
-            );
+            assert!(Instant::now() < deadline, "no access-log line with {needle:?}:\n{log}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -159,12 +139,7 @@ impl Gateway {
 
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("child").id();
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill")
-            .success();
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill").success();
         assert!(ok, "kill -{sig} {pid}");
     }
 
@@ -208,17 +183,13 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -226,21 +197,13 @@ impl Response {
 pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<Response> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed before a response",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
     }
     let status: u16 = line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("bad status line {line:?}"),
-            )
-        })?;
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
     let mut headers = vec![];
     loop {
         let mut l = String::new();
@@ -253,18 +216,11 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let mut resp = Response {
-        status,
-        headers,
-        body: vec![],
-    };
+    let mut resp = Response { status, headers, body: vec![] };
     if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(resp);
     }
-    if resp
-        .header("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
+    if resp.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
@@ -279,10 +235,7 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
             r.read_exact(&mut buf)?;
             resp.body.extend_from_slice(&buf[..n]);
         }
-    } else if let Some(n) = resp
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
+    } else if let Some(n) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
         let mut buf = vec![0; n];
         r.read_exact(&mut buf)?;
         resp.body = buf;
@@ -309,13 +262,7 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     send(addr, "GET", path, headers, b"")
 }
 
-pub fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
+pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut raw = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         raw.push_str("Host: localhost\r\n");
@@ -345,10 +292,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -379,12 +323,7 @@ impl Origin {
                 std::thread::spawn(move || serve(conn, s3, &n3, d3));
             }
         });
-        Origin {
-            addr,
-            seen,
-            connections,
-            name: name.to_string(),
-        }
+        Origin { addr, seen, connections, name: name.to_string() }
     }
 
     pub fn url(&self) -> String {
@@ -431,12 +370,7 @@ fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, dropped: Arc<
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let h = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
+        let h = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
         let mut body = vec![];
         if h("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
             loop {
@@ -460,12 +394,7 @@ fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, dropped: Arc<
                 return;
             }
         }
-        let rec = Seen {
-            method: method.clone(),
-            target: target.clone(),
-            headers: headers.clone(),
-            body: body.clone(),
-        };
+        let rec = Seen { method: method.clone(), target: target.clone(), headers: headers.clone(), body: body.clone() };
         seen.lock().expect("lock").push(rec);
         let path = target.split('?').next().unwrap_or("").to_string();
         let segs: Vec<&str> = path.split('/').collect();
@@ -481,7 +410,8 @@ fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, dropped: Arc<
             return; // close without a response
         }
         if path == "/sse" {
-            let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+            let _ = w
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
             for i in 0..3 {
                 let ev = format!("data: event {i}\n\n");
                 let _ = w.write_all(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes());
@@ -518,16 +448,8 @@ pub struct Pki {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 impl Pki {
@@ -555,15 +477,11 @@ impl Pki {
         for n in server_names {
             Pki::issue(&d, n, &format!("subjectAltName=DNS:{n},DNS:*.{n}"));
         }
-        Pki::issue(
-            &d,
-            "client",
-            "subjectAltName=DNS:client.test,email:client@example.test",
-        );
+        Pki::issue(&d, "client", "subjectAltName=DNS:client.test,email:client@example.test");
         Pki { dir: d }
     }
 
-    fn issue(d: &Path, name: &str, san: &str) {
+    pub fn issue(d: &Path, name: &str, san: &str) {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
         let pem = format!("{name}.pem");
@@ -621,17 +539,13 @@ pub fn tls_get(
     b.set_ca_file(ca).map_err(|e| e.to_string())?;
     b.set_verify(SslVerifyMode::PEER);
     if let Some((cert, key)) = client {
-        b.set_certificate_chain_file(cert)
-            .map_err(|e| e.to_string())?;
-        b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
-            .map_err(|e| e.to_string())?;
+        b.set_certificate_chain_file(cert).map_err(|e| e.to_string())?;
+        b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM).map_err(|e| e.to_string())?;
     }
-    b.set_max_proto_version(max_version)
-        .map_err(|e| e.to_string())?;
+    b.set_max_proto_version(max_version).map_err(|e| e.to_string())?;
     let conn = b.build();
     let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
     let mut s = conn.connect(sni, tcp).map_err(|e| e.to_string())?;
     let cn = s
         .ssl()
@@ -643,10 +557,8 @@ pub fn tls_get(
                 .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
         })
         .unwrap_or_default();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let resp = read_response(&mut BufReader::new(s), false).map_err(|e| e.to_string())?;
     Ok((cn, resp))
 }

@@ -4,20 +4,8 @@ use crate::common::BIN;
 use std::process::Command;
 
 fn check(path: &std::path::Path) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg("-c")
-        .arg(path)
-        .output()
-        .expect("run check");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let out = Command::new(BIN).arg("check").arg("-c").arg(path).output().expect("run check");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn check_text(text: &str) -> (bool, String, std::path::PathBuf, tempfile::TempDir) {
@@ -38,10 +26,7 @@ fn every_shipped_config_passes_check() {
             files.push(p);
         }
     }
-    assert!(
-        files.len() >= 4,
-        "expected the default config and examples, found {files:?}"
-    );
+    assert!(files.len() >= 4, "expected the default config and examples, found {files:?}");
     for f in files {
         let (ok, out) = check(&f);
         assert!(ok && out.trim() == "ok", "{}: {out}", f.display());
@@ -89,10 +74,7 @@ fn bad_configs_are_refused_with_their_location() {
         let (ok, out, path, _dir) = check_text(text);
         assert!(!ok, "accepted:\n{text}");
         let first = out.lines().next().unwrap_or("");
-        assert!(
-            first.starts_with(&format!("{}{at}", path.display())),
-            "location {at} expected in {out:?} for\n{text}"
-        );
+        assert!(first.starts_with(&format!("{}{at}", path.display())), "location {at} expected in {out:?} for\n{text}");
         assert!(out.contains(phrase), "{phrase:?} expected in {out:?}");
     }
 }
@@ -110,15 +92,7 @@ fn all_problems_are_reported_at_once() {
 #[test]
 fn a_broken_config_does_not_start() {
     let (_, _, path, _dir) = check_text("[server]\nlisten = 7\n");
-    let out = Command::new(BIN)
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .expect("run");
+    let out = Command::new(BIN).arg("-c").arg(&path).output().expect("run");
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(":2:"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":2:"), "{}", String::from_utf8_lossy(&out.stderr));
 }

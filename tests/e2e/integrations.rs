@@ -4,13 +4,7 @@
 use crate::common::*;
 use std::io::{Read, Write};
 
-fn http_api(
-    dir: &std::path::Path,
-    p: &Ports,
-    uri: &str,
-    extra_integration: &str,
-    server_extra: &str,
-) -> String {
+fn http_api(dir: &std::path::Path, p: &Ports, uri: &str, extra_integration: &str, server_extra: &str) -> String {
     format!(
         r#"{server}
 [[apis]]
@@ -40,11 +34,7 @@ fn http_proxy_forwards_path_query_body_and_headers() {
         gw.addr(),
         "POST",
         "/prod/pets/1?a=1&b=two",
-        &[
-            ("X-Request-Id", "caller-id-1"),
-            ("X-Forwarded-For", "6.6.6.6"),
-            ("Content-Type", "text/plain"),
-        ],
+        &[("X-Request-Id", "caller-id-1"), ("X-Forwarded-For", "6.6.6.6"), ("Content-Type", "text/plain")],
         b"hello body",
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -56,11 +46,7 @@ fn http_proxy_forwards_path_query_body_and_headers() {
     assert_eq!(seen.body, b"hello body");
     assert_eq!(seen.header("host"), Some(origin.addr.to_string().as_str()));
     assert_eq!(seen.header("x-request-id"), Some("caller-id-1"));
-    assert_eq!(
-        seen.header("x-forwarded-for"),
-        Some("127.0.0.1"),
-        "an untrusted client's XFF is replaced"
-    );
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"), "an untrusted client's XFF is replaced");
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("localhost"));
 
@@ -68,14 +54,7 @@ fn http_proxy_forwards_path_query_body_and_headers() {
     let r = get(gw.addr(), "/prod/x", &[("X-Request-Id", "bad id <script>")]);
     let id = r.header("x-request-id").expect("id").to_string();
     assert!(id.len() >= 32 && !id.contains(' '), "{id}");
-    assert_eq!(
-        origin
-            .requests()
-            .pop()
-            .expect("seen")
-            .header("x-request-id"),
-        Some(id.as_str())
-    );
+    assert_eq!(origin.requests().pop().expect("seen").header("x-request-id"), Some(id.as_str()));
 
     // explicit uri with {param} substitution and its own query
     let r = gw.get("/prod/explicit/42/a/b?c=3");
@@ -85,35 +64,14 @@ fn http_proxy_forwards_path_query_body_and_headers() {
 #[test]
 fn trusted_proxies_may_extend_x_forwarded_for() {
     let origin = Origin::start("o");
-    let gw = Gateway::start(|d, p| {
-        http_api(
-            d,
-            p,
-            &origin.url(),
-            "",
-            "trusted_proxies = [\"127.0.0.0/8\"]",
-        )
-    });
-    let r = get(
-        gw.addr(),
-        "/prod/x",
-        &[
-            ("X-Forwarded-For", "203.0.113.9"),
-            ("X-Forwarded-Proto", "https"),
-        ],
-    );
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "", "trusted_proxies = [\"127.0.0.0/8\"]"));
+    let r = get(gw.addr(), "/prod/x", &[("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Proto", "https")]);
     assert_eq!(r.status, 200);
     let seen = origin.requests().pop().expect("seen");
-    assert_eq!(
-        seen.header("x-forwarded-for"),
-        Some("203.0.113.9, 127.0.0.1")
-    );
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     let line = gw.wait_log("\"path\":\"/prod/x\"");
-    assert!(
-        line.contains("\"ip\":\"203.0.113.9\""),
-        "the log shows the client behind the proxy: {line}"
-    );
+    assert!(line.contains("\"ip\":\"203.0.113.9\""), "the log shows the client behind the proxy: {line}");
 }
 
 #[test]
@@ -124,10 +82,7 @@ fn slow_integration_times_out_with_504() {
     let r = gw.get("/prod/slow/3000");
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.json()["message"], "Endpoint request timed out");
-    assert!(
-        t.elapsed() < std::time::Duration::from_millis(2500),
-        "answered at the timeout, not after the origin"
-    );
+    assert!(t.elapsed() < std::time::Duration::from_millis(2500), "answered at the timeout, not after the origin");
     assert!(r.header("x-request-id").is_some());
     let line = gw.wait_log("INTEGRATION_TIMEOUT");
     assert!(line.contains("\"status\":504"), "{line}");
@@ -139,15 +94,7 @@ fn slow_integration_times_out_with_504() {
 fn the_default_timeout_is_the_ceiling() {
     // max_integration_timeout applies when an integration sets none
     let origin = Origin::start("o");
-    let gw = Gateway::start(|d, p| {
-        http_api(
-            d,
-            p,
-            &origin.url(),
-            "",
-            "max_integration_timeout = \"400ms\"",
-        )
-    });
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "", "max_integration_timeout = \"400ms\""));
     assert_eq!(gw.get("/prod/slow/2000").status, 504);
 }
 
@@ -166,20 +113,8 @@ fn idempotent_requests_are_retried_others_are_not() {
     let origin = Origin::start("o");
     let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "retries = 1", ""));
     let r = gw.get("/prod/drop-first/a");
-    assert_eq!(
-        r.status,
-        200,
-        "GET retried after the origin dropped the connection: {}",
-        r.text()
-    );
-    assert_eq!(
-        origin
-            .requests()
-            .iter()
-            .filter(|s| s.target == "/drop-first/a")
-            .count(),
-        2
-    );
+    assert_eq!(r.status, 200, "GET retried after the origin dropped the connection: {}", r.text());
+    assert_eq!(origin.requests().iter().filter(|s| s.target == "/drop-first/a").count(), 2);
 
     let origin2 = Origin::start("o2");
     let gw2 = Gateway::start(|d, p| http_api(d, p, &origin2.url(), "retries = 1", ""));
@@ -193,10 +128,8 @@ fn streamed_responses_pass_through_unbuffered() {
     let origin = Origin::start("o");
     let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "", ""));
     let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"GET /prod/sse HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+    s.write_all(b"GET /prod/sse HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
     let t = std::time::Instant::now();
     let mut buf = vec![0; 4096];
     let mut got = String::new();
@@ -205,10 +138,7 @@ fn streamed_responses_pass_through_unbuffered() {
         assert!(n > 0, "closed early: {got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(
-        t.elapsed() < std::time::Duration::from_millis(350),
-        "the first event arrives before the stream ends"
-    );
+    assert!(t.elapsed() < std::time::Duration::from_millis(350), "the first event arrives before the stream ends");
     assert!(!got.contains("event 2"));
     let mut rest = String::new();
     let _ = s.read_to_string(&mut rest);
@@ -223,7 +153,8 @@ fn oversized_bodies_get_413() {
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(r.json()["message"], "Request Too Long");
     // chunked, no length announced: counted as it streams
-    let mut raw = b"POST /prod/upload2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut raw =
+        b"POST /prod/upload2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     for _ in 0..4 {
         raw.extend_from_slice(b"200\r\n");
         raw.extend_from_slice(&[b'b'; 512]);
@@ -236,10 +167,7 @@ fn oversized_bodies_get_413() {
         .requests()
         .iter()
         .any(|s| s.target == "/upload" || (s.target == "/upload2" && s.body.len() > 1024)));
-    assert_eq!(
-        send(gw.addr(), "POST", "/prod/small", &[], &[b'c'; 1000]).status,
-        200
-    );
+    assert_eq!(send(gw.addr(), "POST", "/prod/small", &[], &[b'c'; 1000]).status, 200);
 }
 
 #[test]
@@ -270,11 +198,7 @@ body = '{{"gone": "{{{{ context.requestId }}}}", "type": "{{{{ context.error.res
             server = server_section(d, p, "")
         )
     });
-    let r = get(
-        gw.addr(),
-        "/prod/hello?q=a%20b",
-        &[("X-Request-Id", "rid-7")],
-    );
+    let r = get(gw.addr(), "/prod/hello?q=a%20b", &[("X-Request-Id", "rid-7")]);
     assert_eq!(r.status, 201);
     assert_eq!(r.header("x-mock"), Some("yes"));
     let j = r.json();
@@ -282,15 +206,8 @@ body = '{{"gone": "{{{{ context.requestId }}}}", "type": "{{{{ context.error.res
         (j["color"].as_str(), j["stage"].as_str(), j["id"].as_str()),
         (Some("blue"), Some("prod"), Some("rid-7"))
     );
-    assert_eq!(
-        (j["q"].as_str(), j["ip"].as_str()),
-        (Some("a b"), Some("127.0.0.1"))
-    );
-    assert_eq!(
-        gw.get("/beta/hello").json()["color"],
-        "green",
-        "a 100% canary always sees its variables"
-    );
+    assert_eq!((j["q"].as_str(), j["ip"].as_str()), (Some("a b"), Some("127.0.0.1")));
+    assert_eq!(gw.get("/beta/hello").json()["color"], "green", "a 100% canary always sees its variables");
 
     let r = get(gw.addr(), "/prod/nope", &[("X-Request-Id", "rid-8")]);
     assert_eq!(r.status, 410);
@@ -317,12 +234,47 @@ integration = {{ type = "mock", body = "{{{{ stageVariables.v }}}}" }}
         )
     });
     let n = 400;
-    let canary = (0..n)
-        .filter(|_| gw.get("/prod/v").text() == "canary")
-        .count();
+    let canary = (0..n).filter(|_| gw.get("/prod/v").text() == "canary").count();
     // 30% of 400 = 120; binomial sd ~ 9.2, so 60..180 is far outside chance
-    assert!(
-        (60..=180).contains(&canary),
-        "canary served {canary} of {n}"
-    );
+    assert!((60..=180).contains(&canary), "canary served {canary} of {n}");
+}
+
+#[test]
+fn upstream_connections_are_kept_alive() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "", ""));
+    for i in 0..30 {
+        assert_eq!(gw.get(&format!("/prod/k/{i}")).status, 200);
+    }
+    let conns = origin.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(conns <= 4, "30 sequential requests opened {conns} upstream connections");
+}
+
+#[test]
+fn private_apis_answer_only_on_private_listeners() {
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "internal"
+endpoint = "private"
+base_path = "/internal"
+[apis.stages.prod]
+[[apis.routes]]
+route = "GET /ping"
+integration = {{ type = "mock", body = "private pong" }}
+
+[[apis]]
+name = "public"
+[apis.stages.prod]
+[[apis.routes]]
+route = "GET /ping"
+integration = {{ type = "mock", body = "public pong" }}
+"#,
+            server = server_section(d, p, &format!("private_listen = [\"127.0.0.1:{}\"]", p.private))
+        )
+    });
+    assert_eq!(gw.get("/prod/internal/ping").status, 404, "as if absent on the public listener");
+    assert_eq!(get(gw.private_addr(), "/prod/internal/ping", &[]).text(), "private pong");
+    assert_eq!(gw.get("/prod/ping").text(), "public pong");
 }

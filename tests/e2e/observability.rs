@@ -23,9 +23,7 @@ fn admin_endpoints_answer() {
     assert_eq!(get(gw.admin(), "/readyz", &[]).status, 200);
     let c = get(gw.admin(), "/config", &[]).json();
     assert_eq!(c["version"].as_str().map(str::len), Some(16));
-    assert!(c["files"][0]
-        .as_str()
-        .is_some_and(|f| f.ends_with("edgegate.toml")));
+    assert!(c["files"][0].as_str().is_some_and(|f| f.ends_with("edgegate.toml")));
     assert_eq!(get(gw.admin(), "/nope", &[]).status, 404);
     // the admin API is not on the public listener
     assert_eq!(gw.get("/metrics").status, 404);
@@ -39,22 +37,16 @@ fn metrics_use_route_keys_not_raw_paths() {
     }
     let _ = send(gw.addr(), "BREW", "/prod/items/1", &[], b"");
     // metrics are recorded in the logging phase, just after the response is sent
-    eventually("the BREW request to be counted", || {
-        gw.metrics().contains(r#"method="OTHER""#)
-    });
+    eventually("the BREW request to be counted", || gw.metrics().contains(r#"method="OTHER""#));
     let m = gw.metrics();
     assert!(
-        m.contains(r#"edgegate_requests_total{api="obs",method="GET",route="GET /items/{id}",stage="prod",status="200"} 5"#),
+        m.contains(
+            r#"edgegate_requests_total{api="obs",method="GET",route="GET /items/{id}",stage="prod",status="200"} 5"#
+        ),
         "{m}"
     );
-    assert!(
-        !m.contains("/prod/items/3"),
-        "raw paths never become labels"
-    );
-    assert!(
-        m.contains(r#"method="OTHER""#),
-        "unknown methods are folded: {m}"
-    );
+    assert!(!m.contains("/prod/items/3"), "raw paths never become labels");
+    assert!(m.contains(r#"method="OTHER""#), "unknown methods are folded: {m}");
     for name in [
         "edgegate_request_duration_seconds_bucket",
         "edgegate_config_info{version=",

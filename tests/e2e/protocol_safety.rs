@@ -27,8 +27,7 @@ integration = {{ type = "http", uri = "{url}" }}
 /// Sends raw bytes and reads every response until the connection closes or goes quiet.
 fn exchange(gw: &Gateway, raw: &[u8]) -> Vec<u16> {
     let s = std::net::TcpStream::connect(gw.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(3)))
-        .expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
     let mut w = s.try_clone().expect("clone");
     let _ = w.write_all(raw);
     let mut r = BufReader::new(s);
@@ -46,14 +45,8 @@ fn assert_refused(gw: &Gateway, origin: &Origin, name: &str, raw: &[u8]) {
     let statuses = exchange(gw, raw);
     std::thread::sleep(Duration::from_millis(200));
     let seen: Vec<String> = origin.requests().iter().map(|s| s.target.clone()).collect();
-    assert!(
-        !seen.iter().any(|t| t.contains("smuggled")),
-        "{name}: the origin saw a smuggled request: {seen:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| *s == 400),
-        "{name}: expected 400 or a closed connection, got {statuses:?}"
-    );
+    assert!(!seen.iter().any(|t| t.contains("smuggled")), "{name}: the origin saw a smuggled request: {seen:?}");
+    assert!(statuses.iter().all(|s| *s == 400), "{name}: expected 400 or a closed connection, got {statuses:?}");
 }
 
 #[test]
@@ -104,12 +97,6 @@ fn bytes_after_a_refused_upgrade_are_not_a_request() {
     );
     std::thread::sleep(Duration::from_millis(200));
     let seen: Vec<String> = origin.requests().iter().map(|s| s.target.clone()).collect();
-    assert!(
-        !seen.iter().any(|t| t.contains("smuggled")),
-        "origin saw: {seen:?}"
-    );
-    assert!(
-        statuses.len() <= 1,
-        "at most the upgrade request itself is answered: {statuses:?}"
-    );
+    assert!(!seen.iter().any(|t| t.contains("smuggled")), "origin saw: {seen:?}");
+    assert!(statuses.len() <= 1, "at most the upgrade request itself is answered: {statuses:?}");
 }

@@ -29,10 +29,7 @@ integration = {{ type = "mock", body = "{body}" }}
 fn reload_count(gw: &Gateway, result: &str) -> u64 {
     let m = gw.metrics();
     let key = format!("edgegate_config_reloads_total{{result=\"{result}\"}} ");
-    m.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    m.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 #[test]
@@ -44,26 +41,15 @@ fn file_changes_reload_and_broken_configs_keep_the_running_one() {
     let (d, p) = (gw.dir.path().to_path_buf(), &gw.ports);
 
     gw.write_config(&cfg(&d, p, &url, "two", true));
-    eventually("reload to version two", || {
-        gw.get("/prod/hello").text() == "two"
-    });
+    eventually("reload to version two", || gw.get("/prod/hello").text() == "two");
 
     // broken: an unknown key on line 3
     let broken = cfg(&d, p, &url, "three", true).replacen("listen", "lisen", 1);
     gw.write_config(&broken);
-    eventually("the error to be counted", || {
-        reload_count(&gw, "error") >= 1
-    });
-    assert_eq!(
-        gw.get("/prod/hello").text(),
-        "two",
-        "the running config stays"
-    );
+    eventually("the error to be counted", || reload_count(&gw, "error") >= 1);
+    assert_eq!(gw.get("/prod/hello").text(), "two", "the running config stays");
     let err = gw.stderr();
-    assert!(
-        err.contains(&format!("{}:2:1:", gw.config.display())) && err.contains("lisen"),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{}:2:1:", gw.config.display())) && err.contains("lisen"), "{err}");
 
     gw.write_config(&cfg(&d, p, &url, "four", true));
     eventually("recovery", || gw.get("/prod/hello").text() == "four");
@@ -76,11 +62,7 @@ fn sighup_reloads_when_watching_is_off() {
     let (d, p) = (gw.dir.path().to_path_buf(), &gw.ports);
     gw.write_config(&cfg(&d, p, "http://127.0.0.1:9", "two", false));
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(
-        gw.get("/prod/hello").text(),
-        "one",
-        "no watching: nothing changes by itself"
-    );
+    assert_eq!(gw.get("/prod/hello").text(), "one", "no watching: nothing changes by itself");
     gw.signal("HUP");
     eventually("SIGHUP reload", || gw.get("/prod/hello").text() == "two");
 }
@@ -98,11 +80,7 @@ fn in_flight_requests_finish_on_their_snapshot() {
     eventually("reload", || gw.get("/prod/hello").text() == "y");
     assert_eq!(gw.get("/prod/up/now").header("x-origin"), Some("b"));
     let r = slow.join().expect("slow request");
-    assert_eq!(
-        (r.status, r.header("x-origin")),
-        (200, Some("a")),
-        "started on the old snapshot, finished on it"
-    );
+    assert_eq!((r.status, r.header("x-origin")), (200, Some("a")), "started on the old snapshot, finished on it");
 }
 
 #[test]
@@ -122,17 +100,11 @@ fn graceful_upgrade_loses_no_request_under_load() {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < 20_000 {
                 n += 1;
-                match try_request(
-                    addr,
-                    b"GET /prod/up/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                ) {
+                match try_request(addr, b"GET /prod/up/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") {
                     Ok(r) if r.status == 200 => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(r) => failed
-                        .lock()
-                        .expect("lock")
-                        .push(format!("status {}", r.status)),
+                    Ok(r) => failed.lock().expect("lock").push(format!("status {}", r.status)),
                     Err(e) => failed.lock().expect("lock").push(e.to_string()),
                 }
             }
@@ -145,11 +117,7 @@ fn graceful_upgrade_loses_no_request_under_load() {
     let mut old = gw.child.take().expect("old process");
     let new = gw.spawn(&["-u"]);
     std::thread::sleep(Duration::from_millis(1000));
-    let killed = std::process::Command::new("kill")
-        .arg("-QUIT")
-        .arg(old.id().to_string())
-        .status()
-        .expect("kill");
+    let killed = std::process::Command::new("kill").arg("-QUIT").arg(old.id().to_string()).status().expect("kill");
     assert!(killed.success());
     gw.child = Some(new);
     // the old process hands its sockets over, drains and exits

@@ -51,18 +51,9 @@ fn certificates_are_chosen_by_sni() {
     assert_eq!(cn, "api.test");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "cert=[] sans=");
-    let (cn, _) =
-        tls_get(gw.tls_addr(), "x.api.test", "/prod/whoami", &ca, None, None).expect("wildcard");
+    let (cn, _) = tls_get(gw.tls_addr(), "x.api.test", "/prod/whoami", &ca, None, None).expect("wildcard");
     assert_eq!(cn, "api.test", "wildcard entry");
-    let (cn, r) = tls_get(
-        gw.tls_addr(),
-        "default.test",
-        "/prod/whoami",
-        &ca,
-        None,
-        None,
-    )
-    .expect("tls");
+    let (cn, r) = tls_get(gw.tls_addr(), "default.test", "/prod/whoami", &ca, None, None).expect("tls");
     assert_eq!((cn.as_str(), r.status), ("default.test", 200));
     // unknown names get the first (default) certificate, which then fails hostname verification
     assert!(tls_get(gw.tls_addr(), "other.test", "/prod/whoami", &ca, None, None).is_err());
@@ -75,27 +66,13 @@ fn certificates_are_chosen_by_sni() {
 fn minimum_version_is_enforced() {
     let gw = start("off", "1.3");
     let ca = gw.dir.path().join("ca.pem");
-    assert!(tls_get(
-        gw.tls_addr(),
-        "api.test",
-        "/prod/whoami",
-        &ca,
-        None,
-        Some(SslVersion::TLS1_2)
-    )
-    .is_err());
+    assert!(tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, None, Some(SslVersion::TLS1_2)).is_err());
     assert!(tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, None, None).is_ok());
 }
 
 fn curl(args: &[&str]) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10"])
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new("curl").args(["-s", "--max-time", "10"]).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
@@ -123,10 +100,7 @@ fn http2_by_alpn_and_h2c() {
         &format!("http://127.0.0.1:{}/prod/whoami", gw.ports.listen),
     ])
     .expect("curl h2c");
-    assert!(
-        out.ends_with(" 2") && out.starts_with("cert=[]"),
-        "h2c on the plain listener: {out}"
-    );
+    assert!(out.ends_with(" 2") && out.starts_with("cert=[]"), "h2c on the plain listener: {out}");
 }
 
 #[test]
@@ -135,21 +109,11 @@ fn mutual_tls_required_refuses_clients_without_a_certificate() {
     let d = gw.dir.path();
     let ca = d.join("ca.pem");
     let client = (d.join("client.pem"), d.join("client.key"));
-    let (_, r) = tls_get(
-        gw.tls_addr(),
-        "api.test",
-        "/prod/whoami",
-        &ca,
-        Some((&client.0, &client.1)),
-        None,
-    )
-    .expect("with cert");
+    let (_, r) =
+        tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, Some((&client.0, &client.1)), None).expect("with cert");
     assert_eq!(r.status, 200);
     let body = r.text();
-    assert!(
-        body.contains("CN=client") && body.contains("DNS:client.test"),
-        "{body}"
-    );
+    assert!(body.contains("CN=client") && body.contains("DNS:client.test"), "{body}");
     let res = tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, None, None);
     assert!(res.is_err(), "no certificate, no answer: {res:?}");
     // a certificate from another CA is refused too
@@ -160,10 +124,7 @@ fn mutual_tls_required_refuses_clients_without_a_certificate() {
         "api.test",
         "/prod/whoami",
         &ca,
-        Some((
-            &other.path().join("client.pem"),
-            &other.path().join("client.key"),
-        )),
+        Some((&other.path().join("client.pem"), &other.path().join("client.key"))),
         None,
     );
     assert!(res.is_err(), "foreign client certificate accepted: {res:?}");
@@ -176,8 +137,7 @@ fn mutual_tls_optional_admits_both() {
     let gw = start("optional", "1.2");
     let d = gw.dir.path();
     let ca = d.join("ca.pem");
-    let (_, r) =
-        tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, None, None).expect("without cert");
+    let (_, r) = tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, None, None).expect("without cert");
     assert_eq!(r.text(), "cert=[] sans=");
     let (_, r) = tls_get(
         gw.tls_addr(),
@@ -189,4 +149,22 @@ fn mutual_tls_optional_admits_both() {
     )
     .expect("with cert");
     assert!(r.text().contains("CN=client"), "{}", r.text());
+}
+
+#[test]
+fn certificates_rotate_with_a_reload() {
+    let gw = start("off", "1.2");
+    let d = gw.dir.path();
+    let ca = d.join("ca.pem");
+    let (cn, _) = tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, None, None).expect("tls");
+    assert_eq!(cn, "api.test");
+    // a new certificate for the same name, written over the files the config names
+    Pki::issue(d, "rotated", "subjectAltName=DNS:api.test");
+    std::fs::copy(d.join("rotated.key"), d.join("api.test.key")).expect("key");
+    std::fs::copy(d.join("rotated.pem"), d.join("api.test.pem")).expect("cert");
+    eventually("the rotated certificate to be served", || {
+        tls_get(gw.tls_addr(), "api.test", "/prod/whoami", &ca, None, None)
+            .map(|(cn, _)| cn == "rotated")
+            .unwrap_or(false)
+    });
 }
