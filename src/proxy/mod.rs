@@ -297,7 +297,8 @@ impl ProxyHttp for Gateway {
         let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Error::e_explain(ErrorType::InternalError, "no http integration for this route");
         };
-        let mut peer = HttpPeer::new(t.addr, t.tls, t.sni.clone());
+        let sni = if t.tls { t.sni.clone() } else { String::new() };
+        let mut peer = HttpPeer::new(t.addr, t.tls, sni);
         peer.options.connection_timeout = Some(t.connect_timeout);
         peer.options.total_connection_timeout = Some(t.connect_timeout);
         peer.options.read_timeout = Some(t.timeout);

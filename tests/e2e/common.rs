@@ -172,6 +172,49 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+// ------------------------------------------------------------------ HTTP/1.1 wire helpers
+
+fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// Reads header lines up to the blank line.
+fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, String)>> {
+    let mut headers = vec![];
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed inside the header"));
+        }
+        let l = l.trim_end();
+        if l.is_empty() {
+            return Ok(headers);
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+}
+
+/// Reads a chunked body to its last chunk.
+fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut body = vec![];
+    loop {
+        let mut size = String::new();
+        if r.read_line(&mut size)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed inside a chunked body"));
+        }
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size"))?;
+        let mut buf = vec![0; n + 2];
+        r.read_exact(&mut buf)?;
+        if n == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+}
+
 // ------------------------------------------------------------------ client
 
 #[derive(Debug, Clone, Default)]
@@ -183,7 +226,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -204,37 +247,13 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
-    let mut headers = vec![];
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l)?;
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    let headers = read_headers(r)?;
     let mut resp = Response { status, headers, body: vec![] };
     if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(resp);
     }
     if resp.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk"))?;
-            if n == 0 {
-                let mut end = String::new();
-                r.read_line(&mut end)?;
-                break;
-            }
-            let mut buf = vec![0; n + 2];
-            r.read_exact(&mut buf)?;
-            resp.body.extend_from_slice(&buf[..n]);
-        }
+        resp.body = read_chunked(r)?;
     } else if let Some(n) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
         let mut buf = vec![0; n];
         r.read_exact(&mut buf)?;
@@ -292,7 +311,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 }
 
@@ -356,38 +375,12 @@ fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, dropped: Arc<
             return;
         };
         let (method, target) = (method.to_string(), target.to_string());
-        let mut headers = vec![];
-        loop {
-            let mut l = String::new();
-            if r.read_line(&mut l).unwrap_or(0) == 0 {
-                return;
-            }
-            let l = l.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let h = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let Ok(headers) = read_headers(&mut r) else { return };
+        let h = |n: &str| header_in(&headers, n).map(str::to_string);
         let mut body = vec![];
         if h("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            loop {
-                let mut size = String::new();
-                if r.read_line(&mut size).unwrap_or(0) == 0 {
-                    return;
-                }
-                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                let mut buf = vec![0; n + 2];
-                if r.read_exact(&mut buf).is_err() {
-                    return;
-                }
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&buf[..n]);
-            }
+            let Ok(b) = read_chunked(&mut r) else { return };
+            body = b;
         } else if let Some(n) = h("content-length").and_then(|v| v.parse::<usize>().ok()) {
             body = vec![0; n];
             if r.read_exact(&mut body).is_err() {
