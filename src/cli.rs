@@ -26,4 +26,22 @@ pub struct Cli {
 pub enum Command {
     /// Validate everything the config names; print "ok" or FILE:LINE:COL errors.
     Check,
+    /// API key management.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Print a new random key once, and the key-file entry to append (its hash only).
+    Create {
+        /// The usage plan the key belongs to.
+        #[arg(long)]
+        plan: String,
+        /// A name for people (the customer, the app).
+        #[arg(long)]
+        name: String,
+    },
 }

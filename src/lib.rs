@@ -19,10 +19,12 @@
 //! `admin` (metrics, health, config), `server` (Pingora services), `cli`.
 
 pub mod admin;
+pub mod api_keys;
 pub mod cli;
 pub mod config;
 pub mod framing;
 pub mod observability;
+pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod responses;
@@ -30,5 +32,6 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod templates;
+pub mod throttle;
 pub mod tls;
 pub mod upstream;

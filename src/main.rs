@@ -2,7 +2,7 @@
 
 use arc_swap::ArcSwap;
 use clap::Parser;
-use edgegate::cli::{Cli, Command};
+use edgegate::cli::{Cli, Command, KeysAction};
 use edgegate::observability::{access_log, metrics};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +14,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Keys { action: KeysAction::Create { plan, name } }) = &cli.command {
+        return match edgegate::api_keys::create(plan, name) {
+            Ok((key, entry)) => {
+                println!("# API key (shown once; store it now): {key}");
+                println!("# Append to the [api_keys] file:");
+                print!("{entry}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgegate: cannot create a key: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 

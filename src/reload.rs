@@ -1,4 +1,4 @@
-//! Hot reload: SIGHUP, or a change to the config or any file it names (when
+//! Hot reload (and the periodic sweep of idle per-key limiter state): SIGHUP, or a change to the config or any file it names (when
 //! `server.watch`), loads and compiles a new snapshot off the request path and swaps it in.
 //! A config that fails keeps the running one, logs `FILE:LINE:COL` errors and counts
 //! `edgegate_config_reloads_total{result="error"}`.
@@ -100,6 +100,7 @@ impl BackgroundService for Reloader {
         };
         rewatch(&mut watcher, &mut dirs);
 
+        let mut sweep = tokio::time::interval(Duration::from_secs(10));
         loop {
             let hup_recv = async {
                 match hup.as_mut() {
@@ -108,6 +109,11 @@ impl BackgroundService for Reloader {
                 }
             };
             tokio::select! {
+                _ = sweep.tick() => {
+                    // full per-key buckets carry no state: forget them, so memory follows active keys
+                    crate::throttle::REGISTRY.sweep();
+                    continue;
+                }
                 _ = shutdown.changed() => {
                     DRAINING.store(true, std::sync::atomic::Ordering::Release);
                     break;

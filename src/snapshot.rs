@@ -31,6 +31,10 @@ pub struct Snapshot {
     /// Mock bodies and gateway-response bodies.
     pub templates: minijinja::Environment<'static>,
     pub certs: CertStore,
+    /// `[defaults.throttle]`: the account-level bucket, checked before every other limit.
+    pub account: Arc<crate::throttle::bucket::Bucket>,
+    pub api_keys: Option<ApiKeys>,
+    pub plans: HashMap<String, Plan>,
     /// Process-level settings, read at startup; a reload that changes them logs that they
     /// need a restart or a graceful upgrade.
     pub listeners: Listeners,
@@ -80,12 +84,28 @@ pub struct Api {
     pub routes: Vec<Route>,
     pub stages: Vec<Stage>,
     pub responses: Overrides,
+    /// `[apis.policy]`, checked before anything else about the request.
+    pub policy: Option<crate::policy::Policy>,
+}
+
+pub struct ApiKeys {
+    pub header: http::HeaderName,
+    pub store: crate::api_keys::KeyStore,
+}
+
+/// A usage plan, with its stages and routes by index.
+pub struct Plan {
+    pub stages: std::collections::HashSet<(usize, usize)>,
+    pub throttle: Option<Arc<crate::throttle::bucket::KeyedBuckets>>,
+    pub route_throttle: HashMap<(usize, usize, usize), Arc<crate::throttle::bucket::KeyedBuckets>>,
+    pub quota: Option<Arc<crate::throttle::quota::Quota>>,
 }
 
 pub struct Route {
     /// The route key as written ("GET /pets/{id}"): the `route` metric label and `routeKey`.
     pub key: Arc<str>,
     pub integration: Arc<str>,
+    pub api_key_required: bool,
 }
 
 pub struct Stage {
@@ -94,6 +114,9 @@ pub struct Stage {
     pub view: StageView,
     /// Canary: this share (0..=1) of requests sees `canary` instead of `view`.
     pub canary: Option<(f64, StageView)>,
+    pub throttle: Option<Arc<crate::throttle::bucket::Bucket>>,
+    /// Route-level buckets of this stage, by route index.
+    pub route_throttles: Vec<Option<Arc<crate::throttle::bucket::Bucket>>>,
 }
 
 /// Stage variables and the integrations they resolve, per route index.

@@ -36,10 +36,11 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
         ConfigErrors(vec![ConfigError { file: path.to_path_buf(), line, col, message: msg }])
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c = Compiler { dir, errors: vec![], files: vec![path.to_path_buf()], hasher: Sha256::new() };
+    let mut c =
+        Compiler { dir, errors: vec![], other_errors: vec![], files: vec![path.to_path_buf()], hasher: Sha256::new() };
     c.hasher.update(src.as_bytes());
     let snap = c.compile(&cfg);
-    if !c.errors.is_empty() {
+    if !c.errors.is_empty() || !c.other_errors.is_empty() {
         let mut errs: Vec<ConfigError> = c
             .errors
             .iter()
@@ -50,6 +51,7 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
             .collect();
         errs.sort_by_key(|e| (e.line, e.col));
         errs.dedup();
+        errs.append(&mut c.other_errors);
         return Err(ConfigErrors(errs));
     }
     snap.ok_or_else(|| ConfigErrors::single(path, "config did not compile"))
@@ -58,6 +60,8 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
 struct Compiler {
     dir: PathBuf,
     errors: Vec<(KeyPath, String)>,
+    /// Errors located in other files the config names (the API key file).
+    other_errors: Vec<ConfigError>,
     files: Vec<PathBuf>,
     hasher: Sha256,
 }
@@ -114,25 +118,11 @@ impl Compiler {
         let settings = self.server(&root.key("server"), &cfg.server);
         let (certs, tls_listen, client_auth) = self.tls(&root.key("tls"), cfg);
 
-        if let Some(d) = &cfg.defaults {
-            if d.throttle.is_some() {
-                self.unsupported(
-                    root.key("defaults").key("throttle"),
-                    "account-level throttling ([defaults.throttle])",
-                );
-            }
-        }
         if cfg.cluster.is_some() {
             self.unsupported(root.key("cluster"), "[cluster] (shared limits through Redis)");
         }
         if let Some(name) = cfg.authorizers.keys().next() {
             self.unsupported(root.key("authorizers").key(name), "authorizers ([authorizers.*])");
-        }
-        if !cfg.usage_plans.is_empty() {
-            self.unsupported(root.key("usage_plans"), "usage plans ([[usage_plans]])");
-        }
-        if cfg.api_keys.is_some() {
-            self.unsupported(root.key("api_keys"), "API keys ([api_keys])");
         }
         if !cfg.vpc_links.is_empty() {
             self.unsupported(root.key("vpc_links"), "VPC links ([[vpc_links]])");
@@ -216,7 +206,37 @@ impl Compiler {
             v.sort_by_key(|m| std::cmp::Reverse(m.base_path.len()));
         }
 
-        if !self.errors.is_empty() {
+        let account = {
+            let t = cfg.defaults.as_ref().and_then(|d| d.throttle).unwrap_or(Throttle { rate: 10_000.0, burst: 5_000 });
+            self.check_throttle(&root.key("defaults").key("throttle"), &t);
+            crate::throttle::REGISTRY.bucket("account", t.rate, t.burst)
+        };
+        let api_keys = cfg.api_keys.as_ref().map(|k| self.api_keys(&root.key("api_keys"), k));
+        let plans = self.plans(&root, cfg);
+        if let Some(k) = &api_keys {
+            for (name, line) in &k.plans_used {
+                if !plans.contains_key(name) {
+                    self.other_errors.push(ConfigError {
+                        file: k.file.clone(),
+                        line: *line,
+                        col: 1,
+                        message: format!("plan {name:?} is not a [[usage_plans]] name"),
+                    });
+                }
+            }
+        }
+        for (ai, a) in cfg.apis.iter().enumerate() {
+            for (ri, r) in a.routes.iter().enumerate() {
+                if r.api_key_required == Some(true) && api_keys.is_none() {
+                    self.err(
+                        root.key("apis").idx(ai).key("routes").idx(ri).key("api_key_required"),
+                        "api_key_required needs an [api_keys] section",
+                    );
+                }
+            }
+        }
+
+        if !self.errors.is_empty() || !self.other_errors.is_empty() {
             return None;
         }
         let version = hex::encode(&std::mem::take(&mut self.hasher).finalize()[..8]);
@@ -230,6 +250,9 @@ impl Compiler {
             domains,
             templates: env,
             certs,
+            account,
+            api_keys: api_keys.map(|k| snapshot::ApiKeys { header: k.header, store: k.store }),
+            plans,
             listeners: Listeners {
                 listen: cfg.server.listen.clone(),
                 private_listen: cfg.server.private_listen.clone(),
@@ -369,7 +392,6 @@ impl Compiler {
             ("openapi", a.openapi.is_some()),
             ("binary_media_types", a.binary_media_types.is_some()),
             ("cors", a.cors.is_some()),
-            ("policy", a.policy.is_some()),
             ("route_selection", a.route_selection.is_some()),
             ("idle_timeout", a.idle_timeout.is_some()),
             ("max_connection_duration", a.max_connection_duration.is_some()),
@@ -386,8 +408,8 @@ impl Compiler {
             if !good_name(name) {
                 self.err(sp.clone(), format!("stage name {name:?} must use only {NAME_CHARS}"));
             }
-            if s.throttle.is_some() {
-                self.unsupported(sp.key("throttle"), "stage throttling");
+            if let Some(t) = &s.throttle {
+                self.check_throttle(&sp.key("throttle"), t);
             }
             if s.cache.is_some() {
                 self.unsupported(sp.key("cache"), "response caching");
@@ -417,8 +439,6 @@ impl Compiler {
             for (k, present) in [
                 ("authorizer", r.authorizer.is_some()),
                 ("scopes", r.scopes.is_some()),
-                ("api_key_required", r.api_key_required.unwrap_or(false)),
-                ("throttle", r.throttle.is_some()),
                 ("cache", r.cache.is_some()),
                 ("validate", r.validate.is_some()),
                 ("request_transform", r.request_transform.is_some()),
@@ -427,6 +447,9 @@ impl Compiler {
                 if present {
                     self.unsupported(rp.key(k), &format!("route `{k}`"));
                 }
+            }
+            if let Some(t) = &r.throttle {
+                self.check_throttle(&rp.key("throttle"), t);
             }
             match &r.integration {
                 IntegrationRef::Name(n) => {
@@ -481,7 +504,23 @@ impl Compiler {
                 vars.extend(c.variables.clone());
                 (c.percent / 100.0, self.stage_view(p, &sp.key("canary"), a, &keys, &vars, true, settings, env))
             });
-            stages.push(snapshot::Stage { name: Arc::from(sname.as_str()), access_log: s.access_log, view, canary });
+            let reg = &crate::throttle::REGISTRY;
+            let throttle = s.throttle.map(|t| reg.bucket(&format!("stage:{}:{sname}", a.name), t.rate, t.burst));
+            let route_throttles = a
+                .routes
+                .iter()
+                .map(|r| {
+                    r.throttle.map(|t| reg.bucket(&format!("route:{}:{sname}:{}", a.name, r.route), t.rate, t.burst))
+                })
+                .collect();
+            stages.push(snapshot::Stage {
+                name: Arc::from(sname.as_str()),
+                access_log: s.access_log,
+                view,
+                canary,
+                throttle,
+                route_throttles,
+            });
         }
 
         let routes = a
@@ -489,12 +528,14 @@ impl Compiler {
             .iter()
             .map(|r| snapshot::Route {
                 key: Arc::from(r.route.as_str()),
+                api_key_required: r.api_key_required.unwrap_or(false),
                 integration: Arc::from(match &r.integration {
                     IntegrationRef::Name(n) => n.as_str(),
                     IntegrationRef::Inline(i) => i.kind.as_str(),
                 }),
             })
             .collect();
+        let policy = a.policy.as_ref().map(|pol| self.policy(&p.key("policy"), pol));
         Some(snapshot::Api {
             name: Arc::from(a.name.as_str()),
             endpoint: a.endpoint,
@@ -502,7 +543,150 @@ impl Compiler {
             routes,
             stages,
             responses: overrides,
+            policy,
         })
+    }
+
+    fn check_throttle(&mut self, p: &KeyPath, t: &Throttle) {
+        if !(t.rate > 0.0 && t.rate.is_finite()) {
+            self.err(p.key("rate"), "rate must be a positive number of requests per second");
+        }
+        if t.burst == 0 {
+            self.err(p.key("burst"), "burst must be at least 1");
+        }
+    }
+
+    fn api_keys(&mut self, p: &KeyPath, k: &ApiKeys) -> LoadedKeys {
+        let header = k.header.as_deref().unwrap_or("x-api-key");
+        let header = http::HeaderName::from_bytes(header.as_bytes()).unwrap_or_else(|_| {
+            self.err(p.key("header"), format!("{header:?} is not a header name"));
+            http::HeaderName::from_static("x-api-key")
+        });
+        let mut out =
+            LoadedKeys { header, store: Default::default(), plans_used: vec![], file: self.dir.join(&k.file) };
+        let Some((path, bytes)) = self.file(p.key("file"), &k.file) else { return out };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let loc = Locator::new(&text);
+        let fail = |this: &mut Self, kp: &KeyPath, offset: Option<usize>, m: String| {
+            let (line, col) = match offset {
+                Some(o) => loc.line_col(o),
+                None => loc.locate(kp),
+            };
+            this.other_errors.push(ConfigError { file: path.clone(), line, col, message: m });
+        };
+        let parsed: crate::api_keys::KeyFile = match toml::from_str(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                fail(
+                    self,
+                    &KeyPath::root(),
+                    Some(e.span().map(|s| s.start).unwrap_or(0)),
+                    e.message().trim().to_string(),
+                );
+                return out;
+            }
+        };
+        let mut ids = HashSet::new();
+        for (i, r) in parsed.keys.iter().enumerate() {
+            let kp = KeyPath::root().key("keys").idx(i);
+            if !ids.insert(r.id.as_str()) || r.id.is_empty() {
+                fail(self, &kp.key("id"), None, format!("key id {:?} is empty or used twice", r.id));
+            }
+            match crate::api_keys::parse_hash(&r.hash) {
+                Ok(h) => {
+                    if !out.store.insert(&r.id, h, &r.plan, r.enabled) {
+                        fail(self, &kp.key("hash"), None, "this hash is listed twice".into());
+                    }
+                }
+                Err(m) => fail(self, &kp.key("hash"), None, m),
+            }
+            out.plans_used.push((r.plan.clone(), loc.locate(&kp.key("plan")).0));
+        }
+        out
+    }
+
+    fn plans(&mut self, root: &KeyPath, cfg: &Config) -> HashMap<String, snapshot::Plan> {
+        let reg = &crate::throttle::REGISTRY;
+        let mut plans = HashMap::new();
+        // (api, stage) and (api, stage, route) by their names in the contract's syntax
+        let find_stage = |s: &str| -> Option<(usize, usize)> {
+            let (api, stage) = s.split_once(':')?;
+            let ai = cfg.apis.iter().position(|a| a.name == api)?;
+            let si = cfg.apis[ai].stages.keys().position(|n| n == stage)?;
+            Some((ai, si))
+        };
+        for (i, u) in cfg.usage_plans.iter().enumerate() {
+            let p = root.key("usage_plans").idx(i);
+            if !good_name(&u.name) || plans.contains_key(&u.name) {
+                self.err(
+                    p.key("name"),
+                    format!("plan name {:?} is empty, has odd characters or is used twice", u.name),
+                );
+            }
+            let mut stages = HashSet::new();
+            for (j, s) in u.stages.iter().enumerate() {
+                match find_stage(s) {
+                    Some(x) => {
+                        stages.insert(x);
+                    }
+                    None => self
+                        .err(p.key("stages").idx(j), format!("{s:?} is not \"API:STAGE\" of a configured API stage")),
+                }
+            }
+            if let Some(t) = &u.throttle {
+                self.check_throttle(&p.key("throttle"), t);
+            }
+            let throttle = u.throttle.map(|t| reg.keyed(&format!("plan:{}", u.name), t.rate, t.burst));
+            let mut route_throttle = HashMap::new();
+            for (k, t) in u.route_throttle.iter().flatten() {
+                let rp = p.key("route_throttle").key(k);
+                self.check_throttle(&rp, t);
+                let found = k.rsplit_once(':').and_then(|(stage, route)| {
+                    let (ai, si) = find_stage(stage)?;
+                    let ri = cfg.apis[ai].routes.iter().position(|r| r.route == route)?;
+                    Some((ai, si, ri))
+                });
+                match found {
+                    Some(x) => {
+                        route_throttle.insert(x, reg.keyed(&format!("plan:{}:{k}", u.name), t.rate, t.burst));
+                    }
+                    None => self.err(rp, format!("{k:?} is not \"API:STAGE:ROUTE KEY\" of a configured route")),
+                }
+            }
+            let quota = u.quota.as_ref().and_then(|q| {
+                let qp = p.key("quota");
+                let Some(period) = crate::throttle::quota::Period::parse(&q.period) else {
+                    self.err(qp.key("period"), format!("period {:?} must be day, week or month", q.period));
+                    return None;
+                };
+                if q.limit == 0 {
+                    self.err(qp.key("limit"), "limit must be at least 1");
+                }
+                if q.offset >= q.limit {
+                    self.err(qp.key("offset"), "offset must be below the limit");
+                }
+                Some(reg.quota(&format!("plan:{}", u.name), q.limit, period, q.offset))
+            });
+            plans.insert(u.name.clone(), snapshot::Plan { stages, throttle, route_throttle, quota });
+        }
+        plans
+    }
+
+    fn policy(&mut self, p: &KeyPath, pol: &Policy) -> crate::policy::Policy {
+        let mut cidrs = |key: &str, list: &[String]| -> Vec<ipnet::IpNet> {
+            let mut out = vec![];
+            for (i, c) in list.iter().enumerate() {
+                match parse_cidr(c) {
+                    Ok(n) => out.push(n),
+                    Err(m) => self.err(p.key(key).idx(i), m),
+                }
+            }
+            out
+        };
+        let allow = cidrs("allow_cidrs", &pol.allow_cidrs);
+        let deny = cidrs("deny_cidrs", &pol.deny_cidrs);
+        let require_headers = self.headers(&p.key("require_headers"), &pol.require_headers);
+        crate::policy::Policy { allow, deny, require_headers }
     }
 
     fn headers(&mut self, p: &KeyPath, h: &BTreeMap<String, String>) -> Vec<(http::HeaderName, http::HeaderValue)> {
@@ -728,4 +912,12 @@ pub fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
     s.parse::<ipnet::IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{s:?} is not a CIDR such as \"10.0.0.0/8\" or an address"))
+}
+
+struct LoadedKeys {
+    header: http::HeaderName,
+    store: crate::api_keys::KeyStore,
+    /// (plan, line in the key file) to check once the plans are known.
+    plans_used: Vec<(String, usize)>,
+    file: PathBuf,
 }

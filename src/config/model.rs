@@ -348,7 +348,16 @@ pub struct UsagePlan {
     pub stages: Vec<String>,
     pub throttle: Option<Throttle>,
     pub route_throttle: Option<BTreeMap<String, Throttle>>,
-    pub quota: Option<toml::Table>,
+    pub quota: Option<QuotaSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    pub limit: u64,
+    pub period: String,
+    #[serde(default)]
+    pub offset: u64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,12 @@ pub struct RequestCtx {
     pub route: Option<RouteMatch>,
     pub upstream: Upstream,
     pub outcome: Outcome,
+    /// The API key that was checked (its id only: never the key).
+    pub api_key_id: Option<Arc<str>>,
+    /// The most specific key or route limit applied, for the RateLimit headers.
+    pub ratelimit: Option<crate::throttle::bucket::Decision>,
+    /// Extra headers for a gateway response (retry-after on 429s).
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 /// Where the request was routed.
@@ -70,6 +76,9 @@ impl RequestCtx {
             route: None,
             upstream: Upstream::default(),
             outcome: Outcome::default(),
+            api_key_id: None,
+            ratelimit: None,
+            extra_headers: Vec::new(),
         }
     }
 

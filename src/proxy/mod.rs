@@ -9,6 +9,7 @@ use crate::responses::{self, ResponseType};
 use crate::routing;
 use crate::snapshot::{Integration, Shared};
 use crate::templates;
+use crate::throttle;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{RequestCtx, RouteMatch};
@@ -68,6 +69,9 @@ impl Gateway {
         };
         let mut h = ResponseHeader::build(status, Some(4))?;
         h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        for (k, v) in std::mem::take(&mut ctx.extra_headers) {
+            h.insert_header(k, v)?;
+        }
         if let Some(r) = &resolved {
             for (k, v) in r.headers {
                 h.insert_header(k.clone(), v.clone())?;
@@ -87,6 +91,7 @@ impl Gateway {
     ) -> Result<()> {
         h.insert_header("content-length", body.len().to_string())?;
         h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ratelimit_headers(&mut h, ctx)?;
         ctx.outcome.status = h.status.as_u16();
         ctx.outcome.response_bytes = body.len();
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -173,6 +178,21 @@ impl Gateway {
         };
         let api = &snap.apis[mount.api];
         let stage = &api.stages[mount.stage];
+        // spec: [apis.policy] — before routes are matched, so a refused client learns nothing
+        if let Some(policy) = &api.policy {
+            if let Err(denied) = policy.check(ctx.client_ip, &req.headers) {
+                metrics::AUTH_FAILURES.with_label_values(&[&api.name, &stage.name, "policy", denied.reason()]).inc();
+                ctx.route = Some(RouteMatch {
+                    api: mount.api,
+                    stage: mount.stage,
+                    route: None,
+                    params: vec![],
+                    variables: stage.view.variables.clone(),
+                    integration: None,
+                });
+                return Err(ResponseType::AccessDenied);
+            }
+        }
         let view = match &stage.canary {
             Some((share, canary)) if fastrand::f64() < *share => canary,
             _ => &stage.view,
@@ -203,6 +223,63 @@ impl Gateway {
         Ok(())
     }
 
+    /// API key, then every limit in order (account, stage, route, key, key on route), then
+    /// the key's quota. The first refusal wins.
+    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
+        let snap = ctx.snap.clone();
+        let Some((ai, si, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.stage, m.route)) else {
+            return Ok(());
+        };
+        let stage = &snap.apis[ai].stages[si];
+        let mut key = None;
+        if snap.apis[ai].routes[ri].api_key_required {
+            let keys = snap.api_keys.as_ref().ok_or(Refusal::Auth(ResponseType::ApiKeyInvalid, "no_keys"))?;
+            let presented = session
+                .req_header()
+                .headers
+                .get(&keys.header)
+                .ok_or(Refusal::Auth(ResponseType::MissingAuthenticationToken, "missing_key"))?;
+            let k = keys
+                .store
+                .find(presented.as_bytes())
+                .filter(|k| k.enabled)
+                .ok_or(Refusal::Auth(ResponseType::ApiKeyInvalid, "invalid_key"))?;
+            ctx.api_key_id = Some(k.id.clone());
+            let plan = snap
+                .plans
+                .get(&k.plan)
+                .filter(|p| p.stages.contains(&(ai, si)))
+                .ok_or(Refusal::Auth(ResponseType::ApiKeyInvalid, "not_in_plan"))?;
+            key = Some((k.id.clone(), plan));
+        }
+        let now = throttle::bucket::now_ns();
+        let pass =
+            |d: throttle::bucket::Decision, reason| if d.allowed { Ok(d) } else { Err(Refusal::Throttled(reason, d)) };
+        pass(snap.account.take(now), "account")?;
+        if let Some(b) = &stage.throttle {
+            pass(b.take(now), "stage")?;
+        }
+        if let Some(Some(b)) = stage.route_throttles.get(ri) {
+            ctx.ratelimit = Some(pass(b.take(now), "route")?);
+        }
+        if let Some((id, plan)) = key {
+            if let Some(kb) = &plan.throttle {
+                ctx.ratelimit = Some(pass(kb.take(&id, now), "key")?);
+            }
+            if let Some(kb) = plan.route_throttle.get(&(ai, si, ri)) {
+                ctx.ratelimit = Some(pass(kb.take(&id, now), "key")?);
+            }
+            if let Some(q) = &plan.quota {
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                q.take(&id, unix).map_err(|e| Refusal::Quota(e.retry_after))?;
+            }
+        }
+        Ok(())
+    }
+
     async fn mock(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Ok(());
@@ -228,6 +305,24 @@ impl Gateway {
         }
         self.send(session, ctx, h, Bytes::from(body)).await
     }
+}
+
+/// Why `admit` refused a request.
+enum Refusal {
+    Auth(ResponseType, &'static str),
+    Throttled(&'static str, throttle::bucket::Decision),
+    Quota(u64),
+}
+
+/// IETF RateLimit fields for the most specific limit applied (key or route).
+fn ratelimit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if let Some(d) = ctx.ratelimit {
+        let mut b = itoa::Buffer::new();
+        h.insert_header("ratelimit-limit", b.format(d.limit))?;
+        h.insert_header("ratelimit-remaining", b.format(d.remaining))?;
+        h.insert_header("ratelimit-reset", b.format(d.reset_secs))?;
+    }
+    Ok(())
 }
 
 fn declared_length_too_large(req: &RequestHeader, max: u64) -> bool {
@@ -262,6 +357,30 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if let Err(t) = self.route(session, ctx) {
+            self.gateway_response(session, ctx, t).await?;
+            return Ok(true);
+        }
+        if let Err(refusal) = self.admit(session, ctx) {
+            let (t, reason) = match refusal {
+                Refusal::Auth(t, reason) => {
+                    let (api, stage, _) = ctx.labels();
+                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, "api_key", reason]).inc();
+                    (t, None)
+                }
+                Refusal::Throttled(reason, d) => {
+                    ctx.ratelimit = Some(d);
+                    ctx.extra_headers.push(("retry-after", d.reset_secs.max(1).to_string()));
+                    (ResponseType::Throttled, Some(reason))
+                }
+                Refusal::Quota(retry_after) => {
+                    ctx.extra_headers.push(("retry-after", retry_after.to_string()));
+                    (ResponseType::QuotaExceeded, Some("quota"))
+                }
+            };
+            if let Some(reason) = reason {
+                let (api, stage, _) = ctx.labels();
+                metrics::THROTTLED.with_label_values(&[api, stage, reason]).inc();
+            }
             self.gateway_response(session, ctx, t).await?;
             return Ok(true);
         }
@@ -482,6 +601,7 @@ impl ProxyHttp for Gateway {
                 error_type: ctx.outcome.error_type.map(|t| t.name()),
                 user_agent: req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
                 client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
+                api_key_id: ctx.api_key_id.as_deref(),
                 ..Default::default()
             };
             access_log::write(&entry);

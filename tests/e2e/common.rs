@@ -555,3 +555,27 @@ pub fn tls_get(
     let resp = read_response(&mut BufReader::new(s), false).map_err(|e| e.to_string())?;
     Ok((cn, resp))
 }
+
+/// Like `request`, from a chosen loopback source address (127.0.0.0/8 is all local).
+pub fn request_from(src: &str, addr: SocketAddr, raw: &[u8]) -> Response {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let src: SocketAddr = format!("{src}:0").parse().expect("source");
+    sock.bind(&src.into()).expect("bind source");
+    sock.connect(&addr.into()).expect("connect");
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    w.write_all(raw).expect("write");
+    read_response(&mut BufReader::new(s), false).expect("response")
+}
+
+/// A GET with headers from a chosen source address.
+pub fn get_from(src: &str, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    request_from(src, addr, raw.as_bytes())
+}

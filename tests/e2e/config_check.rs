@@ -55,7 +55,7 @@ fn bad_configs_are_refused_with_their_location() {
         (
             "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\napi_key_required = true\n",
             ":7:1:",
-            "not supported yet",
+            "needs an [api_keys] section",
         ),
         (
             "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.b]\ntype = \"http\"\nuri = \"${stageVariables.backend}\"\n",
@@ -69,6 +69,14 @@ fn bad_configs_are_refused_with_their_location() {
             "template error",
         ),
         ("[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.gateway_responses.NOPE]\nstatus = 400\n", ":4:", "unknown gateway response type"),
+        ("[defaults.throttle]\nrate = 0\nburst = 5\n", ":2:1:", "rate must be a positive"),
+        (
+            "[[usage_plans]]\nname = \"gold\"\nstages = [\"nope:prod\"]\n",
+            ":3:",
+            "is not \"API:STAGE\"",
+        ),
+        ("[[usage_plans]]\nname = \"gold\"\nquota = { limit = 10, period = \"year\" }\n", ":3:", "day, week or month"),
+        ("[[apis]]\nname = \"a\"\n[apis.policy]\nallow_cidrs = [\"10.0.0.0/33\"]\n[apis.stages.prod]\n", ":4:", "CIDR"),
     ];
     for (text, at, phrase) in cases {
         let (ok, out, path, _dir) = check_text(text);

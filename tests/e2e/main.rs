@@ -2,6 +2,7 @@
 
 mod common;
 
+mod access;
 mod config_check;
 mod integrations;
 mod observability;

@@ -1,0 +1,120 @@
+//! API keys (`[api_keys]`): a key file of hashed keys (`sha256:<hex>`; the key itself is
+//! never stored), each tied to a usage plan. A presented key is hashed once and looked up by
+//! its hash; the stored hash is then compared in constant time.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    #[serde(default)]
+    pub keys: Vec<KeyRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub hash: String,
+    pub plan: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A key as requests see it.
+#[derive(Debug)]
+pub struct Key {
+    pub id: Arc<str>,
+    pub plan: String,
+    pub enabled: bool,
+    hash: [u8; 32],
+}
+
+#[derive(Debug, Default)]
+pub struct KeyStore {
+    by_hash: HashMap<[u8; 32], Arc<Key>>,
+}
+
+/// Parses "sha256:<64 hex>".
+pub fn parse_hash(s: &str) -> Result<[u8; 32], String> {
+    let hex_part = s.strip_prefix("sha256:").ok_or_else(|| format!("hash {s:?} must start with \"sha256:\""))?;
+    let bytes = hex::decode(hex_part).map_err(|_| format!("hash {s:?} is not hex"))?;
+    bytes.try_into().map_err(|_| format!("hash {s:?} must be 32 bytes (64 hex digits)"))
+}
+
+pub fn hash_key(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+impl KeyStore {
+    pub fn insert(&mut self, id: &str, hash: [u8; 32], plan: &str, enabled: bool) -> bool {
+        let k = Arc::new(Key { id: Arc::from(id), plan: plan.to_string(), enabled, hash });
+        self.by_hash.insert(hash, k).is_none()
+    }
+
+    /// The key whose hash matches the presented key, if any.
+    pub fn find(&self, presented: &[u8]) -> Option<&Arc<Key>> {
+        let h = hash_key(presented);
+        self.by_hash.get(&h).filter(|k| openssl::memcmp::eq(&k.hash, &h))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// A new random key (40 URL-safe characters, 240 bits) and its key-file entry.
+pub fn create(plan: &str, name: &str) -> Result<(String, String), String> {
+    let mut raw = [0u8; 30];
+    openssl::rand::rand_bytes(&mut raw).map_err(|e| e.to_string())?;
+    let key: String = openssl::base64::encode_block(&raw).replace('+', "-").replace('/', "_");
+    let mut idb = [0u8; 6];
+    openssl::rand::rand_bytes(&mut idb).map_err(|e| e.to_string())?;
+    let id = format!("key-{}", hex::encode(idb));
+    let entry = format!(
+        "[[keys]]\nid = \"{id}\"\nname = {}\nhash = \"sha256:{}\"\nplan = {}\nenabled = true\n",
+        toml::Value::from(name),
+        hex::encode(hash_key(key.as_bytes())),
+        toml::Value::from(plan)
+    );
+    Ok((key, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_keys_verify_against_their_entry() {
+        let (key, entry) = create("gold", "acme \"corp\"").expect("create");
+        assert_eq!(key.len(), 40);
+        let file: KeyFile = toml::from_str(&entry).expect("entry parses");
+        let r = &file.keys[0];
+        let mut store = KeyStore::default();
+        assert!(store.insert(&r.id, parse_hash(&r.hash).expect("hash"), &r.plan, r.enabled));
+        let found = store.find(key.as_bytes()).expect("found");
+        assert_eq!((found.plan.as_str(), found.enabled), ("gold", true));
+        assert!(store.find(b"wrong").is_none());
+        assert!(!entry.contains(&key), "the key itself is never written");
+    }
+
+    #[test]
+    fn hash_format_is_checked() {
+        assert!(parse_hash("sha256:zz").is_err());
+        assert!(parse_hash("md5:00").is_err());
+        assert!(parse_hash(&format!("sha256:{}", "ab".repeat(32))).is_ok());
+    }
+}

@@ -1,0 +1,141 @@
+//! Usage-plan quotas: requests per API key per UTC day, week (from Monday) or month.
+
+use dashmap::DashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Period> {
+        match s {
+            "day" => Some(Period::Day),
+            "week" => Some(Period::Week),
+            "month" => Some(Period::Month),
+            _ => None,
+        }
+    }
+
+    /// The period containing `unix_secs`, and the unix time at which the next one starts.
+    pub fn window(self, unix_secs: u64) -> (u64, u64) {
+        let days = unix_secs / 86_400;
+        match self {
+            Period::Day => (days, (days + 1) * 86_400),
+            Period::Week => {
+                let w = (days + 3) / 7; // 1970-01-01 was a Thursday
+                (w, (w * 7 + 7 - 3) * 86_400)
+            }
+            Period::Month => {
+                let (y, m, _) = civil_from_days(days as i64);
+                let idx = (y * 12 + m as i64 - 1) as u64;
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                (idx, days_from_civil(ny, nm, 1) as u64 * 86_400)
+            }
+        }
+    }
+}
+
+/// Howard Hinnant's civil-from-days.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Counters of one usage plan's quota.
+#[derive(Debug)]
+pub struct Quota {
+    pub limit: u64,
+    pub period: Period,
+    /// AWS's QuotaSettings.offset: requests taken off the limit in the first period a key
+    /// is counted in (on this node, since it started).
+    pub offset: u64,
+    map: DashMap<Arc<str>, (u64, u64, bool)>,
+}
+
+/// A refused request: seconds until the next period.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Exceeded {
+    pub retry_after: u64,
+}
+
+impl Quota {
+    pub fn new(limit: u64, period: Period, offset: u64) -> Quota {
+        Quota { limit, period, offset, map: DashMap::new() }
+    }
+
+    pub fn same_settings(&self, limit: u64, period: Period, offset: u64) -> bool {
+        self.limit == limit && self.period == period && self.offset == offset
+    }
+
+    /// Counts one request for `key` at `unix_secs`; refuses past the limit.
+    pub fn take(&self, key: &Arc<str>, unix_secs: u64) -> Result<u64, Exceeded> {
+        let (idx, next) = self.period.window(unix_secs);
+        let mut e = self.map.entry(key.clone()).or_insert((idx, 0, true));
+        let (period, used, first) = e.value_mut();
+        if *period != idx {
+            *period = idx;
+            *used = 0;
+            *first = false;
+        }
+        let limit = if *first { self.limit.saturating_sub(self.offset) } else { self.limit };
+        if *used >= limit {
+            return Err(Exceeded { retry_after: next.saturating_sub(unix_secs).max(1) });
+        }
+        *used += 1;
+        Ok(limit - *used)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_utc_days_weeks_and_months() {
+        // 2026-11-24 13:00 UTC is a Tuesday
+        let t = 1_795_525_200;
+        let (_, next_day) = Period::Day.window(t);
+        assert_eq!(next_day, 1_795_564_800, "2026-11-25 00:00 UTC");
+        let (_, next_week) = Period::Week.window(t);
+        assert_eq!(next_week, 1_795_996_800, "Monday 2026-11-30 00:00 UTC");
+        let (_, next_month) = Period::Month.window(t);
+        assert_eq!(next_month, 1_796_083_200, "2026-12-01 00:00 UTC");
+        let (_, after_dec) = Period::Month.window(1_796_083_200 + 10);
+        assert_eq!(after_dec, 1_798_761_600, "2027-01-01 00:00 UTC");
+    }
+
+    #[test]
+    fn quota_counts_per_key_and_resets_each_period() {
+        let q = Quota::new(3, Period::Day, 1);
+        let k: Arc<str> = Arc::from("k");
+        let t = 1_795_525_200;
+        assert_eq!(q.take(&k, t), Ok(1));
+        assert_eq!(q.take(&k, t), Ok(0));
+        assert_eq!(q.take(&k, t), Err(Exceeded { retry_after: 39_600 }), "offset 1 in the first period");
+        let tomorrow = t + 86_400;
+        assert_eq!(q.take(&k, tomorrow), Ok(2));
+        assert!(q.take(&Arc::from("other"), t).is_ok());
+    }
+}
