@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod api_keys;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod framing;

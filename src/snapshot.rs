@@ -106,6 +106,9 @@ pub struct Route {
     pub key: Arc<str>,
     pub integration: Arc<str>,
     pub api_key_required: bool,
+    /// The route's authorizer (name, verifier) and the scopes it must grant.
+    pub authorizer: Option<(Arc<str>, Arc<crate::auth::jwt::JwtAuthorizer>)>,
+    pub scopes: Vec<String>,
 }
 
 pub struct Stage {

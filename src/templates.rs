@@ -37,6 +37,9 @@ pub struct Context<'a> {
     pub identity: Identity<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo<'a>>,
+    /// `context.authorizer.{principalId, claims, scopes}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorizer: Option<&'a crate::auth::Principal>,
 }
 
 #[derive(Serialize)]
@@ -97,6 +100,7 @@ mod tests {
                 request_time_epoch: 0,
                 identity: Identity { source_ip: "127.0.0.1".into(), user_agent: "", client_cert: None },
                 error: None,
+                authorizer: None,
             },
             stage_variables: &vars_map,
             input: Input {

@@ -37,7 +37,7 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut c =
-        Compiler { dir, errors: vec![], other_errors: vec![], files: vec![path.to_path_buf()], hasher: Sha256::new() };
+        Compiler { dir, known_authorizers: HashSet::new(), errors: vec![], other_errors: vec![], files: vec![path.to_path_buf()], hasher: Sha256::new() };
     c.hasher.update(src.as_bytes());
     let snap = c.compile(&cfg);
     if !c.errors.is_empty() || !c.other_errors.is_empty() {
@@ -59,6 +59,8 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
 
 struct Compiler {
     dir: PathBuf,
+    /// Every `[authorizers.*]` name, of any type (so routes name only defined ones).
+    known_authorizers: HashSet<String>,
     errors: Vec<(KeyPath, String)>,
     /// Errors located in other files the config names (the API key file).
     other_errors: Vec<ConfigError>,
@@ -121,9 +123,7 @@ impl Compiler {
         if cfg.cluster.is_some() {
             self.unsupported(root.key("cluster"), "[cluster] (shared limits through Redis)");
         }
-        if let Some(name) = cfg.authorizers.keys().next() {
-            self.unsupported(root.key("authorizers").key(name), "authorizers ([authorizers.*])");
-        }
+        let authorizers = self.authorizers(&root, cfg);
         if !cfg.vpc_links.is_empty() {
             self.unsupported(root.key("vpc_links"), "VPC links ([[vpc_links]])");
         }
@@ -149,7 +149,7 @@ impl Compiler {
                     "endpoint = \"private\" needs server.private_listen, or the API is unreachable",
                 );
             }
-            apis.push(self.api(&p, a, &settings, &mut env));
+            apis.push(self.api(&p, a, &settings, &mut env, &authorizers));
         }
 
         // default addressing: /{stage}{base_path}
@@ -380,6 +380,7 @@ impl Compiler {
         a: &Api,
         settings: &Settings,
         env: &mut minijinja::Environment<'static>,
+        authorizers: &HashMap<String, Arc<crate::auth::jwt::JwtAuthorizer>>,
     ) -> Option<snapshot::Api> {
         if a.protocol == Protocol::Websocket {
             self.unsupported(p.key("protocol"), "WebSocket APIs (protocol = \"websocket\")");
@@ -437,8 +438,6 @@ impl Compiler {
                 self.err(rp.key("route"), format!("route {:?} is defined twice", r.route));
             }
             for (k, present) in [
-                ("authorizer", r.authorizer.is_some()),
-                ("scopes", r.scopes.is_some()),
                 ("cache", r.cache.is_some()),
                 ("validate", r.validate.is_some()),
                 ("request_transform", r.request_transform.is_some()),
@@ -450,6 +449,14 @@ impl Compiler {
             }
             if let Some(t) = &r.throttle {
                 self.check_throttle(&rp.key("throttle"), t);
+            }
+            if let Some(name) = &r.authorizer {
+                if !self.known_authorizers.contains(name) {
+                    self.err(rp.key("authorizer"), format!("no authorizer named {name:?}"));
+                }
+            }
+            if r.scopes.is_some() && r.authorizer.is_none() {
+                self.err(rp.key("scopes"), "scopes need an authorizer on the route");
             }
             match &r.integration {
                 IntegrationRef::Name(n) => {
@@ -529,6 +536,11 @@ impl Compiler {
             .map(|r| snapshot::Route {
                 key: Arc::from(r.route.as_str()),
                 api_key_required: r.api_key_required.unwrap_or(false),
+                authorizer: r
+                    .authorizer
+                    .as_ref()
+                    .and_then(|n| authorizers.get(n).map(|a| (Arc::from(n.as_str()), a.clone()))),
+                scopes: r.scopes.clone().unwrap_or_default(),
                 integration: Arc::from(match &r.integration {
                     IntegrationRef::Name(n) => n.as_str(),
                     IntegrationRef::Inline(i) => i.kind.as_str(),
@@ -545,6 +557,67 @@ impl Compiler {
             responses: overrides,
             policy,
         })
+    }
+
+    fn authorizers(&mut self, root: &KeyPath, cfg: &Config) -> HashMap<String, Arc<crate::auth::jwt::JwtAuthorizer>> {
+        let mut out = HashMap::new();
+        for (name, a) in &cfg.authorizers {
+            self.known_authorizers.insert(name.clone());
+            let p = root.key("authorizers").key(name);
+            match a.kind.as_str() {
+                "jwt" => {}
+                "request" | "token" | "sigv4" => {
+                    self.unsupported(p.key("type"), &format!("authorizer type {:?}", a.kind));
+                    continue;
+                }
+                other => {
+                    self.err(p.key("type"), format!("unknown authorizer type {other:?} (jwt, request, token, sigv4)"));
+                    continue;
+                }
+            }
+            let spec: JwtSpec = match toml::Value::Table(a.rest.clone()).try_into() {
+                Ok(s) => s,
+                Err(e) => {
+                    self.err(p.clone(), e.message().trim().to_string());
+                    continue;
+                }
+            };
+            let src = spec.identity_source.as_deref().unwrap_or("$request.header.Authorization");
+            let identity_header = match src.strip_prefix("$request.header.").map(|h| http::HeaderName::from_bytes(h.as_bytes())) {
+                Some(Ok(h)) => h,
+                _ => {
+                    self.err(p.key("identity_source"), format!("{src:?} must be \"$request.header.NAME\""));
+                    continue;
+                }
+            };
+            let jwks = match spec.jwks.as_deref() {
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                    self.unsupported(p.key("jwks"), "a JWKS URL (use a JWKS file, which reloads when it changes)");
+                    continue;
+                }
+                Some(f) => match self.file(p.key("jwks"), f) {
+                    Some((_, bytes)) => Some(bytes),
+                    None => continue,
+                },
+                None => None,
+            };
+            let settings = crate::auth::jwt::JwtSettings {
+                issuer: spec.issuer.as_deref(),
+                audience: &spec.audience,
+                algorithms: &spec.algorithms,
+                leeway: spec.leeway.map(|d| d.0).unwrap_or_default(),
+                identity_header,
+                jwks: jwks.as_deref(),
+                secret: spec.secret.as_deref(),
+            };
+            match crate::auth::jwt::JwtAuthorizer::new(settings) {
+                Ok(j) => {
+                    out.insert(name.clone(), Arc::new(j));
+                }
+                Err(m) => self.err(p.key("type"), m),
+            }
+        }
+        out
     }
 
     fn check_throttle(&mut self, p: &KeyPath, t: &Throttle) {

@@ -340,6 +340,22 @@ pub struct Authorizer {
     pub rest: toml::Table,
 }
 
+/// `[authorizers.NAME]` with `type = "jwt"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    pub jwks: Option<String>,
+    pub jwks_refresh: Option<Dur>,
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    pub identity_source: Option<String>,
+    pub leeway: Option<Dur>,
+    pub secret: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsagePlan {

@@ -24,6 +24,8 @@ pub struct RequestCtx {
     pub route: Option<RouteMatch>,
     pub upstream: Upstream,
     pub outcome: Outcome,
+    /// The caller as the route's authorizer established it.
+    pub principal: Option<crate::auth::Principal>,
     /// The API key that was checked (its id only: never the key).
     pub api_key_id: Option<Arc<str>>,
     /// The most specific key or route limit applied, for the RateLimit headers.
@@ -76,6 +78,7 @@ impl RequestCtx {
             route: None,
             upstream: Upstream::default(),
             outcome: Outcome::default(),
+            principal: None,
             api_key_id: None,
             ratelimit: None,
             extra_headers: Vec::new(),

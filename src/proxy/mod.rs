@@ -129,6 +129,7 @@ impl Gateway {
                     client_cert: ctx.client_cert.as_deref(),
                 },
                 error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
+                authorizer: ctx.principal.as_ref(),
             },
             stage_variables: vars,
             input: templates::Input {
@@ -231,6 +232,11 @@ impl Gateway {
             return Ok(());
         };
         let stage = &snap.apis[ai].stages[si];
+        let route = &snap.apis[ai].routes[ri];
+        if let Some((name, authorizer)) = &route.authorizer {
+            let p = authorizer.authorize(&session.req_header().headers, &route.scopes).map_err(|r| Refusal::Jwt(name.clone(), r))?;
+            ctx.principal = Some(p);
+        }
         let mut key = None;
         if snap.apis[ai].routes[ri].api_key_required {
             let keys = snap.api_keys.as_ref().ok_or(Refusal::Auth(ResponseType::ApiKeyInvalid, "no_keys"))?;
@@ -309,6 +315,7 @@ impl Gateway {
 
 /// Why `admit` refused a request.
 enum Refusal {
+    Jwt(Arc<str>, crate::auth::jwt::Refused),
     Auth(ResponseType, &'static str),
     Throttled(&'static str, throttle::bucket::Decision),
     Quota(u64),
@@ -362,6 +369,17 @@ impl ProxyHttp for Gateway {
         }
         if let Err(refusal) = self.admit(session, ctx) {
             let (t, reason) = match refusal {
+                Refusal::Jwt(name, r) => {
+                    let (api, stage, _) = ctx.labels();
+                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &name, r.reason()]).inc();
+                    use crate::auth::jwt::Refused;
+                    let t = match r {
+                        Refused::Missing | Refused::Invalid(_) => ResponseType::Unauthorized,
+                        Refused::Expired => ResponseType::ExpiredToken,
+                        Refused::Scope => ResponseType::AccessDenied,
+                    };
+                    (t, None)
+                }
                 Refusal::Auth(t, reason) => {
                     let (api, stage, _) = ctx.labels();
                     metrics::AUTH_FAILURES.with_label_values(&[api, stage, "api_key", reason]).inc();
@@ -602,6 +620,7 @@ impl ProxyHttp for Gateway {
                 user_agent: req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
                 client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
                 api_key_id: ctx.api_key_id.as_deref(),
+                principal_id: ctx.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
                 ..Default::default()
             };
             access_log::write(&entry);

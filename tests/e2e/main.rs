@@ -5,6 +5,7 @@ mod common;
 mod access;
 mod config_check;
 mod integrations;
+mod jwt;
 mod observability;
 mod protocol_safety;
 mod reload_upgrade;

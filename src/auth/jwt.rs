@@ -1,0 +1,158 @@
+//! JWT authorizers (Cognito user pools / OIDC style): a bearer token verified against a JWKS
+//! with the configured algorithms only, then `iss`, `aud`, `exp` and `nbf` (with leeway).
+//!
+//! Defences: `none` is never accepted (it is not an algorithm here); the token's `alg` must
+//! be in the configured list *and* match the family of the key its `kid` selects, so an
+//! RSA public key can never be used as an HMAC secret; HMAC needs `secret` and is only
+//! used when HS* is listed; `exp`/`nbf` sent as strings are rejected (jsonwebtoken ≥ 10.3).
+
+use super::Principal;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Why a token was refused; `reason` is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No token: 401 UNAUTHORIZED.
+    Missing,
+    /// Bad signature, issuer, audience, algorithm or format: 401 UNAUTHORIZED.
+    Invalid(&'static str),
+    /// Past `exp` (plus leeway): 403 EXPIRED_TOKEN.
+    Expired,
+    /// Valid, but without one of the route's scopes: 403 ACCESS_DENIED.
+    Scope,
+}
+
+impl Refused {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::Missing => "missing_token",
+            Refused::Invalid(r) => r,
+            Refused::Expired => "expired",
+            Refused::Scope => "scope",
+        }
+    }
+}
+
+pub struct JwtSettings<'a> {
+    pub issuer: Option<&'a str>,
+    pub audience: &'a [String],
+    pub algorithms: &'a [String],
+    pub leeway: Duration,
+    pub identity_header: http::HeaderName,
+    pub jwks: Option<&'a [u8]>,
+    pub secret: Option<&'a str>,
+}
+
+pub struct JwtAuthorizer {
+    header: http::HeaderName,
+    /// Keys by `kid`; the key without a kid (if the set has exactly one key) under "".
+    keys: HashMap<String, DecodingKey>,
+    secret: Option<DecodingKey>,
+    /// One validation per allowed algorithm (jsonwebtoken wants one family per validation).
+    validations: HashMap<Algorithm, Validation>,
+}
+
+impl JwtAuthorizer {
+    pub fn new(s: JwtSettings<'_>) -> Result<JwtAuthorizer, String> {
+        if s.algorithms.is_empty() {
+            return Err("algorithms must list at least one algorithm".into());
+        }
+        let mut validations = HashMap::new();
+        for a in s.algorithms {
+            if a.eq_ignore_ascii_case("none") {
+                return Err("algorithm \"none\" is never accepted".into());
+            }
+            let alg: Algorithm = a.parse().map_err(|_| format!("unknown algorithm {a:?}"))?;
+            if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) && s.secret.is_none() {
+                return Err(format!("{a} needs secret = \"...\""));
+            }
+            let mut v = Validation::new(alg);
+            v.leeway = s.leeway.as_secs();
+            v.validate_nbf = true;
+            v.set_required_spec_claims(&["exp"]);
+            if let Some(iss) = s.issuer {
+                v.set_issuer(&[iss]);
+            }
+            if s.audience.is_empty() {
+                v.validate_aud = false;
+            } else {
+                v.set_audience(s.audience);
+            }
+            validations.insert(alg, v);
+        }
+        let mut keys = HashMap::new();
+        if let Some(bytes) = s.jwks {
+            let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not valid: {e}"))?;
+            for jwk in &set.keys {
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key {:?}: {e}", jwk.common.key_id))?;
+                keys.insert(jwk.common.key_id.clone().unwrap_or_default(), key);
+            }
+            if keys.is_empty() {
+                return Err("the JWKS has no keys".into());
+            }
+        }
+        let secret = s.secret.map(|x| DecodingKey::from_secret(x.as_bytes()));
+        if keys.is_empty() && secret.is_none() {
+            return Err("a jwt authorizer needs jwks (or secret for HS* algorithms)".into());
+        }
+        Ok(JwtAuthorizer { header: s.identity_header, keys, secret, validations })
+    }
+
+    /// Verifies the request's token and checks `scopes` (any one of them suffices).
+    pub fn authorize(&self, headers: &http::HeaderMap, scopes: &[String]) -> Result<Principal, Refused> {
+        let raw = headers.get(&self.header).ok_or(Refused::Missing)?.to_str().map_err(|_| Refused::Invalid("format"))?;
+        let token = match raw.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            Some(_) => return Err(Refused::Invalid("format")),
+            None => raw.trim(),
+        };
+        if token.is_empty() {
+            return Err(Refused::Missing);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Invalid("format"))?;
+        let validation = self.validations.get(&header.alg).ok_or(Refused::Invalid("algorithm"))?;
+        let key = if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
+            self.secret.as_ref()
+        } else {
+            match header.kid.as_deref() {
+                Some(kid) => self.keys.get(kid),
+                None if self.keys.len() == 1 => self.keys.values().next(),
+                None => None,
+            }
+        }
+        .ok_or(Refused::Invalid("unknown_kid"))?;
+        if key.family() != header.alg.family() {
+            return Err(Refused::Invalid("algorithm"));
+        }
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => Refused::Expired,
+                K::ImmatureSignature => Refused::Invalid("not_yet_valid"),
+                K::InvalidIssuer => Refused::Invalid("issuer"),
+                K::InvalidAudience => Refused::Invalid("audience"),
+                K::InvalidSignature => Refused::Invalid("signature"),
+                K::InvalidAlgorithm => Refused::Invalid("algorithm"),
+                _ => Refused::Invalid("claims"),
+            }
+        })?;
+        let claims = data.claims;
+        // `scope` (space-separated, OAuth 2) or `scp` (a list, or a string), whichever is set
+        let token_scopes: Vec<String> = ["scope", "scp"]
+            .iter()
+            .find_map(|k| match claims.get(*k) {
+                Some(serde_json::Value::String(s)) => Some(s.split_whitespace().map(str::to_string).collect()),
+                Some(serde_json::Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if !scopes.is_empty() && !scopes.iter().any(|s| token_scopes.contains(s)) {
+            return Err(Refused::Scope);
+        }
+        let principal_id = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        Ok(Principal { principal_id, claims, scopes: token_scopes })
+    }
+}
