@@ -7,10 +7,15 @@
 //! used when HS* is listed; `exp`/`nbf` sent as strings are rejected (jsonwebtoken ≥ 10.3).
 
 use super::Principal;
+use dashmap::DashMap;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Verified tokens kept at most (the cache is emptied when it fills).
+const CACHE_CAPACITY: usize = 65_536;
 
 /// Why a token was refused; `reason` is the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +58,11 @@ pub struct JwtAuthorizer {
     secret: Option<DecodingKey>,
     /// One validation per allowed algorithm (jsonwebtoken wants one family per validation).
     validations: HashMap<Algorithm, Validation>,
+    leeway: u64,
+    /// Tokens already verified, until their `exp` (+ leeway): a signature check costs tens
+    /// of microseconds, a repeat of the same token a hash lookup. The cache belongs to this
+    /// authorizer instance, so a reload (new keys) starts it empty.
+    verified: DashMap<Box<str>, (Arc<Principal>, u64)>,
 }
 
 impl JwtAuthorizer {
@@ -98,12 +108,20 @@ impl JwtAuthorizer {
         if keys.is_empty() && secret.is_none() {
             return Err("a jwt authorizer needs jwks (or secret for HS* algorithms)".into());
         }
-        Ok(JwtAuthorizer { header: s.identity_header, keys, secret, validations })
+        Ok(JwtAuthorizer {
+            header: s.identity_header,
+            keys,
+            secret,
+            validations,
+            leeway: s.leeway.as_secs(),
+            verified: DashMap::new(),
+        })
     }
 
     /// Verifies the request's token and checks `scopes` (any one of them suffices).
-    pub fn authorize(&self, headers: &http::HeaderMap, scopes: &[String]) -> Result<Principal, Refused> {
-        let raw = headers.get(&self.header).ok_or(Refused::Missing)?.to_str().map_err(|_| Refused::Invalid("format"))?;
+    pub fn authorize(&self, headers: &http::HeaderMap, scopes: &[String]) -> Result<Arc<Principal>, Refused> {
+        let raw =
+            headers.get(&self.header).ok_or(Refused::Missing)?.to_str().map_err(|_| Refused::Invalid("format"))?;
         let token = match raw.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
             Some(_) => return Err(Refused::Invalid("format")),
@@ -112,6 +130,27 @@ impl JwtAuthorizer {
         if token.is_empty() {
             return Err(Refused::Missing);
         }
+        let now = jsonwebtoken::get_current_timestamp();
+        let principal = match self.verified.get(token).filter(|e| now <= e.1).map(|e| e.0.clone()) {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(self.verify(token)?);
+                let exp = p.claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
+                if self.verified.len() >= CACHE_CAPACITY {
+                    self.verified.clear();
+                }
+                self.verified.insert(token.into(), (p.clone(), exp.saturating_add(self.leeway)));
+                p
+            }
+        };
+        if !scopes.is_empty() && !scopes.iter().any(|s| principal.scopes.contains(s)) {
+            return Err(Refused::Scope);
+        }
+        Ok(principal)
+    }
+
+    /// Signature, algorithm and claims of a token, without the cache (used on a cache miss).
+    pub fn verify(&self, token: &str) -> Result<Principal, Refused> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Invalid("format"))?;
         let validation = self.validations.get(&header.alg).ok_or(Refused::Invalid("algorithm"))?;
         let key = if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
@@ -127,32 +166,91 @@ impl JwtAuthorizer {
         if key.family() != header.alg.family() {
             return Err(Refused::Invalid("algorithm"));
         }
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::ExpiredSignature => Refused::Expired,
-                K::ImmatureSignature => Refused::Invalid("not_yet_valid"),
-                K::InvalidIssuer => Refused::Invalid("issuer"),
-                K::InvalidAudience => Refused::Invalid("audience"),
-                K::InvalidSignature => Refused::Invalid("signature"),
-                K::InvalidAlgorithm => Refused::Invalid("algorithm"),
-                _ => Refused::Invalid("claims"),
-            }
-        })?;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, validation).map_err(
+            |e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::ExpiredSignature => Refused::Expired,
+                    K::ImmatureSignature => Refused::Invalid("not_yet_valid"),
+                    K::InvalidIssuer => Refused::Invalid("issuer"),
+                    K::InvalidAudience => Refused::Invalid("audience"),
+                    K::InvalidSignature => Refused::Invalid("signature"),
+                    K::InvalidAlgorithm => Refused::Invalid("algorithm"),
+                    _ => Refused::Invalid("claims"),
+                }
+            },
+        )?;
         let claims = data.claims;
         // `scope` (space-separated, OAuth 2) or `scp` (a list, or a string), whichever is set
         let token_scopes: Vec<String> = ["scope", "scp"]
             .iter()
             .find_map(|k| match claims.get(*k) {
                 Some(serde_json::Value::String(s)) => Some(s.split_whitespace().map(str::to_string).collect()),
-                Some(serde_json::Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
+                Some(serde_json::Value::Array(a)) => {
+                    Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                }
                 _ => None,
             })
             .unwrap_or_default();
-        if !scopes.is_empty() && !scopes.iter().any(|s| token_scopes.contains(s)) {
-            return Err(Refused::Scope);
-        }
         let principal_id = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_string();
         Ok(Principal { principal_id, claims, scopes: token_scopes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authorizer() -> JwtAuthorizer {
+        let algs = vec!["HS256".to_string()];
+        JwtAuthorizer::new(JwtSettings {
+            issuer: Some("iss"),
+            audience: &[],
+            algorithms: &algs,
+            leeway: Duration::ZERO,
+            identity_header: http::header::AUTHORIZATION,
+            jwks: None,
+            secret: Some("s3cret"),
+        })
+        .expect("authorizer")
+    }
+
+    fn token(exp: u64, scope: &str) -> http::HeaderMap {
+        let claims = serde_json::json!({"iss": "iss", "sub": "u1", "exp": exp, "scope": scope});
+        let t = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"s3cret"),
+        )
+        .expect("sign");
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().expect("value"));
+        h
+    }
+
+    #[test]
+    fn cached_tokens_still_expire_and_scopes_are_checked_each_time() {
+        let a = authorizer();
+        let h = token(jsonwebtoken::get_current_timestamp() + 1, "read");
+        assert_eq!(a.authorize(&h, &[]).expect("valid").principal_id, "u1");
+        assert!(a.authorize(&h, &["read".to_string()]).is_ok(), "from the cache");
+        assert_eq!(a.authorize(&h, &["write".to_string()]).err(), Some(Refused::Scope));
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(a.authorize(&h, &[]).err(), Some(Refused::Expired), "the cache honours exp");
+    }
+
+    #[test]
+    fn none_is_never_an_algorithm() {
+        let algs = vec!["none".to_string()];
+        let r = JwtAuthorizer::new(JwtSettings {
+            issuer: None,
+            audience: &[],
+            algorithms: &algs,
+            leeway: Duration::ZERO,
+            identity_header: http::header::AUTHORIZATION,
+            jwks: None,
+            secret: Some("x"),
+        });
+        assert!(r.is_err());
     }
 }

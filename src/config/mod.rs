@@ -36,8 +36,14 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
         ConfigErrors(vec![ConfigError { file: path.to_path_buf(), line, col, message: msg }])
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c =
-        Compiler { dir, known_authorizers: HashSet::new(), errors: vec![], other_errors: vec![], files: vec![path.to_path_buf()], hasher: Sha256::new() };
+    let mut c = Compiler {
+        dir,
+        known_authorizers: HashSet::new(),
+        errors: vec![],
+        other_errors: vec![],
+        files: vec![path.to_path_buf()],
+        hasher: Sha256::new(),
+    };
     c.hasher.update(src.as_bytes());
     let snap = c.compile(&cfg);
     if !c.errors.is_empty() || !c.other_errors.is_empty() {
@@ -583,13 +589,14 @@ impl Compiler {
                 }
             };
             let src = spec.identity_source.as_deref().unwrap_or("$request.header.Authorization");
-            let identity_header = match src.strip_prefix("$request.header.").map(|h| http::HeaderName::from_bytes(h.as_bytes())) {
-                Some(Ok(h)) => h,
-                _ => {
-                    self.err(p.key("identity_source"), format!("{src:?} must be \"$request.header.NAME\""));
-                    continue;
-                }
-            };
+            let identity_header =
+                match src.strip_prefix("$request.header.").map(|h| http::HeaderName::from_bytes(h.as_bytes())) {
+                    Some(Ok(h)) => h,
+                    _ => {
+                        self.err(p.key("identity_source"), format!("{src:?} must be \"$request.header.NAME\""));
+                        continue;
+                    }
+                };
             let jwks = match spec.jwks.as_deref() {
                 Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
                     self.unsupported(p.key("jwks"), "a JWKS URL (use a JWKS file, which reloads when it changes)");

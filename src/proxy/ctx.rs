@@ -25,7 +25,7 @@ pub struct RequestCtx {
     pub upstream: Upstream,
     pub outcome: Outcome,
     /// The caller as the route's authorizer established it.
-    pub principal: Option<crate::auth::Principal>,
+    pub principal: Option<Arc<crate::auth::Principal>>,
     /// The API key that was checked (its id only: never the key).
     pub api_key_id: Option<Arc<str>>,
     /// The most specific key or route limit applied, for the RateLimit headers.

@@ -129,7 +129,7 @@ impl Gateway {
                     client_cert: ctx.client_cert.as_deref(),
                 },
                 error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
-                authorizer: ctx.principal.as_ref(),
+                authorizer: ctx.principal.as_deref(),
             },
             stage_variables: vars,
             input: templates::Input {
@@ -234,7 +234,9 @@ impl Gateway {
         let stage = &snap.apis[ai].stages[si];
         let route = &snap.apis[ai].routes[ri];
         if let Some((name, authorizer)) = &route.authorizer {
-            let p = authorizer.authorize(&session.req_header().headers, &route.scopes).map_err(|r| Refusal::Jwt(name.clone(), r))?;
+            let p = authorizer
+                .authorize(&session.req_header().headers, &route.scopes)
+                .map_err(|r| Refusal::Jwt(name.clone(), r))?;
             ctx.principal = Some(p);
         }
         let mut key = None;

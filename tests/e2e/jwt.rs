@@ -115,7 +115,8 @@ fn valid_tokens_pass_with_their_claims() {
     assert_eq!((r.status, r.text().as_str()), (200, "user-42 pets-api"));
     let mut h = Header::new(Algorithm::ES256);
     h.kid = Some("ec1".into());
-    let t = encode(&h, &claims(json!({"sub": "ec-user"})), &EncodingKey::from_ec_pem(&k.ec_pem).expect("ec")).expect("sign");
+    let t = encode(&h, &claims(json!({"sub": "ec-user"})), &EncodingKey::from_ec_pem(&k.ec_pem).expect("ec"))
+        .expect("sign");
     assert_eq!(call(&gw, "GET", "/prod/me", &t).text(), "ec-user pets-api");
     // within the leeway
     let t = rs256(&k.rsa_pem, "rsa1", &claims(json!({"exp": now() - 10})));
