@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub account: Arc<crate::throttle::bucket::Bucket>,
     pub api_keys: Option<ApiKeys>,
     pub plans: HashMap<String, Plan>,
+    /// `[cluster]`: key limits and quotas shared through Redis.
+    pub cluster: Option<(Arc<crate::throttle::cluster::Cluster>, crate::throttle::cluster::OnError)>,
     /// Process-level settings, read at startup; a reload that changes them logs that they
     /// need a restart or a graceful upgrade.
     pub listeners: Listeners,
@@ -95,6 +97,10 @@ pub struct ApiKeys {
 
 /// A usage plan, with its stages and routes by index.
 pub struct Plan {
+    pub name: String,
+    pub throttle_spec: Option<crate::throttle::cluster::BucketSpec>,
+    /// (api, stage, route) -> (Redis name, settings) of `route_throttle`.
+    pub route_specs: HashMap<(usize, usize, usize), (String, crate::throttle::cluster::BucketSpec)>,
     pub stages: std::collections::HashSet<(usize, usize)>,
     pub throttle: Option<Arc<crate::throttle::bucket::KeyedBuckets>>,
     pub route_throttle: HashMap<(usize, usize, usize), Arc<crate::throttle::bucket::KeyedBuckets>>,

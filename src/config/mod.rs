@@ -126,9 +126,32 @@ impl Compiler {
         let settings = self.server(&root.key("server"), &cfg.server);
         let (certs, tls_listen, client_auth) = self.tls(&root.key("tls"), cfg);
 
-        if cfg.cluster.is_some() {
-            self.unsupported(root.key("cluster"), "[cluster] (shared limits through Redis)");
-        }
+        let cluster = cfg.cluster.as_ref().and_then(|c| {
+            let p = root.key("cluster");
+            let mode = match c.on_redis_error.as_deref().unwrap_or("local") {
+                "local" => crate::throttle::cluster::OnError::Local,
+                "deny" => crate::throttle::cluster::OnError::Deny,
+                other => {
+                    self.err(
+                        p.key("on_redis_error"),
+                        format!("on_redis_error {other:?} must be \"local\" or \"deny\""),
+                    );
+                    return None;
+                }
+            };
+            if !(c.redis.starts_with("redis://") || c.redis.starts_with("rediss://") || c.redis.starts_with("unix://"))
+            {
+                self.err(p.key("redis"), format!("{:?} must be a redis:// URL", c.redis));
+                return None;
+            }
+            match crate::throttle::REGISTRY.cluster(&c.redis) {
+                Ok(cl) => Some((cl, mode)),
+                Err(m) => {
+                    self.err(p.key("redis"), m);
+                    None
+                }
+            }
+        });
         let authorizers = self.authorizers(&root, cfg);
         if !cfg.vpc_links.is_empty() {
             self.unsupported(root.key("vpc_links"), "VPC links ([[vpc_links]])");
@@ -259,6 +282,7 @@ impl Compiler {
             account,
             api_keys: api_keys.map(|k| snapshot::ApiKeys { header: k.header, store: k.store }),
             plans,
+            cluster,
             listeners: Listeners {
                 listen: cfg.server.listen.clone(),
                 private_listen: cfg.server.private_listen.clone(),
@@ -717,6 +741,8 @@ impl Compiler {
                 self.check_throttle(&p.key("throttle"), t);
             }
             let throttle = u.throttle.map(|t| reg.keyed(&format!("plan:{}", u.name), t.rate, t.burst));
+            let throttle_spec = u.throttle.map(|t| crate::throttle::cluster::BucketSpec::new(t.rate, t.burst));
+            let mut route_specs = HashMap::new();
             let mut route_throttle = HashMap::new();
             for (k, t) in u.route_throttle.iter().flatten() {
                 let rp = p.key("route_throttle").key(k);
@@ -729,6 +755,8 @@ impl Compiler {
                 match found {
                     Some(x) => {
                         route_throttle.insert(x, reg.keyed(&format!("plan:{}:{k}", u.name), t.rate, t.burst));
+                        let spec = crate::throttle::cluster::BucketSpec::new(t.rate, t.burst);
+                        route_specs.insert(x, (format!("{}:{k}", u.name), spec));
                     }
                     None => self.err(rp, format!("{k:?} is not \"API:STAGE:ROUTE KEY\" of a configured route")),
                 }
@@ -747,7 +775,18 @@ impl Compiler {
                 }
                 Some(reg.quota(&format!("plan:{}", u.name), q.limit, period, q.offset))
             });
-            plans.insert(u.name.clone(), snapshot::Plan { stages, throttle, route_throttle, quota });
+            plans.insert(
+                u.name.clone(),
+                snapshot::Plan {
+                    name: u.name.clone(),
+                    throttle_spec,
+                    route_specs,
+                    stages,
+                    throttle,
+                    route_throttle,
+                    quota,
+                },
+            );
         }
         plans
     }

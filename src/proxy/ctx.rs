@@ -30,6 +30,8 @@ pub struct RequestCtx {
     pub api_key_id: Option<Arc<str>>,
     /// The most specific key or route limit applied, for the RateLimit headers.
     pub ratelimit: Option<crate::throttle::bucket::Decision>,
+    /// A status that replaces the gateway response type's own (503 when Redis is required).
+    pub status_override: Option<u16>,
     /// Extra headers for a gateway response (retry-after on 429s).
     pub extra_headers: Vec<(&'static str, String)>,
 }
@@ -82,6 +84,7 @@ impl RequestCtx {
             api_key_id: None,
             ratelimit: None,
             extra_headers: Vec::new(),
+            status_override: None,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::routing;
 use crate::snapshot::{Integration, Shared};
 use crate::templates;
 use crate::throttle;
+use crate::throttle::cluster::{Cluster, OnError, QuotaSpec, Verdict, REDIS_ERRORS};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{RequestCtx, RouteMatch};
@@ -56,7 +57,7 @@ impl Gateway {
             None => (None, Arc::new(Default::default())),
         };
         let resolved = overrides.map(|o| o.resolve(t));
-        let status = resolved.as_ref().map(|r| r.status).unwrap_or(t.status());
+        let status = ctx.status_override.take().or(resolved.as_ref().map(|r| r.status)).unwrap_or(t.status());
         let body = match resolved.as_ref().and_then(|r| r.body_template) {
             Some(name) => {
                 let v = self.template_vars(session, ctx, &vars, Some((t.message(), t.name())));
@@ -226,7 +227,7 @@ impl Gateway {
 
     /// API key, then every limit in order (account, stage, route, key, key on route), then
     /// the key's quota. The first refusal wins.
-    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
+    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
         let snap = ctx.snap.clone();
         let Some((ai, si, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.stage, m.route)) else {
             return Ok(());
@@ -271,6 +272,31 @@ impl Gateway {
             ctx.ratelimit = Some(pass(b.take(now), "route")?);
         }
         if let Some((id, plan)) = key {
+            if let Some((cluster, on_error)) = &snap.cluster {
+                match cluster_limits(cluster, plan, &id, (ai, si, ri)).await {
+                    Ok(Verdict::Allowed(d)) => {
+                        if d.is_some() {
+                            ctx.ratelimit = d;
+                        }
+                        return Ok(());
+                    }
+                    Ok(Verdict::Throttled(d)) => return Err(Refusal::Throttled("key", d)),
+                    Ok(Verdict::QuotaExceeded) => {
+                        let unix = unix_now();
+                        let retry =
+                            plan.quota.as_ref().map(|q| q.period.window(unix).1.saturating_sub(unix)).unwrap_or(1);
+                        return Err(Refusal::Quota(retry.max(1)));
+                    }
+                    Err(e) => {
+                        REDIS_ERRORS.inc();
+                        log_redis_error(&e);
+                        if *on_error == OnError::Deny {
+                            return Err(Refusal::Unavailable);
+                        }
+                        // on_redis_error = "local": this node's own buckets and counters below
+                    }
+                }
+            }
             if let Some(kb) = &plan.throttle {
                 ctx.ratelimit = Some(pass(kb.take(&id, now), "key")?);
             }
@@ -278,11 +304,7 @@ impl Gateway {
                 ctx.ratelimit = Some(pass(kb.take(&id, now), "key")?);
             }
             if let Some(q) = &plan.quota {
-                let unix = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                q.take(&id, unix).map_err(|e| Refusal::Quota(e.retry_after))?;
+                q.take(&id, unix_now()).map_err(|e| Refusal::Quota(e.retry_after))?;
             }
         }
         Ok(())
@@ -321,6 +343,37 @@ enum Refusal {
     Auth(ResponseType, &'static str),
     Throttled(&'static str, throttle::bucket::Decision),
     Quota(u64),
+    /// `[cluster] on_redis_error = "deny"` and Redis did not answer: 503.
+    Unavailable,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The key's plan bucket, route bucket and quota in one Redis round trip.
+async fn cluster_limits(
+    cluster: &Cluster,
+    plan: &crate::snapshot::Plan,
+    id: &str,
+    route: (usize, usize, usize),
+) -> redis::RedisResult<Verdict> {
+    let plan_bucket = plan.throttle_spec.map(|s| (plan.name.as_str(), s));
+    let route_bucket = plan.route_specs.get(&route).map(|(n, s)| (n.as_str(), *s));
+    let quota = plan.quota.as_ref().map(|q| {
+        let (period, expire_at) = q.period.window(unix_now());
+        QuotaSpec { name: &plan.name, limit: q.limit, period, expire_at }
+    });
+    cluster.check(plan_bucket, route_bucket, quota, id).await
+}
+
+/// Logs Redis failures at most once a second (they come with every request while it is down).
+fn log_redis_error(e: &redis::RedisError) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = unix_now();
+    if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+        log::warn!("cluster limits: Redis did not answer ({e}); applying on_redis_error");
+    }
 }
 
 /// IETF RateLimit fields for the most specific limit applied (key or route).
@@ -369,7 +422,7 @@ impl ProxyHttp for Gateway {
             self.gateway_response(session, ctx, t).await?;
             return Ok(true);
         }
-        if let Err(refusal) = self.admit(session, ctx) {
+        if let Err(refusal) = self.admit(session, ctx).await {
             let (t, reason) = match refusal {
                 Refusal::Jwt(name, r) => {
                     let (api, stage, _) = ctx.labels();
@@ -391,6 +444,10 @@ impl ProxyHttp for Gateway {
                     ctx.ratelimit = Some(d);
                     ctx.extra_headers.push(("retry-after", d.reset_secs.max(1).to_string()));
                     (ResponseType::Throttled, Some(reason))
+                }
+                Refusal::Unavailable => {
+                    ctx.status_override = Some(503);
+                    (ResponseType::Default5xx, None)
                 }
                 Refusal::Quota(retry_after) => {
                     ctx.extra_headers.push(("retry-after", retry_after.to_string()));

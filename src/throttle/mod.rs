@@ -3,6 +3,7 @@
 //! `Registry`, outside the config snapshot, so a reload that keeps a limit keeps its state.
 
 pub mod bucket;
+pub mod cluster;
 pub mod quota;
 
 use bucket::{Bucket, KeyedBuckets};
@@ -17,6 +18,8 @@ pub struct Registry {
     buckets: DashMap<String, Arc<Bucket>>,
     keyed: DashMap<String, Arc<KeyedBuckets>>,
     quotas: DashMap<String, Arc<Quota>>,
+    /// The Redis client (and its connection) outlives reloads that keep the URL.
+    cluster: std::sync::Mutex<Option<Arc<cluster::Cluster>>>,
 }
 
 pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::default);
@@ -53,6 +56,16 @@ impl Registry {
         let q = Arc::new(Quota::new(limit, period, offset));
         self.quotas.insert(name.to_string(), q.clone());
         q
+    }
+
+    pub fn cluster(&self, url: &str) -> Result<Arc<cluster::Cluster>, String> {
+        let mut guard = self.cluster.lock().map_err(|_| "cluster registry poisoned".to_string())?;
+        if let Some(c) = guard.as_ref().filter(|c| c.url == url) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(cluster::Cluster::new(url)?);
+        *guard = Some(c.clone());
+        Ok(c)
     }
 
     /// Forgets full per-key buckets (run periodically).
