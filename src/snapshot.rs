@@ -90,6 +90,12 @@ pub struct Api {
     pub policy: Option<crate::policy::Policy>,
 }
 
+#[derive(Clone)]
+pub enum Authorizer {
+    Jwt(Arc<crate::auth::jwt::JwtAuthorizer>),
+    Lambda(Arc<crate::auth::lambda::LambdaAuthorizer>),
+}
+
 pub struct ApiKeys {
     pub header: http::HeaderName,
     pub store: crate::api_keys::KeyStore,
@@ -113,7 +119,7 @@ pub struct Route {
     pub integration: Arc<str>,
     pub api_key_required: bool,
     /// The route's authorizer (name, verifier) and the scopes it must grant.
-    pub authorizer: Option<(Arc<str>, Arc<crate::auth::jwt::JwtAuthorizer>)>,
+    pub authorizer: Option<(Arc<str>, Authorizer)>,
     pub scopes: Vec<String>,
 }
 

@@ -1,5 +1,6 @@
 //! Authorizers: who the caller is, decided before API keys and limits.
 pub mod jwt;
+pub mod lambda;
 
 /// The authenticated caller, for templates, logs and (later) the Lambda event.
 #[derive(Debug, Clone, Default, serde::Serialize)]

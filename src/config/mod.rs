@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Reads, validates and compiles the config at `path`.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
@@ -410,7 +410,7 @@ impl Compiler {
         a: &Api,
         settings: &Settings,
         env: &mut minijinja::Environment<'static>,
-        authorizers: &HashMap<String, Arc<crate::auth::jwt::JwtAuthorizer>>,
+        authorizers: &HashMap<String, snapshot::Authorizer>,
     ) -> Option<snapshot::Api> {
         if a.protocol == Protocol::Websocket {
             self.unsupported(p.key("protocol"), "WebSocket APIs (protocol = \"websocket\")");
@@ -589,14 +589,20 @@ impl Compiler {
         })
     }
 
-    fn authorizers(&mut self, root: &KeyPath, cfg: &Config) -> HashMap<String, Arc<crate::auth::jwt::JwtAuthorizer>> {
+    fn authorizers(&mut self, root: &KeyPath, cfg: &Config) -> HashMap<String, snapshot::Authorizer> {
         let mut out = HashMap::new();
         for (name, a) in &cfg.authorizers {
             self.known_authorizers.insert(name.clone());
             let p = root.key("authorizers").key(name);
             match a.kind.as_str() {
                 "jwt" => {}
-                "request" | "token" | "sigv4" => {
+                "request" | "token" => {
+                    if let Some(l) = self.lambda_authorizer(&p, a, &cfg.server) {
+                        out.insert(name.clone(), snapshot::Authorizer::Lambda(Arc::new(l)));
+                    }
+                    continue;
+                }
+                "sigv4" => {
                     self.unsupported(p.key("type"), &format!("authorizer type {:?}", a.kind));
                     continue;
                 }
@@ -643,12 +649,96 @@ impl Compiler {
             };
             match crate::auth::jwt::JwtAuthorizer::new(settings) {
                 Ok(j) => {
-                    out.insert(name.clone(), Arc::new(j));
+                    out.insert(name.clone(), snapshot::Authorizer::Jwt(Arc::new(j)));
                 }
                 Err(m) => self.err(p.key("type"), m),
             }
         }
         out
+    }
+
+    fn lambda_authorizer(
+        &mut self,
+        p: &KeyPath,
+        a: &Authorizer,
+        server: &Server,
+    ) -> Option<crate::auth::lambda::LambdaAuthorizer> {
+        use crate::auth::lambda::{Format, Kind, Settings, Source};
+        let spec: LambdaSpec = match toml::Value::Table(a.rest.clone()).try_into() {
+            Ok(s) => s,
+            Err(e) => {
+                self.err(p.clone(), e.message().trim().to_string());
+                return None;
+            }
+        };
+        if spec.lambda.is_some() {
+            self.unsupported(p.key("lambda"), "a Lambda-invoked authorizer (give uri = \"http://…\")");
+            return None;
+        }
+        let Some(uri) = spec.uri.as_deref() else {
+            self.err(p.key("type"), "a request/token authorizer needs uri");
+            return None;
+        };
+        let kind = if a.kind == "token" { Kind::Token } else { Kind::Request };
+        let raw_sources = match (kind, &spec.identity_sources, &spec.identity_source) {
+            (Kind::Token, None, Some(one)) => vec![one.clone()],
+            (Kind::Token, Some(_), _) => {
+                self.err(p.key("identity_sources"), "a token authorizer takes one identity_source");
+                return None;
+            }
+            (_, Some(list), None) => list.clone(),
+            (Kind::Request, None, Some(_)) => {
+                self.err(p.key("identity_source"), "a request authorizer takes identity_sources = [...]");
+                return None;
+            }
+            (_, Some(_), Some(_)) => {
+                self.err(p.key("identity_source"), "give identity_sources or identity_source, not both");
+                return None;
+            }
+            (_, None, None) => vec!["$request.header.Authorization".to_string()],
+        };
+        let mut sources = vec![];
+        for (i, s) in raw_sources.iter().enumerate() {
+            match Source::parse(s) {
+                Ok(src) => sources.push(src),
+                Err(m) => self.err(p.key("identity_sources").idx(i), m),
+            }
+        }
+        let ttl = spec.result_ttl.map(|d| d.0).unwrap_or(Duration::from_secs(300));
+        if ttl > Duration::from_secs(3600) {
+            self.err(p.key("result_ttl"), "result_ttl must be at most 3600s (0 disables the cache)");
+        }
+        let format = match spec.response.as_deref().unwrap_or("iam") {
+            "iam" => Format::Iam,
+            "simple" => Format::Simple,
+            other => {
+                self.err(p.key("response"), format!("response {other:?} must be \"iam\" or \"simple\""));
+                return None;
+            }
+        };
+        let timeout = spec.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(10));
+        if timeout.is_zero() || timeout > server.max_integration_timeout.0 {
+            self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
+        }
+        let t = match upstream::parse_target("authorizer", uri, timeout, 0, true) {
+            Ok(t) => t,
+            Err(m) => {
+                self.err(p.key("uri"), m);
+                return None;
+            }
+        };
+        let path = t.request_uri("", &[], None);
+        Some(crate::auth::lambda::LambdaAuthorizer::new(Settings {
+            kind,
+            addr: t.addr,
+            tls: t.tls,
+            host: t.host,
+            path,
+            sources,
+            ttl,
+            format,
+            timeout,
+        }))
     }
 
     fn check_throttle(&mut self, p: &KeyPath, t: &Throttle) {

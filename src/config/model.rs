@@ -356,6 +356,19 @@ pub struct JwtSpec {
     pub secret: Option<String>,
 }
 
+/// `[authorizers.NAME]` with `type = "request"` or `"token"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaSpec {
+    pub uri: Option<String>,
+    pub lambda: Option<toml::Table>,
+    pub identity_sources: Option<Vec<String>>,
+    pub identity_source: Option<String>,
+    pub result_ttl: Option<Dur>,
+    pub response: Option<String>,
+    pub timeout: Option<Dur>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsagePlan {

@@ -38,6 +38,8 @@ pub struct RequestCtx {
 
 /// Where the request was routed.
 pub struct RouteMatch {
+    /// The path below the stage and base path (normalised): what routes match.
+    pub path: String,
     pub api: usize,
     pub stage: usize,
     pub route: Option<usize>,

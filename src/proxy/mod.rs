@@ -7,7 +7,7 @@ pub mod forwarded;
 use crate::observability::{access_log, metrics};
 use crate::responses::{self, ResponseType};
 use crate::routing;
-use crate::snapshot::{Integration, Shared};
+use crate::snapshot::{Authorizer, Integration, Shared};
 use crate::templates;
 use crate::throttle;
 use crate::throttle::cluster::{Cluster, OnError, QuotaSpec, Verdict, REDIS_ERRORS};
@@ -185,6 +185,7 @@ impl Gateway {
             if let Err(denied) = policy.check(ctx.client_ip, &req.headers) {
                 metrics::AUTH_FAILURES.with_label_values(&[&api.name, &stage.name, "policy", denied.reason()]).inc();
                 ctx.route = Some(RouteMatch {
+                    path: String::new(),
                     api: mount.api,
                     stage: mount.stage,
                     route: None,
@@ -201,6 +202,7 @@ impl Gateway {
         };
         let m = api.router.find(&req.method, rest);
         let mut rm = RouteMatch {
+            path: rest.to_string(),
             api: mount.api,
             stage: mount.stage,
             route: m.as_ref().map(|m| m.route),
@@ -234,11 +236,42 @@ impl Gateway {
         };
         let stage = &snap.apis[ai].stages[si];
         let route = &snap.apis[ai].routes[ri];
-        if let Some((name, authorizer)) = &route.authorizer {
-            let p = authorizer
-                .authorize(&session.req_header().headers, &route.scopes)
-                .map_err(|r| Refusal::Jwt(name.clone(), r))?;
-            ctx.principal = Some(p);
+        match &route.authorizer {
+            Some((name, Authorizer::Jwt(jwt))) => {
+                let p = jwt
+                    .authorize(&session.req_header().headers, &route.scopes)
+                    .map_err(|r| Refusal::Jwt(name.clone(), r))?;
+                ctx.principal = Some(p);
+            }
+            Some((name, Authorizer::Lambda(authz))) => {
+                let req = session.req_header();
+                let m = ctx.route.as_ref().ok_or(Refusal::Unavailable)?;
+                let api = &snap.apis[ai];
+                let call = crate::auth::lambda::Call {
+                    method_arn: format!(
+                        "arn:edgegate:execute-api:{}/{}/{}/{}",
+                        api.name,
+                        stage.name,
+                        req.method,
+                        m.path.trim_start_matches('/')
+                    ),
+                    resource: route.key.split_once(' ').map(|(_, p)| p).unwrap_or(&route.key),
+                    path: &m.path,
+                    method: req.method.as_str(),
+                    headers: &req.headers,
+                    query: templates::query_map(req.uri.query()),
+                    path_params: &m.params,
+                    stage_variables: &m.variables,
+                    api: &api.name,
+                    stage: &stage.name,
+                    request_id: &ctx.request_id,
+                    source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                };
+                let (result, hit) = authz.authorize(&call).await;
+                metrics::AUTHORIZER_CACHE.with_label_values(&[&**name, if hit { "hit" } else { "miss" }]).inc();
+                ctx.principal = Some(result.map_err(|r| Refusal::Lambda(name.clone(), r))?);
+            }
+            None => {}
         }
         let mut key = None;
         if snap.apis[ai].routes[ri].api_key_required {
@@ -340,6 +373,7 @@ impl Gateway {
 /// Why `admit` refused a request.
 enum Refusal {
     Jwt(Arc<str>, crate::auth::jwt::Refused),
+    Lambda(Arc<str>, crate::auth::lambda::Refused),
     Auth(ResponseType, &'static str),
     Throttled(&'static str, throttle::bucket::Decision),
     Quota(u64),
@@ -432,6 +466,17 @@ impl ProxyHttp for Gateway {
                         Refused::Missing | Refused::Invalid(_) => ResponseType::Unauthorized,
                         Refused::Expired => ResponseType::ExpiredToken,
                         Refused::Scope => ResponseType::AccessDenied,
+                    };
+                    (t, None)
+                }
+                Refusal::Lambda(name, r) => {
+                    let (api, stage, _) = ctx.labels();
+                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &name, r.reason()]).inc();
+                    use crate::auth::lambda::Refused;
+                    let t = match r {
+                        Refused::Missing => ResponseType::Unauthorized,
+                        Refused::Denied => ResponseType::AccessDenied,
+                        Refused::Failure => ResponseType::AuthorizerFailure,
                     };
                     (t, None)
                 }

@@ -179,7 +179,7 @@ fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str>
 }
 
 /// Reads header lines up to the blank line.
-fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, String)>> {
+pub fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, String)>> {
     let mut headers = vec![];
     loop {
         let mut l = String::new();
@@ -197,7 +197,7 @@ fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, String)>>
 }
 
 /// Reads a chunked body to its last chunk.
-fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
+pub fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
     let mut body = vec![];
     loop {
         let mut size = String::new();

@@ -3,6 +3,7 @@
 mod common;
 
 mod access;
+mod authorizers;
 mod cluster;
 mod config_check;
 mod integrations;

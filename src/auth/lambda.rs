@@ -1,0 +1,378 @@
+//! Lambda-style authorizers (`type = "request"` / `"token"`): the gateway POSTs AWS's
+//! authorizer event to `uri` and reads the answer — an IAM policy (`principalId`,
+//! `policyDocument`, `context`) evaluated against the request's method ARN
+//! (`arn:edgegate:execute-api:{api}/{stage}/{METHOD}/{path}`), or a simple
+//! `{isAuthorized, context}`. Answers are cached per identity-source values for
+//! `result_ttl` (0: off), bounded in size; concurrent requests with the same identity make one
+//! call. No identity source: 401 without calling; an error, a timeout or a malformed answer:
+//! 500 AUTHORIZER_FAILURE.
+
+use super::Principal;
+use bytes::Bytes;
+use dashmap::DashMap;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CACHE_CAPACITY: usize = 100_000;
+const MAX_ANSWER: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Token,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Iam,
+    Simple,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Header(http::HeaderName),
+    Query(String),
+    SourceIp,
+    StageVariable(String),
+}
+
+impl Source {
+    pub fn parse(s: &str) -> Result<Source, String> {
+        if let Some(h) = s.strip_prefix("$request.header.") {
+            return http::HeaderName::from_bytes(h.as_bytes())
+                .map(Source::Header)
+                .map_err(|_| format!("bad header in {s:?}"));
+        }
+        if let Some(q) = s.strip_prefix("$request.querystring.") {
+            return Ok(Source::Query(q.to_string()));
+        }
+        if let Some(v) = s.strip_prefix("$stageVariables.") {
+            return Ok(Source::StageVariable(v.to_string()));
+        }
+        if s == "$context.sourceIp" {
+            return Ok(Source::SourceIp);
+        }
+        Err(format!("identity source {s:?}: use $request.header.NAME, $request.querystring.NAME, $context.sourceIp or $stageVariables.NAME"))
+    }
+}
+
+/// What the request offers the authorizer.
+pub struct Call<'a> {
+    pub method_arn: String,
+    pub resource: &'a str,
+    pub path: &'a str,
+    pub method: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub query: std::collections::BTreeMap<String, String>,
+    pub path_params: &'a [(String, String)],
+    pub stage_variables: &'a std::collections::BTreeMap<String, String>,
+    pub api: &'a str,
+    pub stage: &'a str,
+    pub request_id: &'a str,
+    pub source_ip: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// An identity source is missing: 401 UNAUTHORIZED.
+    Missing,
+    /// The policy does not allow this method ARN: 403 ACCESS_DENIED.
+    Denied,
+    /// The authorizer failed: 500 AUTHORIZER_FAILURE.
+    Failure,
+}
+
+impl Refused {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::Missing => "missing_identity",
+            Refused::Denied => "denied",
+            Refused::Failure => "authorizer_failure",
+        }
+    }
+}
+
+/// An authorizer's answer, kept in the cache.
+#[derive(Debug)]
+struct Answer {
+    principal: Arc<Principal>,
+    /// (effect is Allow, resource patterns) per statement; empty for the simple format.
+    statements: Vec<(bool, Vec<String>)>,
+    simple_allowed: Option<bool>,
+}
+
+impl Answer {
+    fn allows(&self, arn: &str) -> bool {
+        if let Some(b) = self.simple_allowed {
+            return b;
+        }
+        let matching =
+            |allow: bool| self.statements.iter().any(|(a, rs)| *a == allow && rs.iter().any(|r| wildcard(r, arn)));
+        !matching(false) && matching(true)
+    }
+}
+
+/// IAM-style matching: `*` any run of characters, `?` one character.
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn parse_answer(v: &Value, format: Format) -> Option<Answer> {
+    let context = v.get("context").and_then(|c| c.as_object()).cloned().unwrap_or_default();
+    match format {
+        Format::Simple => {
+            let ok = v.get("isAuthorized")?.as_bool()?;
+            Some(Answer {
+                principal: Arc::new(Principal { principal_id: String::new(), claims: context, scopes: vec![] }),
+                statements: vec![],
+                simple_allowed: Some(ok),
+            })
+        }
+        Format::Iam => {
+            let principal_id = v.get("principalId")?.as_str()?.to_string();
+            let stmts = v.get("policyDocument")?.get("Statement")?;
+            let list: Vec<&Value> = match stmts {
+                Value::Array(a) => a.iter().collect(),
+                o @ Value::Object(_) => vec![o],
+                _ => return None,
+            };
+            let strings = |x: Option<&Value>| -> Vec<String> {
+                match x {
+                    Some(Value::String(s)) => vec![s.clone()],
+                    Some(Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+                    _ => vec![],
+                }
+            };
+            let mut statements = vec![];
+            for s in list {
+                let allow = match s.get("Effect")?.as_str()? {
+                    "Allow" => true,
+                    "Deny" => false,
+                    _ => return None,
+                };
+                let actions = strings(s.get("Action"));
+                if !actions.iter().any(|a| wildcard(a, "execute-api:Invoke")) {
+                    continue;
+                }
+                statements.push((allow, strings(s.get("Resource"))));
+            }
+            Some(Answer {
+                principal: Arc::new(Principal { principal_id, claims: context, scopes: vec![] }),
+                statements,
+                simple_allowed: None,
+            })
+        }
+    }
+}
+
+pub struct Settings {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub host: String,
+    pub path: String,
+    pub sources: Vec<Source>,
+    pub ttl: Duration,
+    pub format: Format,
+    pub timeout: Duration,
+}
+
+pub struct LambdaAuthorizer {
+    s: Settings,
+    connector: Connector,
+    cache: DashMap<String, (Arc<Answer>, Instant)>,
+    inflight: DashMap<String, Arc<tokio::sync::OnceCell<Option<Arc<Answer>>>>>,
+    pub calls: std::sync::atomic::AtomicU64,
+}
+
+impl LambdaAuthorizer {
+    pub fn new(s: Settings) -> LambdaAuthorizer {
+        LambdaAuthorizer {
+            s,
+            connector: Connector::new(None),
+            cache: DashMap::new(),
+            inflight: DashMap::new(),
+            calls: Default::default(),
+        }
+    }
+
+    fn identity(&self, c: &Call<'_>) -> Option<Vec<String>> {
+        self.s
+            .sources
+            .iter()
+            .map(|src| match src {
+                Source::Header(h) => c.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string),
+                Source::Query(q) => c.query.get(q).cloned(),
+                Source::SourceIp => Some(c.source_ip.clone()),
+                Source::StageVariable(v) => c.stage_variables.get(v).cloned(),
+            })
+            .map(|v| v.filter(|s| !s.is_empty()))
+            .collect()
+    }
+
+    /// Decides a request; `hit` tells whether the cache answered.
+    pub async fn authorize(&self, c: &Call<'_>) -> (Result<Arc<Principal>, Refused>, bool) {
+        let Some(values) = self.identity(c) else { return (Err(Refused::Missing), false) };
+        let key = values.join("\u{1f}");
+        let now = Instant::now();
+        if !self.s.ttl.is_zero() {
+            if let Some(e) = self.cache.get(&key).filter(|e| e.1 > now) {
+                return (decide(&e.0, &c.method_arn), true);
+            }
+        }
+        let cell = self.inflight.entry(key.clone()).or_default().clone();
+        let answer = cell.get_or_init(|| self.call(c, &values)).await.clone();
+        self.inflight.remove_if(&key, |_, v| Arc::ptr_eq(v, &cell));
+        let Some(answer) = answer else { return (Err(Refused::Failure), false) };
+        if !self.s.ttl.is_zero() {
+            if self.cache.len() >= CACHE_CAPACITY {
+                self.cache.retain(|_, e| e.1 > now);
+                if self.cache.len() >= CACHE_CAPACITY {
+                    self.cache.clear();
+                }
+            }
+            self.cache.insert(key, (answer.clone(), now + self.s.ttl));
+        }
+        (decide(&answer, &c.method_arn), false)
+    }
+
+    fn event(&self, c: &Call<'_>, values: &[String]) -> Value {
+        match self.s.kind {
+            Kind::Token => json!({"type": "TOKEN", "authorizationToken": values.first(), "methodArn": c.method_arn}),
+            Kind::Request => {
+                let headers: Map<String, Value> = c
+                    .headers
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::from(v.to_str().ok()?))))
+                    .collect();
+                let path_params: Map<String, Value> =
+                    c.path_params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+                json!({
+                    "type": "REQUEST",
+                    "methodArn": c.method_arn,
+                    "resource": c.resource,
+                    "path": c.path,
+                    "httpMethod": c.method,
+                    "headers": headers,
+                    "queryStringParameters": c.query,
+                    "pathParameters": path_params,
+                    "stageVariables": c.stage_variables,
+                    "requestContext": {
+                        "apiId": c.api, "stage": c.stage, "requestId": c.request_id, "httpMethod": c.method,
+                        "resourcePath": c.resource, "path": c.path,
+                        "identity": {"sourceIp": c.source_ip},
+                    },
+                })
+            }
+        }
+    }
+
+    async fn call(&self, c: &Call<'_>, values: &[String]) -> Option<Arc<Answer>> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = Bytes::from(self.event(c, values).to_string());
+        let fut = async {
+            let mut peer =
+                HttpPeer::new(self.s.addr, self.s.tls, if self.s.tls { self.s.host.clone() } else { String::new() });
+            peer.options.connection_timeout = Some(self.s.timeout);
+            peer.options.read_timeout = Some(self.s.timeout);
+            peer.options.write_timeout = Some(self.s.timeout);
+            let (mut session, _) = self.connector.get_http_session(&peer).await.ok()?;
+            let mut req = RequestHeader::build("POST", self.s.path.as_bytes(), None).ok()?;
+            req.insert_header("host", self.s.host.as_str()).ok()?;
+            req.insert_header("content-type", "application/json").ok()?;
+            req.insert_header("content-length", body.len().to_string()).ok()?;
+            req.insert_header("x-request-id", c.request_id).ok()?;
+            session.write_request_header(Box::new(req)).await.ok()?;
+            session.write_request_body(body, true).await.ok()?;
+            session.finish_request_body().await.ok()?;
+            session.read_response_header().await.ok()?;
+            let status = session.response_header()?.status.as_u16();
+            let mut buf = Vec::new();
+            while let Some(chunk) = session.read_response_body().await.ok()? {
+                buf.extend_from_slice(&chunk);
+                if buf.len() > MAX_ANSWER {
+                    return None;
+                }
+            }
+            self.connector.release_http_session(session, &peer, Some(Duration::from_secs(60))).await;
+            if status != 200 {
+                log::warn!("authorizer answered {status}");
+                return None;
+            }
+            let v: Value = serde_json::from_slice(&buf).ok()?;
+            parse_answer(&v, self.s.format).map(Arc::new)
+        };
+        match tokio::time::timeout(self.s.timeout, fut).await {
+            Ok(a) => a,
+            Err(_) => {
+                log::warn!("authorizer timed out after {:?}", self.s.timeout);
+                None
+            }
+        }
+    }
+}
+
+fn decide(a: &Answer, arn: &str) -> Result<Arc<Principal>, Refused> {
+    if a.allows(arn) {
+        Ok(a.principal.clone())
+    } else {
+        Err(Refused::Denied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_iam() {
+        assert!(wildcard("arn:edgegate:execute-api:pets/prod/GET/*", "arn:edgegate:execute-api:pets/prod/GET/pets/7"));
+        assert!(wildcard("*", "anything"));
+        assert!(wildcard("a?c", "abc"));
+        assert!(!wildcard("arn:edgegate:execute-api:pets/prod/GET/*", "arn:edgegate:execute-api:pets/prod/POST/pets"));
+        assert!(wildcard("arn:*:execute-api:*/*/*/pets/*", "arn:edgegate:execute-api:p/s/GET/pets/1"));
+        assert!(!wildcard("a*b", "acbd"));
+    }
+
+    #[test]
+    fn explicit_deny_wins() {
+        let v = json!({"principalId": "u", "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "arn:edgegate:execute-api:a/prod/*"},
+            {"Action": ["execute-api:Invoke"], "Effect": "Deny", "Resource": ["arn:edgegate:execute-api:a/prod/DELETE/*"]},
+        ]}, "context": {"tenant": "t1"}});
+        let a = parse_answer(&v, Format::Iam).expect("answer");
+        assert!(a.allows("arn:edgegate:execute-api:a/prod/GET/x"));
+        assert!(!a.allows("arn:edgegate:execute-api:a/prod/DELETE/x"));
+        assert!(!a.allows("arn:edgegate:execute-api:a/dev/GET/x"), "nothing allows it");
+        assert_eq!(a.principal.claims.get("tenant"), Some(&json!("t1")));
+        assert!(parse_answer(&json!({"principalId": "u"}), Format::Iam).is_none(), "malformed: failure");
+        let s = parse_answer(&json!({"isAuthorized": false}), Format::Simple).expect("simple");
+        assert!(!s.allows("x"));
+    }
+}
