@@ -26,6 +26,26 @@ pub struct Cli {
 pub enum Command {
     /// Validate everything the config names; print "ok" or FILE:LINE:COL errors.
     Check,
+    /// Print SigV4 headers for a request (for curl and for tests).
+    Sign {
+        #[arg(long)]
+        access_key: String,
+        /// The environment variable holding the secret key.
+        #[arg(long)]
+        secret_env: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        #[arg(long, default_value = "execute-api")]
+        service: String,
+        /// More headers to sign, as 'Name: value'.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The request body.
+        #[arg(short = 'd', long = "data")]
+        data: Option<String>,
+        method: String,
+        url: String,
+    },
     /// API key management.
     Keys {
         #[command(subcommand)]

@@ -14,6 +14,30 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Sign { access_key, secret_env, region, service, headers, data, method, url }) = &cli.command {
+        let Ok(secret) = std::env::var(secret_env) else {
+            eprintln!("edgegate: environment variable {secret_env} is not set");
+            return ExitCode::FAILURE;
+        };
+        let extra: Vec<(String, String)> =
+            headers.iter().filter_map(|h| h.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let body = data.as_deref().unwrap_or("").as_bytes();
+        return match edgegate::auth::sigv4::sign_request(
+            access_key, &secret, region, service, method, url, &extra, body, now,
+        ) {
+            Ok(hs) => {
+                for (k, v) in hs {
+                    println!("{k}: {v}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgegate: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Keys { action: KeysAction::Create { plan, name } }) = &cli.command {
         return match edgegate::api_keys::create(plan, name) {
             Ok((key, entry)) => {

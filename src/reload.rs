@@ -57,7 +57,6 @@ fn watched_set(shared: &Shared) -> HashSet<PathBuf> {
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        READY.store(true, std::sync::atomic::Ordering::Release);
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -99,6 +98,9 @@ impl BackgroundService for Reloader {
             *dirs = want;
         };
         rewatch(&mut watcher, &mut dirs);
+        // Ready only now: listeners are up (this service starts after them) and changes to
+        // the config are being watched.
+        READY.store(true, std::sync::atomic::Ordering::Release);
 
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
         loop {

@@ -94,6 +94,7 @@ pub struct Api {
 pub enum Authorizer {
     Jwt(Arc<crate::auth::jwt::JwtAuthorizer>),
     Lambda(Arc<crate::auth::lambda::LambdaAuthorizer>),
+    SigV4(Arc<crate::auth::sigv4::SigV4Authorizer>),
 }
 
 pub struct ApiKeys {

@@ -1,6 +1,7 @@
 //! Authorizers: who the caller is, decided before API keys and limits.
 pub mod jwt;
 pub mod lambda;
+pub mod sigv4;
 
 /// The authenticated caller, for templates, logs and (later) the Lambda event.
 #[derive(Debug, Clone, Default, serde::Serialize)]

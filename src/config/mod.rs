@@ -603,7 +603,9 @@ impl Compiler {
                     continue;
                 }
                 "sigv4" => {
-                    self.unsupported(p.key("type"), &format!("authorizer type {:?}", a.kind));
+                    if let Some(a) = self.sigv4_authorizer(&p, a) {
+                        out.insert(name.clone(), snapshot::Authorizer::SigV4(Arc::new(a)));
+                    }
                     continue;
                 }
                 other => {
@@ -655,6 +657,87 @@ impl Compiler {
             }
         }
         out
+    }
+
+    fn sigv4_authorizer(&mut self, p: &KeyPath, a: &Authorizer) -> Option<crate::auth::sigv4::SigV4Authorizer> {
+        let spec: SigV4Spec = match toml::Value::Table(a.rest.clone()).try_into() {
+            Ok(s) => s,
+            Err(e) => {
+                self.err(p.clone(), e.message().trim().to_string());
+                return None;
+            }
+        };
+        let (path, bytes) = self.file(p.key("credentials"), &spec.credentials)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let loc = Locator::new(&text);
+        let fail = |this: &mut Self, kp: &KeyPath, m: String| {
+            let (line, col) = loc.locate(kp);
+            this.other_errors.push(ConfigError { file: path.clone(), line, col, message: m });
+        };
+        let file: CredentialsFile = match toml::from_str(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                let (line, col) = e.span().map(|s| loc.line_col(s.start)).unwrap_or((1, 1));
+                self.other_errors.push(ConfigError {
+                    file: path.clone(),
+                    line,
+                    col,
+                    message: e.message().trim().to_string(),
+                });
+                return None;
+            }
+        };
+        let mut credentials = HashMap::new();
+        for (i, c) in file.credentials.iter().enumerate() {
+            let kp = KeyPath::root().key("credentials").idx(i);
+            let secret = match (&c.secret, &c.secret_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => match std::env::var(var) {
+                    Ok(v) if !v.is_empty() => v,
+                    _ => {
+                        fail(self, &kp.key("secret_env"), format!("environment variable {var} is not set"));
+                        continue;
+                    }
+                },
+                _ => {
+                    fail(self, &kp.key("access_key_id"), "give exactly one of secret and secret_env".into());
+                    continue;
+                }
+            };
+            let mut statements = vec![];
+            for (j, pol) in c.policies.iter().enumerate() {
+                let doc: Result<serde_json::Value, String> = match pol {
+                    toml::Value::String(js) => serde_json::from_str(js).map_err(|e| e.to_string()),
+                    other => serde_json::to_value(other).map_err(|e| e.to_string()),
+                };
+                let parsed = doc.ok().and_then(|d| policy_statements(&d));
+                match parsed {
+                    Some(mut st) => statements.append(&mut st),
+                    None => fail(
+                        self,
+                        &kp.key("policies").idx(j),
+                        "not an IAM-like policy document (Statement with Effect, Action, Resource)".into(),
+                    ),
+                }
+            }
+            let principal = Arc::new(crate::auth::Principal {
+                principal_id: if c.principal.is_empty() { c.access_key_id.clone() } else { c.principal.clone() },
+                claims: Default::default(),
+                scopes: vec![],
+            });
+            if credentials
+                .insert(c.access_key_id.clone(), crate::auth::sigv4::Credential { secret, principal, statements })
+                .is_some()
+            {
+                fail(self, &kp.key("access_key_id"), format!("access key {:?} is listed twice", c.access_key_id));
+            }
+        }
+        Some(crate::auth::sigv4::SigV4Authorizer {
+            service: spec.service.unwrap_or_else(|| "execute-api".into()),
+            region: spec.region,
+            clock_skew: spec.clock_skew.map(|d| d.0.as_secs()).unwrap_or(300),
+            credentials,
+        })
     }
 
     fn lambda_authorizer(
@@ -1129,4 +1212,31 @@ struct LoadedKeys {
     /// (plan, line in the key file) to check once the plans are known.
     plans_used: Vec<(String, usize)>,
     file: PathBuf,
+}
+
+/// (allow, actions, resources) of each statement of an IAM-like policy document.
+type Statements = Vec<(bool, Vec<String>, Vec<String>)>;
+
+fn policy_statements(doc: &serde_json::Value) -> Option<Statements> {
+    let list = match doc.get("Statement")? {
+        serde_json::Value::Array(a) => a.iter().collect::<Vec<_>>(),
+        o => vec![o],
+    };
+    let strings = |v: Option<&serde_json::Value>| -> Option<Vec<String>> {
+        match v? {
+            serde_json::Value::String(s) => Some(vec![s.clone()]),
+            serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => None,
+        }
+    };
+    list.into_iter()
+        .map(|s| {
+            let allow = match s.get("Effect")?.as_str()? {
+                "Allow" => true,
+                "Deny" => false,
+                _ => return None,
+            };
+            Some((allow, strings(s.get("Action"))?, strings(s.get("Resource"))?))
+        })
+        .collect()
 }

@@ -356,6 +356,37 @@ pub struct JwtSpec {
     pub secret: Option<String>,
 }
 
+/// `[authorizers.NAME]` with `type = "sigv4"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigV4Spec {
+    pub service: Option<String>,
+    pub region: String,
+    pub credentials: String,
+    pub clock_skew: Option<Dur>,
+}
+
+/// The `credentials.toml` a sigv4 authorizer names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsFile {
+    #[serde(default)]
+    pub credentials: Vec<CredentialSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSpec {
+    pub access_key_id: String,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub principal: String,
+    /// IAM-like policy documents, as JSON strings or TOML tables.
+    #[serde(default)]
+    pub policies: Vec<toml::Value>,
+}
+
 /// `[authorizers.NAME]` with `type = "request"` or `"token"`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

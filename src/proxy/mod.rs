@@ -229,7 +229,7 @@ impl Gateway {
 
     /// API key, then every limit in order (account, stage, route, key, key on route), then
     /// the key's quota. The first refusal wins.
-    async fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
         let snap = ctx.snap.clone();
         let Some((ai, si, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.stage, m.route)) else {
             return Ok(());
@@ -248,13 +248,7 @@ impl Gateway {
                 let m = ctx.route.as_ref().ok_or(Refusal::Unavailable)?;
                 let api = &snap.apis[ai];
                 let call = crate::auth::lambda::Call {
-                    method_arn: format!(
-                        "arn:edgegate:execute-api:{}/{}/{}/{}",
-                        api.name,
-                        stage.name,
-                        req.method,
-                        m.path.trim_start_matches('/')
-                    ),
+                    method_arn: method_arn(&api.name, &stage.name, req.method.as_str(), &m.path),
                     resource: route.key.split_once(' ').map(|(_, p)| p).unwrap_or(&route.key),
                     path: &m.path,
                     method: req.method.as_str(),
@@ -270,6 +264,24 @@ impl Gateway {
                 let (result, hit) = authz.authorize(&call).await;
                 metrics::AUTHORIZER_CACHE.with_label_values(&[&**name, if hit { "hit" } else { "miss" }]).inc();
                 ctx.principal = Some(result.map_err(|r| Refusal::Lambda(name.clone(), r))?);
+            }
+            Some((name, Authorizer::SigV4(authz))) => {
+                let refuse = |r| Refusal::SigV4(name.clone(), r);
+                let body_sha256 = signed_body_hash(session).await.map_err(refuse)?;
+                let req = session.req_header();
+                let path = ctx.route.as_ref().map(|m| m.path.as_str()).unwrap_or("/");
+                let arn = method_arn(&snap.apis[ai].name, &stage.name, req.method.as_str(), path);
+                let signed = crate::auth::sigv4::Signed {
+                    method: req.method.as_str(),
+                    path: req.uri.path(),
+                    query: req.uri.query().unwrap_or(""),
+                    headers: &req.headers,
+                    host: req.uri.authority().map(|a| a.as_str()).unwrap_or(""),
+                    body_sha256,
+                    method_arn: &arn,
+                    now: unix_now(),
+                };
+                ctx.principal = Some(authz.authorize(&signed).map_err(refuse)?);
             }
             None => {}
         }
@@ -374,11 +386,51 @@ impl Gateway {
 enum Refusal {
     Jwt(Arc<str>, crate::auth::jwt::Refused),
     Lambda(Arc<str>, crate::auth::lambda::Refused),
+    SigV4(Arc<str>, crate::auth::sigv4::Refused),
     Auth(ResponseType, &'static str),
     Throttled(&'static str, throttle::bucket::Decision),
     Quota(u64),
     /// `[cluster] on_redis_error = "deny"` and Redis did not answer: 503.
     Unavailable,
+}
+
+/// `arn:edgegate:execute-api:{api}/{stage}/{METHOD}/{path}`: what IAM-like policies name.
+fn method_arn(api: &str, stage: &str, method: &str, path: &str) -> String {
+    format!("arn:edgegate:execute-api:{api}/{stage}/{method}/{}", path.trim_start_matches('/'))
+}
+
+/// Signed bodies are read (and kept for the integration) before the signature is checked, so
+/// a body that does not match never reaches the origin. Up to 64 KiB, Pingora's retry buffer;
+/// larger signed bodies must be sent with `x-amz-content-sha256: UNSIGNED-PAYLOAD`.
+async fn signed_body_hash(session: &mut Session) -> std::result::Result<Option<String>, crate::auth::sigv4::Refused> {
+    use crate::auth::sigv4::Refused;
+    const LIMIT: usize = 64 * 1024;
+    let req = session.req_header();
+    if req.headers.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD") {
+        return Ok(None);
+    }
+    let length = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    match (length, chunked) {
+        (None | Some(0), false) => return Ok(None),
+        (Some(n), false) if n <= LIMIT => {}
+        _ => return Err(Refused::Invalid("body_too_large")),
+    }
+    session.enable_retry_buffering();
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut total = 0;
+    while let Some(chunk) = session.read_request_body().await.map_err(|_| Refused::Invalid("body"))? {
+        total += chunk.len();
+        if total > LIMIT {
+            return Err(Refused::Invalid("body_too_large"));
+        }
+        sha2::Digest::update(&mut hasher, &chunk);
+    }
+    Ok(Some(hex::encode(sha2::Digest::finalize(hasher))))
 }
 
 fn unix_now() -> u64 {
@@ -477,6 +529,18 @@ impl ProxyHttp for Gateway {
                         Refused::Missing => ResponseType::Unauthorized,
                         Refused::Denied => ResponseType::AccessDenied,
                         Refused::Failure => ResponseType::AuthorizerFailure,
+                    };
+                    (t, None)
+                }
+                Refusal::SigV4(name, r) => {
+                    let (api, stage, _) = ctx.labels();
+                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &name, r.reason()]).inc();
+                    use crate::auth::sigv4::Refused;
+                    let t = match r {
+                        Refused::Missing => ResponseType::MissingAuthenticationToken,
+                        Refused::Invalid("body_too_large") => ResponseType::RequestTooLarge,
+                        Refused::Invalid(_) => ResponseType::InvalidSignature,
+                        Refused::Denied => ResponseType::AccessDenied,
                     };
                     (t, None)
                 }

@@ -12,4 +12,5 @@ mod observability;
 mod protocol_safety;
 mod reload_upgrade;
 mod routing;
+mod sigv4;
 mod tls;
