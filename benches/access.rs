@@ -47,6 +47,8 @@ fn bench(c: &mut Criterion) {
         leeway: std::time::Duration::ZERO,
         identity_header: http::header::AUTHORIZATION,
         jwks: Some(jwks.as_bytes()),
+        jwks_url: None,
+        refresh: std::time::Duration::from_secs(600),
         secret: None,
     })
     .expect("authorizer");

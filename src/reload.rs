@@ -114,6 +114,11 @@ impl BackgroundService for Reloader {
                 _ = sweep.tick() => {
                     // full per-key buckets carry no state: forget them, so memory follows active keys
                     crate::throttle::REGISTRY.sweep();
+                    // JWKS URLs: fetch again when jwks_refresh has passed (blocking I/O, off the workers)
+                    let jwts = self.shared.load().jwt_authorizers.clone();
+                    if !jwts.is_empty() {
+                        tokio::task::spawn_blocking(move || jwts.iter().for_each(|j| j.refresh_if_due()));
+                    }
                     continue;
                 }
                 _ = shutdown.changed() => {

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub account: Arc<crate::throttle::bucket::Bucket>,
     pub api_keys: Option<ApiKeys>,
     pub plans: HashMap<String, Plan>,
+    /// JWT authorizers, for the background JWKS refresh.
+    pub jwt_authorizers: Vec<Arc<crate::auth::jwt::JwtAuthorizer>>,
     /// `[cluster]`: key limits and quotas shared through Redis.
     pub cluster: Option<(Arc<crate::throttle::cluster::Cluster>, crate::throttle::cluster::OnError)>,
     /// Process-level settings, read at startup; a reload that changes them logs that they

@@ -7,10 +7,12 @@
 //! used when HS* is listed; `exp`/`nbf` sent as strings are rejected (jsonwebtoken ≥ 10.3).
 
 use super::Principal;
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,13 +50,58 @@ pub struct JwtSettings<'a> {
     pub leeway: Duration,
     pub identity_header: http::HeaderName,
     pub jwks: Option<&'a [u8]>,
+    /// Where `jwks` came from when it is a URL: refreshed in the background every `refresh`.
+    pub jwks_url: Option<&'a str>,
+    pub refresh: Duration,
     pub secret: Option<&'a str>,
 }
 
+/// Keys by `kid` (the key without a kid under "").
+type Keys = HashMap<String, DecodingKey>;
+
+/// Parses a JWKS document.
+pub fn parse_jwks(bytes: &[u8]) -> Result<Keys, String> {
+    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not valid: {e}"))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key {:?}: {e}", jwk.common.key_id))?;
+        keys.insert(jwk.common.key_id.clone().unwrap_or_default(), key);
+    }
+    if keys.is_empty() {
+        return Err("the JWKS has no keys".into());
+    }
+    Ok(keys)
+}
+
+/// Fetches a JWKS (blocking; at load, from the background refresh, or on an unknown kid).
+/// https URLs are verified against the system trust store (`SSL_CERT_FILE` overrides it).
+pub fn fetch_jwks(url: &str) -> Result<Vec<u8>, String> {
+    let tls = native_tls::TlsConnector::new().map_err(|e| format!("TLS setup: {e}"))?;
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).tls_connector(Arc::new(tls)).build();
+    let resp = agent.get(url).call().map_err(|e| format!("cannot fetch JWKS from {url}: {e}"))?;
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(resp.into_reader(), 1 << 20), &mut body)
+        .map_err(|e| format!("cannot read JWKS from {url}: {e}"))?;
+    Ok(body)
+}
+
+fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// The least time between two fetches caused by unknown `kid`s.
+const REFETCH_INTERVAL: u64 = 30;
+
 pub struct JwtAuthorizer {
     header: http::HeaderName,
-    /// Keys by `kid`; the key without a kid (if the set has exactly one key) under "".
-    keys: HashMap<String, DecodingKey>,
+    /// Keys by `kid`; swapped whole when a JWKS URL is fetched again.
+    keys: ArcSwap<Keys>,
+    url: Option<String>,
+    refresh: Duration,
+    /// Unix time of the last fetch (0: never), for the refresh and the unknown-kid refetch.
+    last_fetch: AtomicU64,
+    /// Unix time of the last refetch caused by an unknown `kid` (0: never).
+    last_kid_refetch: AtomicU64,
     secret: Option<DecodingKey>,
     /// One validation per allowed algorithm (jsonwebtoken wants one family per validation).
     validations: HashMap<Algorithm, Validation>,
@@ -93,29 +140,75 @@ impl JwtAuthorizer {
             }
             validations.insert(alg, v);
         }
-        let mut keys = HashMap::new();
-        if let Some(bytes) = s.jwks {
-            let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not valid: {e}"))?;
-            for jwk in &set.keys {
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key {:?}: {e}", jwk.common.key_id))?;
-                keys.insert(jwk.common.key_id.clone().unwrap_or_default(), key);
-            }
-            if keys.is_empty() {
-                return Err("the JWKS has no keys".into());
-            }
-        }
+        let keys = match s.jwks {
+            Some(bytes) => parse_jwks(bytes)?,
+            None => HashMap::new(),
+        };
         let secret = s.secret.map(|x| DecodingKey::from_secret(x.as_bytes()));
         if keys.is_empty() && secret.is_none() {
             return Err("a jwt authorizer needs jwks (or secret for HS* algorithms)".into());
         }
         Ok(JwtAuthorizer {
             header: s.identity_header,
-            keys,
+            keys: ArcSwap::from_pointee(keys),
+            url: s.jwks_url.map(str::to_string),
+            refresh: s.refresh,
+            last_fetch: AtomicU64::new(if s.jwks_url.is_some() { now_secs() } else { 0 }),
+            last_kid_refetch: AtomicU64::new(0),
             secret,
             validations,
             leeway: s.leeway.as_secs(),
             verified: DashMap::new(),
         })
+    }
+
+    /// Fetches the JWKS URL again if `refresh` has passed (called from a background task).
+    pub fn refresh_if_due(&self) {
+        let Some(url) = &self.url else { return };
+        let last = self.last_fetch.load(Ordering::Relaxed);
+        if now_secs() < last + self.refresh.as_secs() {
+            return;
+        }
+        self.refetch(url);
+    }
+
+    fn refetch(&self, url: &str) -> bool {
+        self.last_fetch.store(now_secs(), Ordering::Relaxed);
+        match fetch_jwks(url).and_then(|b| parse_jwks(&b)) {
+            Ok(keys) => {
+                self.keys.store(Arc::new(keys));
+                true
+            }
+            Err(e) => {
+                log::warn!("JWKS refresh failed, keeping the keys we have: {e}");
+                false
+            }
+        }
+    }
+
+    /// As `authorize`; a token whose `kid` is unknown makes one refetch of a JWKS URL (at most
+    /// every 30 s across all requests), then one more try.
+    pub async fn authorize_async(
+        self: &Arc<Self>,
+        headers: &http::HeaderMap,
+        scopes: &[String],
+    ) -> Result<Arc<Principal>, Refused> {
+        match self.authorize(headers, scopes) {
+            Err(Refused::Invalid("unknown_kid")) if self.url.is_some() => {
+                let last = self.last_kid_refetch.load(Ordering::Relaxed);
+                let now = now_secs();
+                if (last != 0 && now < last + REFETCH_INTERVAL)
+                    || self.last_kid_refetch.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err()
+                {
+                    return Err(Refused::Invalid("unknown_kid"));
+                }
+                let me = self.clone();
+                let url = self.url.clone().unwrap_or_default();
+                let _ = tokio::task::spawn_blocking(move || me.refetch(&url)).await;
+                self.authorize(headers, scopes)
+            }
+            other => other,
+        }
     }
 
     /// Verifies the request's token and checks `scopes` (any one of them suffices).
@@ -153,12 +246,13 @@ impl JwtAuthorizer {
     pub fn verify(&self, token: &str) -> Result<Principal, Refused> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Invalid("format"))?;
         let validation = self.validations.get(&header.alg).ok_or(Refused::Invalid("algorithm"))?;
+        let keys = self.keys.load();
         let key = if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
             self.secret.as_ref()
         } else {
             match header.kid.as_deref() {
-                Some(kid) => self.keys.get(kid),
-                None if self.keys.len() == 1 => self.keys.values().next(),
+                Some(kid) => keys.get(kid),
+                None if keys.len() == 1 => keys.values().next(),
                 None => None,
             }
         }
@@ -210,6 +304,8 @@ mod tests {
             leeway: Duration::ZERO,
             identity_header: http::header::AUTHORIZATION,
             jwks: None,
+            jwks_url: None,
+            refresh: Duration::from_secs(600),
             secret: Some("s3cret"),
         })
         .expect("authorizer")
@@ -249,6 +345,8 @@ mod tests {
             leeway: Duration::ZERO,
             identity_header: http::header::AUTHORIZATION,
             jwks: None,
+            jwks_url: None,
+            refresh: Duration::from_secs(600),
             secret: Some("x"),
         });
         assert!(r.is_err());

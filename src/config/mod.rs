@@ -283,6 +283,13 @@ impl Compiler {
             api_keys: api_keys.map(|k| snapshot::ApiKeys { header: k.header, store: k.store }),
             plans,
             cluster,
+            jwt_authorizers: authorizers
+                .values()
+                .filter_map(|a| match a {
+                    snapshot::Authorizer::Jwt(j) => Some(j.clone()),
+                    _ => None,
+                })
+                .collect(),
             listeners: Listeners {
                 listen: cfg.server.listen.clone(),
                 private_listen: cfg.server.private_listen.clone(),
@@ -629,10 +636,32 @@ impl Compiler {
                         continue;
                     }
                 };
+            let mut jwks_url = None;
             let jwks = match spec.jwks.as_deref() {
                 Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
-                    self.unsupported(p.key("jwks"), "a JWKS URL (use a JWKS file, which reloads when it changes)");
-                    continue;
+                    let loopback = u
+                        .parse::<http::Uri>()
+                        .ok()
+                        .and_then(|x| {
+                            x.host().map(|h| {
+                                h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|i| i.is_loopback())
+                            })
+                        })
+                        .unwrap_or(false);
+                    if u.starts_with("http://") && !loopback {
+                        self.err(p.key("jwks"), "a JWKS URL must be https:// (http:// only on loopback)");
+                        continue;
+                    }
+                    match crate::auth::jwt::fetch_jwks(u) {
+                        Ok(bytes) => {
+                            jwks_url = Some(u);
+                            Some(bytes)
+                        }
+                        Err(m) => {
+                            self.err(p.key("jwks"), m);
+                            continue;
+                        }
+                    }
                 }
                 Some(f) => match self.file(p.key("jwks"), f) {
                     Some((_, bytes)) => Some(bytes),
@@ -647,6 +676,12 @@ impl Compiler {
                 leeway: spec.leeway.map(|d| d.0).unwrap_or_default(),
                 identity_header,
                 jwks: jwks.as_deref(),
+                jwks_url,
+                refresh: spec
+                    .jwks_refresh
+                    .map(|d| d.0)
+                    .unwrap_or(Duration::from_secs(600))
+                    .max(Duration::from_secs(10)),
                 secret: spec.secret.as_deref(),
             };
             match crate::auth::jwt::JwtAuthorizer::new(settings) {

@@ -239,7 +239,8 @@ impl Gateway {
         match &route.authorizer {
             Some((name, Authorizer::Jwt(jwt))) => {
                 let p = jwt
-                    .authorize(&session.req_header().headers, &route.scopes)
+                    .authorize_async(&session.req_header().headers, &route.scopes)
+                    .await
                     .map_err(|r| Refusal::Jwt(name.clone(), r))?;
                 ctx.principal = Some(p);
             }
