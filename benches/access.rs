@@ -34,6 +34,18 @@ fn bench(c: &mut Criterion) {
     let ip = Some("10.1.2.3".parse().expect("ip"));
     c.bench_function("resource policy check", |b| b.iter(|| black_box(policy.check(ip, &headers))));
 
+    let cred = edgegate::auth::sigv4::Credential {
+        secret: String::new(),
+        principal: Arc::new(Default::default()),
+        statements: vec![
+            (true, vec!["execute-api:Invoke".into()], vec!["arn:edgegate:execute-api:pets/prod/*".into()]),
+            (false, vec!["execute-api:*".into()], vec!["arn:edgegate:execute-api:pets/prod/DELETE/*".into()]),
+        ],
+    };
+    c.bench_function("IAM-like policy evaluation (allow + deny)", |b| {
+        b.iter(|| black_box(cred.allows(black_box("arn:edgegate:execute-api:pets/prod/GET/pets/7"))))
+    });
+
     let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
     let jwks = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256",
         "n": b64url(&rsa.n().to_vec()), "e": b64url(&rsa.e().to_vec())}]});
