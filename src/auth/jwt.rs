@@ -33,6 +33,15 @@ pub enum Refused {
 }
 
 impl Refused {
+    pub fn response_type(self) -> crate::responses::ResponseType {
+        use crate::responses::ResponseType as T;
+        match self {
+            Refused::Missing | Refused::Invalid(_) => T::Unauthorized,
+            Refused::Expired => T::ExpiredToken,
+            Refused::Scope => T::AccessDenied,
+        }
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Refused::Missing => "missing_token",

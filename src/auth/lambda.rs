@@ -88,6 +88,15 @@ pub enum Refused {
 }
 
 impl Refused {
+    pub fn response_type(self) -> crate::responses::ResponseType {
+        use crate::responses::ResponseType as T;
+        match self {
+            Refused::Missing => T::Unauthorized,
+            Refused::Denied => T::AccessDenied,
+            Refused::Failure => T::AuthorizerFailure,
+        }
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Refused::Missing => "missing_identity",

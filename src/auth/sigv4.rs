@@ -199,6 +199,16 @@ pub enum Refused {
 }
 
 impl Refused {
+    pub fn response_type(self) -> crate::responses::ResponseType {
+        use crate::responses::ResponseType as T;
+        match self {
+            Refused::Missing => T::MissingAuthenticationToken,
+            Refused::Invalid("body_too_large") => T::RequestTooLarge,
+            Refused::Invalid(_) => T::InvalidSignature,
+            Refused::Denied => T::AccessDenied,
+        }
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Refused::Missing => "missing_signature",

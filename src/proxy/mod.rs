@@ -241,7 +241,7 @@ impl Gateway {
                 let p = jwt
                     .authorize_async(&session.req_header().headers, &route.scopes)
                     .await
-                    .map_err(|r| Refusal::Jwt(name.clone(), r))?;
+                    .map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?;
                 ctx.principal = Some(p);
             }
             Some((name, Authorizer::Lambda(authz))) => {
@@ -264,10 +264,10 @@ impl Gateway {
                 };
                 let (result, hit) = authz.authorize(&call).await;
                 metrics::AUTHORIZER_CACHE.with_label_values(&[&**name, if hit { "hit" } else { "miss" }]).inc();
-                ctx.principal = Some(result.map_err(|r| Refusal::Lambda(name.clone(), r))?);
+                ctx.principal = Some(result.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?);
             }
             Some((name, Authorizer::SigV4(authz))) => {
-                let refuse = |r| Refusal::SigV4(name.clone(), r);
+                let refuse = |r: crate::auth::sigv4::Refused| Refusal::auth(name, r.reason(), r.response_type());
                 let body_sha256 = signed_body_hash(session).await.map_err(refuse)?;
                 let req = session.req_header();
                 let path = ctx.route.as_ref().map(|m| m.path.as_str()).unwrap_or("/");
@@ -288,23 +288,24 @@ impl Gateway {
         }
         let mut key = None;
         if snap.apis[ai].routes[ri].api_key_required {
-            let keys = snap.api_keys.as_ref().ok_or(Refusal::Auth(ResponseType::ApiKeyInvalid, "no_keys"))?;
-            let presented = session
-                .req_header()
-                .headers
-                .get(&keys.header)
-                .ok_or(Refusal::Auth(ResponseType::MissingAuthenticationToken, "missing_key"))?;
-            let k = keys
-                .store
-                .find(presented.as_bytes())
-                .filter(|k| k.enabled)
-                .ok_or(Refusal::Auth(ResponseType::ApiKeyInvalid, "invalid_key"))?;
+            let keys =
+                snap.api_keys.as_ref().ok_or(Refusal::auth("api_key", "no_keys", ResponseType::ApiKeyInvalid))?;
+            let presented = session.req_header().headers.get(&keys.header).ok_or(Refusal::auth(
+                "api_key",
+                "missing_key",
+                ResponseType::MissingAuthenticationToken,
+            ))?;
+            let k = keys.store.find(presented.as_bytes()).filter(|k| k.enabled).ok_or(Refusal::auth(
+                "api_key",
+                "invalid_key",
+                ResponseType::ApiKeyInvalid,
+            ))?;
             ctx.api_key_id = Some(k.id.clone());
-            let plan = snap
-                .plans
-                .get(&k.plan)
-                .filter(|p| p.stages.contains(&(ai, si)))
-                .ok_or(Refusal::Auth(ResponseType::ApiKeyInvalid, "not_in_plan"))?;
+            let plan = snap.plans.get(&k.plan).filter(|p| p.stages.contains(&(ai, si))).ok_or(Refusal::auth(
+                "api_key",
+                "not_in_plan",
+                ResponseType::ApiKeyInvalid,
+            ))?;
             key = Some((k.id.clone(), plan));
         }
         let now = throttle::bucket::now_ns();
@@ -385,14 +386,22 @@ impl Gateway {
 
 /// Why `admit` refused a request.
 enum Refusal {
-    Jwt(Arc<str>, crate::auth::jwt::Refused),
-    Lambda(Arc<str>, crate::auth::lambda::Refused),
-    SigV4(Arc<str>, crate::auth::sigv4::Refused),
-    Auth(ResponseType, &'static str),
+    /// An authorizer or the API-key check said no (`authorizer` and `reason` label the metric).
+    Auth {
+        authorizer: Arc<str>,
+        reason: &'static str,
+        response: ResponseType,
+    },
     Throttled(&'static str, throttle::bucket::Decision),
     Quota(u64),
     /// `[cluster] on_redis_error = "deny"` and Redis did not answer: 503.
     Unavailable,
+}
+
+impl Refusal {
+    fn auth(authorizer: &str, reason: &'static str, response: ResponseType) -> Refusal {
+        Refusal::Auth { authorizer: Arc::from(authorizer), reason, response }
+    }
 }
 
 /// `arn:edgegate:execute-api:{api}/{stage}/{METHOD}/{path}`: what IAM-like policies name.
@@ -511,44 +520,10 @@ impl ProxyHttp for Gateway {
         }
         if let Err(refusal) = self.admit(session, ctx).await {
             let (t, reason) = match refusal {
-                Refusal::Jwt(name, r) => {
+                Refusal::Auth { authorizer, reason, response } => {
                     let (api, stage, _) = ctx.labels();
-                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &name, r.reason()]).inc();
-                    use crate::auth::jwt::Refused;
-                    let t = match r {
-                        Refused::Missing | Refused::Invalid(_) => ResponseType::Unauthorized,
-                        Refused::Expired => ResponseType::ExpiredToken,
-                        Refused::Scope => ResponseType::AccessDenied,
-                    };
-                    (t, None)
-                }
-                Refusal::Lambda(name, r) => {
-                    let (api, stage, _) = ctx.labels();
-                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &name, r.reason()]).inc();
-                    use crate::auth::lambda::Refused;
-                    let t = match r {
-                        Refused::Missing => ResponseType::Unauthorized,
-                        Refused::Denied => ResponseType::AccessDenied,
-                        Refused::Failure => ResponseType::AuthorizerFailure,
-                    };
-                    (t, None)
-                }
-                Refusal::SigV4(name, r) => {
-                    let (api, stage, _) = ctx.labels();
-                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &name, r.reason()]).inc();
-                    use crate::auth::sigv4::Refused;
-                    let t = match r {
-                        Refused::Missing => ResponseType::MissingAuthenticationToken,
-                        Refused::Invalid("body_too_large") => ResponseType::RequestTooLarge,
-                        Refused::Invalid(_) => ResponseType::InvalidSignature,
-                        Refused::Denied => ResponseType::AccessDenied,
-                    };
-                    (t, None)
-                }
-                Refusal::Auth(t, reason) => {
-                    let (api, stage, _) = ctx.labels();
-                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, "api_key", reason]).inc();
-                    (t, None)
+                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &authorizer, reason]).inc();
+                    (response, None)
                 }
                 Refusal::Throttled(reason, d) => {
                     ctx.ratelimit = Some(d);
