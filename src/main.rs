@@ -53,7 +53,14 @@ fn main() -> ExitCode {
         };
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
 
     // Absolute paths, so that file watching and reloads do not depend on the working directory.
     let config = std::fs::canonicalize(&cli.config).unwrap_or(cli.config.clone());
