@@ -34,16 +34,13 @@ fn bench(c: &mut Criterion) {
     let ip = Some("10.1.2.3".parse().expect("ip"));
     c.bench_function("resource policy check", |b| b.iter(|| black_box(policy.check(ip, &headers))));
 
-    let cred = edgegate::auth::sigv4::Credential {
-        secret: String::new(),
-        principal: Arc::new(Default::default()),
-        statements: vec![
-            (true, vec!["execute-api:Invoke".into()], vec!["arn:edgegate:execute-api:pets/prod/*".into()]),
-            (false, vec!["execute-api:*".into()], vec!["arn:edgegate:execute-api:pets/prod/DELETE/*".into()]),
-        ],
-    };
+    let iam = edgegate::auth::iam::Policy::parse(&serde_json::json!({"Statement": [
+        {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "arn:edgegate:execute-api:pets/prod/*"},
+        {"Effect": "Deny", "Action": "execute-api:*", "Resource": "arn:edgegate:execute-api:pets/prod/DELETE/*"},
+    ]}))
+    .expect("policy");
     c.bench_function("IAM-like policy evaluation (allow + deny)", |b| {
-        b.iter(|| black_box(cred.allows(black_box("arn:edgegate:execute-api:pets/prod/GET/pets/7"))))
+        b.iter(|| black_box(iam.allows(black_box("arn:edgegate:execute-api:pets/prod/GET/pets/7"))))
     });
 
     let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");

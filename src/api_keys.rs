@@ -66,14 +66,6 @@ impl KeyStore {
         let h = hash_key(presented);
         self.by_hash.get(&h).filter(|k| openssl::memcmp::eq(&k.hash, &h))
     }
-
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
-    }
 }
 
 /// A new random key (40 URL-safe characters, 240 bits) and its key-file entry.

@@ -31,10 +31,6 @@ pub struct CertStore {
 }
 
 impl CertStore {
-    pub fn is_empty(&self) -> bool {
-        self.certs.is_empty()
-    }
-
     /// Loads a PEM chain and key; the key must match the leaf.
     pub fn load(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertKey, String> {
         let mut stack = X509::stack_from_pem(cert_pem).map_err(|e| format!("cannot parse certificate: {e}"))?;

@@ -7,6 +7,7 @@
 //! call. No identity source: 401 without calling; an error, a timeout or a malformed answer:
 //! 500 AUTHORIZER_FAILURE.
 
+use super::iam::Policy;
 use super::Principal;
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -110,94 +111,34 @@ impl Refused {
 #[derive(Debug)]
 struct Answer {
     principal: Arc<Principal>,
-    /// (effect is Allow, resource patterns) per statement; empty for the simple format.
-    statements: Vec<(bool, Vec<String>)>,
-    simple_allowed: Option<bool>,
+    /// The IAM-policy answer, or the simple answer's verdict.
+    verdict: Verdict,
+}
+
+#[derive(Debug)]
+enum Verdict {
+    Policy(Policy),
+    Simple(bool),
 }
 
 impl Answer {
     fn allows(&self, arn: &str) -> bool {
-        if let Some(b) = self.simple_allowed {
-            return b;
-        }
-        let matching =
-            |allow: bool| self.statements.iter().any(|(a, rs)| *a == allow && rs.iter().any(|r| wildcard(r, arn)));
-        !matching(false) && matching(true)
-    }
-}
-
-/// IAM-style matching: `*` any run of characters, `?` one character.
-pub fn wildcard(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+        match &self.verdict {
+            Verdict::Policy(p) => p.allows(arn),
+            Verdict::Simple(b) => *b,
         }
     }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 fn parse_answer(v: &Value, format: Format) -> Option<Answer> {
-    let context = v.get("context").and_then(|c| c.as_object()).cloned().unwrap_or_default();
-    match format {
-        Format::Simple => {
-            let ok = v.get("isAuthorized")?.as_bool()?;
-            Some(Answer {
-                principal: Arc::new(Principal { principal_id: String::new(), claims: context, scopes: vec![] }),
-                statements: vec![],
-                simple_allowed: Some(ok),
-            })
-        }
+    let claims = v.get("context").and_then(|c| c.as_object()).cloned().unwrap_or_default();
+    let (principal_id, verdict) = match format {
+        Format::Simple => (String::new(), Verdict::Simple(v.get("isAuthorized")?.as_bool()?)),
         Format::Iam => {
-            let principal_id = v.get("principalId")?.as_str()?.to_string();
-            let stmts = v.get("policyDocument")?.get("Statement")?;
-            let list: Vec<&Value> = match stmts {
-                Value::Array(a) => a.iter().collect(),
-                o @ Value::Object(_) => vec![o],
-                _ => return None,
-            };
-            let strings = |x: Option<&Value>| -> Vec<String> {
-                match x {
-                    Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
-                    _ => vec![],
-                }
-            };
-            let mut statements = vec![];
-            for s in list {
-                let allow = match s.get("Effect")?.as_str()? {
-                    "Allow" => true,
-                    "Deny" => false,
-                    _ => return None,
-                };
-                let actions = strings(s.get("Action"));
-                if !actions.iter().any(|a| wildcard(a, "execute-api:Invoke")) {
-                    continue;
-                }
-                statements.push((allow, strings(s.get("Resource"))));
-            }
-            Some(Answer {
-                principal: Arc::new(Principal { principal_id, claims: context, scopes: vec![] }),
-                statements,
-                simple_allowed: None,
-            })
+            (v.get("principalId")?.as_str()?.to_string(), Verdict::Policy(Policy::parse(v.get("policyDocument")?)?))
         }
-    }
+    };
+    Some(Answer { principal: Arc::new(Principal { principal_id, claims, scopes: vec![] }), verdict })
 }
 
 pub struct Settings {
@@ -217,18 +158,11 @@ pub struct LambdaAuthorizer {
     connector: Connector,
     cache: DashMap<String, (Arc<Answer>, Instant)>,
     inflight: DashMap<String, Arc<tokio::sync::OnceCell<Option<Arc<Answer>>>>>,
-    pub calls: std::sync::atomic::AtomicU64,
 }
 
 impl LambdaAuthorizer {
     pub fn new(s: Settings) -> LambdaAuthorizer {
-        LambdaAuthorizer {
-            s,
-            connector: Connector::new(None),
-            cache: DashMap::new(),
-            inflight: DashMap::new(),
-            calls: Default::default(),
-        }
+        LambdaAuthorizer { s, connector: Connector::new(None), cache: DashMap::new(), inflight: DashMap::new() }
     }
 
     fn identity(&self, c: &Call<'_>) -> Option<Vec<String>> {
@@ -303,7 +237,6 @@ impl LambdaAuthorizer {
     }
 
     async fn call(&self, c: &Call<'_>, values: &[String]) -> Option<Arc<Answer>> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = Bytes::from(self.event(c, values).to_string());
         let fut = async {
             let mut peer =
@@ -358,16 +291,6 @@ fn decide(a: &Answer, arn: &str) -> Result<Arc<Principal>, Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards_match_like_iam() {
-        assert!(wildcard("arn:edgegate:execute-api:pets/prod/GET/*", "arn:edgegate:execute-api:pets/prod/GET/pets/7"));
-        assert!(wildcard("*", "anything"));
-        assert!(wildcard("a?c", "abc"));
-        assert!(!wildcard("arn:edgegate:execute-api:pets/prod/GET/*", "arn:edgegate:execute-api:pets/prod/POST/pets"));
-        assert!(wildcard("arn:*:execute-api:*/*/*/pets/*", "arn:edgegate:execute-api:p/s/GET/pets/1"));
-        assert!(!wildcard("a*b", "acbd"));
-    }
 
     #[test]
     fn explicit_deny_wins() {

@@ -1,4 +1,5 @@
 //! Authorizers: who the caller is, decided before API keys and limits.
+pub mod iam;
 pub mod jwt;
 pub mod lambda;
 pub mod sigv4;

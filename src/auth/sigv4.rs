@@ -5,7 +5,7 @@
 //! URI-encoded (so an encoded byte is encoded twice, as AWS SDKs sign for non-S3 services),
 //! the query decoded, re-encoded and sorted, the signed headers trimmed and folded.
 
-use super::lambda::wildcard;
+use super::iam::Policy;
 use super::Principal;
 use crate::throttle::quota::{civil_from_days, days_from_civil};
 use openssl::hash::MessageDigest;
@@ -171,21 +171,8 @@ pub fn format_amz_date(unix: u64) -> String {
 pub struct Credential {
     pub secret: String,
     pub principal: Arc<Principal>,
-    /// (allow, actions, resources) per statement.
-    pub statements: Vec<(bool, Vec<String>, Vec<String>)>,
-}
-
-impl Credential {
-    pub fn allows(&self, arn: &str) -> bool {
-        let hit = |allow: bool| {
-            self.statements.iter().any(|(a, actions, res)| {
-                *a == allow
-                    && actions.iter().any(|x| wildcard(x, "execute-api:Invoke"))
-                    && res.iter().any(|r| wildcard(r, arn))
-            })
-        };
-        !hit(false) && hit(true)
-    }
+    /// The principal's policies, merged.
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,7 +312,7 @@ impl SigV4Authorizer {
         if expected.len() != given.len() || !openssl::memcmp::eq(expected.as_bytes(), given.as_bytes()) {
             return Err(Refused::Invalid("signature"));
         }
-        if !cred.allows(r.method_arn) {
+        if !cred.policy.allows(r.method_arn) {
             return Err(Refused::Denied);
         }
         Ok(cred.principal.clone())

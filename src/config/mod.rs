@@ -106,6 +106,28 @@ impl Compiler {
         }
     }
 
+    /// Reads and parses another TOML file the config names (the API key file, SigV4
+    /// credentials). Its errors point into that file, at FILE:LINE:COL of their own.
+    fn side_file<T: serde::de::DeserializeOwned>(&mut self, p: KeyPath, name: &str) -> Option<(T, SideFile)> {
+        let (path, bytes) = self.file(p, name)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let side = SideFile { locator: Locator::new(&text), path };
+        match toml::from_str(&text) {
+            Ok(v) => Some((v, side)),
+            Err(e) => {
+                let (line, col) = e.span().map(|s| side.locator.line_col(s.start)).unwrap_or((1, 1));
+                let message = e.message().trim().to_string();
+                self.other_errors.push(ConfigError { file: side.path, line, col, message });
+                None
+            }
+        }
+    }
+
+    fn side_error(&mut self, side: &SideFile, kp: &KeyPath, message: String) {
+        let (line, col) = side.locator.locate(kp);
+        self.other_errors.push(ConfigError { file: side.path.clone(), line, col, message });
+    }
+
     fn listen_addrs(&mut self, p: KeyPath, addrs: &[String], seen: &mut HashSet<SocketAddr>) {
         for (i, a) in addrs.iter().enumerate() {
             match a.parse::<SocketAddr>() {
@@ -542,11 +564,11 @@ impl Compiler {
         let mut stages = vec![];
         for (sname, s) in &a.stages {
             let sp = p.key("stages").key(sname);
-            let view = self.stage_view(p, &sp, a, &keys, &s.variables, false, settings, env);
+            let view = self.stage_view(p, &sp, a, &keys, &s.variables, false, settings);
             let canary = s.canary.as_ref().map(|c| {
                 let mut vars = s.variables.clone();
                 vars.extend(c.variables.clone());
-                (c.percent / 100.0, self.stage_view(p, &sp.key("canary"), a, &keys, &vars, true, settings, env))
+                (c.percent / 100.0, self.stage_view(p, &sp.key("canary"), a, &keys, &vars, true, settings))
             });
             let reg = &crate::throttle::REGISTRY;
             let throttle = s.throttle.map(|t| reg.bucket(&format!("stage:{}:{sname}", a.name), t.rate, t.burst));
@@ -702,26 +724,8 @@ impl Compiler {
                 return None;
             }
         };
-        let (path, bytes) = self.file(p.key("credentials"), &spec.credentials)?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let loc = Locator::new(&text);
-        let fail = |this: &mut Self, kp: &KeyPath, m: String| {
-            let (line, col) = loc.locate(kp);
-            this.other_errors.push(ConfigError { file: path.clone(), line, col, message: m });
-        };
-        let file: CredentialsFile = match toml::from_str(&text) {
-            Ok(f) => f,
-            Err(e) => {
-                let (line, col) = e.span().map(|s| loc.line_col(s.start)).unwrap_or((1, 1));
-                self.other_errors.push(ConfigError {
-                    file: path.clone(),
-                    line,
-                    col,
-                    message: e.message().trim().to_string(),
-                });
-                return None;
-            }
-        };
+        let (file, side): (CredentialsFile, _) = self.side_file(p.key("credentials"), &spec.credentials)?;
+        let fail = |this: &mut Self, kp: &KeyPath, m: String| this.side_error(&side, kp, m);
         let mut credentials = HashMap::new();
         for (i, c) in file.credentials.iter().enumerate() {
             let kp = KeyPath::root().key("credentials").idx(i);
@@ -739,15 +743,14 @@ impl Compiler {
                     continue;
                 }
             };
-            let mut statements = vec![];
+            let mut policy = crate::auth::iam::Policy::default();
             for (j, pol) in c.policies.iter().enumerate() {
                 let doc: Result<serde_json::Value, String> = match pol {
                     toml::Value::String(js) => serde_json::from_str(js).map_err(|e| e.to_string()),
                     other => serde_json::to_value(other).map_err(|e| e.to_string()),
                 };
-                let parsed = doc.ok().and_then(|d| policy_statements(&d));
-                match parsed {
-                    Some(mut st) => statements.append(&mut st),
+                match doc.ok().and_then(|d| crate::auth::iam::Policy::parse(&d)) {
+                    Some(p) => policy.extend(p),
                     None => fail(
                         self,
                         &kp.key("policies").idx(j),
@@ -761,7 +764,7 @@ impl Compiler {
                 scopes: vec![],
             });
             if credentials
-                .insert(c.access_key_id.clone(), crate::auth::sigv4::Credential { secret, principal, statements })
+                .insert(c.access_key_id.clone(), crate::auth::sigv4::Credential { secret, principal, policy })
                 .is_some()
             {
                 fail(self, &kp.key("access_key_id"), format!("access key {:?} is listed twice", c.access_key_id));
@@ -876,43 +879,25 @@ impl Compiler {
         });
         let mut out =
             LoadedKeys { header, store: Default::default(), plans_used: vec![], file: self.dir.join(&k.file) };
-        let Some((path, bytes)) = self.file(p.key("file"), &k.file) else { return out };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let loc = Locator::new(&text);
-        let fail = |this: &mut Self, kp: &KeyPath, offset: Option<usize>, m: String| {
-            let (line, col) = match offset {
-                Some(o) => loc.line_col(o),
-                None => loc.locate(kp),
-            };
-            this.other_errors.push(ConfigError { file: path.clone(), line, col, message: m });
+        let Some((parsed, side)) = self.side_file::<crate::api_keys::KeyFile>(p.key("file"), &k.file) else {
+            return out;
         };
-        let parsed: crate::api_keys::KeyFile = match toml::from_str(&text) {
-            Ok(f) => f,
-            Err(e) => {
-                fail(
-                    self,
-                    &KeyPath::root(),
-                    Some(e.span().map(|s| s.start).unwrap_or(0)),
-                    e.message().trim().to_string(),
-                );
-                return out;
-            }
-        };
+        let fail = |this: &mut Self, kp: &KeyPath, m: String| this.side_error(&side, kp, m);
         let mut ids = HashSet::new();
         for (i, r) in parsed.keys.iter().enumerate() {
             let kp = KeyPath::root().key("keys").idx(i);
             if !ids.insert(r.id.as_str()) || r.id.is_empty() {
-                fail(self, &kp.key("id"), None, format!("key id {:?} is empty or used twice", r.id));
+                fail(self, &kp.key("id"), format!("key id {:?} is empty or used twice", r.id));
             }
             match crate::api_keys::parse_hash(&r.hash) {
                 Ok(h) => {
                     if !out.store.insert(&r.id, h, &r.plan, r.enabled) {
-                        fail(self, &kp.key("hash"), None, "this hash is listed twice".into());
+                        fail(self, &kp.key("hash"), "this hash is listed twice".into());
                     }
                 }
-                Err(m) => fail(self, &kp.key("hash"), None, m),
+                Err(m) => fail(self, &kp.key("hash"), m),
             }
-            out.plans_used.push((r.plan.clone(), loc.locate(&kp.key("plan")).0));
+            out.plans_used.push((r.plan.clone(), side.locator.locate(&kp.key("plan")).0));
         }
         out
     }
@@ -1125,20 +1110,13 @@ impl Compiler {
         vars: &BTreeMap<String, String>,
         is_canary: bool,
         settings: &Settings,
-        env: &mut minijinja::Environment<'static>,
     ) -> StageView {
         // every named integration resolves under these variables, used by a route or not
         let mut cache: HashMap<String, Arc<snapshot::Integration>> = HashMap::new();
         for (n, i) in &a.integrations {
-            if let Some(b) = self.integration(
-                &ap.key("integrations").key(n),
-                sp,
-                i,
-                vars,
-                settings,
-                &format!("{}:{}", a.name, n),
-                env,
-            ) {
+            if let Some(b) =
+                self.integration(&ap.key("integrations").key(n), sp, i, vars, settings, &format!("{}:{}", a.name, n))
+            {
                 cache.insert(n.clone(), Arc::new(b));
             }
         }
@@ -1156,7 +1134,7 @@ impl Compiler {
             let built = match cache_key.as_ref().and_then(|k| cache.get(k)) {
                 Some(b) => b.clone(),
                 None => {
-                    let Some(b) = self.integration(&ip, sp, i, vars, settings, &tname, env) else {
+                    let Some(b) = self.integration(&ip, sp, i, vars, settings, &tname) else {
                         continue;
                     };
                     let b = Arc::new(b);
@@ -1196,7 +1174,6 @@ impl Compiler {
         vars: &BTreeMap<String, String>,
         settings: &Settings,
         tname: &str,
-        env: &mut minijinja::Environment<'static>,
     ) -> Option<snapshot::Integration> {
         match i.kind.as_str() {
             "http" => {
@@ -1226,7 +1203,6 @@ impl Compiler {
                 let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
                 let name = format!("mock:{tname}");
                 let body = i.body.as_ref().map(|_| name);
-                let _ = env;
                 Some(snapshot::Integration::Mock(snapshot::Mock { status: i.status.unwrap_or(200), headers, body }))
             }
             _ => None,
@@ -1249,29 +1225,8 @@ struct LoadedKeys {
     file: PathBuf,
 }
 
-/// (allow, actions, resources) of each statement of an IAM-like policy document.
-type Statements = Vec<(bool, Vec<String>, Vec<String>)>;
-
-fn policy_statements(doc: &serde_json::Value) -> Option<Statements> {
-    let list = match doc.get("Statement")? {
-        serde_json::Value::Array(a) => a.iter().collect::<Vec<_>>(),
-        o => vec![o],
-    };
-    let strings = |v: Option<&serde_json::Value>| -> Option<Vec<String>> {
-        match v? {
-            serde_json::Value::String(s) => Some(vec![s.clone()]),
-            serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string)).collect(),
-            _ => None,
-        }
-    };
-    list.into_iter()
-        .map(|s| {
-            let allow = match s.get("Effect")?.as_str()? {
-                "Allow" => true,
-                "Deny" => false,
-                _ => return None,
-            };
-            Some((allow, strings(s.get("Action"))?, strings(s.get("Resource"))?))
-        })
-        .collect()
+/// A file named by the config, kept for locating errors in it.
+struct SideFile {
+    path: PathBuf,
+    locator: Locator,
 }

@@ -644,10 +644,8 @@ impl ProxyHttp for Gateway {
         up.insert_header(http::header::HOST, t.host.as_str())?;
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
         up.insert_header("x-forwarded-for", ctx.xff.as_str())?;
-        let proto = ctx.forwarded_proto.clone().unwrap_or_else(|| ctx.proto.to_string());
-        up.insert_header("x-forwarded-proto", proto)?;
-        let fhost = ctx.forwarded_host.clone().unwrap_or_else(|| ctx.host.clone());
-        up.insert_header("x-forwarded-host", fhost)?;
+        up.insert_header("x-forwarded-proto", ctx.forwarded_proto.as_deref().unwrap_or(ctx.proto))?;
+        up.insert_header("x-forwarded-host", ctx.forwarded_host.as_deref().unwrap_or(&ctx.host))?;
         Ok(())
     }
 

@@ -114,14 +114,6 @@ impl KeyedBuckets {
         self.map.retain(|_, b| !b.is_idle(now));
         self.map.len()
     }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }
 
 #[cfg(test)]
