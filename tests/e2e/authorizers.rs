@@ -2,15 +2,6 @@
 //! one call for concurrent identical requests, failures and timeouts.
 
 use crate::common::*;
-use std::io::{BufReader, Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-/// A real authorizer service: decides by the token's prefix, counts its calls.
-struct AuthService {
-    url: String,
-    calls: Arc<AtomicUsize>,
-}
 
 fn policy(effect: &str, resource: &str) -> serde_json::Value {
     serde_json::json!({"principalId": "user-1", "policyDocument": {"Version": "2012-10-17", "Statement": [
@@ -43,54 +34,9 @@ fn answer(path: &str, event: &serde_json::Value) -> (u16, String) {
     }
 }
 
-impl AuthService {
-    fn start() -> AuthService {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", l.local_addr().expect("addr"));
-        let calls = Arc::new(AtomicUsize::new(0));
-        let c = calls.clone();
-        std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let c = c.clone();
-                std::thread::spawn(move || {
-                    let mut w = conn.try_clone().expect("clone");
-                    let mut r = BufReader::new(conn);
-                    loop {
-                        let mut line = String::new();
-                        if std::io::BufRead::read_line(&mut r, &mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                        let Ok(headers) = read_headers(&mut r) else { return };
-                        let n: usize = headers
-                            .iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                            .and_then(|(_, v)| v.parse().ok())
-                            .unwrap_or(0);
-                        let mut body = vec![0; n];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        c.fetch_add(1, Ordering::SeqCst);
-                        let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                        let (status, out) = answer(&path, &event);
-                        let resp = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
-                            out.len()
-                        );
-                        if w.write_all(resp.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        AuthService { url, calls }
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
+/// A real authorizer service: decides by the token's prefix, counts its calls.
+fn auth_service() -> Service {
+    serve(|path, body| answer(path, &serde_json::from_slice(body).unwrap_or_default()))
 }
 
 fn config(d: &std::path::Path, p: &Ports, url: &str) -> String {
@@ -145,23 +91,23 @@ fn auth(gw: &Gateway, method: &str, path: &str, token: &str) -> Response {
 
 #[test]
 fn iam_policies_are_cached_and_evaluated_per_method_arn() {
-    let svc = AuthService::start();
-    let gw = Gateway::start(|d, p| config(d, p, &svc.url));
+    let svc = auth_service();
+    let gw = Gateway::start(|d, p| config(d, p, &svc.base));
     let r = auth(&gw, "GET", "/prod/things/1", "allow-a");
     assert_eq!((r.status, r.text().as_str()), (200, "user-1/t1"));
     assert_eq!(auth(&gw, "GET", "/prod/things/2", "allow-a").status, 200);
-    assert_eq!(svc.calls(), 1, "the second request was answered from the cache");
+    assert_eq!(svc.hits(), 1, "the second request was answered from the cache");
 
     assert_eq!(auth(&gw, "GET", "/prod/things/1", "get-only").status, 200);
     let r = auth(&gw, "DELETE", "/prod/things/1", "get-only");
     assert_eq!((r.status, r.json()["message"].as_str()), (403, Some("Forbidden")), "the cached policy allows only GET");
-    assert_eq!(svc.calls(), 2);
+    assert_eq!(svc.hits(), 2);
     assert_eq!(auth(&gw, "GET", "/prod/things/1", "deny").status, 403);
 
-    let before = svc.calls();
+    let before = svc.hits();
     let r = gw.get("/prod/things/1");
     assert_eq!((r.status, r.json()["message"].as_str()), (401, Some("Unauthorized")));
-    assert_eq!(svc.calls(), before, "no identity source, no call");
+    assert_eq!(svc.hits(), before, "no identity source, no call");
     eventually("cache metrics", || {
         let m = gw.metrics();
         m.contains(r#"edgegate_authorizer_cache_total{authorizer="partners",result="hit"}"#)
@@ -171,8 +117,8 @@ fn iam_policies_are_cached_and_evaluated_per_method_arn() {
 
 #[test]
 fn failures_and_timeouts_are_authorizer_failures() {
-    let svc = AuthService::start();
-    let gw = Gateway::start(|d, p| config(d, p, &svc.url));
+    let svc = auth_service();
+    let gw = Gateway::start(|d, p| config(d, p, &svc.base));
     for token in ["broken", "garbage"] {
         let r = auth(&gw, "GET", "/prod/things/1", token);
         assert_eq!(r.status, 500, "{token}: {}", r.text());
@@ -186,8 +132,8 @@ fn failures_and_timeouts_are_authorizer_failures() {
 
 #[test]
 fn concurrent_identical_requests_make_one_call() {
-    let svc = AuthService::start();
-    let gw = Gateway::start(|d, p| config(d, p, &svc.url));
+    let svc = auth_service();
+    let gw = Gateway::start(|d, p| config(d, p, &svc.base));
     let addr = gw.addr();
     let threads: Vec<_> = (0..16)
         .map(|_| {
@@ -198,16 +144,16 @@ fn concurrent_identical_requests_make_one_call() {
         .collect();
     let codes: Vec<u16> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
-    assert_eq!(svc.calls(), 1, "16 concurrent requests, one authorizer call");
+    assert_eq!(svc.hits(), 1, "16 concurrent requests, one authorizer call");
 }
 
 #[test]
 fn token_and_simple_authorizers() {
-    let svc = AuthService::start();
-    let gw = Gateway::start(|d, p| config(d, p, &svc.url));
+    let svc = auth_service();
+    let gw = Gateway::start(|d, p| config(d, p, &svc.base));
     assert_eq!(auth(&gw, "GET", "/prod/token", "allow-t").text(), "user-1/t1");
     assert_eq!(auth(&gw, "GET", "/prod/token", "allow-t").status, 200);
-    assert_eq!(svc.calls(), 2, "result_ttl = 0: no cache");
+    assert_eq!(svc.hits(), 2, "result_ttl = 0: no cache");
     assert_eq!(auth(&gw, "GET", "/prod/simple", "allow-s").text(), "/s1");
     assert_eq!(auth(&gw, "GET", "/prod/simple", "nope").status, 403);
 }

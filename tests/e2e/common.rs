@@ -179,7 +179,7 @@ fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str>
 }
 
 /// Reads header lines up to the blank line.
-pub fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, String)>> {
+fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, String)>> {
     let mut headers = vec![];
     loop {
         let mut l = String::new();
@@ -197,7 +197,7 @@ pub fn read_headers<R: BufRead>(r: &mut R) -> std::io::Result<Vec<(String, Strin
 }
 
 /// Reads a chunked body to its last chunk.
-pub fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
+fn read_chunked<R: BufRead>(r: &mut R) -> std::io::Result<Vec<u8>> {
     let mut body = vec![];
     loop {
         let mut size = String::new();
@@ -339,7 +339,7 @@ impl Origin {
                 let Ok(conn) = conn else { continue };
                 c2.fetch_add(1, Ordering::SeqCst);
                 let (s3, n3, d3) = (s2.clone(), n2.clone(), dropped.clone());
-                std::thread::spawn(move || serve(conn, s3, &n3, d3));
+                std::thread::spawn(move || serve_origin(conn, s3, &n3, d3));
             }
         });
         Origin { addr, seen, connections, name: name.to_string() }
@@ -358,7 +358,7 @@ impl Origin {
     }
 }
 
-fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, dropped: Arc<AtomicUsize>) {
+fn serve_origin(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, dropped: Arc<AtomicUsize>) {
     let mut w = match conn.try_clone() {
         Ok(w) => w,
         Err(_) => return,
@@ -578,4 +578,56 @@ pub fn get_from(src: &str, addr: SocketAddr, path: &str, headers: &[(&str, &str)
     }
     raw.push_str("\r\n");
     request_from(src, addr, raw.as_bytes())
+}
+
+/// A small HTTP/1.1 service on loopback (an authorizer, a JWKS endpoint): `handler(path, body)`
+/// gives the status and the JSON body; `hits` counts the requests it answered.
+pub struct Service {
+    pub base: String,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Service {
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+pub fn serve(handler: impl Fn(&str, &[u8]) -> (u16, String) + Send + Sync + 'static) -> Service {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", l.local_addr().expect("addr"));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (h, handler) = (hits.clone(), Arc::new(handler));
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let (h, handler) = (h.clone(), handler.clone());
+            std::thread::spawn(move || {
+                let Ok(mut w) = conn.try_clone() else { return };
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let Ok(headers) = read_headers(&mut r) else { return };
+                    let n: usize = header_in(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let mut body = vec![0; n];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let (status, out) = handler(&path, &body);
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
+                        out.len()
+                    );
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Service { base, hits }
 }

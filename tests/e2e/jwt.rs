@@ -189,40 +189,6 @@ fn route_scopes_are_enforced() {
     assert_eq!(call(&gw, "POST", "/prod/pets", &write).status, 200, "scp array");
 }
 
-/// Serves a JWKS document that the test can change, and counts the fetches.
-struct JwksServer {
-    url: String,
-    doc: std::sync::Arc<std::sync::Mutex<String>>,
-    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl JwksServer {
-    fn start(doc: String) -> JwksServer {
-        use std::io::{BufRead, Write};
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/jwks.json", l.local_addr().expect("addr"));
-        let doc = std::sync::Arc::new(std::sync::Mutex::new(doc));
-        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (d, f) = (doc.clone(), fetches.clone());
-        std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let mut w = conn.try_clone().expect("clone");
-                let mut r = std::io::BufReader::new(conn);
-                let mut line = String::new();
-                let _ = r.read_line(&mut line);
-                let _ = read_headers(&mut r);
-                f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let body = d.lock().expect("lock").clone();
-                let _ = w.write_all(
-                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
-                        .as_bytes(),
-                );
-            }
-        });
-        JwksServer { url, doc, fetches }
-    }
-}
-
 fn rsa_jwk(kid: &str) -> (Vec<u8>, serde_json::Value) {
     let (pem, k) = rsa();
     (pem, json!({"kty": "RSA", "kid": kid, "alg": "RS256", "n": b64url(&k.n().to_vec()), "e": b64url(&k.e().to_vec())}))
@@ -232,8 +198,10 @@ fn rsa_jwk(kid: &str) -> (Vec<u8>, serde_json::Value) {
 fn jwks_urls_are_fetched_and_an_unknown_kid_refetches_once() {
     let (pem_a, jwk_a) = rsa_jwk("a1");
     let (pem_b, jwk_b) = rsa_jwk("b1");
-    let server = JwksServer::start(json!({"keys": [jwk_a.clone()]}).to_string());
-    let url = server.url.clone();
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": [jwk_a.clone()]}).to_string()));
+    let served = doc.clone();
+    let server = serve(move |_, _| (200, served.lock().expect("lock").clone()));
+    let url = format!("{}/jwks.json", server.base);
     let gw = Gateway::start(|d, p| {
         format!(
             r#"{server}
@@ -256,18 +224,18 @@ authorizer = "users"
             server = server_section(d, p, "")
         )
     });
-    let fetched_at_load = server.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let fetched_at_load = server.hits();
     assert_eq!(fetched_at_load, 1, "fetched once when the config loaded");
     assert_eq!(call(&gw, "GET", "/prod/me", &rs256(&pem_a, "a1", &claims(json!({})))).text(), "user-42");
 
     // the issuer rotates in a new key: the first token with its kid makes one refetch
-    *server.doc.lock().expect("lock") = json!({"keys": [jwk_a, jwk_b]}).to_string();
+    *doc.lock().expect("lock") = json!({"keys": [jwk_a, jwk_b]}).to_string();
     let r = call(&gw, "GET", "/prod/me", &rs256(&pem_b, "b1", &claims(json!({"sub": "rotated"}))));
     assert_eq!((r.status, r.text().as_str()), (200, "rotated"));
-    assert_eq!(server.fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(server.hits(), 2);
     // unknown kids right after do not hammer the issuer
     for _ in 0..5 {
         assert_eq!(call(&gw, "GET", "/prod/me", &rs256(&pem_b, "zz", &claims(json!({})))).status, 401);
     }
-    assert_eq!(server.fetches.load(std::sync::atomic::Ordering::SeqCst), 2, "rate-limited refetch");
+    assert_eq!(server.hits(), 2, "rate-limited refetch");
 }
