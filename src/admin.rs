@@ -1,5 +1,5 @@
 //! The admin listener (`server.admin_listen`, never a public one): `/metrics`, `/healthz`,
-//! `/readyz`, `/config`.
+//! `/readyz`, `/config`, and response-cache flushes (`DELETE /cache/{api}/{stage}`).
 
 use crate::observability::metrics;
 use crate::snapshot::Shared;
@@ -29,6 +29,39 @@ fn reply(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response<
 
 fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
     reply(status, "application/json", v.to_string())
+}
+
+impl Admin {
+    /// `DELETE /cache/{api}/{stage}` flushes the stage's store; `?key=/path` marks the entries
+    /// of one path (below the stage and base path; every method, host and key parameter) stale.
+    fn flush_cache(&self, rest: &str, query: Option<&str>) -> Response<Vec<u8>> {
+        let snap = self.shared.load();
+        let Some((api, stage)) = rest.split_once('/') else {
+            return json(404, serde_json::json!({"message": "use /cache/{api}/{stage}"}));
+        };
+        let Some(st) =
+            snap.apis.iter().find(|a| &*a.name == api).and_then(|a| a.stages.iter().find(|s| &*s.name == stage))
+        else {
+            return json(404, serde_json::json!({"message": format!("no API stage {api}/{stage}")}));
+        };
+        let Some(store) = st.route_caches.iter().flatten().next().map(|c| c.store) else {
+            return json(404, serde_json::json!({"message": format!("{api}/{stage} has no cache")}));
+        };
+        let key = crate::templates::query_map(query).remove("key");
+        match key {
+            Some(k) => match crate::routing::normalize(&k) {
+                Ok(path) => {
+                    store.purge_path(&path);
+                    json(200, serde_json::json!({"purged": path}))
+                }
+                Err(_) => json(400, serde_json::json!({"message": "key must be a path such as /pets/1"})),
+            },
+            None => {
+                store.flush();
+                json(200, serde_json::json!({"flushed": format!("{api}/{stage}")}))
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -63,6 +96,12 @@ impl ServeHttp for Admin {
                         })).collect::<Vec<_>>(),
                     }),
                 )
+            }
+            (_, p) if p.starts_with("/cache/") => {
+                if req.method != http::Method::DELETE {
+                    return json(405, serde_json::json!({"message": "Method Not Allowed"}));
+                }
+                self.flush_cache(&p["/cache/".len()..], req.uri.query())
             }
             (false, "/metrics" | "/healthz" | "/readyz" | "/config") => {
                 json(405, serde_json::json!({"message": "Method Not Allowed"}))

@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod framing;

@@ -145,6 +145,20 @@ pub enum RouteKey {
     Default,
 }
 
+impl RouteKey {
+    /// The path parameter names, `{proxy+}` as "proxy".
+    pub fn params(&self) -> Vec<String> {
+        match self {
+            RouteKey::Http { path, .. } => path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .map(|s| s.trim_end_matches('+').to_string())
+                .collect(),
+            RouteKey::Default => vec![],
+        }
+    }
+}
+
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"];
 
 /// Parses "GET /pets/{id}", "ANY /internal/{proxy+}" or "$default".

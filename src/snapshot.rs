@@ -135,6 +135,8 @@ pub struct Stage {
     pub throttle: Option<Arc<crate::throttle::bucket::Bucket>>,
     /// Route-level buckets of this stage, by route index.
     pub route_throttles: Vec<Option<Arc<crate::throttle::bucket::Bucket>>>,
+    /// Response caching per route index (`None`: not cached in this stage).
+    pub route_caches: Vec<Option<Arc<crate::cache::RouteCache>>>,
 }
 
 /// Stage variables and the integrations they resolve, per route index.

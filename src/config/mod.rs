@@ -76,6 +76,24 @@ struct Compiler {
 
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";
 
+/// `path.NAME`, `query.NAME` or `header.NAME`.
+fn cache_key_part(k: &str) -> Result<crate::cache::KeyPart, String> {
+    use crate::cache::KeyPart;
+    let bad = || format!("cache key {k:?} must be path.NAME, query.NAME or header.NAME");
+    let (kind, name) = k.split_once('.').ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    match kind {
+        "path" => Ok(KeyPart::Path(name.to_string())),
+        "query" => Ok(KeyPart::Query(name.to_string())),
+        "header" => http::HeaderName::from_bytes(name.as_bytes())
+            .map(KeyPart::Header)
+            .map_err(|_| format!("{name:?} is not a header name")),
+        _ => Err(bad()),
+    }
+}
+
 fn good_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
@@ -471,8 +489,8 @@ impl Compiler {
             if let Some(t) = &s.throttle {
                 self.check_throttle(&sp.key("throttle"), t);
             }
-            if s.cache.is_some() {
-                self.unsupported(sp.key("cache"), "response caching");
+            if let Some(c) = &s.cache {
+                self.check_cache(&sp.key("cache"), c, true, None);
             }
             if let Some(c) = &s.canary {
                 if !(0.0..=100.0).contains(&c.percent) {
@@ -496,8 +514,10 @@ impl Compiler {
             if !seen.insert(r.route.as_str()) {
                 self.err(rp.key("route"), format!("route {:?} is defined twice", r.route));
             }
+            if let Some(c) = &r.cache {
+                self.check_cache(&rp.key("cache"), c, false, Some(&r.route));
+            }
             for (k, present) in [
-                ("cache", r.cache.is_some()),
                 ("validate", r.validate.is_some()),
                 ("request_transform", r.request_transform.is_some()),
                 ("response_transform", r.response_transform.is_some()),
@@ -579,7 +599,9 @@ impl Compiler {
                     r.throttle.map(|t| reg.bucket(&format!("route:{}:{sname}:{}", a.name, r.route), t.rate, t.burst))
                 })
                 .collect();
+            let route_caches = self.route_caches(a, sname, s);
             stages.push(snapshot::Stage {
+                route_caches,
                 name: Arc::from(sname.as_str()),
                 access_log: s.access_log,
                 view,
@@ -860,6 +882,85 @@ impl Compiler {
             format,
             timeout,
         }))
+    }
+
+    /// Stage caches set the store size and default TTL; route caches set TTL, key and
+    /// invalidation. Errors name the key that is wrong.
+    fn check_cache(&mut self, p: &KeyPath, c: &model::Cache, stage: bool, route: Option<&str>) {
+        if let Some(t) = c.ttl {
+            if t.0 > crate::cache::MAX_TTL {
+                self.err(p.key("ttl"), format!("ttl must be at most {}s", crate::cache::MAX_TTL.as_secs()));
+            }
+        }
+        if stage {
+            if c.key.is_some() {
+                self.err(p.key("key"), "`key` is a route setting (routes' cache = { key = [...] })");
+            }
+            if c.invalidate.is_some() {
+                self.err(p.key("invalidate"), "`invalidate` is a route setting");
+            }
+            if c.capacity.is_some_and(|s| s.0 < 64 * 1024) {
+                self.err(p.key("capacity"), "capacity must be at least 64KiB");
+            }
+            return;
+        }
+        if c.capacity.is_some() {
+            self.err(p.key("capacity"), "`capacity` is a stage setting ([apis.stages.NAME] cache)");
+        }
+        if let Some(i) = &c.invalidate {
+            if !matches!(i.as_str(), "never" | "authorized" | "any") {
+                self.err(p.key("invalidate"), format!("invalidate {i:?} must be never, authorized or any"));
+            }
+        }
+        let params = route.and_then(|r| parse_route_key(r).ok()).map(|k| k.params()).unwrap_or_default();
+        for (i, k) in c.key.iter().flatten().enumerate() {
+            let kp = p.key("key").idx(i);
+            match cache_key_part(k) {
+                Ok(crate::cache::KeyPart::Path(n)) if !params.contains(&n) => {
+                    self.err(kp, format!("{k:?}: the route has no path parameter {n:?}"))
+                }
+                Ok(_) => {}
+                Err(m) => self.err(kp, m),
+            }
+        }
+    }
+
+    /// Each route's cache settings under one stage: the stage's cache turns caching on for
+    /// every GET/HEAD route (AWS's stage cache); a route's own `cache` adjusts it, `ttl = 0`
+    /// turns it off for that route. Without a stage cache nothing is cached.
+    fn route_caches(&self, a: &Api, sname: &str, s: &model::Stage) -> Vec<Option<Arc<crate::cache::RouteCache>>> {
+        let Some(sc) = s.cache.as_ref() else {
+            return a.routes.iter().map(|_| None).collect();
+        };
+        let stage_ttl = sc.ttl.map(|d| d.0).unwrap_or(crate::cache::DEFAULT_TTL);
+        if stage_ttl.is_zero() {
+            return a.routes.iter().map(|_| None).collect();
+        }
+        let capacity = sc.capacity.map(|c| c.0).unwrap_or(crate::cache::DEFAULT_CAPACITY);
+        let store = crate::cache::Store::for_stage(&a.name, sname, capacity);
+        a.routes
+            .iter()
+            .map(|r| {
+                let rc = r.cache.as_ref();
+                let ttl = rc.and_then(|c| c.ttl).map(|d| d.0).unwrap_or(stage_ttl);
+                if ttl.is_zero() {
+                    return None;
+                }
+                let invalidate = match rc.and_then(|c| c.invalidate.as_deref()) {
+                    Some("any") => crate::cache::Invalidate::Any,
+                    Some("authorized") => crate::cache::Invalidate::Authorized,
+                    _ => crate::cache::Invalidate::Never,
+                };
+                let key = rc.and_then(|c| c.key.as_ref()).into_iter().flatten().filter_map(|k| cache_key_part(k).ok());
+                Some(Arc::new(crate::cache::RouteCache {
+                    store,
+                    ttl,
+                    key: key.collect(),
+                    invalidate,
+                    authorized: r.authorizer.is_some(),
+                }))
+            })
+            .collect()
     }
 
     fn check_throttle(&mut self, p: &KeyPath, t: &Throttle) {

@@ -34,6 +34,12 @@ pub struct RequestCtx {
     pub status_override: Option<u16>,
     /// Extra headers for a gateway response (retry-after on 429s).
     pub extra_headers: Vec<(&'static str, String)>,
+    /// The route's cache settings in this stage, when it has caching.
+    pub cache: Option<Arc<crate::cache::RouteCache>>,
+    /// The primary cache key, built in `request_cache_filter`.
+    pub cache_key: String,
+    /// hit, miss, bypass, stale or expired (the `cache` log field and metric label).
+    pub cache_result: Option<&'static str>,
 }
 
 /// Where the request was routed.
@@ -87,6 +93,9 @@ impl RequestCtx {
             ratelimit: None,
             extra_headers: Vec::new(),
             status_override: None,
+            cache: None,
+            cache_key: String::new(),
+            cache_result: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `Gateway`: the one `ProxyHttp` implementation. Each phase is thin and calls the module
 //! that owns the concern (see the phase map in `lib.rs`).
 
+mod cache_hooks;
 pub mod ctx;
 pub mod forwarded;
 
@@ -558,6 +559,84 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
+    /// Turns the stage's cache on for the route, after every access check has passed (so a
+    /// cached answer is never served to a caller the route would refuse).
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
+        let Some(ri) = m.route else { return Ok(()) };
+        let stage = &ctx.snap.apis[m.api].stages[m.stage];
+        let Some(rc) = stage.route_caches.get(ri).and_then(|c| c.clone()) else { return Ok(()) };
+        let req = session.req_header();
+        let input = crate::cache::KeyInput {
+            api: &ctx.snap.apis[m.api].name,
+            stage: &stage.name,
+            method: &req.method,
+            host: &ctx.host,
+            path: &m.path,
+            query: req.uri.query(),
+            headers: &req.headers,
+        };
+        let mut key = std::mem::take(&mut ctx.cache_key);
+        let keyed = crate::cache::build_key(&mut key, &rc, &input);
+        ctx.cache_key = key;
+        if keyed.is_ok() {
+            session.cache.enable(
+                rc.store,
+                None,
+                Some(&*cache_hooks::PREDICTOR),
+                Some(cache_hooks::lock()),
+                Some(cache_hooks::overrides()),
+            );
+            session.cache.set_max_file_size_bytes(rc.store.max_entry());
+        } else {
+            ctx.cache_result = Some("bypass");
+        }
+        ctx.cache = Some(rc);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<pingora::cache::CacheKey> {
+        Ok(pingora::cache::CacheKey::new(std::mem::take(&mut ctx.cache_key), ""))
+    }
+
+    /// A fresh entry is refetched when the client may ask for that (`invalidate`) and did, or
+    /// when the admin API purged its path since it was stored.
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &pingora::cache::CacheMeta,
+        _hit: &mut pingora::cache::HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<pingora::cache::ForcedFreshness>> {
+        let (Some(rc), Some(m)) = (&ctx.cache, &ctx.route) else { return Ok(None) };
+        if is_fresh
+            && (crate::cache::refresh_requested(rc, &session.req_header().headers)
+                || rc.store.purged(&m.path, meta.created()))
+        {
+            return Ok(Some(pingora::cache::ForcedFreshness::ForceExpired));
+        }
+        Ok(None)
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<pingora::cache::RespCacheable> {
+        use pingora::cache::{CacheMeta, NoCacheReason, RespCacheable};
+        let Some(rc) = &ctx.cache else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        if let Some(why) = crate::cache::not_storable(rc, resp) {
+            log::debug!("response not stored: {why}");
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
+        }
+        let now = std::time::SystemTime::now();
+        Ok(RespCacheable::Cacheable(CacheMeta::new(now + rc.ttl, now, 0, 0, resp.clone())))
+    }
+
     async fn request_body_filter(
         &self,
         _session: &mut Session,
@@ -664,12 +743,17 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         ctx.outcome.status = resp.status.as_u16();
+        if ctx.cache.is_some() {
+            let result = ctx.cache_result.unwrap_or_else(|| cache_hooks::result(session.cache.phase()));
+            ctx.cache_result = Some(result);
+            resp.insert_header("x-edgegate-cache", if result == "expired" { "miss" } else { result })?;
+        }
         Ok(())
     }
 
@@ -732,6 +816,9 @@ impl ProxyHttp for Gateway {
         let mut buf = itoa::Buffer::new();
         metrics::REQUESTS.with_label_values(&[api, stage, route, method, buf.format(status)]).inc();
         metrics::REQUEST_DURATION.with_label_values(&[api, stage, route]).observe(elapsed.as_secs_f64());
+        if let Some(result) = ctx.cache_result {
+            metrics::CACHE_REQUESTS.with_label_values(&[api, stage, result]).inc();
+        }
         if let (Some(m), Some(ms)) = (&ctx.route, ctx.upstream.latency_ms) {
             let integ = m.route.map(|r| &*ctx.snap.apis[m.api].routes[r].integration).unwrap_or("");
             metrics::INTEGRATION_DURATION.with_label_values(&[api, stage, integ]).observe(ms as f64 / 1000.0);
@@ -762,6 +849,7 @@ impl ProxyHttp for Gateway {
                 user_agent: req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
                 client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
                 api_key_id: ctx.api_key_id.as_deref(),
+                cache: ctx.cache_result,
                 principal_id: ctx.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
                 ..Default::default()
             };

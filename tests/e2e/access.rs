@@ -67,7 +67,7 @@ fn policies_see_the_client_behind_a_trusted_proxy_only() {
 }
 
 /// Runs `edgegate keys create`; returns (key, key-file entry).
-fn create_key(plan: &str, name: &str) -> (String, String) {
+pub fn create_key(plan: &str, name: &str) -> (String, String) {
     let out = std::process::Command::new(BIN)
         .args(["keys", "create", "--plan", plan, "--name", name])
         .output()

@@ -318,7 +318,8 @@ impl Seen {
 /// A recording HTTP/1.1 origin on a loopback port. Behaviour by path:
 /// `/slow/{ms}/...` waits before answering, `/status/{code}` answers that code,
 /// `/drop-first/...` closes the first connection that asks without answering,
-/// `/sse` streams three events, anything else echoes the request as JSON.
+/// `/sse` streams three events, anything else echoes the request as JSON (with `seq`, the
+/// number of requests seen so far).
 pub struct Origin {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -418,13 +419,23 @@ fn serve_origin(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, name: &str, droppe
         for (k, v) in &headers {
             hm.insert(k.to_ascii_lowercase(), v.clone());
         }
-        let out = serde_json::json!({
+        // `/big/N` pads the answer to N bytes; `x-reply-header: name: value` is sent back as a header
+        let pad = if segs.get(1) == Some(&"big") { segs.get(2).and_then(|s| s.parse().ok()).unwrap_or(0) } else { 0 };
+        let mut out = serde_json::json!({
             "origin": name, "method": method, "target": target, "headers": hm,
-            "body": String::from_utf8_lossy(&body),
+            "body": String::from_utf8_lossy(&body), "seq": seen.lock().expect("lock").len(),
         })
         .to_string();
+        if out.len() < pad {
+            out.push_str(&" ".repeat(pad - out.len()));
+        }
+        let extra: String = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-reply-header"))
+            .map(|(_, v)| format!("{v}\r\n"))
+            .collect();
         let resp = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-origin: {name}\r\n\r\n{out}",
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-origin: {name}\r\n{extra}\r\n{out}",
             out.len()
         );
         if w.write_all(resp.as_bytes()).is_err() {

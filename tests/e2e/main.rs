@@ -4,6 +4,7 @@ mod common;
 
 mod access;
 mod authorizers;
+mod caching;
 mod cluster;
 mod config_check;
 mod integrations;

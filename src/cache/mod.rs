@@ -1,0 +1,258 @@
+//! Response caching: which requests may be answered from the stage's store, under which key,
+//! and which responses may be stored. The proxy's cache phases call these; `store` holds the
+//! entries.
+//!
+//! Poisoning is closed off by construction: the key always holds API, stage, method, host and
+//! the normalised path, plus the route's `key` parameters; a request that carries a query
+//! parameter outside the key bypasses the cache (its answer is neither served from nor stored
+//! in an entry it might differ from), and a response that `Vary`s on a header outside the key
+//! is not stored.
+
+pub mod store;
+
+use http::{HeaderMap, HeaderName, Method};
+use pingora::http::ResponseHeader;
+use std::fmt::Write;
+use std::time::Duration;
+pub use store::Store;
+
+/// Default TTL when a stage has a cache and neither it nor the route says otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Largest TTL accepted (AWS API Gateway's limit).
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// Default stage store size.
+pub const DEFAULT_CAPACITY: u64 = 128 << 20;
+
+/// When a client's `Cache-Control: max-age=0` / `no-cache` refreshes an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidate {
+    Never,
+    /// Only on routes with an authorizer (which has admitted the caller by then).
+    Authorized,
+    Any,
+}
+
+/// A request input that is part of the key.
+#[derive(Debug, Clone)]
+pub enum KeyPart {
+    /// `path.NAME`: already in the key through the path; kept for the check that it exists.
+    Path(String),
+    Query(String),
+    Header(HeaderName),
+}
+
+/// The compiled cache settings of one route in one stage.
+pub struct RouteCache {
+    pub store: &'static Store,
+    pub ttl: Duration,
+    pub key: Vec<KeyPart>,
+    pub invalidate: Invalidate,
+    /// The route has an authorizer (for `invalidate = "authorized"`).
+    pub authorized: bool,
+}
+
+/// Why a request is not looked up in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bypass {
+    Method,
+    /// A query parameter that is not in the key.
+    UnkeyedQuery,
+}
+
+/// Everything of a request the key is built from.
+pub struct KeyInput<'a> {
+    pub api: &'a str,
+    pub stage: &'a str,
+    pub method: &'a Method,
+    pub host: &'a str,
+    /// The normalised path below the stage and base path.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+fn decode(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['%', '+']) {
+        let plus = s.replace('+', " ");
+        std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Builds the primary key into `out`. Every part is length-prefixed, so no value can spill
+/// into the next one.
+pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), Bypass> {
+    if !matches!(*k.method, Method::GET | Method::HEAD) {
+        return Err(Bypass::Method);
+    }
+    let pairs =
+        || k.query.unwrap_or("").split('&').filter(|s| !s.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")));
+    for (name, _) in pairs() {
+        let name = decode(name);
+        if !rc.key.iter().any(|p| matches!(p, KeyPart::Query(q) if *q == name)) {
+            return Err(Bypass::UnkeyedQuery);
+        }
+    }
+    out.clear();
+    let mut part = |s: &str| {
+        let _ = write!(out, "{}:", s.len());
+        out.push_str(s);
+    };
+    part(k.api);
+    part(k.stage);
+    part(k.method.as_str());
+    part(k.host);
+    part(k.path);
+    for p in &rc.key {
+        match p {
+            KeyPart::Path(_) => {}
+            KeyPart::Query(q) => {
+                part("q");
+                for (name, value) in pairs() {
+                    if decode(name) == q.as_str() {
+                        part(&decode(value));
+                    }
+                }
+            }
+            KeyPart::Header(h) => {
+                part("h");
+                for v in k.headers.get_all(h) {
+                    part(&String::from_utf8_lossy(v.as_bytes()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A client's request to refresh the entry (`Cache-Control: max-age=0` or `no-cache`,
+/// `Pragma: no-cache`), honoured only as the route's `invalidate` allows.
+pub fn refresh_requested(rc: &RouteCache, headers: &HeaderMap) -> bool {
+    let allowed = match rc.invalidate {
+        Invalidate::Never => false,
+        Invalidate::Authorized => rc.authorized,
+        Invalidate::Any => true,
+    };
+    allowed
+        && (headers.get_all(http::header::CACHE_CONTROL).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',').map(str::trim).any(|d| d.eq_ignore_ascii_case("no-cache") || d == "max-age=0")
+            })
+        }) || headers.get(http::header::PRAGMA).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")))
+}
+
+/// Why a response is not stored, or `None` when it may be.
+pub fn not_storable(rc: &RouteCache, resp: &ResponseHeader) -> Option<&'static str> {
+    if !resp.status.is_success() {
+        return Some("status");
+    }
+    let h = &resp.headers;
+    if h.contains_key(http::header::SET_COOKIE) {
+        return Some("set-cookie");
+    }
+    for v in h.get_all(http::header::CACHE_CONTROL) {
+        let Ok(s) = v.to_str() else { return Some("cache-control") };
+        for d in s.split(',').map(|d| d.trim().split('=').next().unwrap_or("").trim()) {
+            if ["private", "no-store", "no-cache"].iter().any(|x| d.eq_ignore_ascii_case(x)) {
+                return Some("cache-control");
+            }
+        }
+    }
+    for v in h.get_all(http::header::VARY) {
+        let Ok(s) = v.to_str() else { return Some("vary") };
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let keyed = rc.key.iter().any(|p| matches!(p, KeyPart::Header(k) if k.as_str().eq_ignore_ascii_case(name)));
+            if !keyed && !name.eq_ignore_ascii_case("accept-encoding") {
+                return Some("vary");
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rc(key: Vec<KeyPart>) -> RouteCache {
+        RouteCache {
+            store: Store::for_stage("unit-key", "s", 1 << 20),
+            ttl: DEFAULT_TTL,
+            key,
+            invalidate: Invalidate::Never,
+            authorized: false,
+        }
+    }
+
+    fn key(
+        rc: &RouteCache,
+        method: &Method,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        h: &HeaderMap,
+    ) -> Result<String, Bypass> {
+        let mut out = String::new();
+        let input = KeyInput { api: "a", stage: "s", method, host, path, query, headers: h };
+        build_key(&mut out, rc, &input).map(|_| out)
+    }
+
+    #[test]
+    fn keys_hold_the_keyed_inputs_only() {
+        let r = rc(vec![KeyPart::Query("lang".into()), KeyPart::Header(HeaderName::from_static("accept-language"))]);
+        let mut h = HeaderMap::new();
+        let get = Method::GET;
+        let base = key(&r, &get, "h", "/p/1", None, &h).expect("key");
+        assert_ne!(base, key(&r, &get, "h", "/p/2", None, &h).expect("key"));
+        assert_ne!(base, key(&r, &get, "other", "/p/1", None, &h).expect("key"));
+        assert_ne!(base, key(&r, &Method::HEAD, "h", "/p/1", None, &h).expect("key"));
+        let en = key(&r, &get, "h", "/p/1", Some("lang=en"), &h).expect("key");
+        assert_ne!(base, en);
+        assert_eq!(en, key(&r, &get, "h", "/p/1", Some("l%61ng=en"), &h).expect("key"));
+        assert_eq!(key(&r, &get, "h", "/p/1", Some("evil=1"), &h), Err(Bypass::UnkeyedQuery));
+        assert_eq!(key(&r, &Method::POST, "h", "/p/1", None, &h), Err(Bypass::Method));
+        h.insert("x-unkeyed", "1".parse().expect("v"));
+        assert_eq!(base, key(&r, &get, "h", "/p/1", None, &h).expect("key"));
+        h.insert("accept-language", "fr".parse().expect("v"));
+        assert_ne!(base, key(&r, &get, "h", "/p/1", None, &h).expect("key"));
+        // length prefixes: a value cannot imitate the next part
+        assert_ne!(
+            key(&r, &get, "h:1", "/p", None, &HeaderMap::new()),
+            key(&r, &get, "h", "1:/p", None, &HeaderMap::new())
+        );
+    }
+
+    #[test]
+    fn storability() {
+        let r = rc(vec![KeyPart::Header(HeaderName::from_static("accept-language"))]);
+        let mut resp = ResponseHeader::build(200, None).expect("h");
+        assert_eq!(not_storable(&r, &resp), None);
+        resp.insert_header("vary", "Accept-Language, Accept-Encoding").expect("h");
+        assert_eq!(not_storable(&r, &resp), None);
+        resp.insert_header("vary", "X-Evil").expect("h");
+        assert_eq!(not_storable(&r, &resp), Some("vary"));
+        resp.remove_header("vary");
+        resp.insert_header("cache-control", "public, Private").expect("h");
+        assert_eq!(not_storable(&r, &resp), Some("cache-control"));
+        resp.remove_header("cache-control");
+        resp.insert_header("set-cookie", "a=b").expect("h");
+        assert_eq!(not_storable(&r, &resp), Some("set-cookie"));
+        let err = ResponseHeader::build(404, None).expect("h");
+        assert_eq!(not_storable(&r, &err), Some("status"));
+    }
+
+    #[test]
+    fn refresh_follows_invalidate() {
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", "max-age=0".parse().expect("v"));
+        let mut r = rc(vec![]);
+        assert!(!refresh_requested(&r, &h));
+        r.invalidate = Invalidate::Authorized;
+        assert!(!refresh_requested(&r, &h));
+        r.authorized = true;
+        assert!(refresh_requested(&r, &h));
+        r.invalidate = Invalidate::Any;
+        assert!(!refresh_requested(&r, &HeaderMap::new()));
+    }
+}
