@@ -164,8 +164,10 @@ impl Overrides {
 }
 
 /// The built-in body: `{"message": "..."}`.
-pub fn default_body(t: ResponseType) -> String {
-    serde_json::json!({ "message": t.message() }).to_string()
+/// The default body, `{"message": ...}`: the type's message, or a more precise one (what
+/// failed validation).
+pub fn message_body(message: &str) -> String {
+    serde_json::json!({ "message": message }).to_string()
 }
 
 #[cfg(test)]
@@ -179,7 +181,7 @@ mod tests {
         }
         assert_eq!(ResponseType::IntegrationTimeout.status(), 504);
         assert_eq!(ResponseType::RequestTooLarge.status(), 413);
-        assert_eq!(default_body(ResponseType::NotFound), r#"{"message":"Not Found"}"#);
+        assert_eq!(message_body(ResponseType::NotFound.message()), r#"{"message":"Not Found"}"#);
     }
 
     #[test]

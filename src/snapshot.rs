@@ -90,6 +90,8 @@ pub struct Api {
     pub responses: Overrides,
     /// `[apis.policy]`, checked before anything else about the request.
     pub policy: Option<crate::policy::Policy>,
+    pub cors: Option<crate::cors::Cors>,
+    pub binary: crate::transform::BinaryTypes,
 }
 
 #[derive(Clone)]
@@ -124,6 +126,9 @@ pub struct Route {
     /// The route's authorizer (name, verifier) and the scopes it must grant.
     pub authorizer: Option<(Arc<str>, Authorizer)>,
     pub scopes: Vec<String>,
+    pub validate: Option<Arc<crate::validation::Validator>>,
+    pub request_transform: Option<Arc<crate::transform::RequestTransform>>,
+    pub response_transform: Option<Arc<crate::transform::ResponseTransform>>,
 }
 
 pub struct Stage {

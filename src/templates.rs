@@ -1,7 +1,7 @@
 //! Rendering the snapshot's minijinja templates (mock bodies, gateway-response bodies).
 //! Variables: `context.*` (requestId, stage, apiId, routeKey, path, httpMethod, domainName,
 //! requestTime, requestTimeEpoch, identity.{sourceIp, userAgent, clientCert}, error.*),
-//! `stageVariables.*` and `input.params.{path, querystring}`.
+//! `stageVariables.*` and `input.{body, json, params.{path, querystring, header}}`.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -46,11 +46,33 @@ pub struct Context<'a> {
 pub struct Params<'a> {
     pub path: BTreeMap<&'a str, &'a str>,
     pub querystring: BTreeMap<String, String>,
+    /// Request headers by lower-case name (repeated headers joined with ", ").
+    pub header: BTreeMap<&'a str, String>,
 }
 
 #[derive(Serialize)]
 pub struct Input<'a> {
     pub params: Params<'a>,
+    /// The body as text: the request's in request templates, the integration's in response
+    /// templates; empty when there is none or it is not text.
+    pub body: &'a str,
+    /// The body parsed as JSON (null when it is not JSON).
+    pub json: &'a serde_json::Value,
+}
+
+/// Request headers for `input.params.header`.
+pub fn header_map(h: &http::HeaderMap) -> BTreeMap<&str, String> {
+    let mut m: BTreeMap<&str, String> = BTreeMap::new();
+    for (k, v) in h {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        m.entry(k.as_str())
+            .and_modify(|s| {
+                s.push_str(", ");
+                s.push_str(&v);
+            })
+            .or_insert_with(|| v.into_owned());
+    }
+    m
 }
 
 #[derive(Serialize)]
@@ -104,7 +126,13 @@ mod tests {
             },
             stage_variables: &vars_map,
             input: Input {
-                params: Params { path: BTreeMap::from([("id", "7")]), querystring: query_map(Some("q=a+b%21")) },
+                params: Params {
+                    path: BTreeMap::from([("id", "7")]),
+                    querystring: query_map(Some("q=a+b%21")),
+                    header: BTreeMap::new(),
+                },
+                body: "",
+                json: &serde_json::Value::Null,
             },
         };
         assert_eq!(render(&env, "t", &v).expect("render"), "prod/blue/7/a b!");

@@ -468,8 +468,6 @@ impl Compiler {
         self.base_path(p.key("base_path"), &a.base_path);
         for (k, present) in [
             ("openapi", a.openapi.is_some()),
-            ("binary_media_types", a.binary_media_types.is_some()),
-            ("cors", a.cors.is_some()),
             ("route_selection", a.route_selection.is_some()),
             ("idle_timeout", a.idle_timeout.is_some()),
             ("max_connection_duration", a.max_connection_duration.is_some()),
@@ -516,15 +514,6 @@ impl Compiler {
             }
             if let Some(c) = &r.cache {
                 self.check_cache(&rp.key("cache"), c, false, Some(&r.route));
-            }
-            for (k, present) in [
-                ("validate", r.validate.is_some()),
-                ("request_transform", r.request_transform.is_some()),
-                ("response_transform", r.response_transform.is_some()),
-            ] {
-                if present {
-                    self.unsupported(rp.key(k), &format!("route `{k}`"));
-                }
             }
             if let Some(t) = &r.throttle {
                 self.check_throttle(&rp.key("throttle"), t);
@@ -611,10 +600,32 @@ impl Compiler {
             });
         }
 
+        let mut compiled = vec![];
+        for (ri, r) in a.routes.iter().enumerate() {
+            let rp = p.key("routes").idx(ri);
+            let tname = format!("{}:{ri}", a.name);
+            compiled.push((
+                r.validate.as_ref().and_then(|v| self.validator(&rp.key("validate"), v)).map(Arc::new),
+                r.request_transform
+                    .as_ref()
+                    .map(|t| Arc::new(self.request_transform(&rp.key("request_transform"), t, env, &tname))),
+                r.response_transform
+                    .as_ref()
+                    .map(|t| Arc::new(self.response_transform(&rp.key("response_transform"), t, env, &tname))),
+            ));
+        }
+        let cors = a.cors.as_ref().map(|c| self.cors(&p.key("cors"), c));
+        let binary = crate::transform::BinaryTypes(
+            a.binary_media_types.iter().flatten().map(|t| t.trim().to_ascii_lowercase()).collect(),
+        );
         let routes = a
             .routes
             .iter()
-            .map(|r| snapshot::Route {
+            .zip(compiled)
+            .map(|(r, (validate, request_transform, response_transform))| snapshot::Route {
+                validate,
+                request_transform,
+                response_transform,
                 key: Arc::from(r.route.as_str()),
                 api_key_required: r.api_key_required.unwrap_or(false),
                 authorizer: r
@@ -637,7 +648,195 @@ impl Compiler {
             stages,
             responses: overrides,
             policy,
+            cors,
+            binary,
         })
+    }
+
+    /// Reads a JSON or YAML document the config names (schemas, OpenAPI documents); errors
+    /// point into that file.
+    fn data_file(&mut self, p: KeyPath, name: &str) -> Option<serde_json::Value> {
+        let (path, bytes) = self.file(p, name)?;
+        let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        let parsed = if yaml {
+            serde_yaml::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+                let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+                (line, col, e.to_string())
+            })
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| (e.line(), e.column(), e.to_string()))
+        };
+        match parsed {
+            Ok(v) => Some(v),
+            Err((line, col, message)) => {
+                self.other_errors.push(ConfigError { file: path, line, col, message });
+                None
+            }
+        }
+    }
+
+    fn validator(&mut self, p: &KeyPath, v: &model::Validate) -> Option<crate::validation::Validator> {
+        let body = match &v.body {
+            None => None,
+            Some(model::SchemaRef::File(f)) => self.data_file(p.key("body"), f),
+            Some(model::SchemaRef::Inline(t)) => match serde_json::to_value(t) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(p.key("body"), format!("schema: {e}"));
+                    None
+                }
+            },
+        };
+        let body = body.and_then(|schema| match crate::validation::compile_schema(&schema) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.err(p.key("body"), format!("invalid JSON Schema: {e}"));
+                None
+            }
+        });
+        let mut headers = vec![];
+        for (i, h) in v.headers.iter().enumerate() {
+            match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => headers.push(n),
+                Err(_) => self.err(p.key("headers").idx(i), format!("{h:?} is not a header name")),
+            }
+        }
+        Some(crate::validation::Validator {
+            query: v.query.clone(),
+            headers,
+            body,
+            content_types: v.content_types.iter().map(|c| c.trim().to_ascii_lowercase()).collect(),
+        })
+    }
+
+    /// Compiles `template` as `name`; a syntax error is a config error at `p`.
+    fn template(
+        &mut self,
+        p: KeyPath,
+        env: &mut minijinja::Environment<'static>,
+        name: String,
+        template: &str,
+    ) -> String {
+        if let Err(e) = env.add_template_owned(name.clone(), template.to_string()) {
+            self.err(p, format!("template error: {e}"));
+        }
+        name
+    }
+
+    fn header_templates(
+        &mut self,
+        p: &KeyPath,
+        env: &mut minijinja::Environment<'static>,
+        prefix: &str,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> (Vec<(http::HeaderName, String)>, Vec<http::HeaderName>) {
+        let mut out = vec![];
+        for (k, t) in set {
+            match http::HeaderName::from_bytes(k.as_bytes()) {
+                Ok(n) => out.push((n, self.template(p.key("set_headers").key(k), env, format!("{prefix}:h:{k}"), t))),
+                Err(_) => self.err(p.key("set_headers").key(k), format!("{k:?} is not a header name")),
+            }
+        }
+        let mut rm = vec![];
+        for (i, k) in remove.iter().enumerate() {
+            match http::HeaderName::from_bytes(k.as_bytes()) {
+                Ok(n) => rm.push(n),
+                Err(_) => self.err(p.key("remove_headers").idx(i), format!("{k:?} is not a header name")),
+            }
+        }
+        (out, rm)
+    }
+
+    fn request_transform(
+        &mut self,
+        p: &KeyPath,
+        t: &model::RequestTransform,
+        env: &mut minijinja::Environment<'static>,
+        tname: &str,
+    ) -> crate::transform::RequestTransform {
+        let prefix = format!("req:{tname}");
+        let (set_headers, remove_headers) = self.header_templates(p, env, &prefix, &t.set_headers, &t.remove_headers);
+        let set_query = t
+            .set_query
+            .iter()
+            .map(|(k, v)| (k.clone(), self.template(p.key("set_query").key(k), env, format!("{prefix}:q:{k}"), v)))
+            .collect();
+        crate::transform::RequestTransform {
+            set_headers,
+            remove_headers,
+            set_query,
+            path: t.path.as_ref().map(|b| self.template(p.key("path"), env, format!("{prefix}:path"), b)),
+            body: t
+                .body
+                .as_ref()
+                .filter(|b| !b.is_empty())
+                .map(|b| self.template(p.key("body"), env, format!("{prefix}:body"), b)),
+        }
+    }
+
+    fn response_transform(
+        &mut self,
+        p: &KeyPath,
+        t: &model::ResponseTransform,
+        env: &mut minijinja::Environment<'static>,
+        tname: &str,
+    ) -> crate::transform::ResponseTransform {
+        let prefix = format!("resp:{tname}");
+        let (set_headers, remove_headers) = self.header_templates(p, env, &prefix, &t.set_headers, &t.remove_headers);
+        let mut status = vec![];
+        for (from, to) in &t.status {
+            let sp = p.key("status").key(from);
+            let from = from.parse::<u16>().ok().and_then(|c| http::StatusCode::from_u16(c).ok());
+            let to = http::StatusCode::from_u16(*to).ok().filter(|c| c.as_u16() >= 200);
+            match (from, to) {
+                (Some(f), Some(t)) => status.push((f, t)),
+                _ => self.err(sp, "status remapping must map a status code to one of 200 to 599, as { \"201\" = 200 }"),
+            }
+        }
+        crate::transform::ResponseTransform {
+            status,
+            set_headers,
+            remove_headers,
+            body: t
+                .body
+                .as_ref()
+                .filter(|b| !b.is_empty())
+                .map(|b| self.template(p.key("body"), env, format!("{prefix}:body"), b)),
+        }
+    }
+
+    fn cors(&mut self, p: &KeyPath, c: &model::Cors) -> crate::cors::Cors {
+        let value = |this: &mut Self, k: &str, list: &[String]| -> Option<http::HeaderValue> {
+            if list.is_empty() {
+                return None;
+            }
+            http::HeaderValue::from_str(&list.join(", "))
+                .map_err(|_| this.err(p.key(k), "values must be plain header text"))
+                .ok()
+        };
+        for (i, o) in c.allow_origins.iter().enumerate() {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                self.err(
+                    p.key("allow_origins").idx(i),
+                    format!("{o:?} must be \"*\" or an origin such as \"https://app.example.com\""),
+                );
+            }
+        }
+        let methods = if c.allow_methods.is_empty() {
+            vec!["GET".into(), "HEAD".into(), "POST".into()]
+        } else {
+            c.allow_methods.clone()
+        };
+        crate::cors::Cors {
+            origins: c.allow_origins.iter().map(|o| o.trim_end_matches('/').to_string()).collect(),
+            any_origin: c.allow_origins.iter().any(|o| o == "*"),
+            methods: value(self, "allow_methods", &methods).unwrap_or(http::HeaderValue::from_static("GET")),
+            headers: value(self, "allow_headers", &c.allow_headers),
+            expose: value(self, "expose_headers", &c.expose_headers),
+            max_age: c.max_age.map(|d| http::HeaderValue::from(d.0.as_secs())),
+            credentials: c.allow_credentials,
+        }
     }
 
     fn authorizers(&mut self, root: &KeyPath, cfg: &Config) -> HashMap<String, snapshot::Authorizer> {

@@ -213,7 +213,7 @@ pub struct Api {
     pub base_path: String,
     pub openapi: Option<String>,
     pub binary_media_types: Option<Vec<String>>,
-    pub cors: Option<toml::Table>,
+    pub cors: Option<Cors>,
     pub policy: Option<Policy>,
     pub route_selection: Option<String>,
     pub idle_timeout: Option<Dur>,
@@ -316,9 +316,70 @@ pub struct Route {
     pub api_key_required: Option<bool>,
     pub throttle: Option<Throttle>,
     pub cache: Option<Cache>,
-    pub validate: Option<toml::Table>,
-    pub request_transform: Option<toml::Table>,
-    pub response_transform: Option<toml::Table>,
+    pub validate: Option<Validate>,
+    pub request_transform: Option<RequestTransform>,
+    pub response_transform: Option<ResponseTransform>,
+}
+
+/// `body`: a schema file (JSON or YAML) relative to the config, or the schema inline.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SchemaRef {
+    File(String),
+    Inline(toml::Table),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validate {
+    pub body: Option<SchemaRef>,
+    #[serde(default)]
+    pub query: Vec<String>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub content_types: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestTransform {
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove_headers: Vec<String>,
+    #[serde(default)]
+    pub set_query: BTreeMap<String, String>,
+    pub path: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseTransform {
+    #[serde(default)]
+    pub status: BTreeMap<String, u16>,
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove_headers: Vec<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<Dur>,
+    #[serde(default)]
+    pub allow_credentials: bool,
 }
 
 #[derive(Debug, Deserialize)]

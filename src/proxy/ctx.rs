@@ -40,6 +40,12 @@ pub struct RequestCtx {
     pub cache_key: String,
     /// hit, miss, bypass, stale or expired (the `cache` log field and metric label).
     pub cache_result: Option<&'static str>,
+    /// A precise message for the next gateway response (what failed validation).
+    pub error_message: Option<String>,
+    /// The gateway response to send when a body check fails while the body streams.
+    pub pending_error: Option<ResponseType>,
+    /// The integration response body, collected for a `response_transform` body template.
+    pub response_body: Option<bytes::BytesMut>,
 }
 
 /// Where the request was routed.
@@ -62,6 +68,13 @@ pub struct Upstream {
     pub status: Option<u16>,
     pub retries_left: u32,
     pub body_bytes: u64,
+    /// The request body to send instead of the client's (a transformed body).
+    pub new_body: Option<bytes::Bytes>,
+    /// The body is collected as it streams, then checked and transformed at its end.
+    pub collect_body: bool,
+    pub collected: bytes::BytesMut,
+    /// Rendered `request_transform.set_headers`.
+    pub set_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 #[derive(Default)]
@@ -96,6 +109,9 @@ impl RequestCtx {
             cache: None,
             cache_key: String::new(),
             cache_result: None,
+            error_message: None,
+            pending_error: None,
+            response_body: None,
         }
     }
 

@@ -4,6 +4,7 @@
 mod cache_hooks;
 pub mod ctx;
 pub mod forwarded;
+mod transforms;
 
 use crate::observability::{access_log, metrics};
 use crate::responses::{self, ResponseType};
@@ -59,15 +60,17 @@ impl Gateway {
         };
         let resolved = overrides.map(|o| o.resolve(t));
         let status = ctx.status_override.take().or(resolved.as_ref().map(|r| r.status)).unwrap_or(t.status());
+        let message = ctx.error_message.take();
+        let message = message.as_deref().unwrap_or(t.message());
         let body = match resolved.as_ref().and_then(|r| r.body_template) {
             Some(name) => {
-                let v = self.template_vars(session, ctx, &vars, Some((t.message(), t.name())));
+                let v = self.template_vars(session, ctx, &vars, Some((message, t.name())), NO_BODY);
                 templates::render(&snap.templates, name, &v).unwrap_or_else(|e| {
                     log::warn!("gateway response template {name}: {e}");
-                    responses::default_body(t)
+                    responses::message_body(message)
                 })
             }
-            None => responses::default_body(t),
+            None => responses::message_body(message),
         };
         let mut h = ResponseHeader::build(status, Some(4))?;
         h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -94,6 +97,9 @@ impl Gateway {
         h.insert_header("content-length", body.len().to_string())?;
         h.insert_header("x-request-id", ctx.request_id.as_str())?;
         ratelimit_headers(&mut h, ctx)?;
+        if let Some(cors) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].cors.as_ref()) {
+            cors.apply(session.req_header().headers.get(http::header::ORIGIN), &mut h)?;
+        }
         ctx.outcome.status = h.status.as_u16();
         ctx.outcome.response_bytes = body.len();
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -110,6 +116,7 @@ impl Gateway {
         ctx: &'a RequestCtx,
         vars: &'a std::collections::BTreeMap<String, String>,
         error: Option<(&'a str, &'a str)>,
+        body: (&'a str, &'a serde_json::Value),
     ) -> templates::Vars<'a> {
         let (api, stage, route) = ctx.labels();
         let req = session.req_header();
@@ -142,7 +149,10 @@ impl Gateway {
                         .map(|m| m.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
                         .unwrap_or_default(),
                     querystring: templates::query_map(req.uri.query()),
+                    header: templates::header_map(&req.headers),
                 },
+                body: body.0,
+                json: body.1,
             },
         }
     }
@@ -366,7 +376,7 @@ impl Gateway {
         let vars = ctx.route.as_ref().map(|r| r.variables.clone()).unwrap_or_default();
         let body = match &m.body {
             Some(name) => {
-                let v = self.template_vars(session, ctx, &vars, None);
+                let v = self.template_vars(session, ctx, &vars, None, NO_BODY);
                 match templates::render(&snap.templates, name, &v) {
                     Ok(b) => b,
                     Err(e) => {
@@ -384,6 +394,14 @@ impl Gateway {
         self.send(session, ctx, h, Bytes::from(body)).await
     }
 }
+
+static NULL: serde_json::Value = serde_json::Value::Null;
+/// Template input when there is no body.
+const NO_BODY: (&str, &serde_json::Value) = ("", &NULL);
+/// Bodies up to this size are read and checked before the integration is contacted (Pingora
+/// replays them from its retry buffer); larger or chunked ones are checked as they stream,
+/// before their last byte is forwarded.
+const PREREAD_LIMIT: usize = 64 * 1024;
 
 /// Why `admit` refused a request.
 enum Refusal {
@@ -515,7 +533,19 @@ impl ProxyHttp for Gateway {
             self.gateway_response(session, ctx, ResponseType::Default4xx).await?;
             return Ok(true);
         }
-        if let Err(t) = self.route(session, ctx) {
+        let routed = self.route(session, ctx);
+        // CORS preflights are answered by the gateway, with or without an OPTIONS route and
+        // before any authorizer (browsers send them without credentials)
+        if matches!(routed, Ok(()) | Err(ResponseType::NotFound))
+            && crate::cors::Cors::is_preflight(session.req_header())
+        {
+            if let Some(cors) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].cors.as_ref()) {
+                let h = cors.preflight(session.req_header())?;
+                self.send(session, ctx, h, Bytes::new()).await?;
+                return Ok(true);
+            }
+        }
+        if let Err(t) = routed {
             self.gateway_response(session, ctx, t).await?;
             return Ok(true);
         }
@@ -550,6 +580,12 @@ impl ProxyHttp for Gateway {
         if declared_length_too_large(session.req_header(), ctx.snap.settings.max_body) {
             session.set_keepalive(None);
             self.gateway_response(session, ctx, ResponseType::RequestTooLarge).await?;
+            return Ok(true);
+        }
+        if let Err(transforms::Refused(t, message, status)) = self.prepare_request(session, ctx).await {
+            ctx.error_message = Some(message);
+            ctx.status_override = status;
+            self.gateway_response(session, ctx, t).await?;
             return Ok(true);
         }
         if matches!(ctx.route.as_ref().and_then(|r| r.integration.as_deref()), Some(Integration::Mock(_))) {
@@ -639,9 +675,9 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(b) = body {
@@ -650,7 +686,7 @@ impl ProxyHttp for Gateway {
                 return Error::e_explain(ErrorType::HTTPStatus(413), "request body exceeds server.max_body");
             }
         }
-        Ok(())
+        self.filter_request_body(session, body, end_of_stream, ctx)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -725,7 +761,7 @@ impl ProxyHttp for Gateway {
         up.insert_header("x-forwarded-for", ctx.xff.as_str())?;
         up.insert_header("x-forwarded-proto", ctx.forwarded_proto.as_deref().unwrap_or(ctx.proto))?;
         up.insert_header("x-forwarded-host", ctx.forwarded_host.as_deref().unwrap_or(&ctx.host))?;
-        Ok(())
+        self.apply_request_transform(up, ctx)
     }
 
     async fn upstream_response_filter(
@@ -747,6 +783,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        self.transform_response(session, resp, ctx)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         ctx.outcome.status = resp.status.as_u16();
         if ctx.cache.is_some() {
@@ -759,11 +796,12 @@ impl ProxyHttp for Gateway {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        self.transform_response_body(session, body, end_of_stream, ctx)?;
         if let Some(b) = body {
             ctx.outcome.response_bytes += b.len();
         }
@@ -773,6 +811,7 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         use ErrorType::*;
         let t = match (e.etype(), e.esource()) {
+            _ if ctx.pending_error.is_some() => ctx.pending_error.take(),
             (HTTPStatus(413), _) => Some(ResponseType::RequestTooLarge),
             (HTTPStatus(c), _) if *c >= 500 => Some(ResponseType::Default5xx),
             (HTTPStatus(_), _) => Some(ResponseType::Default4xx),

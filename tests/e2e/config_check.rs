@@ -79,6 +79,33 @@ fn bad_configs_are_refused_with_their_location() {
         ),
         ("[[usage_plans]]\nname = \"gold\"\nquota = { limit = 10, period = \"year\" }\n", ":3:", "day, week or month"),
         ("[[apis]]\nname = \"a\"\n[apis.policy]\nallow_cidrs = [\"10.0.0.0/33\"]\n[apis.stages.prod]\n", ":4:", "CIDR"),
+        ("[[apis]]\nname = \"a\"\n[apis.stages.prod]\ncache = { ttl = \"2h\" }\n", ":4:", "ttl must be at most 3600s"),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x/{id}\"\nintegration = { type = \"mock\" }\ncache = { key = [\"path.id\", \"path.nope\"] }\n",
+            ":7:",
+            "no path parameter \"nope\"",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\ncache = { key = [\"cookie.a\"] }\n",
+            ":7:",
+            "must be path.NAME, query.NAME or header.NAME",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\n[apis.routes.request_transform]\nset_headers = { \"x-a\" = \"{{ broken\" }\n",
+            ":8:",
+            "template error",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"POST /x\"\nintegration = { type = \"mock\" }\nvalidate = { body = { type = 12 } }\n",
+            ":7:",
+            "invalid JSON Schema",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"POST /x\"\nintegration = { type = \"mock\" }\nresponse_transform = { status = { \"abc\" = 200 } }\n",
+            ":7:",
+            "status remapping",
+        ),
+        ("[[apis]]\nname = \"a\"\ncors = { allow_origins = [\"app.example.com\"] }\n[apis.stages.prod]\n", ":3:", "must be \"*\" or an origin"),
     ];
     for (text, at, phrase) in cases {
         let (ok, out, path, _dir) = check_text(text);
@@ -87,6 +114,19 @@ fn bad_configs_are_refused_with_their_location() {
         assert!(first.starts_with(&format!("{}{at}", path.display())), "location {at} expected in {out:?} for\n{text}");
         assert!(out.contains(phrase), "{phrase:?} expected in {out:?}");
     }
+}
+
+#[test]
+fn errors_inside_a_schema_file_point_into_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pet.json"), "{\n  \"type\": \"object\",\n  \"properties\": {,}\n}\n")
+        .expect("schema");
+    let p = dir.path().join("c.toml");
+    let text = "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"POST /x\"\nintegration = { type = \"mock\" }\nvalidate = { body = \"pet.json\" }\n";
+    std::fs::write(&p, text).expect("config");
+    let (ok, out) = check(&p);
+    assert!(!ok);
+    assert!(out.contains(&format!("{}:3:", dir.path().join("pet.json").display())), "{out}");
 }
 
 #[test]

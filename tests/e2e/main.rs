@@ -15,3 +15,4 @@ mod reload_upgrade;
 mod routing;
 mod sigv4;
 mod tls;
+mod transforms;

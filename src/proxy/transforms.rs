@@ -1,0 +1,310 @@
+//! The proxy's side of validation, transforms and CORS: when to read a body, where the
+//! rendered templates go, and how failures become gateway responses. The rules themselves
+//! live in `validation`, `transform` and `cors`.
+
+use super::{Gateway, NO_BODY, PREREAD_LIMIT};
+use crate::proxy::ctx::RequestCtx;
+use crate::responses::ResponseType;
+use crate::templates;
+use crate::validation::Invalid;
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+
+/// A refused request: the gateway response, its message and a status that replaces the type's.
+pub(super) struct Refused(pub ResponseType, pub String, pub Option<u16>);
+
+impl From<Invalid> for Refused {
+    fn from(i: Invalid) -> Refused {
+        match i {
+            Invalid::Parameters(m) => Refused(ResponseType::BadRequestParameters, m, None),
+            Invalid::Body(m) => Refused(ResponseType::BadRequestBody, m, None),
+            Invalid::MediaType(m) => Refused(ResponseType::BadRequestBody, m, Some(415)),
+        }
+    }
+}
+
+fn content_type(req: &RequestHeader) -> Option<&str> {
+    req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+impl Gateway {
+    /// Validation and request transforms, after access checks and before the integration.
+    pub(super) async fn prepare_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Refused> {
+        let snap = ctx.snap.clone();
+        let Some((ai, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.route)) else { return Ok(()) };
+        let api = &snap.apis[ai];
+        let route = &api.routes[ri];
+        if route.validate.is_none() && route.request_transform.is_none() {
+            return Ok(());
+        }
+        let req = session.req_header();
+        let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+        if let Some(v) = &route.validate {
+            v.check_params(req)?;
+            if has_body || v.body.is_some() {
+                v.check_media_type(content_type(req))?;
+            }
+        }
+        let binary = api.binary.matches(content_type(req));
+        let templated = route.request_transform.as_ref().is_some_and(|t| t.body.is_some()) && !binary;
+        let checked = route.validate.as_ref().is_some_and(|v| v.body.is_some());
+        if checked || templated {
+            let declared = req
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+            match (declared, chunked) {
+                (Some(n), false) if n <= PREREAD_LIMIT => {
+                    session.enable_retry_buffering();
+                    let mut body = bytes::BytesMut::with_capacity(n);
+                    while let Some(chunk) = session.read_request_body().await.map_err(|_| {
+                        Refused(ResponseType::BadRequestBody, "the request body was not received".into(), None)
+                    })? {
+                        body.extend_from_slice(&chunk);
+                    }
+                    if let Some(out) = self.process_body(session, ctx, &body)? {
+                        ctx.upstream.new_body = Some(out);
+                    }
+                }
+                (None | Some(0), false) => {
+                    if let Some(out) = self.process_body(session, ctx, b"")? {
+                        ctx.upstream.new_body = Some(out);
+                    }
+                }
+                _ => ctx.upstream.collect_body = true,
+            }
+        }
+        self.render_request_parts(session, ctx)
+    }
+
+    /// Checks a whole request body and renders the body template; `Some` is the new body.
+    pub(super) fn process_body(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        body: &[u8],
+    ) -> Result<Option<Bytes>, Refused> {
+        let Some(m) = ctx.route.as_ref() else { return Ok(None) };
+        let Some(ri) = m.route else { return Ok(None) };
+        let api = &ctx.snap.apis[m.api];
+        let route = &api.routes[ri];
+        let mut json = None;
+        if let Some(v) = &route.validate {
+            json = v.check_body(body)?;
+        }
+        let Some(t) = route.request_transform.as_ref().and_then(|t| t.body.as_ref()) else { return Ok(None) };
+        if api.binary.matches(content_type(session.req_header())) {
+            return Ok(None);
+        }
+        let json = json.unwrap_or_else(|| serde_json::from_slice(body).unwrap_or(serde_json::Value::Null));
+        let text = std::str::from_utf8(body).unwrap_or("");
+        let vars = m.variables.clone();
+        let v = self.template_vars(session, ctx, &vars, None, (text, &json));
+        templates::render(&ctx.snap.templates, t, &v).map(|s| Some(Bytes::from(s))).map_err(|e| {
+            log::warn!("request body template {t}: {e}");
+            Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
+        })
+    }
+
+    /// Header, query and path templates of `request_transform`.
+    fn render_request_parts(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Refused> {
+        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
+        let Some(t) = m.route.and_then(|ri| ctx.snap.apis[m.api].routes[ri].request_transform.clone()) else {
+            return Ok(());
+        };
+        if t.set_headers.is_empty() && t.set_query.is_empty() && t.path.is_none() {
+            return Ok(());
+        }
+        let fail = |e: minijinja::Error| {
+            log::warn!("request transform template: {e}");
+            Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
+        };
+        let vars = m.variables.clone();
+        let v = self.template_vars(session, ctx, &vars, None, NO_BODY);
+        let env = &ctx.snap.templates;
+        let mut headers = Vec::with_capacity(t.set_headers.len());
+        for (name, tpl) in &t.set_headers {
+            let value = templates::render(env, tpl, &v).map_err(fail)?;
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                log::warn!("request transform: header {name} rendered to a value that is not header text");
+                Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
+            })?;
+            headers.push((name.clone(), value));
+        }
+        let mut query = Vec::with_capacity(t.set_query.len());
+        for (name, tpl) in &t.set_query {
+            query.push((name.as_str(), templates::render(env, tpl, &v).map_err(fail)?));
+        }
+        let path = t.path.as_ref().map(|p| templates::render(env, p, &v)).transpose().map_err(fail)?;
+        drop(v);
+        let mut uri = std::mem::take(&mut ctx.upstream.uri);
+        if let Some(p) = path {
+            uri = crate::transform::set_path(&uri, p.trim());
+        }
+        if !query.is_empty() {
+            uri = crate::transform::set_query(&uri, &query);
+        }
+        ctx.upstream.uri = uri;
+        ctx.upstream.set_headers = headers;
+        Ok(())
+    }
+
+    /// Header changes and the body length of the integration request.
+    pub(super) fn apply_request_transform(&self, up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(t) = ctx
+            .route
+            .as_ref()
+            .and_then(|m| m.route.and_then(|ri| ctx.snap.apis[m.api].routes[ri].request_transform.clone()))
+        else {
+            return Ok(());
+        };
+        for h in &t.remove_headers {
+            up.remove_header(h);
+        }
+        for (k, v) in std::mem::take(&mut ctx.upstream.set_headers) {
+            up.insert_header(k, v)?;
+        }
+        if let Some(b) = &ctx.upstream.new_body {
+            up.remove_header(&http::header::TRANSFER_ENCODING);
+            up.insert_header(http::header::CONTENT_LENGTH, b.len().to_string())?;
+        } else if ctx.upstream.collect_body && t.body.is_some() {
+            up.remove_header(&http::header::CONTENT_LENGTH);
+            up.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        Ok(())
+    }
+
+    /// The request body on its way to the integration: replaced by a transformed one, or
+    /// collected and checked before its end is forwarded.
+    pub(super) fn filter_request_body(
+        &self,
+        session: &Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // a `None` body tells Pingora the request body ended; an empty one sends nothing
+        if let Some(b) = &ctx.upstream.new_body {
+            *body = Some(if end_of_stream { b.clone() } else { Bytes::new() });
+            return Ok(());
+        }
+        if !ctx.upstream.collect_body {
+            return Ok(());
+        }
+        if let Some(b) = body.replace(Bytes::new()) {
+            ctx.upstream.collected.extend_from_slice(&b);
+        }
+        if !end_of_stream {
+            return Ok(());
+        }
+        let whole = std::mem::take(&mut ctx.upstream.collected).freeze();
+        match self.process_body(session, ctx, &whole) {
+            Ok(Some(out)) => *body = Some(out),
+            Ok(None) => *body = Some(whole),
+            Err(Refused(t, m, status)) => {
+                ctx.pending_error = Some(t);
+                ctx.error_message = Some(m);
+                ctx.status_override = status;
+                return Error::e_explain(ErrorType::HTTPStatus(t.status()), "request body refused");
+            }
+        }
+        Ok(())
+    }
+
+    /// `response_transform` (status, headers; starts collecting for a body template) and
+    /// CORS headers, on integration and cached answers.
+    pub(super) fn transform_response(
+        &self,
+        session: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
+        let api = &ctx.snap.apis[m.api];
+        if let Some(cors) = &api.cors {
+            cors.apply(session.req_header().headers.get(http::header::ORIGIN), resp)?;
+        }
+        let Some(t) = m.route.and_then(|ri| api.routes[ri].response_transform.clone()) else { return Ok(()) };
+        let mapped = t.map_status(resp.status);
+        if mapped != resp.status {
+            resp.set_status(mapped)?;
+        }
+        for h in &t.remove_headers {
+            resp.remove_header(h);
+        }
+        if !t.set_headers.is_empty() {
+            let vars = m.variables.clone();
+            let v = self.template_vars(session, ctx, &vars, None, NO_BODY);
+            let mut rendered = Vec::with_capacity(t.set_headers.len());
+            for (name, tpl) in &t.set_headers {
+                match templates::render(&ctx.snap.templates, tpl, &v).map(|s| HeaderValue::from_str(&s)) {
+                    Ok(Ok(value)) => rendered.push((name.clone(), value)),
+                    _ => log::warn!("response transform: header {name} could not be rendered"),
+                }
+            }
+            drop(v);
+            for (k, v) in rendered {
+                resp.insert_header(k, v)?;
+            }
+        }
+        let ct = resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if t.body.is_some() && session.req_header().method != http::Method::HEAD && !api.binary.matches(ct) {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            if session.req_header().version == http::Version::HTTP_11 {
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
+            ctx.response_body = Some(bytes::BytesMut::new());
+        }
+        Ok(())
+    }
+
+    /// Collects the integration's body and renders the `response_transform` body at its end.
+    pub(super) fn transform_response_body(
+        &self,
+        session: &Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(buf) = ctx.response_body.as_mut() else { return Ok(()) };
+        if let Some(b) = body.take() {
+            buf.extend_from_slice(&b);
+            if buf.len() as u64 > ctx.snap.settings.max_body {
+                ctx.response_body = None;
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "integration body exceeds server.max_body for its template",
+                );
+            }
+        }
+        if !end_of_stream {
+            return Ok(());
+        }
+        let whole = ctx.response_body.take().unwrap_or_default().freeze();
+        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
+        let Some(tpl) = m
+            .route
+            .and_then(|ri| ctx.snap.apis[m.api].routes[ri].response_transform.as_ref())
+            .and_then(|t| t.body.as_ref())
+        else {
+            return Ok(());
+        };
+        let json = serde_json::from_slice(&whole).unwrap_or(serde_json::Value::Null);
+        let text = std::str::from_utf8(&whole).unwrap_or("");
+        let vars = m.variables.clone();
+        let v = self.template_vars(session, ctx, &vars, None, (text, &json));
+        match templates::render(&ctx.snap.templates, tpl, &v) {
+            Ok(out) => *body = Some(Bytes::from(out)),
+            Err(e) => {
+                log::warn!("response body template {tpl}: {e}");
+                return Error::e_explain(ErrorType::InternalError, "response body template failed");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! Request validation (`[apis.routes.validate]`): required query parameters and headers, the
+//! body's media type, and JSON bodies against a JSON Schema compiled once per snapshot.
+//! Messages name what failed (a parameter, a JSON pointer and the rule) and never echo the
+//! body's values.
+
+use http::HeaderName;
+use pingora::http::RequestHeader;
+
+/// How many schema errors one answer lists.
+const MAX_ERRORS: usize = 5;
+
+pub struct Validator {
+    pub query: Vec<String>,
+    pub headers: Vec<HeaderName>,
+    pub body: Option<jsonschema::Validator>,
+    /// Accepted media types for a validated body (lower case; `*/*+json` style suffixes allowed).
+    pub content_types: Vec<String>,
+}
+
+/// What failed, with the message for the gateway response.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// 400 BAD_REQUEST_PARAMETERS.
+    Parameters(String),
+    /// 400 BAD_REQUEST_BODY.
+    Body(String),
+    /// 415, as a BAD_REQUEST_BODY gateway response.
+    MediaType(String),
+}
+
+/// The media type of a Content-Type value, lower case, without parameters.
+pub fn media_type(ct: Option<&str>) -> String {
+    ct.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// Compiles a schema; the draft follows its `$schema` (2020-12 when absent; draft 4 for
+/// OpenAPI 3.0 and Swagger 2.0 documents, which the importer marks).
+pub fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::validator_for(schema).map_err(|e| e.masked().to_string())
+}
+
+impl Validator {
+    /// Required query parameters and headers, all missing ones named (AWS's message).
+    pub fn check_params(&self, req: &RequestHeader) -> Result<(), Invalid> {
+        let mut missing: Vec<&str> = vec![];
+        if !self.query.is_empty() {
+            let q = crate::templates::query_map(req.uri.query());
+            missing.extend(self.query.iter().filter(|n| !q.contains_key(n.as_str())).map(String::as_str));
+        }
+        missing.extend(self.headers.iter().filter(|h| !req.headers.contains_key(*h)).map(HeaderName::as_str));
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid::Parameters(format!("Missing required request parameters: [{}]", missing.join(", "))))
+        }
+    }
+
+    /// The body's media type, checked from the header before the body is read.
+    pub fn check_media_type(&self, content_type: Option<&str>) -> Result<(), Invalid> {
+        if self.body.is_none() {
+            return Ok(());
+        }
+        let mt = media_type(content_type);
+        let ok = if self.content_types.is_empty() {
+            mt == "application/json" || mt.ends_with("+json")
+        } else {
+            self.content_types.iter().any(|c| *c == mt || (c.ends_with("/*") && mt.starts_with(&c[..c.len() - 1])))
+        };
+        if ok {
+            Ok(())
+        } else {
+            let want = if self.content_types.is_empty() {
+                "application/json".to_string()
+            } else {
+                self.content_types.join(", ")
+            };
+            Err(Invalid::MediaType(format!("Unsupported Media Type: expected {want}")))
+        }
+    }
+
+    /// Parses and validates a JSON body; returns the parsed value for templates.
+    pub fn check_body(&self, body: &[u8]) -> Result<Option<serde_json::Value>, Invalid> {
+        let Some(schema) = &self.body else { return Ok(None) };
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(Invalid::Body("Invalid request body: the body is empty".into()));
+        }
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            Invalid::Body(format!("Invalid request body: not JSON (line {} column {})", e.line(), e.column()))
+        })?;
+        let errors: Vec<String> = schema
+            .iter_errors(&value)
+            .take(MAX_ERRORS)
+            .map(|e| {
+                let at = e.instance_path.as_str();
+                let at = if at.is_empty() { "/" } else { at };
+                format!("{at}: {}", e.masked_with("value"))
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(Some(value))
+        } else {
+            Err(Invalid::Body(format!("Invalid request body: {}", errors.join("; "))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pet() -> Validator {
+        let schema = json!({
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+        });
+        Validator {
+            query: vec!["lang".into()],
+            headers: vec![HeaderName::from_static("x-client")],
+            body: Some(compile_schema(&schema).expect("schema")),
+            content_types: vec![],
+        }
+    }
+
+    #[test]
+    fn parameters_are_named() {
+        let v = pet();
+        let mut r = RequestHeader::build("POST", b"/p?x=1", None).expect("req");
+        assert_eq!(
+            v.check_params(&r),
+            Err(Invalid::Parameters("Missing required request parameters: [lang, x-client]".into()))
+        );
+        r.set_uri("/p?lang=en".parse().expect("uri"));
+        r.insert_header("x-client", "a").expect("h");
+        assert_eq!(v.check_params(&r), Ok(()));
+    }
+
+    #[test]
+    fn bodies_are_checked_without_echoing_values() {
+        let v = pet();
+        assert!(v.check_body(br#"{"name": "rex", "age": 3}"#).is_ok());
+        let Err(Invalid::Body(m)) = v.check_body(br#"{"name": 42, "age": -1, "secret": "hunter2"}"#) else {
+            panic!("invalid")
+        };
+        assert!(m.contains("/name") && m.contains("/age"), "{m}");
+        assert!(!m.contains("42") && !m.contains("hunter2"), "{m}");
+        assert!(matches!(v.check_body(b"{nope"), Err(Invalid::Body(m)) if m.contains("not JSON")));
+        assert!(matches!(v.check_body(b""), Err(Invalid::Body(_))));
+        assert!(matches!(v.check_body(b"[]"), Err(Invalid::Body(m)) if m.contains("/: ")));
+    }
+
+    #[test]
+    fn media_types() {
+        let v = pet();
+        assert!(v.check_media_type(Some("application/json; charset=utf-8")).is_ok());
+        assert!(v.check_media_type(Some("application/merge-patch+json")).is_ok());
+        assert!(matches!(v.check_media_type(Some("text/plain")), Err(Invalid::MediaType(_))));
+        assert!(matches!(v.check_media_type(None), Err(Invalid::MediaType(_))));
+    }
+
+    #[test]
+    fn draft4_and_2020_12() {
+        // draft 4: exclusiveMaximum is a boolean; 2020-12: a number
+        let d4 = json!({"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5, "exclusiveMaximum": true});
+        let v = compile_schema(&d4).expect("draft 4");
+        assert!(v.is_valid(&json!(4)) && !v.is_valid(&json!(5)));
+        let d2020 = json!({"exclusiveMaximum": 5, "prefixItems": [{"type": "string"}]});
+        let v = compile_schema(&d2020).expect("2020-12");
+        assert!(!v.is_valid(&json!(5)) && !v.is_valid(&json!([1])) && v.is_valid(&json!(["a"])));
+        assert!(compile_schema(&json!({"type": 7})).is_err());
+    }
+}
