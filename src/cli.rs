@@ -51,6 +51,34 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Print an [[apis]] block for an API description document.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportWhat {
+    /// OpenAPI 3.0/3.1 or Swagger 2.0, JSON or YAML.
+    Openapi {
+        /// The document.
+        doc: PathBuf,
+        /// The API's name (default: from info.title).
+        #[arg(long)]
+        name: Option<String>,
+        /// A stage and its backend URL, as prod=https://backend.internal (repeatable).
+        #[arg(long = "stage", value_parser = parse_stage)]
+        stages: Vec<(String, String)>,
+    },
+}
+
+fn parse_stage(s: &str) -> Result<(String, String), String> {
+    let (name, url) = s.split_once('=').ok_or("use NAME=URL, as prod=http://127.0.0.1:9000")?;
+    if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("use NAME=URL with an http:// or https:// URL".into());
+    }
+    Ok((name.to_string(), url.to_string()))
 }
 
 #[derive(Subcommand, Debug)]

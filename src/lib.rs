@@ -27,6 +27,7 @@ pub mod config;
 pub mod cors;
 pub mod framing;
 pub mod observability;
+pub mod openapi;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

@@ -2,7 +2,7 @@
 
 use arc_swap::ArcSwap;
 use clap::Parser;
-use edgegate::cli::{Cli, Command, KeysAction};
+use edgegate::cli::{Cli, Command, ImportWhat, KeysAction};
 use edgegate::observability::{access_log, metrics};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,6 +48,33 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("edgegate: cannot create a key: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Import { what: ImportWhat::Openapi { doc, name, stages } }) = &cli.command {
+        let out = std::fs::read(doc)
+            .map_err(|e| format!("cannot read {}: {e}", doc.display()))
+            .and_then(|bytes| edgegate::openapi::parse_document(&bytes))
+            .and_then(|d| {
+                edgegate::openapi::import(
+                    &d,
+                    &edgegate::openapi::Options { name: name.clone(), stages: stages.clone() },
+                )
+            })
+            .and_then(|im| {
+                for line in &im.report {
+                    eprintln!("edgegate: not converted: {line}");
+                }
+                edgegate::openapi::to_toml(&im)
+            });
+        return match out {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgegate: {}: {e}", doc.display());
                 ExitCode::FAILURE
             }
         };

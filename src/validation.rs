@@ -13,6 +13,7 @@ pub struct Validator {
     pub query: Vec<String>,
     pub headers: Vec<HeaderName>,
     pub body: Option<jsonschema::Validator>,
+    pub body_required: bool,
     /// Accepted media types for a validated body (lower case; `*/*+json` style suffixes allowed).
     pub content_types: Vec<String>,
 }
@@ -57,7 +58,7 @@ impl Validator {
 
     /// The body's media type, checked from the header before the body is read.
     pub fn check_media_type(&self, content_type: Option<&str>) -> Result<(), Invalid> {
-        if self.body.is_none() {
+        if self.body.is_none() && self.content_types.is_empty() {
             return Ok(());
         }
         let mt = media_type(content_type);
@@ -78,11 +79,19 @@ impl Validator {
         }
     }
 
-    /// Parses and validates a JSON body; returns the parsed value for templates.
-    pub fn check_body(&self, body: &[u8]) -> Result<Option<serde_json::Value>, Invalid> {
+    /// Parses and validates a JSON body (other accepted media types are not parsed);
+    /// returns the parsed value for templates.
+    pub fn check_body(&self, content_type: Option<&str>, body: &[u8]) -> Result<Option<serde_json::Value>, Invalid> {
         let Some(schema) = &self.body else { return Ok(None) };
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(Invalid::Body("Invalid request body: the body is empty".into()));
+            if self.body_required {
+                return Err(Invalid::Body("Invalid request body: the body is empty".into()));
+            }
+            return Ok(None);
+        }
+        let mt = media_type(content_type);
+        if !(mt.is_empty() || mt == "application/json" || mt.ends_with("+json")) {
+            return Ok(None);
         }
         let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
             Invalid::Body(format!("Invalid request body: not JSON (line {} column {})", e.line(), e.column()))
@@ -119,6 +128,7 @@ mod tests {
             query: vec!["lang".into()],
             headers: vec![HeaderName::from_static("x-client")],
             body: Some(compile_schema(&schema).expect("schema")),
+            body_required: true,
             content_types: vec![],
         }
     }
@@ -139,15 +149,15 @@ mod tests {
     #[test]
     fn bodies_are_checked_without_echoing_values() {
         let v = pet();
-        assert!(v.check_body(br#"{"name": "rex", "age": 3}"#).is_ok());
-        let Err(Invalid::Body(m)) = v.check_body(br#"{"name": 42, "age": -1, "secret": "hunter2"}"#) else {
+        assert!(v.check_body(None, br#"{"name": "rex", "age": 3}"#).is_ok());
+        let Err(Invalid::Body(m)) = v.check_body(None, br#"{"name": 42, "age": -1, "secret": "hunter2"}"#) else {
             panic!("invalid")
         };
         assert!(m.contains("/name") && m.contains("/age"), "{m}");
         assert!(!m.contains("42") && !m.contains("hunter2"), "{m}");
-        assert!(matches!(v.check_body(b"{nope"), Err(Invalid::Body(m)) if m.contains("not JSON")));
-        assert!(matches!(v.check_body(b""), Err(Invalid::Body(_))));
-        assert!(matches!(v.check_body(b"[]"), Err(Invalid::Body(m)) if m.contains("/: ")));
+        assert!(matches!(v.check_body(None, b"{nope"), Err(Invalid::Body(m)) if m.contains("not JSON")));
+        assert!(matches!(v.check_body(None, b""), Err(Invalid::Body(_))));
+        assert!(matches!(v.check_body(None, b"[]"), Err(Invalid::Body(m)) if m.contains("/: ")));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
 /// As `load`, from text already read (`path` names it in errors and anchors relative paths).
 pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
     let locator = Locator::new(src);
-    let cfg: Config = toml::from_str(src).map_err(|e| {
+    let mut cfg: Config = toml::from_str(src).map_err(|e| {
         let (line, col) = e.span().map(|s| locator.line_col(s.start)).unwrap_or((1, 1));
         let msg = e.message().trim().to_string();
         ConfigErrors(vec![ConfigError { file: path.to_path_buf(), line, col, message: msg }])
@@ -45,6 +45,7 @@ pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
         hasher: Sha256::new(),
     };
     c.hasher.update(src.as_bytes());
+    c.merge_openapi(&mut cfg);
     let snap = c.compile(&cfg);
     if !c.errors.is_empty() || !c.other_errors.is_empty() {
         let mut errs: Vec<ConfigError> = c
@@ -75,6 +76,23 @@ struct Compiler {
 }
 
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";
+
+/// Where a route is written: its `[[apis.routes]]` entry, or the API's `openapi` key for
+/// routes imported from the document.
+fn route_at(p: &KeyPath, a: &Api, ri: usize) -> KeyPath {
+    match a.imported_routes_from {
+        Some(n) if ri >= n => p.key("openapi"),
+        _ => p.key("routes").idx(ri),
+    }
+}
+
+fn integration_at(p: &KeyPath, a: &Api, name: &str) -> KeyPath {
+    if a.imported_integrations.contains(name) {
+        p.key("openapi")
+    } else {
+        p.key("integrations").key(name)
+    }
+}
 
 /// `path.NAME`, `query.NAME` or `header.NAME`.
 fn cache_key_part(k: &str) -> Result<crate::cache::KeyPart, String> {
@@ -157,6 +175,57 @@ impl Compiler {
                 Err(_) => {
                     self.err(p.idx(i), format!("{a:?} is not an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""))
                 }
+            }
+        }
+    }
+
+    /// `openapi = "FILE"`: the document's routes and integrations join the API's own; a
+    /// route or integration the config writes itself wins over the document's. What the
+    /// document has that cannot be imported is logged.
+    fn merge_openapi(&mut self, cfg: &mut Config) {
+        let root = KeyPath::root();
+        for (ai, a) in cfg.apis.iter_mut().enumerate() {
+            let Some(file) = a.openapi.clone() else { continue };
+            let p = root.key("apis").idx(ai).key("openapi");
+            let Some(doc) = self.data_file(p.clone(), &file) else { continue };
+            let opts = crate::openapi::Options { name: Some(a.name.clone()), stages: vec![] };
+            let im = match crate::openapi::import(&doc, &opts) {
+                Ok(im) => im,
+                Err(e) => {
+                    self.err(p, format!("{file}: {e}"));
+                    continue;
+                }
+            };
+            for line in &im.report {
+                log::warn!("{file}: not imported: {line}");
+            }
+            let mut t = im.api;
+            let routes: Vec<Route> = match t.remove("routes").map(|r| r.try_into()) {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    self.err(p, format!("{file}: {e}"));
+                    continue;
+                }
+                None => vec![],
+            };
+            a.imported_routes_from = Some(a.routes.len());
+            let own: HashSet<String> = a.routes.iter().map(|r| r.route.clone()).collect();
+            a.routes.extend(routes.into_iter().filter(|r| !own.contains(&r.route)));
+            if let Some(Ok(integrations)) =
+                t.remove("integrations").map(|i| i.try_into::<BTreeMap<String, Integration>>())
+            {
+                for (name, i) in integrations {
+                    if !a.integrations.contains_key(&name) {
+                        a.imported_integrations.insert(name.clone());
+                        a.integrations.insert(name, i);
+                    }
+                }
+            }
+            if a.binary_media_types.is_none() {
+                a.binary_media_types = t.remove("binary_media_types").and_then(|v| v.try_into().ok());
+            }
+            if a.cors.is_none() {
+                a.cors = t.remove("cors").and_then(|v| v.try_into().ok());
             }
         }
     }
@@ -467,7 +536,6 @@ impl Compiler {
         }
         self.base_path(p.key("base_path"), &a.base_path);
         for (k, present) in [
-            ("openapi", a.openapi.is_some()),
             ("route_selection", a.route_selection.is_some()),
             ("idle_timeout", a.idle_timeout.is_some()),
             ("max_connection_duration", a.max_connection_duration.is_some()),
@@ -497,14 +565,14 @@ impl Compiler {
             }
         }
         for (name, i) in &a.integrations {
-            self.check_integration(&p.key("integrations").key(name), i, settings, env, &format!("{}:{}", a.name, name));
+            self.check_integration(&integration_at(p, a, name), i, settings, env, &format!("{}:{}", a.name, name));
         }
 
         // routes
         let mut keys = Vec::new();
         let mut seen = HashSet::new();
         for (ri, r) in a.routes.iter().enumerate() {
-            let rp = p.key("routes").idx(ri);
+            let rp = route_at(p, a, ri);
             match parse_route_key(&r.route) {
                 Ok(k) => keys.push((ri, k)),
                 Err(m) => self.err(rp.key("route"), m),
@@ -540,7 +608,7 @@ impl Compiler {
         let router = match Router::build(keys.iter().map(|(i, k)| (*i, k))) {
             Ok(r) => r,
             Err((ri, m)) => {
-                self.err(p.key("routes").idx(ri).key("route"), m);
+                self.err(route_at(p, a, ri).key("route"), m);
                 return None;
             }
         };
@@ -602,7 +670,7 @@ impl Compiler {
 
         let mut compiled = vec![];
         for (ri, r) in a.routes.iter().enumerate() {
-            let rp = p.key("routes").idx(ri);
+            let rp = route_at(p, a, ri);
             let tname = format!("{}:{ri}", a.name);
             compiled.push((
                 r.validate.as_ref().and_then(|v| self.validator(&rp.key("validate"), v)).map(Arc::new),
@@ -659,7 +727,7 @@ impl Compiler {
         let (path, bytes) = self.file(p, name)?;
         let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
         let parsed = if yaml {
-            serde_yaml::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+            serde_yaml::from_slice::<serde_yaml::Value>(&bytes).map(crate::openapi::yaml_to_json).map_err(|e| {
                 let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
                 (line, col, e.to_string())
             })
@@ -705,6 +773,7 @@ impl Compiler {
             query: v.query.clone(),
             headers,
             body,
+            body_required: v.body_required,
             content_types: v.content_types.iter().map(|c| c.trim().to_ascii_lowercase()).collect(),
         })
     }
@@ -1415,7 +1484,7 @@ impl Compiler {
         let mut cache: HashMap<String, Arc<snapshot::Integration>> = HashMap::new();
         for (n, i) in &a.integrations {
             if let Some(b) =
-                self.integration(&ap.key("integrations").key(n), sp, i, vars, settings, &format!("{}:{}", a.name, n))
+                self.integration(&integration_at(ap, a, n), sp, i, vars, settings, &format!("{}:{}", a.name, n))
             {
                 cache.insert(n.clone(), Arc::new(b));
             }
@@ -1424,11 +1493,11 @@ impl Compiler {
         for (ri, r) in a.routes.iter().enumerate() {
             let (i, ip, tname, cache_key) = match &r.integration {
                 IntegrationRef::Name(n) => match a.integrations.get(n) {
-                    Some(i) => (i, ap.key("integrations").key(n), format!("{}:{}", a.name, n), Some(n.clone())),
+                    Some(i) => (i, integration_at(ap, a, n), format!("{}:{}", a.name, n), Some(n.clone())),
                     None => continue,
                 },
                 IntegrationRef::Inline(i) => {
-                    (&**i, ap.key("routes").idx(ri).key("integration"), format!("{}:route{}", a.name, ri), None)
+                    (&**i, route_at(ap, a, ri).key("integration"), format!("{}:route{}", a.name, ri), None)
                 }
             };
             let built = match cache_key.as_ref().and_then(|k| cache.get(k)) {

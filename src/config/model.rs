@@ -226,6 +226,11 @@ pub struct Api {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub gateway_responses: BTreeMap<String, GatewayResponse>,
+    /// Routes and integrations merged in from `openapi` (errors in them point at `openapi`).
+    #[serde(skip)]
+    pub imported_routes_from: Option<usize>,
+    #[serde(skip)]
+    pub imported_integrations: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +338,9 @@ pub enum SchemaRef {
 #[serde(deny_unknown_fields)]
 pub struct Validate {
     pub body: Option<SchemaRef>,
+    /// An empty body is refused when a schema is given (OpenAPI's requestBody.required).
+    #[serde(default = "yes")]
+    pub body_required: bool,
     #[serde(default)]
     pub query: Vec<String>,
     #[serde(default)]

@@ -44,7 +44,7 @@ impl Gateway {
             || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
         if let Some(v) = &route.validate {
             v.check_params(req)?;
-            if has_body || v.body.is_some() {
+            if has_body {
                 v.check_media_type(content_type(req))?;
             }
         }
@@ -95,7 +95,7 @@ impl Gateway {
         let route = &api.routes[ri];
         let mut json = None;
         if let Some(v) = &route.validate {
-            json = v.check_body(body)?;
+            json = v.check_body(content_type(session.req_header()), body)?;
         }
         let Some(t) = route.request_transform.as_ref().and_then(|t| t.body.as_ref()) else { return Ok(None) };
         if api.binary.matches(content_type(session.req_header())) {

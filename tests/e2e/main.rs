@@ -10,6 +10,7 @@ mod config_check;
 mod integrations;
 mod jwt;
 mod observability;
+mod openapi;
 mod protocol_safety;
 mod reload_upgrade;
 mod routing;
