@@ -12,7 +12,6 @@ pub mod store;
 
 use http::{HeaderMap, HeaderName, Method};
 use pingora::http::ResponseHeader;
-use std::fmt::Write;
 use std::time::Duration;
 pub use store::Store;
 
@@ -95,8 +94,10 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
         }
     }
     out.clear();
+    let mut len = itoa::Buffer::new();
     let mut part = |s: &str| {
-        let _ = write!(out, "{}:", s.len());
+        out.push_str(len.format(s.len()));
+        out.push(':');
         out.push_str(s);
     };
     part(k.api);

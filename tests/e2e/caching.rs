@@ -205,14 +205,21 @@ fn a_stampede_of_misses_makes_one_origin_request() {
 fn capacity_bounds_the_store_by_eviction() {
     let origin = Origin::start("o");
     let gw = start(&origin, r#"{ ttl = "60s", capacity = "64KiB" }"#);
-    // 40 distinct 4 KiB answers into 64 KiB: most of the first ones are evicted
+    // 40 distinct 4 KiB answers, each asked for twice, into 64 KiB. TinyUFO's admission
+    // keeps what is in use: once the store is full a new entry must earn its place.
+    let mut second_hits = 0;
     for i in 0..40 {
-        assert_eq!(gw.get(&format!("/prod/big/4000/{i}")).status, 200);
+        gw.get(&format!("/prod/big/4000/{i}"));
+        if cache_header(&gw.get(&format!("/prod/big/4000/{i}"))) == "hit" {
+            second_hits += 1;
+        }
     }
-    assert_eq!(origin.count(), 40);
-    let hits = (0..40).filter(|i| cache_header(&gw.get(&format!("/prod/big/4000/{i}"))) == "hit").count();
-    assert!(hits > 0, "recent entries are kept");
-    assert!(hits <= 16, "64 KiB holds at most ~14 of them, {hits} hits");
+    assert!(second_hits > 0, "entries are stored while there is room");
+    // newest first, so the misses of evicted entries cannot disturb the check
+    let kept = (0..40).rev().filter(|i| cache_header(&gw.get(&format!("/prod/big/4000/{i}"))) == "hit").count();
+    assert!(kept > 0, "entries in use are kept");
+    assert!(kept <= 16, "64 KiB holds at most ~14 of them: {kept} hits");
+    assert!(origin.count() >= 40 + 24, "what did not fit was fetched again: {}", origin.count());
     // an answer larger than an eighth of the store is not stored at all
     gw.get("/prod/big/20000/x");
     assert_ne!(cache_header(&gw.get("/prod/big/20000/x")), "hit");
