@@ -6,17 +6,20 @@
 //!
 //! | phase | module |
 //! |---|---|
-//! | `request_filter` | `framing` (refuse ambiguous HTTP/1 framing) → `proxy::forwarded` (client identity) → `routing` (stage, base path, domain, route) → max_body → mock integrations (`templates`); gateway answers via `responses` |
-//! | `request_body_filter` | `server.max_body` on streamed bodies (413) |
+//! | `request_filter` | `framing` (refuse ambiguous HTTP/1 framing) → `proxy::forwarded` (client identity) → `routing` (stage, base path, domain, route) → `policy` → `cors` preflight → `auth` → `api_keys` → `throttle` → max_body → `validation` → `transform` (request parts; bodies up to 64 KiB read ahead) → mock integrations (`templates`); gateway answers via `responses` |
+//! | cache phases | `cache` (key, client refresh, admin purges, storability) over `cache::store` (TinyUFO) |
+//! | `request_body_filter` | `server.max_body` on streamed bodies (413); streamed validation and body templates |
 //! | `upstream_peer` | `upstream` (http integration target, timeouts, TLS) |
-//! | `upstream_request_filter` | upstream path/query, Host, `x-request-id`, `x-forwarded-*` |
-//! | `upstream_response_filter` / `response_filter` | integration status and latency; `x-request-id` |
+//! | `upstream_request_filter` | upstream path/query, Host, `x-request-id`, `x-forwarded-*`, request transform headers |
+//! | `upstream_response_filter` / `response_filter` | integration status and latency; response transform, CORS, `x-edgegate-cache`, `x-request-id` |
+//! | `response_body_filter` | response body templates |
 //! | `fail_to_connect` / `error_while_proxy` | retries (idempotent methods, `retries`) |
-//! | `fail_to_proxy` | `responses`: 502 INTEGRATION_FAILURE, 504 INTEGRATION_TIMEOUT, 413 |
+//! | `fail_to_proxy` | `responses`: 502 INTEGRATION_FAILURE, 504 INTEGRATION_TIMEOUT, 413, 400 |
 //! | `logging` | `observability::{metrics, access_log}` |
 //!
 //! Outside the request path: `tls` (SNI certificates from the snapshot, mTLS identity),
-//! `admin` (metrics, health, config), `server` (Pingora services), `cli`.
+//! `admin` (metrics, health, config, cache flushes), `openapi` (import), `server` (Pingora
+//! services), `cli`.
 
 pub mod admin;
 pub mod api_keys;

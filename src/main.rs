@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             .and_then(|d| {
                 edgegate::openapi::import(
                     &d,
-                    &edgegate::openapi::Options { name: name.clone(), stages: stages.clone() },
+                    &edgegate::openapi::Options { name: name.clone(), stages: stages.clone(), into_config: false },
                 )
             })
             .and_then(|im| {

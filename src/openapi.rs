@@ -25,6 +25,8 @@ pub struct Options {
     pub name: Option<String>,
     /// `--stage NAME=URL`: stages whose `backend` variable is URL.
     pub stages: Vec<(String, String)>,
+    /// Loading into a config, whose own stages apply: none are made.
+    pub into_config: bool,
 }
 
 /// The imported API as a TOML table (`[[apis]]` entry), and what was not converted.
@@ -151,7 +153,9 @@ pub fn import(doc: &Value, opts: &Options) -> Result<Import, String> {
     api.insert("routes".into(), T::Array(routes));
 
     let mut stages = toml::Table::new();
-    let stage_list: Vec<(String, String)> = if opts.stages.is_empty() {
+    let stage_list: Vec<(String, String)> = if opts.into_config {
+        vec![]
+    } else if opts.stages.is_empty() {
         match &server {
             Some(url) => vec![("prod".into(), url.clone())],
             None => {
@@ -793,7 +797,11 @@ mod tests {
         });
         let im = import(
             &doc,
-            &Options { name: Some("x".into()), stages: vec![("dev".into(), "http://127.0.0.1:1".into())] },
+            &Options {
+                name: Some("x".into()),
+                stages: vec![("dev".into(), "http://127.0.0.1:1".into())],
+                into_config: false,
+            },
         )
         .expect("import");
         let route = |k: &str| {

@@ -188,7 +188,7 @@ impl Compiler {
             let Some(file) = a.openapi.clone() else { continue };
             let p = root.key("apis").idx(ai).key("openapi");
             let Some(doc) = self.data_file(p.clone(), &file) else { continue };
-            let opts = crate::openapi::Options { name: Some(a.name.clone()), stages: vec![] };
+            let opts = crate::openapi::Options { name: Some(a.name.clone()), stages: vec![], into_config: true };
             let im = match crate::openapi::import(&doc, &opts) {
                 Ok(im) => im,
                 Err(e) => {

@@ -14,9 +14,20 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_edgegate");
 
-/// A free loopback port (bound then released).
+/// A free loopback port for a listener the gateway binds later. Taken below the kernel's
+/// ephemeral range (32768+), so the many client connections of parallel tests cannot be
+/// given it as their source port in between; one counter per test process, so parallel
+/// tests never pick the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = 20_000 + (std::process::id() as usize % 500) * 20;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (base + n % 2_700) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Ports {
