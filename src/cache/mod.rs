@@ -144,7 +144,11 @@ pub fn refresh_requested(rc: &RouteCache, headers: &HeaderMap) -> bool {
 }
 
 /// Why a response is not stored, or `None` when it may be.
-pub fn not_storable(rc: &RouteCache, resp: &ResponseHeader) -> Option<&'static str> {
+///
+/// An answer to a request with `Authorization` may be meant for that caller only: as in
+/// RFC 9111 (3.5) it is stored only when the origin marks it `public` or `s-maxage`, or when
+/// the route keys on `header.authorization` (an entry per credential).
+pub fn not_storable(rc: &RouteCache, req: &HeaderMap, resp: &ResponseHeader) -> Option<&'static str> {
     if !resp.status.is_success() {
         return Some("status");
     }
@@ -152,13 +156,19 @@ pub fn not_storable(rc: &RouteCache, resp: &ResponseHeader) -> Option<&'static s
     if h.contains_key(http::header::SET_COOKIE) {
         return Some("set-cookie");
     }
+    let mut shared = false;
     for v in h.get_all(http::header::CACHE_CONTROL) {
         let Ok(s) = v.to_str() else { return Some("cache-control") };
         for d in s.split(',').map(|d| d.trim().split('=').next().unwrap_or("").trim()) {
             if ["private", "no-store", "no-cache"].iter().any(|x| d.eq_ignore_ascii_case(x)) {
                 return Some("cache-control");
             }
+            shared |= d.eq_ignore_ascii_case("public") || d.eq_ignore_ascii_case("s-maxage");
         }
+    }
+    let keyed = |name: &HeaderName| rc.key.iter().any(|p| matches!(p, KeyPart::Header(k) if k == name));
+    if req.contains_key(http::header::AUTHORIZATION) && !shared && !keyed(&http::header::AUTHORIZATION) {
+        return Some("authorization");
     }
     for v in h.get_all(http::header::VARY) {
         let Ok(s) = v.to_str() else { return Some("vary") };
@@ -228,19 +238,28 @@ mod tests {
     fn storability() {
         let r = rc(vec![KeyPart::Header(HeaderName::from_static("accept-language"))]);
         let mut resp = ResponseHeader::build(200, None).expect("h");
-        assert_eq!(not_storable(&r, &resp), None);
+        let none = HeaderMap::new();
+        assert_eq!(not_storable(&r, &none, &resp), None);
+        let mut authz = HeaderMap::new();
+        authz.insert("authorization", "Bearer a".parse().expect("v"));
+        assert_eq!(not_storable(&r, &authz, &resp), Some("authorization"));
+        resp.insert_header("cache-control", "public, max-age=60").expect("h");
+        assert_eq!(not_storable(&r, &authz, &resp), None);
+        let per_user = rc(vec![KeyPart::Header(http::header::AUTHORIZATION)]);
+        resp.remove_header("cache-control");
+        assert_eq!(not_storable(&per_user, &authz, &resp), None);
         resp.insert_header("vary", "Accept-Language, Accept-Encoding").expect("h");
-        assert_eq!(not_storable(&r, &resp), None);
+        assert_eq!(not_storable(&r, &none, &resp), None);
         resp.insert_header("vary", "X-Evil").expect("h");
-        assert_eq!(not_storable(&r, &resp), Some("vary"));
+        assert_eq!(not_storable(&r, &none, &resp), Some("vary"));
         resp.remove_header("vary");
         resp.insert_header("cache-control", "public, Private").expect("h");
-        assert_eq!(not_storable(&r, &resp), Some("cache-control"));
+        assert_eq!(not_storable(&r, &none, &resp), Some("cache-control"));
         resp.remove_header("cache-control");
         resp.insert_header("set-cookie", "a=b").expect("h");
-        assert_eq!(not_storable(&r, &resp), Some("set-cookie"));
+        assert_eq!(not_storable(&r, &none, &resp), Some("set-cookie"));
         let err = ResponseHeader::build(404, None).expect("h");
-        assert_eq!(not_storable(&r, &err), Some("status"));
+        assert_eq!(not_storable(&r, &none, &err), Some("status"));
     }
 
     #[test]

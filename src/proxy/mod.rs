@@ -657,7 +657,7 @@ impl ProxyHttp for Gateway {
 
     fn response_cache_filter(
         &self,
-        _session: &Session,
+        session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<pingora::cache::RespCacheable> {
@@ -665,7 +665,7 @@ impl ProxyHttp for Gateway {
         let Some(rc) = &ctx.cache else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
-        if let Some(why) = crate::cache::not_storable(rc, resp) {
+        if let Some(why) = crate::cache::not_storable(rc, &session.req_header().headers, resp) {
             log::debug!("response not stored: {why}");
             return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
         }

@@ -146,7 +146,8 @@ fn unkeyed_inputs_cannot_poison_an_entry() {
 fn private_cookie_vary_and_error_answers_are_not_stored() {
     let origin = Origin::start("o");
     let gw = start(&origin, r#"{ ttl = "60s" }"#);
-    let cases: [(&str, &[(&str, &str)]); 5] = [
+    let cases: [(&str, &[(&str, &str)]); 6] = [
+        ("/prod/p/authz", &[("Authorization", "Bearer alice")]),
         ("/prod/p/private", &[("x-reply-header", "cache-control: private, max-age=60")]),
         ("/prod/p/nostore", &[("x-reply-header", "Cache-Control: no-store")]),
         ("/prod/p/cookie", &[("x-reply-header", "set-cookie: session=alice")]),
@@ -166,7 +167,14 @@ fn private_cookie_vary_and_error_answers_are_not_stored() {
     let bob = get(gw.addr(), "/prod/p/cookie", &[]);
     assert_eq!(cache_header(&bob), "miss");
     assert!(!bob.text().contains("alice") && bob.header("set-cookie").is_none());
-    assert_eq!(origin.count(), expected + 1);
+    let bob = get(gw.addr(), "/prod/p/authz", &[]);
+    assert_eq!(cache_header(&bob), "miss");
+    assert!(!bob.text().contains("Bearer alice"), "an answer to alice's credentials is not bob's");
+    assert_eq!(origin.count(), expected + 2);
+    // unless the origin says it is for everyone
+    let public = [("Authorization", "Bearer alice"), ("x-reply-header", "cache-control: public, max-age=60")];
+    get(gw.addr(), "/prod/p/shared", &public);
+    assert_eq!(cache_header(&get(gw.addr(), "/prod/p/shared", &public)), "hit");
 }
 
 #[test]
