@@ -836,12 +836,19 @@ impl Compiler {
             remove_headers,
             set_query,
             path: t.path.as_ref().map(|b| self.template(p.key("path"), env, format!("{prefix}:path"), b)),
-            body: t
-                .body
-                .as_ref()
-                .filter(|b| !b.is_empty())
-                .map(|b| self.template(p.key("body"), env, format!("{prefix}:body"), b)),
+            body: self.body_template(p, env, &prefix, t.body.as_deref()),
         }
+    }
+
+    /// A transform's `body`: empty means the body passes through untouched.
+    fn body_template(
+        &mut self,
+        p: &KeyPath,
+        env: &mut minijinja::Environment<'static>,
+        prefix: &str,
+        body: Option<&str>,
+    ) -> Option<String> {
+        body.filter(|b| !b.is_empty()).map(|b| self.template(p.key("body"), env, format!("{prefix}:body"), b))
     }
 
     fn response_transform(
@@ -867,11 +874,7 @@ impl Compiler {
             status,
             set_headers,
             remove_headers,
-            body: t
-                .body
-                .as_ref()
-                .filter(|b| !b.is_empty())
-                .map(|b| self.template(p.key("body"), env, format!("{prefix}:body"), b)),
+            body: self.body_template(p, env, &prefix, t.body.as_deref()),
         }
     }
 
