@@ -278,3 +278,44 @@ fn access_checks_run_before_a_cached_answer() {
     assert_eq!(get(gw.addr(), "/prod/keyed", &[("x-api-key", "wrong")]).status, 403);
     assert_eq!(origin.count(), 1);
 }
+
+#[test]
+fn authorized_refresh_needs_the_routes_authorizer_to_admit_the_caller() {
+    let origin = Origin::start("o");
+    let authz = serve(|_, body| {
+        let event: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let ok = event["headers"]["authorization"].as_str().is_some_and(|t| t.starts_with("allow"));
+        (200, serde_json::json!({"isAuthorized": ok}).to_string())
+    });
+    let (url, authz_url) = (origin.url(), authz.base.clone());
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[authorizers.simple]
+type = "request"
+uri = "{authz_url}/authorize"
+identity_sources = ["$request.header.Authorization"]
+response = "simple"
+[[apis]]
+name = "a"
+[apis.stages.prod]
+cache = {{ ttl = "60s" }}
+[[apis.routes]]
+route = "GET /doc"
+integration = {{ type = "http", uri = "{url}" }}
+authorizer = "simple"
+cache = {{ key = ["header.authorization"], invalidate = "authorized" }}
+"#,
+            server = server_section(d, p, "")
+        )
+    });
+    let alice = [("Authorization", "allow-alice")];
+    assert_eq!(cache_header(&get(gw.addr(), "/prod/doc", &alice)), "miss");
+    assert_eq!(cache_header(&get(gw.addr(), "/prod/doc", &alice)), "hit");
+    let refresh = [("Authorization", "allow-alice"), ("Cache-Control", "max-age=0")];
+    assert_eq!(cache_header(&get(gw.addr(), "/prod/doc", &refresh)), "miss", "admitted: refreshed");
+    assert_eq!(cache_header(&get(gw.addr(), "/prod/doc", &alice)), "hit");
+    let r = get(gw.addr(), "/prod/doc", &[("Authorization", "mallory"), ("Cache-Control", "max-age=0")]);
+    assert_eq!(r.status, 403, "refused before the cache is consulted");
+    assert_eq!(origin.count(), 2);
+}
