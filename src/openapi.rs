@@ -633,8 +633,7 @@ fn is_annotation(k: &str) -> bool {
 }
 
 fn is_json(media_type: &str) -> bool {
-    let m = media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    m == "application/json" || m.ends_with("+json")
+    crate::validation::is_json(&crate::validation::media_type(Some(media_type)))
 }
 
 /// `/pets/{pet-id}` -> `/pets/{pet_id}`: route parameters are letters, digits and '_'.

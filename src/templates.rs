@@ -88,12 +88,23 @@ pub fn render(env: &minijinja::Environment<'static>, name: &str, vars: &Vars<'_>
     env.get_template(name)?.render(vars)
 }
 
+/// Decodes one query-string name or value (`+` is a space, then percent-decoding); borrows
+/// when there is nothing to decode.
+pub fn decode_component(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['%', '+']) {
+        let plus = s.replace('+', " ");
+        std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// Parses a query string into decoded key/value pairs (last value wins).
 pub fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for pair in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let dec = |s: &str| decode_component(s).into_owned();
         m.insert(dec(k), dec(v));
     }
     m

@@ -53,7 +53,7 @@ pub fn set_query(target: &str, set: &[(&str, String)]) -> String {
         .filter(|p| !p.is_empty())
         .filter(|p| {
             let name = p.split('=').next().unwrap_or("");
-            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            let name = crate::templates::decode_component(name);
             !set.iter().any(|(k, _)| *k == name)
         })
         .map(str::to_string)

@@ -29,6 +29,11 @@ pub enum Invalid {
     MediaType(String),
 }
 
+/// `application/json` or a `+json` type (as `media_type` returns it).
+pub fn is_json(mt: &str) -> bool {
+    mt == "application/json" || mt.ends_with("+json")
+}
+
 /// The media type of a Content-Type value, lower case, without parameters.
 pub fn media_type(ct: Option<&str>) -> String {
     ct.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
@@ -63,7 +68,7 @@ impl Validator {
         }
         let mt = media_type(content_type);
         let ok = if self.content_types.is_empty() {
-            mt == "application/json" || mt.ends_with("+json")
+            is_json(&mt)
         } else {
             self.content_types.iter().any(|c| *c == mt || (c.ends_with("/*") && mt.starts_with(&c[..c.len() - 1])))
         };
@@ -90,7 +95,7 @@ impl Validator {
             return Ok(None);
         }
         let mt = media_type(content_type);
-        if !(mt.is_empty() || mt == "application/json" || mt.ends_with("+json")) {
+        if !(mt.is_empty() || is_json(&mt)) {
             return Ok(None);
         }
         let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {

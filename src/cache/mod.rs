@@ -70,15 +70,6 @@ pub struct KeyInput<'a> {
     pub headers: &'a HeaderMap,
 }
 
-fn decode(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains(['%', '+']) {
-        let plus = s.replace('+', " ");
-        std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned())
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
 /// Builds the primary key into `out`. Every part is length-prefixed, so no value can spill
 /// into the next one.
 pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), Bypass> {
@@ -88,7 +79,7 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
     let pairs =
         || k.query.unwrap_or("").split('&').filter(|s| !s.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")));
     for (name, _) in pairs() {
-        let name = decode(name);
+        let name = crate::templates::decode_component(name);
         if !rc.key.iter().any(|p| matches!(p, KeyPart::Query(q) if *q == name)) {
             return Err(Bypass::UnkeyedQuery);
         }
@@ -111,8 +102,8 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
             KeyPart::Query(q) => {
                 part("q");
                 for (name, value) in pairs() {
-                    if decode(name) == q.as_str() {
-                        part(&decode(value));
+                    if crate::templates::decode_component(name) == q.as_str() {
+                        part(&crate::templates::decode_component(value));
                     }
                 }
             }
