@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
         api: "pets",
         stage: "prod",
         method: &method,
+        proto: "https",
         host: "api.example.com",
         path: "/pets/42",
         query: Some("lang=en"),

@@ -2,8 +2,8 @@
 //! and which responses may be stored. The proxy's cache phases call these; `store` holds the
 //! entries.
 //!
-//! Poisoning is closed off by construction: the key always holds API, stage, method, host and
-//! the normalised path, plus the route's `key` parameters; a request that carries a query
+//! Poisoning is closed off by construction: the key always holds API, stage, method, the
+//! scheme and host the integration is told, and the normalised path, plus the route's `key` parameters; a request that carries a query
 //! parameter outside the key bypasses the cache (its answer is neither served from nor stored
 //! in an entry it might differ from), and a response that `Vary`s on a header outside the key
 //! is not stored.
@@ -63,6 +63,8 @@ pub struct KeyInput<'a> {
     pub api: &'a str,
     pub stage: &'a str,
     pub method: &'a Method,
+    /// The scheme and host the integration is told (`x-forwarded-proto`, `x-forwarded-host`).
+    pub proto: &'a str,
     pub host: &'a str,
     /// The normalised path below the stage and base path.
     pub path: &'a str,
@@ -94,6 +96,7 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
     part(k.api);
     part(k.stage);
     part(k.method.as_str());
+    part(k.proto);
     part(k.host);
     part(k.path);
     for p in &rc.key {
@@ -196,7 +199,7 @@ mod tests {
         h: &HeaderMap,
     ) -> Result<String, Bypass> {
         let mut out = String::new();
-        let input = KeyInput { api: "a", stage: "s", method, host, path, query, headers: h };
+        let input = KeyInput { api: "a", stage: "s", method, proto: "http", host, path, query, headers: h };
         build_key(&mut out, rc, &input).map(|_| out)
     }
 
@@ -218,6 +221,20 @@ mod tests {
         assert_eq!(base, key(&r, &get, "h", "/p/1", None, &h).expect("key"));
         h.insert("accept-language", "fr".parse().expect("v"));
         assert_ne!(base, key(&r, &get, "h", "/p/1", None, &h).expect("key"));
+        // the scheme the integration is told is part of the key
+        let mut https = String::new();
+        let input = KeyInput {
+            api: "a",
+            stage: "s",
+            method: &get,
+            proto: "https",
+            host: "h",
+            path: "/p/1",
+            query: None,
+            headers: &h,
+        };
+        build_key(&mut https, &r, &input).expect("key");
+        assert_ne!(https, key(&r, &get, "h", "/p/1", None, &h).expect("key"));
         // length prefixes: a value cannot imitate the next part
         assert_ne!(
             key(&r, &get, "h:1", "/p", None, &HeaderMap::new()),
