@@ -32,13 +32,14 @@ fn content_type(req: &RequestHeader) -> Option<&str> {
 impl Gateway {
     /// Validation and request transforms, after access checks and before the integration.
     pub(super) async fn prepare_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Refused> {
-        let snap = ctx.snap.clone();
         let Some((ai, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.route)) else { return Ok(()) };
+        let plain = |r: &crate::snapshot::Route| r.validate.is_none() && r.request_transform.is_none();
+        if plain(&ctx.snap.apis[ai].routes[ri]) {
+            return Ok(()); // most routes: no snapshot clone, nothing read
+        }
+        let snap = ctx.snap.clone();
         let api = &snap.apis[ai];
         let route = &api.routes[ri];
-        if route.validate.is_none() && route.request_transform.is_none() {
-            return Ok(());
-        }
         let req = session.req_header();
         let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
             || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
