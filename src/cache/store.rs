@@ -163,10 +163,8 @@ impl Storage for Store {
     async fn purge(&'static self, target: PurgeTarget<'_>, _: PurgeType, _: &SpanHandle) -> Result<PurgeOutcome> {
         let key: &CompactCacheKey = target.key();
         let bin = key.combined_bin();
-        let map = self.map.load();
-        let found = map.get(&id(&bin)).is_some_and(|e| e.key == bin);
-        if found {
-            map.remove(&id(&bin));
+        if self.get(&bin).is_some() {
+            self.map.load().remove(&id(&bin));
             Ok(PurgeOutcome::Purged(None))
         } else {
             Ok(PurgeOutcome::NotFound)

@@ -70,9 +70,8 @@ pub struct Upstream {
     pub body_bytes: u64,
     /// The request body to send instead of the client's (a transformed body).
     pub new_body: Option<bytes::Bytes>,
-    /// The body is collected as it streams, then checked and transformed at its end.
-    pub collect_body: bool,
-    pub collected: bytes::BytesMut,
+    /// `Some` while the body is collected as it streams, to be checked and transformed at its end.
+    pub collected: Option<bytes::BytesMut>,
     /// Rendered `request_transform.set_headers`.
     pub set_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
@@ -113,6 +112,12 @@ impl RequestCtx {
             pending_error: None,
             response_body: None,
         }
+    }
+
+    /// The route the request matched, as the snapshot defines it.
+    pub fn matched_route(&self) -> Option<&crate::snapshot::Route> {
+        let m = self.route.as_ref()?;
+        Some(&self.snap.apis[m.api].routes[m.route?])
     }
 
     /// (api, stage, route key) names for metrics and logs; empty when not routed.

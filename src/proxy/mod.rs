@@ -54,17 +54,14 @@ impl Gateway {
     /// Sends a gateway response of type `t` (with the API's overrides when routed).
     async fn gateway_response(&self, session: &mut Session, ctx: &mut RequestCtx, t: ResponseType) -> Result<()> {
         let snap = ctx.snap.clone();
-        let (overrides, vars) = match &ctx.route {
-            Some(m) => (Some(&snap.apis[m.api].responses), m.variables.clone()),
-            None => (None, Arc::new(Default::default())),
-        };
+        let overrides = ctx.route.as_ref().map(|m| &snap.apis[m.api].responses);
         let resolved = overrides.map(|o| o.resolve(t));
         let status = ctx.status_override.take().or(resolved.as_ref().map(|r| r.status)).unwrap_or(t.status());
         let message = ctx.error_message.take();
         let message = message.as_deref().unwrap_or(t.message());
         let body = match resolved.as_ref().and_then(|r| r.body_template) {
             Some(name) => {
-                let v = self.template_vars(session, ctx, &vars, Some((message, t.name())), NO_BODY);
+                let v = self.template_vars(session, ctx, Some((message, t.name())), NO_BODY);
                 templates::render(&snap.templates, name, &v).unwrap_or_else(|e| {
                     log::warn!("gateway response template {name}: {e}");
                     responses::message_body(message)
@@ -114,7 +111,6 @@ impl Gateway {
         &self,
         session: &'a Session,
         ctx: &'a RequestCtx,
-        vars: &'a std::collections::BTreeMap<String, String>,
         error: Option<(&'a str, &'a str)>,
         body: (&'a str, &'a serde_json::Value),
     ) -> templates::Vars<'a> {
@@ -140,7 +136,7 @@ impl Gateway {
                 error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
                 authorizer: ctx.principal.as_deref(),
             },
-            stage_variables: vars,
+            stage_variables: ctx.route.as_ref().map(|m| &*m.variables).unwrap_or(&NO_VARIABLES),
             input: templates::Input {
                 params: templates::Params {
                     path: ctx
@@ -373,10 +369,9 @@ impl Gateway {
             return Ok(());
         };
         let snap = ctx.snap.clone();
-        let vars = ctx.route.as_ref().map(|r| r.variables.clone()).unwrap_or_default();
         let body = match &m.body {
             Some(name) => {
-                let v = self.template_vars(session, ctx, &vars, None, NO_BODY);
+                let v = self.template_vars(session, ctx, None, NO_BODY);
                 match templates::render(&snap.templates, name, &v) {
                     Ok(b) => b,
                     Err(e) => {
@@ -396,6 +391,8 @@ impl Gateway {
 }
 
 static NULL: serde_json::Value = serde_json::Value::Null;
+/// Stage variables of a request that was not routed.
+static NO_VARIABLES: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 /// Template input when there is no body.
 const NO_BODY: (&str, &serde_json::Value) = ("", &NULL);
 /// Bodies up to this size are read and checked before the integration is contacted (Pingora

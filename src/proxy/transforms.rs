@@ -25,6 +25,19 @@ impl From<Invalid> for Refused {
     }
 }
 
+impl Refused {
+    /// A template that fails at run time: 500, the details go to the log.
+    fn internal() -> Refused {
+        Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
+    }
+}
+
+/// Renders one `set_headers` template into a header value.
+fn render_header(env: &minijinja::Environment<'static>, tpl: &str, v: &templates::Vars) -> Result<HeaderValue, String> {
+    let s = templates::render(env, tpl, v).map_err(|e| e.to_string())?;
+    HeaderValue::from_str(&s).map_err(|_| "the value is not header text".to_string())
+}
+
 fn content_type(req: &RequestHeader) -> Option<&str> {
     req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }
@@ -32,14 +45,14 @@ fn content_type(req: &RequestHeader) -> Option<&str> {
 impl Gateway {
     /// Validation and request transforms, after access checks and before the integration.
     pub(super) async fn prepare_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Refused> {
-        let Some((ai, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.route)) else { return Ok(()) };
-        let plain = |r: &crate::snapshot::Route| r.validate.is_none() && r.request_transform.is_none();
-        if plain(&ctx.snap.apis[ai].routes[ri]) {
+        let Some(r) = ctx.matched_route() else { return Ok(()) };
+        if r.validate.is_none() && r.request_transform.is_none() {
             return Ok(()); // most routes: no snapshot clone, nothing read
         }
         let snap = ctx.snap.clone();
-        let api = &snap.apis[ai];
-        let route = &api.routes[ri];
+        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
+        let api = &snap.apis[m.api];
+        let Some(route) = m.route.map(|ri| &api.routes[ri]) else { return Ok(()) };
         let req = session.req_header();
         let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
             || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
@@ -77,7 +90,7 @@ impl Gateway {
                         ctx.upstream.new_body = Some(out);
                     }
                 }
-                _ => ctx.upstream.collect_body = true,
+                _ => ctx.upstream.collected = Some(bytes::BytesMut::new()),
             }
         }
         self.render_request_parts(session, ctx)
@@ -90,10 +103,8 @@ impl Gateway {
         ctx: &RequestCtx,
         body: &[u8],
     ) -> Result<Option<Bytes>, Refused> {
-        let Some(m) = ctx.route.as_ref() else { return Ok(None) };
-        let Some(ri) = m.route else { return Ok(None) };
+        let (Some(m), Some(route)) = (ctx.route.as_ref(), ctx.matched_route()) else { return Ok(None) };
         let api = &ctx.snap.apis[m.api];
-        let route = &api.routes[ri];
         let mut json = None;
         if let Some(v) = &route.validate {
             json = v.check_body(content_type(session.req_header()), body)?;
@@ -104,36 +115,30 @@ impl Gateway {
         }
         let json = json.unwrap_or_else(|| serde_json::from_slice(body).unwrap_or(serde_json::Value::Null));
         let text = std::str::from_utf8(body).unwrap_or("");
-        let vars = m.variables.clone();
-        let v = self.template_vars(session, ctx, &vars, None, (text, &json));
+        let v = self.template_vars(session, ctx, None, (text, &json));
         templates::render(&ctx.snap.templates, t, &v).map(|s| Some(Bytes::from(s))).map_err(|e| {
             log::warn!("request body template {t}: {e}");
-            Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
+            Refused::internal()
         })
     }
 
     /// Header, query and path templates of `request_transform`.
     fn render_request_parts(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Refused> {
-        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
-        let Some(t) = m.route.and_then(|ri| ctx.snap.apis[m.api].routes[ri].request_transform.clone()) else {
-            return Ok(());
-        };
+        let Some(t) = ctx.matched_route().and_then(|r| r.request_transform.clone()) else { return Ok(()) };
         if t.set_headers.is_empty() && t.set_query.is_empty() && t.path.is_none() {
             return Ok(());
         }
         let fail = |e: minijinja::Error| {
             log::warn!("request transform template: {e}");
-            Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
+            Refused::internal()
         };
-        let vars = m.variables.clone();
-        let v = self.template_vars(session, ctx, &vars, None, NO_BODY);
+        let v = self.template_vars(session, ctx, None, NO_BODY);
         let env = &ctx.snap.templates;
         let mut headers = Vec::with_capacity(t.set_headers.len());
         for (name, tpl) in &t.set_headers {
-            let value = templates::render(env, tpl, &v).map_err(fail)?;
-            let value = HeaderValue::from_str(&value).map_err(|_| {
-                log::warn!("request transform: header {name} rendered to a value that is not header text");
-                Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
+            let value = render_header(env, tpl, &v).map_err(|e| {
+                log::warn!("request transform: header {name}: {e}");
+                Refused::internal()
             })?;
             headers.push((name.clone(), value));
         }
@@ -157,13 +162,7 @@ impl Gateway {
 
     /// Header changes and the body length of the integration request.
     pub(super) fn apply_request_transform(&self, up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let Some(t) = ctx
-            .route
-            .as_ref()
-            .and_then(|m| m.route.and_then(|ri| ctx.snap.apis[m.api].routes[ri].request_transform.clone()))
-        else {
-            return Ok(());
-        };
+        let Some(t) = ctx.matched_route().and_then(|r| r.request_transform.clone()) else { return Ok(()) };
         for h in &t.remove_headers {
             up.remove_header(h);
         }
@@ -173,7 +172,7 @@ impl Gateway {
         if let Some(b) = &ctx.upstream.new_body {
             up.remove_header(&http::header::TRANSFER_ENCODING);
             up.insert_header(http::header::CONTENT_LENGTH, b.len().to_string())?;
-        } else if ctx.upstream.collect_body && t.body.is_some() {
+        } else if ctx.upstream.collected.is_some() && t.body.is_some() {
             up.remove_header(&http::header::CONTENT_LENGTH);
             up.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
@@ -194,16 +193,14 @@ impl Gateway {
             *body = Some(if end_of_stream { b.clone() } else { Bytes::new() });
             return Ok(());
         }
-        if !ctx.upstream.collect_body {
-            return Ok(());
-        }
+        let Some(buf) = ctx.upstream.collected.as_mut() else { return Ok(()) };
         if let Some(b) = body.replace(Bytes::new()) {
-            ctx.upstream.collected.extend_from_slice(&b);
+            buf.extend_from_slice(&b);
         }
         if !end_of_stream {
             return Ok(());
         }
-        let whole = std::mem::take(&mut ctx.upstream.collected).freeze();
+        let whole = ctx.upstream.collected.take().unwrap_or_default().freeze();
         match self.process_body(session, ctx, &whole) {
             Ok(Some(out)) => *body = Some(out),
             Ok(None) => *body = Some(whole),
@@ -239,13 +236,12 @@ impl Gateway {
             resp.remove_header(h);
         }
         if !t.set_headers.is_empty() {
-            let vars = m.variables.clone();
-            let v = self.template_vars(session, ctx, &vars, None, NO_BODY);
+            let v = self.template_vars(session, ctx, None, NO_BODY);
             let mut rendered = Vec::with_capacity(t.set_headers.len());
             for (name, tpl) in &t.set_headers {
-                match templates::render(&ctx.snap.templates, tpl, &v).map(|s| HeaderValue::from_str(&s)) {
-                    Ok(Ok(value)) => rendered.push((name.clone(), value)),
-                    _ => log::warn!("response transform: header {name} could not be rendered"),
+                match render_header(&ctx.snap.templates, tpl, &v) {
+                    Ok(value) => rendered.push((name.clone(), value)),
+                    Err(e) => log::warn!("response transform: header {name}: {e}"),
                 }
             }
             drop(v);
@@ -287,18 +283,13 @@ impl Gateway {
             return Ok(());
         }
         let whole = ctx.response_body.take().unwrap_or_default().freeze();
-        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
-        let Some(tpl) = m
-            .route
-            .and_then(|ri| ctx.snap.apis[m.api].routes[ri].response_transform.as_ref())
-            .and_then(|t| t.body.as_ref())
+        let Some(tpl) = ctx.matched_route().and_then(|r| r.response_transform.as_ref()).and_then(|t| t.body.as_ref())
         else {
             return Ok(());
         };
         let json = serde_json::from_slice(&whole).unwrap_or(serde_json::Value::Null);
         let text = std::str::from_utf8(&whole).unwrap_or("");
-        let vars = m.variables.clone();
-        let v = self.template_vars(session, ctx, &vars, None, (text, &json));
+        let v = self.template_vars(session, ctx, None, (text, &json));
         match templates::render(&ctx.snap.templates, tpl, &v) {
             Ok(out) => *body = Some(Bytes::from(out)),
             Err(e) => {
