@@ -85,6 +85,31 @@ pub fn create(plan: &str, name: &str) -> Result<(String, String), String> {
     Ok((key, entry))
 }
 
+/// Admission step: the route's API key (AWS: after the authorizer, before throttles).
+/// The key is read under the one header rule (`request::header`): a repeated key header is
+/// its lines joined, which matches no key. `Ok` is the key's id and its plan for the stage.
+pub fn check<'s>(
+    keys: Option<&crate::snapshot::ApiKeys>,
+    plans: &'s HashMap<String, crate::snapshot::Plan>,
+    headers: &http::HeaderMap,
+    stage: (usize, usize),
+) -> Result<(Arc<str>, &'s crate::snapshot::Plan), crate::responses::Refusal> {
+    use crate::responses::{Refusal, ResponseType as T};
+    let keys = keys.ok_or_else(|| Refusal::auth("api_key", "no_keys", T::ApiKeyInvalid))?;
+    let presented = crate::request::header(headers, &keys.header)
+        .ok_or_else(|| Refusal::auth("api_key", "missing_key", T::MissingAuthenticationToken))?;
+    let k = keys
+        .store
+        .find(presented.as_bytes())
+        .filter(|k| k.enabled)
+        .ok_or_else(|| Refusal::auth("api_key", "invalid_key", T::ApiKeyInvalid))?;
+    let plan = plans
+        .get(&k.plan)
+        .filter(|p| p.stages.contains(&stage))
+        .ok_or_else(|| Refusal::auth("api_key", "not_in_plan", T::ApiKeyInvalid))?;
+    Ok((k.id.clone(), plan))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

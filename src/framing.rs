@@ -10,6 +10,21 @@ use pingora::http::RequestHeader;
 /// Pingora drops Content-Length when Transfer-Encoding is present, so only the raw bytes
 /// still show that both were sent.
 pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), &'static str> {
+    // Host names the API (custom domains) and the cache entry: it must be one value
+    let hosts = req.headers.get_all(http::header::HOST).iter().count();
+    if hosts > 1 {
+        return Err("more than one Host header");
+    }
+    if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(http::header::HOST)) {
+        if !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) {
+            return Err("Host differs from the request target's authority");
+        }
+    }
+    // methods are case-sensitive: `get` is not GET, and must not reach an ANY route that
+    // GET would not (routes, authorizers and caches are keyed on the exact method)
+    if is_miscased_standard_method(req.method.as_str()) {
+        return Err("a standard method in the wrong case");
+    }
     if req.version == http::Version::HTTP_2 || req.version == http::Version::HTTP_3 {
         return Ok(());
     }
@@ -36,6 +51,19 @@ pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), &'stati
         }
     }
     Ok(())
+}
+
+/// The size of a request head as its fields count it (request line, then `name: value\r\n`
+/// per field), the same for HTTP/1 and HTTP/2, and its number of fields.
+pub fn head_size(req: &RequestHeader) -> (usize, usize) {
+    let line = req.method.as_str().len() + req.uri.to_string().len() + 12;
+    let fields: usize = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    (line + fields, req.headers.len())
+}
+
+fn is_miscased_standard_method(m: &str) -> bool {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    STANDARD.iter().any(|s| s.eq_ignore_ascii_case(m) && *s != m)
 }
 
 fn has_content_length_line(raw: &[u8]) -> bool {
@@ -83,5 +111,22 @@ mod tests {
         assert!(check_(&req(V::HTTP_10, &[("transfer-encoding", "chunked")])).is_err());
         assert!(check_(&req(V::HTTP_11, &[("content-length", "5"), ("content-length", "6")])).is_err());
         assert!(check_(&req(V::HTTP_11, &[("content-length", "+5")])).is_err());
+    }
+
+    #[test]
+    fn host_and_method_must_be_unambiguous() {
+        use http::Version as V;
+        assert!(check_(&req(V::HTTP_11, &[("host", "a"), ("host", "b")])).is_err());
+        assert!(check_(&req(V::HTTP_2, &[("host", "a"), ("host", "a")])).is_err());
+        let mut r = RequestHeader::build("GET", b"/x", None).expect("req");
+        r.set_uri("http://a.example/x".parse().expect("uri"));
+        r.insert_header("host", "b.example").expect("h");
+        assert!(check_(&r).is_err());
+        r.insert_header("host", "A.example").expect("h");
+        assert!(check_(&r).is_ok());
+        for (m, ok) in [("get", false), ("Get", false), ("head", false), ("GET", true), ("PROPFIND", true), ("purge", true)] {
+            let r = RequestHeader::build(m, b"/", None).expect("req");
+            assert_eq!(check_(&r).is_ok(), ok, "{m}");
+        }
     }
 }

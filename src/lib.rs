@@ -34,6 +34,7 @@ pub mod openapi;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod request;
 pub mod responses;
 pub mod routing;
 pub mod server;

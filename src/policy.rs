@@ -37,16 +37,18 @@ impl Policy {
     /// Deny wins over allow; then every required header must be present with its value.
     pub fn check(&self, client: Option<IpAddr>, headers: &http::HeaderMap) -> Result<(), Denied> {
         let ip = client.map(canonical);
-        if let Some(ip) = ip {
-            if self.deny.iter().any(|n| n.contains(&ip)) {
-                return Err(Denied::DeniedCidr);
-            }
+        match ip {
+            Some(ip) if self.deny.iter().any(|n| n.contains(&ip)) => return Err(Denied::DeniedCidr),
+            // an unknown client (unparsable X-Forwarded-For from a trusted hop) might be denied
+            None if !self.deny.is_empty() => return Err(Denied::DeniedCidr),
+            _ => {}
         }
         if !self.allow.is_empty() && !ip.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip))) {
             return Err(Denied::NotAllowedCidr);
         }
         for (name, value) in &self.require_headers {
-            if headers.get(name) != Some(value) {
+            // all lines of the field (request::header): a second line never slips past
+            if crate::request::header(headers, name).as_deref().map(str::as_bytes) != Some(value.as_bytes()) {
                 return Err(Denied::MissingHeader);
             }
         }
@@ -83,7 +85,8 @@ mod tests {
         assert_eq!(pol.check(Some("127.0.0.66".parse().expect("ip")), &h), Err(Denied::DeniedCidr));
         assert_eq!(pol.check(Some("10.0.0.1".parse().expect("ip")), &h), Err(Denied::NotAllowedCidr));
         assert_eq!(pol.check(Some("::ffff:127.0.0.66".parse().expect("ip")), &h), Err(Denied::DeniedCidr));
-        assert_eq!(pol.check(None, &h), Err(Denied::NotAllowedCidr));
+        assert_eq!(pol.check(None, &h), Err(Denied::DeniedCidr), "an unknown client might be denied");
+        assert_eq!(p(&["127.0.0.0/8"], &[]).check(None, &h), Err(Denied::NotAllowedCidr));
         assert_eq!(p(&[], &[]).check(Some("10.0.0.1".parse().expect("ip")), &h), Ok(()));
     }
 

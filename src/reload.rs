@@ -98,8 +98,11 @@ impl BackgroundService for Reloader {
             *dirs = want;
         };
         rewatch(&mut watcher, &mut dirs);
-        // Ready only now: listeners are up (this service starts after them) and changes to
-        // the config are being watched.
+        // Ready only now: changes to the config are watched, and every public listener
+        // accepts connections (a started service may not have bound its socket yet).
+        let l = &self.shared.load().listeners;
+        let addrs: Vec<String> = l.listen.iter().chain(&l.tls_listen).chain(&l.private_listen).cloned().collect();
+        wait_until_accepting(&addrs).await;
         READY.store(true, std::sync::atomic::Ordering::Release);
 
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
@@ -143,6 +146,25 @@ impl BackgroundService for Reloader {
                 }
                 rewatch(&mut watcher, &mut dirs);
             }
+        }
+    }
+}
+
+/// Waits (up to 10 s) until a TCP connection to each listener address succeeds; a wildcard
+/// address is probed on its loopback.
+async fn wait_until_accepting(addrs: &[String]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for a in addrs {
+        let Ok(mut sa) = a.parse::<std::net::SocketAddr>() else { continue };
+        if sa.ip().is_unspecified() {
+            sa.set_ip(if sa.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        while tokio::net::TcpStream::connect(sa).await.is_err() {
+            if tokio::time::Instant::now() >= deadline {
+                log::warn!("listener {a} does not accept connections yet; reporting ready anyway");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

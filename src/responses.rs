@@ -5,6 +5,51 @@
 
 use std::collections::HashMap;
 
+/// What a refused request counts against (the metric it increments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counted {
+    Nothing,
+    /// `edgegate_auth_failures_total{authorizer, reason}` (policy, authorizers, API keys).
+    Auth { check: std::sync::Arc<str>, reason: &'static str },
+    /// `edgegate_throttled_total{reason}`.
+    Throttled(&'static str),
+}
+
+/// Why a request is answered by the gateway instead of its integration: the one shape that
+/// every admission step (policy, authorizer, API key, throttles, quota, validation) returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub response: ResponseType,
+    /// Replaces the type's own status (415 from validation, 503 when Redis is required).
+    pub status: Option<u16>,
+    /// Replaces the type's own message (what failed validation).
+    pub message: Option<String>,
+    /// Extra headers (`retry-after`, `ratelimit-*`).
+    pub headers: Vec<(&'static str, String)>,
+    pub counted: Counted,
+}
+
+impl Refusal {
+    pub fn new(response: ResponseType) -> Refusal {
+        Refusal { response, status: None, message: None, headers: Vec::new(), counted: Counted::Nothing }
+    }
+
+    /// A refusal by an access check (`check` names it in the auth-failure metric).
+    pub fn auth(check: &str, reason: &'static str, response: ResponseType) -> Refusal {
+        Refusal { counted: Counted::Auth { check: check.into(), reason }, ..Refusal::new(response) }
+    }
+
+    pub fn with_status(mut self, status: u16) -> Refusal {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Refusal {
+        self.message = Some(message.into());
+        self
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResponseType {
     AccessDenied,

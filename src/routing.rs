@@ -276,6 +276,12 @@ impl Router {
         for (i, p) in &any {
             r.any.insert(*i, p)?;
         }
+        // HEAD is GET without the body (RFC 9110 §9.3.2): a path with a GET route and no HEAD
+        // route of its own is served, and guarded, by that GET route, never by an ANY route
+        let gets = specific.get("GET").cloned().unwrap_or_default();
+        if !gets.is_empty() {
+            specific.entry("HEAD".to_string()).or_default();
+        }
         let mut methods: Vec<_> = specific.into_iter().collect();
         methods.sort_by(|a, b| a.0.cmp(&b.0));
         for (m, list) in methods {
@@ -283,8 +289,17 @@ impl Router {
             for (i, p) in &list {
                 table.insert(*i, p)?;
             }
+            if m == "HEAD" {
+                for (i, p) in &gets {
+                    // a HEAD route of the same shape wins; a conflicting shape keeps HEAD's own
+                    if !list.iter().any(|(_, q)| q == p) {
+                        let _ = table.insert(*i, p);
+                    }
+                }
+            }
             for (i, p) in &any {
-                if !list.iter().any(|(_, q)| q == p) {
+                let own = list.iter().any(|(_, q)| q == p) || (m == "HEAD" && gets.iter().any(|(_, q)| q == p));
+                if !own {
                     table.insert(*i, p)?;
                 }
             }
@@ -376,6 +391,17 @@ mod tests {
         let r = router(&["GET /pets"]);
         assert_eq!(r.find(&http::Method::POST, "/pets"), None);
         assert_eq!(r.find(&get, "/pets/"), None);
+    }
+
+    #[test]
+    fn head_follows_get_before_any() {
+        let r = router(&["GET /secret", "ANY /{proxy+}", "HEAD /own", "GET /own", "ANY /secret2", "GET /secret2"]);
+        let head = http::Method::HEAD;
+        assert_eq!(r.find(&head, "/secret").map(|m| m.route), Some(0), "HEAD uses the GET route");
+        assert_eq!(r.find(&head, "/own").map(|m| m.route), Some(2), "a HEAD route of its own wins");
+        assert_eq!(r.find(&head, "/secret2").map(|m| m.route), Some(5), "GET before ANY for the same path");
+        assert_eq!(r.find(&head, "/other").map(|m| m.route), Some(1));
+        assert_eq!(r.find(&http::Method::POST, "/secret").map(|m| m.route), Some(1));
     }
 
     #[test]

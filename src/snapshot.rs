@@ -70,6 +70,8 @@ pub struct Mount {
 pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub max_body: u64,
+    pub max_header_size: u64,
+    pub max_headers: usize,
     pub max_integration_timeout: Duration,
     pub access_log: AccessLogTarget,
 }
@@ -99,6 +101,17 @@ pub enum Authorizer {
     Jwt(Arc<crate::auth::jwt::JwtAuthorizer>),
     Lambda(Arc<crate::auth::lambda::LambdaAuthorizer>),
     SigV4(Arc<crate::auth::sigv4::SigV4Authorizer>),
+}
+
+impl Authorizer {
+    /// The request headers that identify the caller to this authorizer.
+    pub fn identity_headers(&self, mut f: impl FnMut(&http::HeaderName)) {
+        match self {
+            Authorizer::Jwt(j) => f(j.identity_header()),
+            Authorizer::Lambda(l) => l.identity_headers(f),
+            Authorizer::SigV4(_) => f(&http::header::AUTHORIZATION),
+        }
+    }
 }
 
 pub struct ApiKeys {

@@ -60,21 +60,6 @@ pub struct Input<'a> {
     pub json: &'a serde_json::Value,
 }
 
-/// Request headers for `input.params.header`.
-pub fn header_map(h: &http::HeaderMap) -> BTreeMap<&str, String> {
-    let mut m: BTreeMap<&str, String> = BTreeMap::new();
-    for (k, v) in h {
-        let v = String::from_utf8_lossy(v.as_bytes());
-        m.entry(k.as_str())
-            .and_modify(|s| {
-                s.push_str(", ");
-                s.push_str(&v);
-            })
-            .or_insert_with(|| v.into_owned());
-    }
-    m
-}
-
 #[derive(Serialize)]
 pub struct Vars<'a> {
     pub context: Context<'a>,
@@ -84,6 +69,77 @@ pub struct Vars<'a> {
 }
 
 /// Renders template `name`; a runtime error is returned for the caller to turn into a 500.
+/// The name a template is compiled under: bodies whose text is JSON (it starts with `{` or
+/// `[`) get the JSON escape (see [`environment`]).
+pub fn name_for(base: &str, text: &str) -> String {
+    if matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'[')) {
+        format!("{base}+json")
+    } else {
+        base.to_string()
+    }
+}
+
+/// The snapshot's template environment. Output escaping follows where a value lands:
+/// - JSON bodies (gateway responses, and body templates named by [`name_for`]): every value
+///   is written as JSON string content (`"` `\` and control characters escaped), so a
+///   request value can never add keys or close the document (`{{ v | tojson }}` still writes
+///   a whole JSON value).
+/// - `request_transform.path`: every value is percent-encoded as one path segment (`/`,
+///   `%`, `?`, `#` and `..` included), so a value never adds segments or climbs the path.
+pub fn environment() -> minijinja::Environment<'static> {
+    use minijinja::AutoEscape;
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(":path") {
+            AutoEscape::Custom("path")
+        } else if name.starts_with("gw:") || name.ends_with("+json") {
+            AutoEscape::Custom("json")
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_formatter(|out, state, value| {
+        let mode = match state.auto_escape() {
+            AutoEscape::Custom(m) => m,
+            _ => return minijinja::escape_formatter(out, state, value),
+        };
+        let write = |out: &mut minijinja::Output, s: &str| {
+            out.write_str(s).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+        };
+        if value.is_undefined() {
+            return Ok(());
+        }
+        let text = value.to_string();
+        if value.is_safe() {
+            return write(out, &text); // `| tojson`, `| safe`: the template's author chose
+        }
+        let escaped = match mode {
+            "path" => encode_segment(&text),
+            _ => json_string_content(&text),
+        };
+        write(out, &escaped)
+    });
+    env
+}
+
+/// `s` as JSON string content, without the quotes.
+pub fn json_string_content(s: &str) -> String {
+    let quoted = serde_json::Value::from(s).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// `s` percent-encoded as one path segment (RFC 3986 unreserved characters stay; `.` and
+/// `..` alone are encoded so they cannot be dot-segments).
+pub fn encode_segment(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    match s {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => percent_encoding::utf8_percent_encode(s, SEGMENT).to_string(),
+    }
+}
+
 pub fn render(env: &minijinja::Environment<'static>, name: &str, vars: &Vars<'_>) -> Result<String, minijinja::Error> {
     env.get_template(name)?.render(vars)
 }
@@ -147,5 +203,28 @@ mod tests {
             },
         };
         assert_eq!(render(&env, "t", &v).expect("render"), "prod/blue/7/a b!");
+    }
+
+    #[test]
+    fn values_are_escaped_for_where_they_land() {
+        let mut env = environment();
+        env.add_template_owned("b+json", r#"{"q": "{{ v }}", "n": {{ v | tojson }}}"#).expect("t");
+        env.add_template_owned("x:path", "/users/{{ v }}/profile").expect("t");
+        env.add_template_owned("plain", "{{ v }}").expect("t");
+        let v = minijinja::context! { v => "a\", \"admin\": true, \"x\": \"../../admin" };
+        let json = env.get_template("b+json").expect("t").render(&v).expect("r");
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("still one JSON document");
+        assert_eq!(parsed.as_object().map(|o| o.len()), Some(2), "no key injected: {json}");
+        assert_eq!(parsed["q"], parsed["n"]);
+        let v = minijinja::context! { v => "../../admin" };
+        assert_eq!(env.get_template("x:path").expect("t").render(&v).expect("r"), "/users/..%2F..%2Fadmin/profile");
+        let v = minijinja::context! { v => ".." };
+        assert_eq!(env.get_template("x:path").expect("t").render(&v).expect("r"), "/users/%2E%2E/profile");
+        let none = minijinja::context! {};
+        assert_eq!(env.get_template("b+json").expect("t").render(&none).expect("r"), r#"{"q": "", "n": null}"#);
+        let v = minijinja::context! { v => "<a>" };
+        assert_eq!(env.get_template("plain").expect("t").render(&v).expect("r"), "<a>");
+        assert_eq!(name_for("mock:a", "  {\"a\":1}"), "mock:a+json");
+        assert_eq!(name_for("mock:a", "hello"), "mock:a");
     }
 }

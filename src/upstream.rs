@@ -164,10 +164,18 @@ impl HttpTarget {
         }
         match (self.query.as_deref(), client_query.filter(|q| !q.is_empty())) {
             (Some(a), Some(b)) => {
+                // the uri's fixed parameters win: a client's parameter of the same name is
+                // dropped, never appended after them (`?role=user&role=admin`)
+                let name = |p: &str| crate::templates::decode_component(p.split('=').next().unwrap_or("")).into_owned();
+                let fixed: Vec<String> = a.split('&').filter(|p| !p.is_empty()).map(name).collect();
                 s.push('?');
                 s.push_str(a);
-                s.push('&');
-                s.push_str(b);
+                for p in b.split('&').filter(|p| !p.is_empty()) {
+                    if !fixed.contains(&name(p)) {
+                        s.push('&');
+                        s.push_str(p);
+                    }
+                }
             }
             (Some(q), None) | (None, Some(q)) => {
                 s.push('?');
@@ -205,6 +213,8 @@ mod tests {
         let t = parse_target("b", "http://127.0.0.1:80?k=v", Duration::from_secs(1), 0, true).expect("target");
         assert_eq!(t.host, "127.0.0.1");
         assert_eq!(t.request_uri("/x", &[], Some("a=1")), "/x?k=v&a=1");
+        let t = parse_target("b", "http://127.0.0.1:80/?role=user", Duration::from_secs(1), 0, true).expect("target");
+        assert_eq!(t.request_uri("/x", &[], Some("role=admin&a=1&r%6Fle=admin")), "/x?role=user&a=1");
     }
 
     #[test]

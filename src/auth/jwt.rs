@@ -98,6 +98,20 @@ fn now_secs() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
 
+/// Whether the token's protected header lists `crit` extensions. None is understood here,
+/// so any `crit` (even an empty or malformed one) refuses the token.
+fn has_crit(token: &str) -> bool {
+    use base64::Engine;
+    let Some(head) = token.split('.').next() else { return true };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head.trim_end_matches('=')) else {
+        return true;
+    };
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) {
+        Ok(h) => h.contains_key("crit"),
+        Err(_) => true,
+    }
+}
+
 /// The least time between two fetches caused by unknown `kid`s.
 const REFETCH_INTERVAL: u64 = 30;
 
@@ -138,7 +152,15 @@ impl JwtAuthorizer {
             let mut v = Validation::new(alg);
             v.leeway = s.leeway.as_secs();
             v.validate_nbf = true;
-            v.set_required_spec_claims(&["exp"]);
+            // configured means required: a token without the claim is refused, not waved through
+            let mut required = vec!["exp"];
+            if s.issuer.is_some() {
+                required.push("iss");
+            }
+            if !s.audience.is_empty() {
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
             if let Some(iss) = s.issuer {
                 v.set_issuer(&[iss]);
             }
@@ -171,6 +193,11 @@ impl JwtAuthorizer {
         })
     }
 
+    /// The header the token is read from.
+    pub fn identity_header(&self) -> &http::HeaderName {
+        &self.header
+    }
+
     /// Fetches the JWKS URL again if `refresh` has passed (called from a background task).
     pub fn refresh_if_due(&self) {
         let Some(url) = &self.url else { return };
@@ -185,7 +212,15 @@ impl JwtAuthorizer {
         self.last_fetch.store(now_secs(), Ordering::Relaxed);
         match fetch_jwks(url).and_then(|b| parse_jwks(&b)) {
             Ok(keys) => {
+                let changed = {
+                    let old = self.keys.load();
+                    old.len() != keys.len() || keys.keys().any(|k| !old.contains_key(k))
+                };
                 self.keys.store(Arc::new(keys));
+                if changed {
+                    // a removed (or replaced) key must not keep its tokens valid until exp
+                    self.verified.clear();
+                }
                 true
             }
             Err(e) => {
@@ -254,6 +289,10 @@ impl JwtAuthorizer {
     /// Signature, algorithm and claims of a token, without the cache (used on a cache miss).
     pub fn verify(&self, token: &str) -> Result<Principal, Refused> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Invalid("format"))?;
+        if has_crit(token) {
+            // RFC 7515 §4.1.11: extensions we do not understand make the token invalid
+            return Err(Refused::Invalid("crit"));
+        }
         let validation = self.validations.get(&header.alg).ok_or(Refused::Invalid("algorithm"))?;
         let keys = self.keys.load();
         let key = if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
@@ -296,7 +335,7 @@ impl JwtAuthorizer {
             })
             .unwrap_or_default();
         let principal_id = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_string();
-        Ok(Principal { principal_id, claims, scopes: token_scopes })
+        Ok(Principal { principal_id, claims, scopes: token_scopes, context: Default::default() })
     }
 }
 

@@ -138,7 +138,9 @@ fn parse_answer(v: &Value, format: Format) -> Option<Answer> {
             (v.get("principalId")?.as_str()?.to_string(), Verdict::Policy(Policy::parse(v.get("policyDocument")?)?))
         }
     };
-    Some(Answer { principal: Arc::new(Principal { principal_id, claims, scopes: vec![] }), verdict })
+    let mut context = claims.clone();
+    context.retain(|k, _| !Principal::RESERVED.contains(&k.as_str()));
+    Some(Answer { principal: Arc::new(Principal { principal_id, claims, scopes: vec![], context }), verdict })
 }
 
 pub struct Settings {
@@ -165,12 +167,23 @@ impl LambdaAuthorizer {
         LambdaAuthorizer { s, connector: Connector::new(None), cache: DashMap::new(), inflight: DashMap::new() }
     }
 
+    /// The identity sources that are headers.
+    pub fn identity_headers(&self, mut f: impl FnMut(&http::HeaderName)) {
+        for s in &self.s.sources {
+            if let Source::Header(h) = s {
+                f(h);
+            }
+        }
+    }
+
     fn identity(&self, c: &Call<'_>) -> Option<Vec<String>> {
         self.s
             .sources
             .iter()
             .map(|src| match src {
-                Source::Header(h) => c.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string),
+                // all lines of a repeated header (request::header): the cache key and the
+                // event carry the same value, so one caller cannot take another's decision
+                Source::Header(h) => crate::request::header(c.headers, h).map(|v| v.into_owned()),
                 Source::Query(q) => c.query.get(q).cloned(),
                 Source::SourceIp => Some(c.source_ip.clone()),
                 Source::StageVariable(v) => c.stage_variables.get(v).cloned(),
@@ -189,9 +202,17 @@ impl LambdaAuthorizer {
                 return (decide(&e.0, &c.method_arn), true);
             }
         }
-        let cell = self.inflight.entry(key.clone()).or_default().clone();
-        let answer = cell.get_or_init(|| self.call(c, &values)).await.clone();
-        self.inflight.remove_if(&key, |_, v| Arc::ptr_eq(v, &cell));
+        // With result_ttl = 0 every request is decided by its own event (its method ARN,
+        // path and headers), so none is coalesced; with a cache, concurrent callers with the
+        // same identity share one call, as they would share its cached answer.
+        let answer = if self.s.ttl.is_zero() {
+            self.call(c, &values).await
+        } else {
+            let cell = self.inflight.entry(key.clone()).or_default().clone();
+            let answer = cell.get_or_init(|| self.call(c, &values)).await.clone();
+            self.inflight.remove_if(&key, |_, v| Arc::ptr_eq(v, &cell));
+            answer
+        };
         let Some(answer) = answer else { return (Err(Refused::Failure), false) };
         if !self.s.ttl.is_zero() {
             if self.cache.len() >= CACHE_CAPACITY {
@@ -209,10 +230,9 @@ impl LambdaAuthorizer {
         match self.s.kind {
             Kind::Token => json!({"type": "TOKEN", "authorizationToken": values.first(), "methodArn": c.method_arn}),
             Kind::Request => {
-                let headers: Map<String, Value> = c
-                    .headers
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::from(v.to_str().ok()?))))
+                let headers: Map<String, Value> = crate::request::header_map(c.headers)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), Value::from(v)))
                     .collect();
                 let path_params: Map<String, Value> =
                     c.path_params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();

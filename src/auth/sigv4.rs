@@ -231,6 +231,18 @@ fn kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
 
 impl SigV4Authorizer {
     pub fn authorize(&self, r: &Signed<'_>) -> Result<Arc<Principal>, Refused> {
+        // the parts of a signature must each be one value: a second line or parameter would be
+        // read by one side and not the other
+        for h in ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"] {
+            if crate::request::repeated(r.headers, h) {
+                return Err(Refused::Invalid("repeated_header"));
+            }
+        }
+        for p in ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature"] {
+            if r.query.split('&').filter(|kv| kv.split('=').next() == Some(p)).nth(1).is_some() {
+                return Err(Refused::Invalid("repeated_parameter"));
+            }
+        }
         let q = |name: &str| -> Option<String> {
             r.query.split('&').find_map(|p| {
                 let (k, v) = p.split_once('=')?;

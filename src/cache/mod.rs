@@ -112,9 +112,8 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
             }
             KeyPart::Header(h) => {
                 part("h");
-                for v in k.headers.get_all(h) {
-                    part(&String::from_utf8_lossy(v.as_bytes()));
-                }
+                // all lines of the field, under the one rule (request::header)
+                part(crate::request::header(k.headers, h).as_deref().unwrap_or(""));
             }
         }
     }
@@ -142,7 +141,7 @@ pub fn refresh_requested(rc: &RouteCache, headers: &HeaderMap) -> bool {
 /// An answer to a request with `Authorization` may be meant for that caller only: as in
 /// RFC 9111 (3.5) it is stored only when the origin marks it `public` or `s-maxage`, or when
 /// the route keys on `header.authorization` (an entry per credential).
-pub fn not_storable(rc: &RouteCache, req: &HeaderMap, resp: &ResponseHeader) -> Option<&'static str> {
+pub fn not_storable(credential: bool, resp: &ResponseHeader) -> Option<&'static str> {
     if !resp.status.is_success() {
         return Some("status");
     }
@@ -160,20 +159,57 @@ pub fn not_storable(rc: &RouteCache, req: &HeaderMap, resp: &ResponseHeader) -> 
             shared |= d.eq_ignore_ascii_case("public") || d.eq_ignore_ascii_case("s-maxage");
         }
     }
-    let keyed = |name: &HeaderName| rc.key.iter().any(|p| matches!(p, KeyPart::Header(k) if k == name));
-    if req.contains_key(http::header::AUTHORIZATION) && !shared && !keyed(&http::header::AUTHORIZATION) {
-        return Some("authorization");
+    if credential && !shared {
+        return Some("credentials");
     }
+    // every other Vary is honoured: each variant is a separate entry (`variance`)
     for v in h.get_all(http::header::VARY) {
         let Ok(s) = v.to_str() else { return Some("vary") };
-        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let keyed = rc.key.iter().any(|p| matches!(p, KeyPart::Header(k) if k.as_str().eq_ignore_ascii_case(name)));
-            if !keyed && !name.eq_ignore_ascii_case("accept-encoding") {
-                return Some("vary");
-            }
+        if s.split(',').any(|n| n.trim() == "*") {
+            return Some("vary");
         }
     }
     None
+}
+
+/// Whether the request carries a credential that the key does not cover, so the answer
+/// may be meant for this caller alone (RFC 9111 §3.5 for `Authorization`): one of
+/// `Authorization`, `Cookie` or the route authorizer's identity headers (`candidates`).
+pub fn carries_unkeyed_credential<'a>(
+    rc: &RouteCache,
+    req: &HeaderMap,
+    candidates: impl IntoIterator<Item = &'a HeaderName>,
+) -> bool {
+    let keyed = |name: &HeaderName| rc.key.iter().any(|p| matches!(p, KeyPart::Header(k) if k == name));
+    [&http::header::AUTHORIZATION, &http::header::COOKIE]
+        .into_iter()
+        .chain(candidates)
+        .any(|name| req.contains_key(name) && !keyed(name))
+}
+
+/// The variance of a stored answer: the request's values of every header its `Vary` names
+/// (under the one header rule), so a client never gets a variant made for other values.
+pub fn variance(resp: &ResponseHeader, req: &HeaderMap) -> Option<pingora::cache::key::HashBinary> {
+    let mut names: Vec<String> = resp
+        .headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    names.sort();
+    names.dedup();
+    let mut b = pingora::cache::VarianceBuilder::new();
+    for n in &names {
+        let v = crate::request::header(req, n.as_str()).map(|v| v.into_owned().into_bytes()).unwrap_or_default();
+        b.add_owned_name_value(n.clone(), v);
+    }
+    b.finalize()
 }
 
 #[cfg(test)]
@@ -246,28 +282,52 @@ mod tests {
     fn storability() {
         let r = rc(vec![KeyPart::Header(HeaderName::from_static("accept-language"))]);
         let mut resp = ResponseHeader::build(200, None).expect("h");
-        let none = HeaderMap::new();
-        assert_eq!(not_storable(&r, &none, &resp), None);
+        assert_eq!(not_storable(false, &resp), None);
         let mut authz = HeaderMap::new();
         authz.insert("authorization", "Bearer a".parse().expect("v"));
-        assert_eq!(not_storable(&r, &authz, &resp), Some("authorization"));
+        assert!(carries_unkeyed_credential(&r, &authz, []));
+        assert_eq!(not_storable(true, &resp), Some("credentials"));
         resp.insert_header("cache-control", "public, max-age=60").expect("h");
-        assert_eq!(not_storable(&r, &authz, &resp), None);
+        assert_eq!(not_storable(true, &resp), None);
         let per_user = rc(vec![KeyPart::Header(http::header::AUTHORIZATION)]);
+        assert!(!carries_unkeyed_credential(&per_user, &authz, []));
+        let mut cookie = HeaderMap::new();
+        cookie.insert("cookie", "s=1".parse().expect("v"));
+        assert!(carries_unkeyed_credential(&per_user, &cookie, []));
+        let token = HeaderName::from_static("x-token");
+        let mut custom = HeaderMap::new();
+        custom.insert("x-token", "t".parse().expect("v"));
+        assert!(carries_unkeyed_credential(&per_user, &custom, [&token]));
+        assert!(!carries_unkeyed_credential(&per_user, &custom, []));
         resp.remove_header("cache-control");
-        assert_eq!(not_storable(&per_user, &authz, &resp), None);
         resp.insert_header("vary", "Accept-Language, Accept-Encoding").expect("h");
-        assert_eq!(not_storable(&r, &none, &resp), None);
-        resp.insert_header("vary", "X-Evil").expect("h");
-        assert_eq!(not_storable(&r, &none, &resp), Some("vary"));
+        assert_eq!(not_storable(false, &resp), None);
+        resp.insert_header("vary", "*").expect("h");
+        assert_eq!(not_storable(false, &resp), Some("vary"));
         resp.remove_header("vary");
         resp.insert_header("cache-control", "public, Private").expect("h");
-        assert_eq!(not_storable(&r, &none, &resp), Some("cache-control"));
+        assert_eq!(not_storable(false, &resp), Some("cache-control"));
         resp.remove_header("cache-control");
         resp.insert_header("set-cookie", "a=b").expect("h");
-        assert_eq!(not_storable(&r, &none, &resp), Some("set-cookie"));
+        assert_eq!(not_storable(false, &resp), Some("set-cookie"));
         let err = ResponseHeader::build(404, None).expect("h");
-        assert_eq!(not_storable(&r, &none, &err), Some("status"));
+        assert_eq!(not_storable(false, &err), Some("status"));
+    }
+
+    #[test]
+    fn variants_differ_by_the_varied_values() {
+        let mut resp = ResponseHeader::build(200, None).expect("h");
+        resp.insert_header("vary", "Accept-Encoding").expect("h");
+        let mut gzip = HeaderMap::new();
+        gzip.insert("accept-encoding", "gzip".parse().expect("v"));
+        let mut identity = HeaderMap::new();
+        identity.insert("accept-encoding", "identity".parse().expect("v"));
+        let a = variance(&resp, &gzip);
+        assert!(a.is_some());
+        assert_ne!(a, variance(&resp, &identity));
+        assert_ne!(a, variance(&resp, &HeaderMap::new()));
+        assert_eq!(a, variance(&resp, &gzip));
+        assert_eq!(variance(&ResponseHeader::build(200, None).expect("h"), &gzip), None);
     }
 
     #[test]

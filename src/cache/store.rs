@@ -69,6 +69,11 @@ fn id(key: &HashBinary) -> u128 {
     u128::from_le_bytes(*key)
 }
 
+static STORES: once_cell::sync::Lazy<Mutex<HashMap<String, &'static Store>>> =
+    once_cell::sync::Lazy::new(Default::default);
+/// Capacity changes of the config being compiled.
+static RESIZES: once_cell::sync::Lazy<Mutex<Vec<(&'static Store, u64)>>> = once_cell::sync::Lazy::new(Default::default);
+
 impl Store {
     fn new(capacity: u64) -> Store {
         Store {
@@ -82,13 +87,12 @@ impl Store {
     /// The store of `api`/`stage`, created on first use and kept across reloads (so cached
     /// entries survive a reload). A changed capacity starts an empty map of the new size.
     pub fn for_stage(api: &str, stage: &str, capacity: u64) -> &'static Store {
-        static STORES: once_cell::sync::Lazy<Mutex<HashMap<String, &'static Store>>> =
-            once_cell::sync::Lazy::new(Default::default);
         let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
         let name = format!("{api}/{stage}");
         if let Some(s) = stores.get(&name) {
-            if s.capacity.swap(capacity, Ordering::Relaxed) != capacity {
-                s.flush();
+            if s.capacity.load(Ordering::Relaxed) != capacity {
+                // applied by `commit_capacity_changes` once the whole config compiled
+                RESIZES.lock().unwrap_or_else(|e| e.into_inner()).push((s, capacity));
             }
             return s;
         }
@@ -97,6 +101,21 @@ impl Store {
         let s: &'static Store = Box::leak(Box::new(Store::new(capacity)));
         stores.insert(name, s);
         s
+    }
+
+    /// Applies the capacity changes of the config that just compiled: each changed store is
+    /// flushed under its new capacity.
+    pub fn commit_capacity_changes() {
+        for (s, capacity) in std::mem::take(&mut *RESIZES.lock().unwrap_or_else(|e| e.into_inner())) {
+            if s.capacity.swap(capacity, Ordering::Relaxed) != capacity {
+                s.flush();
+            }
+        }
+    }
+
+    /// Forgets the capacity changes of a config that failed to compile.
+    pub fn discard_capacity_changes() {
+        RESIZES.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Drops every entry of the stage.

@@ -29,6 +29,22 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
 
 /// As `load`, from text already read (`path` names it in errors and anchors relative paths).
 pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
+    // Compiling registers no state until it succeeded (limiters, cache capacities): one
+    // compile at a time, then everything it staged is committed or discarded.
+    static COMPILING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
+    let result = compile_str(path, src);
+    if result.is_ok() {
+        crate::throttle::REGISTRY.commit();
+        crate::cache::Store::commit_capacity_changes();
+    } else {
+        crate::throttle::REGISTRY.discard();
+        crate::cache::Store::discard_capacity_changes();
+    }
+    result
+}
+
+fn compile_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
     let locator = Locator::new(src);
     let mut cfg: Config = toml::from_str(src).map_err(|e| {
         let (line, col) = e.span().map(|s| locator.line_col(s.start)).unwrap_or((1, 1));
@@ -269,8 +285,7 @@ impl Compiler {
             self.unsupported(root.key("edge"), "the edge role ([edge])");
         }
 
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        let mut env = crate::templates::environment();
         let mut apis = Vec::new();
         let mut api_index: HashMap<&str, usize> = HashMap::new();
         for (i, a) in cfg.apis.iter().enumerate() {
@@ -434,6 +449,12 @@ impl Compiler {
         if s.max_body.0 == 0 {
             self.err(p.key("max_body"), "max_body must be greater than 0");
         }
+        if s.max_header_size.0 < 1024 {
+            self.err(p.key("max_header_size"), "max_header_size must be at least 1KiB");
+        }
+        if s.max_headers == 0 {
+            self.err(p.key("max_headers"), "max_headers must be greater than 0");
+        }
         if s.max_integration_timeout.0.is_zero() {
             self.err(p.key("max_integration_timeout"), "max_integration_timeout must be greater than 0");
         }
@@ -459,6 +480,8 @@ impl Compiler {
         Settings {
             trusted_proxies: trusted,
             max_body: s.max_body.0,
+            max_header_size: s.max_header_size.0,
+            max_headers: s.max_headers,
             max_integration_timeout: s.max_integration_timeout.0,
             access_log,
         }
@@ -848,7 +871,8 @@ impl Compiler {
         prefix: &str,
         body: Option<&str>,
     ) -> Option<String> {
-        body.filter(|b| !b.is_empty()).map(|b| self.template(p.key("body"), env, format!("{prefix}:body"), b))
+        body.filter(|b| !b.is_empty())
+            .map(|b| self.template(p.key("body"), env, crate::templates::name_for(&format!("{prefix}:body"), b), b))
     }
 
     fn response_transform(
@@ -894,6 +918,10 @@ impl Compiler {
                     format!("{o:?} must be \"*\" or an origin such as \"https://app.example.com\""),
                 );
             }
+        }
+        if c.allow_credentials && c.allow_origins.iter().any(|o| o == "*") {
+            // a wildcard with credentials would let every site read answers with the user's cookies
+            self.err(p.key("allow_credentials"), "allow_credentials = true needs explicit allow_origins, not \"*\"");
         }
         let methods = if c.allow_methods.is_empty() {
             vec!["GET".into(), "HEAD".into(), "POST".into()]
@@ -1055,6 +1083,7 @@ impl Compiler {
                 principal_id: if c.principal.is_empty() { c.access_key_id.clone() } else { c.principal.clone() },
                 claims: Default::default(),
                 scopes: vec![],
+                context: Default::default(),
             });
             if credentials
                 .insert(c.access_key_id.clone(), crate::auth::sigv4::Credential { secret, principal, policy })
@@ -1098,6 +1127,11 @@ impl Compiler {
             (Kind::Token, None, Some(one)) => vec![one.clone()],
             (Kind::Token, Some(_), _) => {
                 self.err(p.key("identity_sources"), "a token authorizer takes one identity_source");
+                return None;
+            }
+            (_, Some(list), None) if list.is_empty() => {
+                // an empty identity would make one cached decision answer every caller
+                self.err(p.key("identity_sources"), "identity_sources must name at least one source");
                 return None;
             }
             (_, Some(list), None) => list.clone(),
@@ -1464,7 +1498,7 @@ impl Compiler {
                     self.headers(&p.key("headers"), h);
                 }
                 if let Some(b) = &i.body {
-                    if let Err(e) = env.add_template_owned(format!("mock:{tname}"), b.clone()) {
+                    if let Err(e) = env.add_template_owned(crate::templates::name_for(&format!("mock:{tname}"), b), b.clone()) {
                         self.err(p.key("body"), format!("template error: {e}"));
                     }
                 }
@@ -1573,8 +1607,7 @@ impl Compiler {
             }
             "mock" => {
                 let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
-                let name = format!("mock:{tname}");
-                let body = i.body.as_ref().map(|_| name);
+                let body = i.body.as_ref().map(|b| crate::templates::name_for(&format!("mock:{tname}"), b));
                 Some(snapshot::Integration::Mock(snapshot::Mock { status: i.status.unwrap_or(200), headers, body }))
             }
             _ => None,

@@ -46,6 +46,12 @@ fn default_pid() -> String {
 fn default_max_body() -> Size {
     Size(10 << 20)
 }
+fn default_max_header_size() -> Size {
+    Size(32 << 10)
+}
+fn default_max_headers() -> usize {
+    100
+}
 fn default_max_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(29))
 }
@@ -77,6 +83,12 @@ pub struct Server {
     pub trusted_proxies: Vec<String>,
     #[serde(default = "default_max_body")]
     pub max_body: Size,
+    /// The request head (request line and header fields) → 431 past it.
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: Size,
+    /// The number of header fields → 431 past it.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
     #[serde(default = "default_max_timeout")]
     pub max_integration_timeout: Dur,
     #[serde(default = "default_access_log")]
@@ -97,6 +109,8 @@ impl Default for Server {
             pid_file: default_pid(),
             trusted_proxies: vec![],
             max_body: default_max_body(),
+            max_header_size: default_max_header_size(),
+            max_headers: default_max_headers(),
             max_integration_timeout: default_max_timeout(),
             access_log: default_access_log(),
             watch: true,

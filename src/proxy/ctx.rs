@@ -16,6 +16,8 @@ pub struct RequestCtx {
     pub request_id: String,
     pub client_ip: Option<IpAddr>,
     pub xff: String,
+    /// The peer is one of `server.trusted_proxies`.
+    pub trusted_peer: bool,
     pub proto: &'static str,
     pub forwarded_proto: Option<String>,
     pub forwarded_host: Option<String>,
@@ -23,6 +25,8 @@ pub struct RequestCtx {
     pub client_cert: Option<Arc<ClientCert>>,
     pub route: Option<RouteMatch>,
     pub upstream: Upstream,
+    /// The whole request body once read (`proxy::body`), for every concern that needs it.
+    pub body: Option<bytes::Bytes>,
     pub outcome: Outcome,
     /// The caller as the route's authorizer established it.
     pub principal: Option<Arc<crate::auth::Principal>>,
@@ -36,6 +40,9 @@ pub struct RequestCtx {
     pub extra_headers: Vec<(&'static str, String)>,
     /// The route's cache settings in this stage, when it has caching.
     pub cache: Option<Arc<crate::cache::RouteCache>>,
+    /// The request carries a credential the cache key does not cover (its answer may be
+    /// per-user, `cache::carries_unkeyed_credential`).
+    pub cache_credential: bool,
     /// The primary cache key, built in `request_cache_filter`.
     pub cache_key: String,
     /// hit, miss, bypass, stale or expired (the `cache` log field and metric label).
@@ -92,6 +99,7 @@ impl RequestCtx {
             request_id: String::new(),
             client_ip: None,
             xff: String::new(),
+            trusted_peer: false,
             proto: "http",
             forwarded_proto: None,
             forwarded_host: None,
@@ -99,6 +107,7 @@ impl RequestCtx {
             client_cert: None,
             route: None,
             upstream: Upstream::default(),
+            body: None,
             outcome: Outcome::default(),
             principal: None,
             api_key_id: None,
@@ -106,6 +115,7 @@ impl RequestCtx {
             extra_headers: Vec::new(),
             status_override: None,
             cache: None,
+            cache_credential: false,
             cache_key: String::new(),
             cache_result: None,
             error_message: None,

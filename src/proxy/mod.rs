@@ -1,18 +1,18 @@
 //! `Gateway`: the one `ProxyHttp` implementation. Each phase is thin and calls the module
 //! that owns the concern (see the phase map in `lib.rs`).
 
+mod admission;
+pub mod body;
 mod cache_hooks;
 pub mod ctx;
 pub mod forwarded;
 mod transforms;
 
 use crate::observability::{access_log, metrics};
-use crate::responses::{self, ResponseType};
+use crate::responses::{self, Counted, Refusal, ResponseType};
 use crate::routing;
-use crate::snapshot::{Authorizer, Integration, Shared};
+use crate::snapshot::{Integration, Shared};
 use crate::templates;
-use crate::throttle;
-use crate::throttle::cluster::{Cluster, OnError, QuotaSpec, Verdict, REDIS_ERRORS};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{RequestCtx, RouteMatch};
@@ -83,6 +83,25 @@ impl Gateway {
         self.send(session, ctx, h, Bytes::from(body)).await
     }
 
+    /// Answers a refused request: counts it, then sends its gateway response.
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal) -> Result<()> {
+        let (api, stage, _) = ctx.labels();
+        match &r.counted {
+            Counted::Auth { check, reason } => {
+                metrics::AUTH_FAILURES.with_label_values(&[api, stage, check, reason]).inc();
+            }
+            Counted::Throttled(reason) => {
+                metrics::THROTTLED.with_label_values(&[api, stage, reason]).inc();
+                ctx.ratelimit = None; // the refusal carries the fields of the limit that refused
+            }
+            Counted::Nothing => {}
+        }
+        ctx.status_override = r.status;
+        ctx.error_message = r.message;
+        ctx.extra_headers.extend(r.headers);
+        self.gateway_response(session, ctx, r.response).await
+    }
+
     /// Writes a whole response made by the gateway.
     async fn send(
         &self,
@@ -145,7 +164,7 @@ impl Gateway {
                         .map(|m| m.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
                         .unwrap_or_default(),
                     querystring: templates::query_map(req.uri.query()),
-                    header: templates::header_map(&req.headers),
+                    header: crate::request::header_map(&req.headers),
                 },
                 body: body.0,
                 json: body.1,
@@ -165,14 +184,19 @@ impl Gateway {
         ctx.proto = if tls.is_some() { "https" } else { "http" };
         ctx.client_cert = tls.and_then(|t| t.extension.get::<crate::tls::ClientCert>()).map(|c| Arc::new(c.clone()));
         if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let xff = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-            let f = forwarded::forwarded(peer, xff, &ctx.snap.settings.trusted_proxies);
+            // every X-Forwarded-For line, in order, as one list (request::header)
+            let xff = crate::request::header(&req.headers, "x-forwarded-for");
+            let f = forwarded::forwarded(peer, xff.as_deref(), &ctx.snap.settings.trusted_proxies);
             if f.trusted_peer {
-                let keep = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-                ctx.forwarded_proto = keep("x-forwarded-proto");
+                // one value each; a list (several lines or commas) is not believed
+                let keep = |n: &str| {
+                    crate::request::header(&req.headers, n).filter(|v| !v.contains(',')).map(|v| v.trim().to_string())
+                };
+                ctx.forwarded_proto = keep("x-forwarded-proto").filter(|p| p == "http" || p == "https");
                 ctx.forwarded_host = keep("x-forwarded-host");
             }
-            ctx.client_ip = Some(f.client_ip);
+            ctx.trusted_peer = f.trusted_peer;
+            ctx.client_ip = f.client_ip;
             ctx.xff = f.xff;
         }
     }
@@ -234,136 +258,6 @@ impl Gateway {
         Ok(())
     }
 
-    /// API key, then every limit in order (account, stage, route, key, key on route), then
-    /// the key's quota. The first refusal wins.
-    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
-        let snap = ctx.snap.clone();
-        let Some((ai, si, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.stage, m.route)) else {
-            return Ok(());
-        };
-        let stage = &snap.apis[ai].stages[si];
-        let route = &snap.apis[ai].routes[ri];
-        match &route.authorizer {
-            Some((name, Authorizer::Jwt(jwt))) => {
-                let p = jwt
-                    .authorize_async(&session.req_header().headers, &route.scopes)
-                    .await
-                    .map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?;
-                ctx.principal = Some(p);
-            }
-            Some((name, Authorizer::Lambda(authz))) => {
-                let req = session.req_header();
-                let m = ctx.route.as_ref().ok_or(Refusal::Unavailable)?;
-                let api = &snap.apis[ai];
-                let call = crate::auth::lambda::Call {
-                    method_arn: method_arn(&api.name, &stage.name, req.method.as_str(), &m.path),
-                    resource: route.key.split_once(' ').map(|(_, p)| p).unwrap_or(&route.key),
-                    path: &m.path,
-                    method: req.method.as_str(),
-                    headers: &req.headers,
-                    query: templates::query_map(req.uri.query()),
-                    path_params: &m.params,
-                    stage_variables: &m.variables,
-                    api: &api.name,
-                    stage: &stage.name,
-                    request_id: &ctx.request_id,
-                    source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                };
-                let (result, hit) = authz.authorize(&call).await;
-                metrics::AUTHORIZER_CACHE.with_label_values(&[&**name, if hit { "hit" } else { "miss" }]).inc();
-                ctx.principal = Some(result.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?);
-            }
-            Some((name, Authorizer::SigV4(authz))) => {
-                let refuse = |r: crate::auth::sigv4::Refused| Refusal::auth(name, r.reason(), r.response_type());
-                let body_sha256 = signed_body_hash(session).await.map_err(refuse)?;
-                let req = session.req_header();
-                let path = ctx.route.as_ref().map(|m| m.path.as_str()).unwrap_or("/");
-                let arn = method_arn(&snap.apis[ai].name, &stage.name, req.method.as_str(), path);
-                let signed = crate::auth::sigv4::Signed {
-                    method: req.method.as_str(),
-                    path: req.uri.path(),
-                    query: req.uri.query().unwrap_or(""),
-                    headers: &req.headers,
-                    host: req.uri.authority().map(|a| a.as_str()).unwrap_or(""),
-                    body_sha256,
-                    method_arn: &arn,
-                    now: unix_now(),
-                };
-                ctx.principal = Some(authz.authorize(&signed).map_err(refuse)?);
-            }
-            None => {}
-        }
-        let mut key = None;
-        if snap.apis[ai].routes[ri].api_key_required {
-            let keys =
-                snap.api_keys.as_ref().ok_or(Refusal::auth("api_key", "no_keys", ResponseType::ApiKeyInvalid))?;
-            let presented = session.req_header().headers.get(&keys.header).ok_or(Refusal::auth(
-                "api_key",
-                "missing_key",
-                ResponseType::MissingAuthenticationToken,
-            ))?;
-            let k = keys.store.find(presented.as_bytes()).filter(|k| k.enabled).ok_or(Refusal::auth(
-                "api_key",
-                "invalid_key",
-                ResponseType::ApiKeyInvalid,
-            ))?;
-            ctx.api_key_id = Some(k.id.clone());
-            let plan = snap.plans.get(&k.plan).filter(|p| p.stages.contains(&(ai, si))).ok_or(Refusal::auth(
-                "api_key",
-                "not_in_plan",
-                ResponseType::ApiKeyInvalid,
-            ))?;
-            key = Some((k.id.clone(), plan));
-        }
-        let now = throttle::bucket::now_ns();
-        let pass =
-            |d: throttle::bucket::Decision, reason| if d.allowed { Ok(d) } else { Err(Refusal::Throttled(reason, d)) };
-        pass(snap.account.take(now), "account")?;
-        if let Some(b) = &stage.throttle {
-            pass(b.take(now), "stage")?;
-        }
-        if let Some(Some(b)) = stage.route_throttles.get(ri) {
-            ctx.ratelimit = Some(pass(b.take(now), "route")?);
-        }
-        if let Some((id, plan)) = key {
-            if let Some((cluster, on_error)) = &snap.cluster {
-                match cluster_limits(cluster, plan, &id, (ai, si, ri)).await {
-                    Ok(Verdict::Allowed(d)) => {
-                        if d.is_some() {
-                            ctx.ratelimit = d;
-                        }
-                        return Ok(());
-                    }
-                    Ok(Verdict::Throttled(d)) => return Err(Refusal::Throttled("key", d)),
-                    Ok(Verdict::QuotaExceeded) => {
-                        let unix = unix_now();
-                        let retry =
-                            plan.quota.as_ref().map(|q| q.period.window(unix).1.saturating_sub(unix)).unwrap_or(1);
-                        return Err(Refusal::Quota(retry.max(1)));
-                    }
-                    Err(e) => {
-                        REDIS_ERRORS.inc();
-                        log_redis_error(&e);
-                        if *on_error == OnError::Deny {
-                            return Err(Refusal::Unavailable);
-                        }
-                        // on_redis_error = "local": this node's own buckets and counters below
-                    }
-                }
-            }
-            if let Some(kb) = &plan.throttle {
-                ctx.ratelimit = Some(pass(kb.take(&id, now), "key")?);
-            }
-            if let Some(kb) = plan.route_throttle.get(&(ai, si, ri)) {
-                ctx.ratelimit = Some(pass(kb.take(&id, now), "key")?);
-            }
-            if let Some(q) = &plan.quota {
-                q.take(&id, unix_now()).map_err(|e| Refusal::Quota(e.retry_after))?;
-            }
-        }
-        Ok(())
-    }
-
     async fn mock(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Ok(());
@@ -395,97 +289,9 @@ static NULL: serde_json::Value = serde_json::Value::Null;
 static NO_VARIABLES: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 /// Template input when there is no body.
 const NO_BODY: (&str, &serde_json::Value) = ("", &NULL);
-/// Bodies up to this size are read and checked before the integration is contacted (Pingora
-/// replays them from its retry buffer); larger or chunked ones are checked as they stream,
-/// before their last byte is forwarded.
-const PREREAD_LIMIT: usize = 64 * 1024;
 
-/// Why `admit` refused a request.
-enum Refusal {
-    /// An authorizer or the API-key check said no (`authorizer` and `reason` label the metric).
-    Auth {
-        authorizer: Arc<str>,
-        reason: &'static str,
-        response: ResponseType,
-    },
-    Throttled(&'static str, throttle::bucket::Decision),
-    Quota(u64),
-    /// `[cluster] on_redis_error = "deny"` and Redis did not answer: 503.
-    Unavailable,
-}
-
-impl Refusal {
-    fn auth(authorizer: &str, reason: &'static str, response: ResponseType) -> Refusal {
-        Refusal::Auth { authorizer: Arc::from(authorizer), reason, response }
-    }
-}
-
-/// `arn:edgegate:execute-api:{api}/{stage}/{METHOD}/{path}`: what IAM-like policies name.
-fn method_arn(api: &str, stage: &str, method: &str, path: &str) -> String {
-    format!("arn:edgegate:execute-api:{api}/{stage}/{method}/{}", path.trim_start_matches('/'))
-}
-
-/// Signed bodies are read (and kept for the integration) before the signature is checked, so
-/// a body that does not match never reaches the origin. Up to 64 KiB, Pingora's retry buffer;
-/// larger signed bodies must be sent with `x-amz-content-sha256: UNSIGNED-PAYLOAD`.
-async fn signed_body_hash(session: &mut Session) -> std::result::Result<Option<String>, crate::auth::sigv4::Refused> {
-    use crate::auth::sigv4::Refused;
-    const LIMIT: usize = 64 * 1024;
-    let req = session.req_header();
-    if req.headers.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD") {
-        return Ok(None);
-    }
-    let length = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    match (length, chunked) {
-        (None | Some(0), false) => return Ok(None),
-        (Some(n), false) if n <= LIMIT => {}
-        _ => return Err(Refused::Invalid("body_too_large")),
-    }
-    session.enable_retry_buffering();
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    let mut total = 0;
-    while let Some(chunk) = session.read_request_body().await.map_err(|_| Refused::Invalid("body"))? {
-        total += chunk.len();
-        if total > LIMIT {
-            return Err(Refused::Invalid("body_too_large"));
-        }
-        sha2::Digest::update(&mut hasher, &chunk);
-    }
-    Ok(Some(hex::encode(sha2::Digest::finalize(hasher))))
-}
-
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// The key's plan bucket, route bucket and quota in one Redis round trip.
-async fn cluster_limits(
-    cluster: &Cluster,
-    plan: &crate::snapshot::Plan,
-    id: &str,
-    route: (usize, usize, usize),
-) -> redis::RedisResult<Verdict> {
-    let plan_bucket = plan.throttle_spec.map(|s| (plan.name.as_str(), s));
-    let route_bucket = plan.route_specs.get(&route).map(|(n, s)| (n.as_str(), *s));
-    let quota = plan.quota.as_ref().map(|q| {
-        let (period, expire_at) = q.period.window(unix_now());
-        QuotaSpec { name: &plan.name, limit: q.limit, period, expire_at }
-    });
-    cluster.check(plan_bucket, route_bucket, quota, id).await
-}
-
-/// Logs Redis failures at most once a second (they come with every request while it is down).
-fn log_redis_error(e: &redis::RedisError) {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = unix_now();
-    if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
-        log::warn!("cluster limits: Redis did not answer ({e}); applying on_redis_error");
-    }
 }
 
 /// IETF RateLimit fields for the most specific limit applied (key or route).
@@ -530,6 +336,16 @@ impl ProxyHttp for Gateway {
             self.gateway_response(session, ctx, ResponseType::Default4xx).await?;
             return Ok(true);
         }
+        let (size, fields) = crate::framing::head_size(session.req_header());
+        let settings = &ctx.snap.settings;
+        if size as u64 > settings.max_header_size || fields > settings.max_headers {
+            session.set_keepalive(None);
+            let r = Refusal::new(ResponseType::Default4xx)
+                .with_status(431)
+                .with_message("Request Header Fields Too Large");
+            self.refuse(session, ctx, r).await?;
+            return Ok(true);
+        }
         let routed = self.route(session, ctx);
         // CORS preflights are answered by the gateway, with or without an OPTIONS route and
         // before any authorizer (browsers send them without credentials)
@@ -547,31 +363,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if let Err(refusal) = self.admit(session, ctx).await {
-            let (t, reason) = match refusal {
-                Refusal::Auth { authorizer, reason, response } => {
-                    let (api, stage, _) = ctx.labels();
-                    metrics::AUTH_FAILURES.with_label_values(&[api, stage, &authorizer, reason]).inc();
-                    (response, None)
-                }
-                Refusal::Throttled(reason, d) => {
-                    ctx.ratelimit = Some(d);
-                    ctx.extra_headers.push(("retry-after", d.reset_secs.max(1).to_string()));
-                    (ResponseType::Throttled, Some(reason))
-                }
-                Refusal::Unavailable => {
-                    ctx.status_override = Some(503);
-                    (ResponseType::Default5xx, None)
-                }
-                Refusal::Quota(retry_after) => {
-                    ctx.extra_headers.push(("retry-after", retry_after.to_string()));
-                    (ResponseType::QuotaExceeded, Some("quota"))
-                }
-            };
-            if let Some(reason) = reason {
-                let (api, stage, _) = ctx.labels();
-                metrics::THROTTLED.with_label_values(&[api, stage, reason]).inc();
-            }
-            self.gateway_response(session, ctx, t).await?;
+            self.refuse(session, ctx, refusal).await?;
             return Ok(true);
         }
         if declared_length_too_large(session.req_header(), ctx.snap.settings.max_body) {
@@ -579,10 +371,8 @@ impl ProxyHttp for Gateway {
             self.gateway_response(session, ctx, ResponseType::RequestTooLarge).await?;
             return Ok(true);
         }
-        if let Err(transforms::Refused(t, message, status)) = self.prepare_request(session, ctx).await {
-            ctx.error_message = Some(message);
-            ctx.status_override = status;
-            self.gateway_response(session, ctx, t).await?;
+        if let Err(refusal) = self.prepare_request(session, ctx).await {
+            self.refuse(session, ctx, refusal).await?;
             return Ok(true);
         }
         if matches!(ctx.route.as_ref().and_then(|r| r.integration.as_deref()), Some(Integration::Mock(_))) {
@@ -599,7 +389,18 @@ impl ProxyHttp for Gateway {
         let Some(ri) = m.route else { return Ok(()) };
         let stage = &ctx.snap.apis[m.api].stages[m.stage];
         let Some(rc) = stage.route_caches.get(ri).and_then(|c| c.clone()) else { return Ok(()) };
+        if body::has_body(session, ctx) {
+            // a body is an input no key covers (a "fat GET"): never looked up, never stored
+            ctx.cache_result = Some("bypass");
+            return Ok(());
+        }
         let req = session.req_header();
+        let route = &ctx.snap.apis[m.api].routes[ri];
+        let mut identity = Vec::new();
+        if let Some((_, a)) = &route.authorizer {
+            a.identity_headers(|h| identity.push(h.clone()));
+        }
+        ctx.cache_credential = crate::cache::carries_unkeyed_credential(&rc, &req.headers, &identity);
         let input = crate::cache::KeyInput {
             api: &ctx.snap.apis[m.api].name,
             stage: &stage.name,
@@ -655,7 +456,7 @@ impl ProxyHttp for Gateway {
 
     fn response_cache_filter(
         &self,
-        session: &Session,
+        _session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<pingora::cache::RespCacheable> {
@@ -663,12 +464,22 @@ impl ProxyHttp for Gateway {
         let Some(rc) = &ctx.cache else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
-        if let Some(why) = crate::cache::not_storable(rc, &session.req_header().headers, resp) {
+        if let Some(why) = crate::cache::not_storable(ctx.cache_credential, resp) {
             log::debug!("response not stored: {why}");
             return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
         }
         let now = std::time::SystemTime::now();
         Ok(RespCacheable::Cacheable(CacheMeta::new(now + rc.ttl, now, 0, 0, resp.clone())))
+    }
+
+    /// Each `Vary` variant is its own entry (pingora-cache variance).
+    fn cache_vary_filter(
+        &self,
+        meta: &pingora::cache::CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<pingora::cache::key::HashBinary> {
+        crate::cache::variance(meta.response_header(), &req.headers)
     }
 
     async fn request_body_filter(
@@ -759,6 +570,12 @@ impl ProxyHttp for Gateway {
         up.insert_header("x-forwarded-for", ctx.xff.as_str())?;
         up.insert_header("x-forwarded-proto", ctx.forwarded_proto.as_deref().unwrap_or(ctx.proto))?;
         up.insert_header("x-forwarded-host", ctx.forwarded_host.as_deref().unwrap_or(&ctx.host))?;
+        if !ctx.trusted_peer {
+            // what only a trusted proxy may say about the request; unkeyed by caches too
+            for h in forwarded::UNTRUSTED_STRIPPED {
+                up.remove_header(h);
+            }
+        }
         self.apply_request_transform(up, ctx)
     }
 
@@ -783,6 +600,8 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         self.transform_response(session, resp, ctx)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // every answer of a limited route or key, not only the gateway's own
+        ratelimit_headers(resp, ctx)?;
         ctx.outcome.status = resp.status.as_u16();
         if ctx.cache.is_some() {
             let result = ctx.cache_result.unwrap_or_else(|| cache_hooks::result(session.cache.phase()));

@@ -2,9 +2,9 @@
 //! rendered templates go, and how failures become gateway responses. The rules themselves
 //! live in `validation`, `transform` and `cors`.
 
-use super::{Gateway, NO_BODY, PREREAD_LIMIT};
+use super::{body, Gateway, NO_BODY};
 use crate::proxy::ctx::RequestCtx;
-use crate::responses::ResponseType;
+use crate::responses::{Refusal, ResponseType};
 use crate::templates;
 use crate::validation::Invalid;
 use bytes::Bytes;
@@ -12,24 +12,19 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 
-/// A refused request: the gateway response, its message and a status that replaces the type's.
-pub(super) struct Refused(pub ResponseType, pub String, pub Option<u16>);
-
-impl From<Invalid> for Refused {
-    fn from(i: Invalid) -> Refused {
+impl From<Invalid> for Refusal {
+    fn from(i: Invalid) -> Refusal {
         match i {
-            Invalid::Parameters(m) => Refused(ResponseType::BadRequestParameters, m, None),
-            Invalid::Body(m) => Refused(ResponseType::BadRequestBody, m, None),
-            Invalid::MediaType(m) => Refused(ResponseType::BadRequestBody, m, Some(415)),
+            Invalid::Parameters(m) => Refusal::new(ResponseType::BadRequestParameters).with_message(m),
+            Invalid::Body(m) => Refusal::new(ResponseType::BadRequestBody).with_message(m),
+            Invalid::MediaType(m) => Refusal::new(ResponseType::BadRequestBody).with_message(m).with_status(415),
         }
     }
 }
 
-impl Refused {
-    /// A template that fails at run time: 500, the details go to the log.
-    fn internal() -> Refused {
-        Refused(ResponseType::Default5xx, ResponseType::Default5xx.message().into(), None)
-    }
+/// A template that fails at run time: 500, the details go to the log.
+fn internal() -> Refusal {
+    Refusal::new(ResponseType::Default5xx)
 }
 
 /// Renders one `set_headers` template into a header value.
@@ -44,7 +39,7 @@ fn content_type(req: &RequestHeader) -> Option<&str> {
 
 impl Gateway {
     /// Validation and request transforms, after access checks and before the integration.
-    pub(super) async fn prepare_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Refused> {
+    pub(super) async fn prepare_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Refusal> {
         let Some(r) = ctx.matched_route() else { return Ok(()) };
         if r.validate.is_none() && r.request_transform.is_none() {
             return Ok(()); // most routes: no snapshot clone, nothing read
@@ -53,9 +48,8 @@ impl Gateway {
         let Some(m) = ctx.route.as_ref() else { return Ok(()) };
         let api = &snap.apis[m.api];
         let Some(route) = m.route.map(|ri| &api.routes[ri]) else { return Ok(()) };
+        let has_body = body::has_body(session, ctx);
         let req = session.req_header();
-        let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
-            || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
         if let Some(v) = &route.validate {
             v.check_params(req)?;
             if has_body {
@@ -66,31 +60,20 @@ impl Gateway {
         let templated = route.request_transform.as_ref().is_some_and(|t| t.body.is_some()) && !binary;
         let checked = route.validate.as_ref().is_some_and(|v| v.body.is_some());
         if checked || templated {
-            let declared = req
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-            match (declared, chunked) {
-                (Some(n), false) if n <= PREREAD_LIMIT => {
-                    session.enable_retry_buffering();
-                    let mut body = bytes::BytesMut::with_capacity(n);
-                    while let Some(chunk) = session.read_request_body().await.map_err(|_| {
-                        Refused(ResponseType::BadRequestBody, "the request body was not received".into(), None)
-                    })? {
-                        body.extend_from_slice(&chunk);
-                    }
-                    if let Some(out) = self.process_body(session, ctx, &body)? {
-                        ctx.upstream.new_body = Some(out);
-                    }
+            // the body as every framing delivers it (proxy::body): read ahead when it is known
+            // to fit, else collected as it streams and checked before its end is forwarded
+            if body::can_read_ahead(session, ctx) {
+                let whole = body::read(session, ctx).await.map_err(|e| match e {
+                    body::BodyError::TooLarge => Refusal::new(ResponseType::RequestTooLarge),
+                    body::BodyError::Broken => Refusal::new(ResponseType::BadRequestBody)
+                        .with_message("the request body was not received"),
+                })?;
+                let whole = whole.clone();
+                if let Some(out) = self.process_body(session, ctx, &whole)? {
+                    ctx.upstream.new_body = Some(out);
                 }
-                (None | Some(0), false) => {
-                    if let Some(out) = self.process_body(session, ctx, b"")? {
-                        ctx.upstream.new_body = Some(out);
-                    }
-                }
-                _ => ctx.upstream.collected = Some(bytes::BytesMut::new()),
+            } else {
+                ctx.upstream.collected = Some(bytes::BytesMut::new());
             }
         }
         self.render_request_parts(session, ctx)
@@ -102,7 +85,7 @@ impl Gateway {
         session: &Session,
         ctx: &RequestCtx,
         body: &[u8],
-    ) -> Result<Option<Bytes>, Refused> {
+    ) -> Result<Option<Bytes>, Refusal> {
         let (Some(m), Some(route)) = (ctx.route.as_ref(), ctx.matched_route()) else { return Ok(None) };
         let api = &ctx.snap.apis[m.api];
         let mut json = None;
@@ -118,19 +101,19 @@ impl Gateway {
         let v = self.template_vars(session, ctx, None, (text, &json));
         templates::render(&ctx.snap.templates, t, &v).map(|s| Some(Bytes::from(s))).map_err(|e| {
             log::warn!("request body template {t}: {e}");
-            Refused::internal()
+            internal()
         })
     }
 
     /// Header, query and path templates of `request_transform`.
-    fn render_request_parts(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Refused> {
+    fn render_request_parts(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Refusal> {
         let Some(t) = ctx.matched_route().and_then(|r| r.request_transform.clone()) else { return Ok(()) };
         if t.set_headers.is_empty() && t.set_query.is_empty() && t.path.is_none() {
             return Ok(());
         }
         let fail = |e: minijinja::Error| {
             log::warn!("request transform template: {e}");
-            Refused::internal()
+            internal()
         };
         let v = self.template_vars(session, ctx, None, NO_BODY);
         let env = &ctx.snap.templates;
@@ -138,7 +121,7 @@ impl Gateway {
         for (name, tpl) in &t.set_headers {
             let value = render_header(env, tpl, &v).map_err(|e| {
                 log::warn!("request transform: header {name}: {e}");
-                Refused::internal()
+                internal()
             })?;
             headers.push((name.clone(), value));
         }
@@ -204,11 +187,12 @@ impl Gateway {
         match self.process_body(session, ctx, &whole) {
             Ok(Some(out)) => *body = Some(out),
             Ok(None) => *body = Some(whole),
-            Err(Refused(t, m, status)) => {
-                ctx.pending_error = Some(t);
-                ctx.error_message = Some(m);
-                ctx.status_override = status;
-                return Error::e_explain(ErrorType::HTTPStatus(t.status()), "request body refused");
+            Err(r) => {
+                let status = r.status.unwrap_or(r.response.status());
+                ctx.pending_error = Some(r.response);
+                ctx.error_message = r.message;
+                ctx.status_override = r.status;
+                return Error::e_explain(ErrorType::HTTPStatus(status), "request body refused");
             }
         }
         Ok(())

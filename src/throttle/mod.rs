@@ -3,6 +3,7 @@
 //! `Registry`, outside the config snapshot, so a reload that keeps a limit keeps its state.
 
 pub mod bucket;
+pub mod admit;
 pub mod cluster;
 pub mod quota;
 
@@ -20,6 +21,16 @@ pub struct Registry {
     quotas: DashMap<String, Arc<Quota>>,
     /// The Redis client (and its connection) outlives reloads that keep the URL.
     cluster: std::sync::Mutex<Option<Arc<cluster::Cluster>>>,
+    /// New or changed limiters of the config being compiled: registered by `commit` only
+    /// once the whole config compiled, so a failed reload leaves the running state alone.
+    pending: std::sync::Mutex<Vec<Pending>>,
+}
+
+enum Pending {
+    Bucket(String, Arc<Bucket>),
+    Keyed(String, Arc<KeyedBuckets>),
+    Quota(String, Arc<Quota>),
+    Cluster(Arc<cluster::Cluster>),
 }
 
 pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::default);
@@ -32,7 +43,7 @@ impl Registry {
             }
         }
         let b = Arc::new(Bucket::new(rate, burst));
-        self.buckets.insert(name.to_string(), b.clone());
+        self.stage(Pending::Bucket(name.to_string(), b.clone()));
         b
     }
 
@@ -43,7 +54,7 @@ impl Registry {
             }
         }
         let b = Arc::new(KeyedBuckets::new(rate, burst));
-        self.keyed.insert(name.to_string(), b.clone());
+        self.stage(Pending::Keyed(name.to_string(), b.clone()));
         b
     }
 
@@ -54,18 +65,47 @@ impl Registry {
             }
         }
         let q = Arc::new(Quota::new(limit, period, offset));
-        self.quotas.insert(name.to_string(), q.clone());
+        self.stage(Pending::Quota(name.to_string(), q.clone()));
         q
     }
 
     pub fn cluster(&self, url: &str) -> Result<Arc<cluster::Cluster>, String> {
-        let mut guard = self.cluster.lock().map_err(|_| "cluster registry poisoned".to_string())?;
+        let guard = self.cluster.lock().map_err(|_| "cluster registry poisoned".to_string())?;
         if let Some(c) = guard.as_ref().filter(|c| c.url == url) {
             return Ok(c.clone());
         }
         let c = Arc::new(cluster::Cluster::new(url)?);
-        *guard = Some(c.clone());
+        drop(guard);
+        self.stage(Pending::Cluster(c.clone()));
         Ok(c)
+    }
+
+    fn stage(&self, p: Pending) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+    }
+
+    /// Registers the limiters of the config that just compiled (their state then survives
+    /// the next reload that keeps their settings).
+    pub fn commit(&self) {
+        for p in std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner())) {
+            match p {
+                Pending::Bucket(n, b) => {
+                    self.buckets.insert(n, b);
+                }
+                Pending::Keyed(n, b) => {
+                    self.keyed.insert(n, b);
+                }
+                Pending::Quota(n, q) => {
+                    self.quotas.insert(n, q);
+                }
+                Pending::Cluster(c) => *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(c),
+            }
+        }
+    }
+
+    /// Forgets the limiters of a config that failed to compile.
+    pub fn discard(&self) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Forgets full per-key buckets (run periodically).

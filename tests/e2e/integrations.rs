@@ -207,7 +207,8 @@ body = '{{"gone": "{{{{ context.requestId }}}}", "type": "{{{{ context.error.res
         (Some("blue"), Some("prod"), Some("rid-7"))
     );
     assert_eq!((j["q"].as_str(), j["ip"].as_str()), (Some("a b"), Some("127.0.0.1")));
-    assert_eq!(gw.get("/beta/hello").json()["color"], "green", "a 100% canary always sees its variables");
+    let beta = gw.get("/beta/hello");
+    assert_eq!(beta.json()["color"], "green", "a 100% canary always sees its variables: {} {}", beta.status, beta.text());
 
     let r = get(gw.addr(), "/prod/nope", &[("X-Request-Id", "rid-8")]);
     assert_eq!(r.status, 410);

@@ -1,0 +1,128 @@
+//! Admission steps of the limits, in order:
+//! - [`shared`]: account, stage and route buckets. They run BEFORE authorizers, so a flood
+//!   of unauthenticated requests is shed without an authorizer call or a signature check
+//!   each.
+//! - [`keyed`]: the API key's usage plan (plan bucket, plan-per-route bucket, quota), after
+//!   the key is known; through Redis with `[cluster]`, with `on_redis_error` as fallback.
+//!
+//! Each returns the most specific decision applied (for the `ratelimit-*` headers) or the
+//! refusal to send.
+
+use super::bucket::{now_ns, Decision};
+use super::cluster::{Cluster, OnError, QuotaSpec, Verdict, REDIS_ERRORS};
+use crate::responses::{Counted, Refusal, ResponseType};
+use crate::snapshot::{Plan, Snapshot, Stage};
+
+fn throttled(reason: &'static str, d: Decision) -> Refusal {
+    let mut r = Refusal::new(ResponseType::Throttled);
+    r.counted = Counted::Throttled(reason);
+    r.headers = ratelimit_fields(&d);
+    r.headers.push(("retry-after", d.reset_secs.max(1).to_string()));
+    r
+}
+
+fn quota_exceeded(retry_after: u64) -> Refusal {
+    let mut r = Refusal::new(ResponseType::QuotaExceeded);
+    r.counted = Counted::Throttled("quota");
+    r.headers.push(("retry-after", retry_after.max(1).to_string()));
+    r
+}
+
+/// The IETF RateLimit fields of a decision.
+pub fn ratelimit_fields(d: &Decision) -> Vec<(&'static str, String)> {
+    vec![
+        ("ratelimit-limit", d.limit.to_string()),
+        ("ratelimit-remaining", d.remaining.to_string()),
+        ("ratelimit-reset", d.reset_secs.to_string()),
+    ]
+}
+
+fn pass(d: Decision, reason: &'static str) -> Result<Decision, Refusal> {
+    if d.allowed {
+        Ok(d)
+    } else {
+        Err(throttled(reason, d))
+    }
+}
+
+/// Account, stage and route buckets (`route` is the route's index in the API).
+pub fn shared(snap: &Snapshot, stage: &Stage, route: usize) -> Result<Option<Decision>, Refusal> {
+    let now = now_ns();
+    pass(snap.account.take(now), "account")?;
+    if let Some(b) = &stage.throttle {
+        pass(b.take(now), "stage")?;
+    }
+    match stage.route_throttles.get(route) {
+        Some(Some(b)) => Ok(Some(pass(b.take(now), "route")?)),
+        _ => Ok(None),
+    }
+}
+
+/// The key's plan bucket, plan-per-route bucket and quota (`route` = (api, stage, route)).
+pub async fn keyed(
+    snap: &Snapshot,
+    plan: &Plan,
+    id: &std::sync::Arc<str>,
+    route: (usize, usize, usize),
+) -> Result<Option<Decision>, Refusal> {
+    if let Some((cluster, on_error)) = &snap.cluster {
+        match cluster_limits(cluster, plan, id, route).await {
+            Ok(Verdict::Allowed(d)) => return Ok(d),
+            Ok(Verdict::Throttled(d)) => return Err(throttled("key", d)),
+            Ok(Verdict::QuotaExceeded) => {
+                let unix = unix_now();
+                let retry = plan.quota.as_ref().map(|q| q.period.window(unix).1.saturating_sub(unix)).unwrap_or(1);
+                return Err(quota_exceeded(retry));
+            }
+            Err(e) => {
+                REDIS_ERRORS.inc();
+                log_redis_error(&e);
+                if *on_error == OnError::Deny {
+                    return Err(Refusal::new(ResponseType::Default5xx).with_status(503));
+                }
+                // on_redis_error = "local": this node's own buckets and counters below
+            }
+        }
+    }
+    let now = now_ns();
+    let mut applied = None;
+    if let Some(kb) = &plan.throttle {
+        applied = Some(pass(kb.take(id, now), "key")?);
+    }
+    if let Some(kb) = plan.route_throttle.get(&route) {
+        applied = Some(pass(kb.take(id, now), "key")?);
+    }
+    if let Some(q) = &plan.quota {
+        q.take(id, unix_now()).map_err(|e| quota_exceeded(e.retry_after))?;
+    }
+    Ok(applied)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The key's plan bucket, route bucket and quota in one Redis round trip.
+async fn cluster_limits(
+    cluster: &Cluster,
+    plan: &Plan,
+    id: &str,
+    route: (usize, usize, usize),
+) -> redis::RedisResult<Verdict> {
+    let plan_bucket = plan.throttle_spec.map(|s| (plan.name.as_str(), s));
+    let route_bucket = plan.route_specs.get(&route).map(|(n, s)| (n.as_str(), *s));
+    let quota = plan.quota.as_ref().map(|q| {
+        let (period, expire_at) = q.period.window(unix_now());
+        QuotaSpec { name: &plan.name, limit: q.limit, period, expire_at }
+    });
+    cluster.check(plan_bucket, route_bucket, quota, id).await
+}
+
+/// Logs Redis failures at most once a second (they come with every request while it is down).
+fn log_redis_error(e: &redis::RedisError) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = unix_now();
+    if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+        log::warn!("cluster limits: Redis did not answer ({e}); applying on_redis_error");
+    }
+}
