@@ -212,7 +212,21 @@ impl JwtAuthorizer {
         self.last_fetch.store(now_secs(), Ordering::Relaxed);
         match fetch_jwks(url).and_then(|b| parse_jwks(&b)) {
             Ok(keys) => {
-                let changed = {
+                self.install_keys(keys);
+                true
+            }
+            Err(e) => {
+                log::warn!("JWKS refresh failed, keeping the keys we have: {e}");
+                false
+            }
+        }
+    }
+
+    /// Swaps in a fetched key set; tokens verified under a key that is gone (or replaced)
+    /// are verified again.
+    fn install_keys(&self, keys: Keys) {
+        {
+            let changed = {
                     let old = self.keys.load();
                     old.len() != keys.len() || keys.keys().any(|k| !old.contains_key(k))
                 };
@@ -221,12 +235,6 @@ impl JwtAuthorizer {
                     // a removed (or replaced) key must not keep its tokens valid until exp
                     self.verified.clear();
                 }
-                true
-            }
-            Err(e) => {
-                log::warn!("JWKS refresh failed, keeping the keys we have: {e}");
-                false
-            }
         }
     }
 
@@ -288,11 +296,11 @@ impl JwtAuthorizer {
 
     /// Signature, algorithm and claims of a token, without the cache (used on a cache miss).
     pub fn verify(&self, token: &str) -> Result<Principal, Refused> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Invalid("format"))?;
         if has_crit(token) {
             // RFC 7515 §4.1.11: extensions we do not understand make the token invalid
             return Err(Refused::Invalid("crit"));
         }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Invalid("format"))?;
         let validation = self.validations.get(&header.alg).ok_or(Refused::Invalid("algorithm"))?;
         let keys = self.keys.load();
         let key = if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
@@ -387,5 +395,92 @@ mod tests {
     fn none_is_never_an_algorithm() {
         let r = with_algorithms(&["none"]);
         assert!(r.is_err());
+    }
+
+    fn sign(claims: serde_json::Value, header: jsonwebtoken::Header) -> http::HeaderMap {
+        let t = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"s3cret")).expect("sign");
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().expect("value"));
+        h
+    }
+
+    #[test]
+    fn configured_issuer_and_audience_are_required() {
+        let aud = vec!["api".to_string()];
+        let a = JwtAuthorizer::new(JwtSettings {
+            issuer: Some("iss"),
+            audience: &aud,
+            algorithms: &["HS256".to_string()],
+            leeway: Duration::ZERO,
+            identity_header: http::header::AUTHORIZATION,
+            jwks: None,
+            jwks_url: None,
+            refresh: Duration::from_secs(600),
+            secret: Some("s3cret"),
+        })
+        .expect("authorizer");
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let hs = || jsonwebtoken::Header::new(Algorithm::HS256);
+        assert!(a.authorize(&sign(serde_json::json!({"iss": "iss", "aud": "api", "exp": exp}), hs()), &[]).is_ok());
+        let no_iss = sign(serde_json::json!({"aud": "api", "exp": exp}), hs());
+        assert!(a.authorize(&no_iss, &[]).is_err(), "a token without iss");
+        let no_aud = sign(serde_json::json!({"iss": "iss", "exp": exp}), hs());
+        assert!(a.authorize(&no_aud, &[]).is_err(), "a token without aud");
+    }
+
+    #[test]
+    fn unknown_crit_extensions_refuse_the_token() {
+        let a = with_algorithms(&["HS256"]).expect("authorizer");
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        // jsonwebtoken's Header has no crit field: build the token by hand
+        use base64::Engine;
+        let enc = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let head = enc(&serde_json::json!({"alg": "HS256", "typ": "JWT", "crit": ["exp-ext"], "exp-ext": 1}));
+        let body = enc(&serde_json::json!({"iss": "iss", "sub": "u", "exp": exp}));
+        let input = format!("{head}.{body}");
+        let key = openssl::pkey::PKey::hmac(b"s3cret").expect("key");
+        let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).expect("signer");
+        signer.update(input.as_bytes()).expect("update");
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signer.sign_to_vec().expect("sign"));
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, format!("Bearer {input}.{sig}").parse().expect("value"));
+        assert_eq!(a.authorize(&h, &[]).err(), Some(Refused::Invalid("crit")));
+        // the same token without crit passes: the signature was fine
+        let plain = enc(&serde_json::json!({"alg": "HS256", "typ": "JWT"}));
+        let input = format!("{plain}.{body}");
+        let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).expect("signer");
+        signer.update(input.as_bytes()).expect("update");
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signer.sign_to_vec().expect("sign"));
+        h.insert(http::header::AUTHORIZATION, format!("Bearer {input}.{sig}").parse().expect("value"));
+        assert!(a.authorize(&h, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_removed_key_ends_its_cached_tokens() {
+        let (n, e) = ("sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "AQAB");
+        let jwks = format!(r#"{{"keys": [{{"kty": "RSA", "kid": "k1", "alg": "RS256", "n": "{n}", "e": "{e}"}}, {{"kty": "RSA", "kid": "k2", "alg": "RS256", "n": "{n}", "e": "{e}"}}]}}"#);
+        let a = JwtAuthorizer::new(JwtSettings {
+            issuer: None,
+            audience: &[],
+            algorithms: &["RS256".to_string()],
+            leeway: Duration::ZERO,
+            identity_header: http::header::AUTHORIZATION,
+            jwks: Some(jwks.as_bytes()),
+            jwks_url: None,
+            refresh: Duration::from_secs(600),
+            secret: None,
+        })
+        .expect("authorizer");
+        let p = Arc::new(Principal::default());
+        a.verified.insert("tok".into(), (p, u64::MAX));
+        let same = parse_jwks(jwks.as_bytes()).expect("jwks");
+        a.install_keys(same);
+        assert_eq!(a.verified.len(), 1, "an unchanged key set keeps the cache");
+        let fewer = jwks.replace(r#", {"kty": "RSA", "kid": "k2""#, r#"]}, {"ignored": {"kty": "RSA", "kid": "k2""#);
+        let fewer = parse_jwks(fewer.as_bytes()).or_else(|_| {
+            parse_jwks(format!(r#"{{"keys": [{{"kty": "RSA", "kid": "k1", "alg": "RS256", "n": "{n}", "e": "{e}"}}]}}"#).as_bytes())
+        });
+        a.install_keys(fewer.expect("jwks"));
+        assert_eq!(a.verified.len(), 0, "a removed key clears the verified tokens");
     }
 }

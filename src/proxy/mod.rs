@@ -392,6 +392,7 @@ impl ProxyHttp for Gateway {
         if body::has_body(session, ctx) {
             // a body is an input no key covers (a "fat GET"): never looked up, never stored
             ctx.cache_result = Some("bypass");
+            ctx.cache = Some(rc);
             return Ok(());
         }
         let req = session.req_header();

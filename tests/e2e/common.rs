@@ -653,3 +653,71 @@ pub fn serve(handler: impl Fn(&str, &[u8]) -> (u16, String) + Send + Sync + 'sta
     });
     Service { base, hits }
 }
+
+// ------------------------------------------------------------------ HTTP/2 (h2c) client
+
+/// An HTTP/2 answer.
+pub struct H2Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl H2Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One h2c (prior knowledge) request. `body` is sent as DATA frames of `chunk` bytes, with
+/// no `content-length` unless `headers` gives one: the framing HTTP/1-minded code forgets.
+pub fn h2_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> H2Response {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.expect("ready");
+        let mut req = http::Request::builder().method(method).uri(format!("http://localhost{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let (resp, mut send) = client.send_request(req.body(()).expect("request"), body.is_none()).expect("send");
+        if let Some(b) = body {
+            let chunks: Vec<&[u8]> = b.chunks(16 * 1024).collect();
+            if chunks.is_empty() {
+                send.send_data(bytes::Bytes::new(), true).expect("data");
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                send.reserve_capacity(c.len());
+                send.send_data(bytes::Bytes::copy_from_slice(c), i + 1 == chunks.len()).expect("data");
+            }
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp).await.expect("answer in time").expect("answer");
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("body");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        H2Response { status, headers, body: out }
+    })
+}

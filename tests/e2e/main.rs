@@ -14,6 +14,7 @@ mod openapi;
 mod protocol_safety;
 mod reload_upgrade;
 mod routing;
+mod seams;
 mod sigv4;
 mod tls;
 mod transforms;
