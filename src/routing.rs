@@ -393,6 +393,25 @@ mod tests {
         assert_eq!(r.find(&get, "/pets/"), None);
     }
 
+    /// Property: normalising is idempotent, and a normalised path routes as itself (what
+    /// is routed is what is forwarded), over random paths made of the tricky pieces.
+    #[test]
+    fn normalize_is_idempotent_on_random_paths() {
+        const PIECES: [&str; 16] =
+            ["/", "a", "b", ".", "..", "%2e", "%2E%2e", "%2f", "%25", "%41", "//", "~", "%7e", "x y", "%", "-"];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let mut p = String::from("/");
+            for _ in 0..rng.usize(0..10) {
+                p.push_str(PIECES[rng.usize(0..PIECES.len())]);
+            }
+            if let Ok(n) = normalize(&p) {
+                assert_eq!(normalize(&n).as_deref(), Ok(n.as_str()), "not idempotent on {p:?}");
+                assert!(n.starts_with('/') && !n.contains("//"), "{p:?} -> {n:?}");
+            }
+        }
+    }
+
     #[test]
     fn head_follows_get_before_any() {
         let r = router(&["GET /secret", "ANY /{proxy+}", "HEAD /own", "GET /own", "ANY /secret2", "GET /secret2"]);
