@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod framing;
+pub mod head_deadline;
 pub mod observability;
 pub mod openapi;
 pub mod policy;

@@ -8,7 +8,7 @@ use crate::snapshot::Shared;
 use crate::tls;
 use openssl::ssl::SslVersion;
 use pingora::apps::HttpServerOptions;
-use pingora::proxy::ProxyServiceBuilder;
+use crate::head_deadline::HeadDeadline;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -27,6 +27,20 @@ fn threads(n: usize) -> usize {
     } else {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     }
+}
+
+/// A proxy service for `gw` whose connections get the request-head deadline
+/// (`head_deadline`).
+fn proxy_service(
+    conf: &std::sync::Arc<ServerConf>,
+    name: &str,
+    gw: Gateway,
+    options: &HttpServerOptions,
+    header_timeout: std::time::Duration,
+) -> Service<HeadDeadline<pingora::proxy::HttpProxy<Gateway>>> {
+    let mut proxy = pingora::proxy::http_proxy(conf, gw);
+    proxy.server_options = Some(options.clone());
+    Service::new(name.to_string(), HeadDeadline { inner: std::sync::Arc::new(proxy), timeout: header_timeout })
 }
 
 /// Builds the Pingora server for the loaded snapshot and runs it; never returns.
@@ -55,11 +69,7 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
         ca_file: l.tls_client_ca.as_ref().map(|p| p.display().to_string()),
     };
 
-    let mut public =
-        ProxyServiceBuilder::new(&server.configuration, Gateway { shared: shared.clone(), private: false })
-            .name("edgegate")
-            .server_options(options.clone())
-            .build();
+    let mut public = proxy_service(&server.configuration, "edgegate", Gateway { shared: shared.clone(), private: false }, &options, l.header_timeout);
     for a in &l.listen {
         public.add_tcp(a);
     }
@@ -72,10 +82,7 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     let mut listeners = vec![server.add_service(public)];
     if !l.private_listen.is_empty() {
         let gw = Gateway { shared: shared.clone(), private: true };
-        let mut private = ProxyServiceBuilder::new(&server.configuration, gw)
-            .name("edgegate-private")
-            .server_options(options)
-            .build();
+        let mut private = proxy_service(&server.configuration, "edgegate-private", gw, &options, l.header_timeout);
         for a in &l.private_listen {
             private.add_tcp(a);
         }

@@ -55,6 +55,8 @@ pub struct Listeners {
     pub tls_client_ca: Option<PathBuf>,
     pub threads: usize,
     pub grace_period: Duration,
+    /// `server.header_timeout`: the request-head deadline (listener setting: restart/upgrade).
+    pub header_timeout: Duration,
     pub upgrade_sock: String,
     pub pid_file: String,
     pub watch: bool,

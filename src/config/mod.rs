@@ -424,6 +424,7 @@ impl Compiler {
                 tls_client_ca: client_auth.1,
                 threads: cfg.server.threads,
                 grace_period: cfg.server.grace_period.0,
+                header_timeout: cfg.server.header_timeout.0,
                 upgrade_sock: cfg.server.upgrade_sock.clone(),
                 pid_file: cfg.server.pid_file.clone(),
                 watch: cfg.server.watch,
@@ -451,6 +452,9 @@ impl Compiler {
         }
         if s.max_header_size.0 < 1024 {
             self.err(p.key("max_header_size"), "max_header_size must be at least 1KiB");
+        }
+        if s.header_timeout.0 < Duration::from_millis(100) {
+            self.err(p.key("header_timeout"), "header_timeout must be at least 100ms");
         }
         if s.max_headers == 0 {
             self.err(p.key("max_headers"), "max_headers must be greater than 0");

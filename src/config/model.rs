@@ -52,6 +52,9 @@ fn default_max_header_size() -> Size {
 fn default_max_headers() -> usize {
     100
 }
+fn default_header_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
 fn default_max_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(29))
 }
@@ -89,6 +92,9 @@ pub struct Server {
     /// The number of header fields → 431 past it.
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
+    /// The time a client has to send a request head → 408 and close.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Dur,
     #[serde(default = "default_max_timeout")]
     pub max_integration_timeout: Dur,
     #[serde(default = "default_access_log")]
@@ -111,6 +117,7 @@ impl Default for Server {
             max_body: default_max_body(),
             max_header_size: default_max_header_size(),
             max_headers: default_max_headers(),
+            header_timeout: default_header_timeout(),
             max_integration_timeout: default_max_timeout(),
             access_log: default_access_log(),
             watch: true,

@@ -478,3 +478,63 @@ fn unsafe_configs_are_refused() {
     );
     assert!(!ok && err.contains("allow_credentials"), "{err}");
 }
+
+/// #16: a request head must arrive within `server.header_timeout`; bodies are not timed.
+#[test]
+fn slow_request_heads_get_408_and_bodies_are_not_timed() {
+    use std::io::{Read, Write};
+    let origin = Origin::start("o");
+    let url = origin.url();
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "d"
+[apis.stages.prod]
+[[apis.routes]]
+route = "ANY /x"
+integration = {{ type = "http", uri = "{url}" }}
+"#,
+            server = server_section(d, p, "header_timeout = \"1s\"")
+        )
+    });
+    let trickle = |s: &mut std::net::TcpStream, bytes: &[u8]| -> std::time::Duration {
+        let start = std::time::Instant::now();
+        for b in bytes {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            if start.elapsed() > std::time::Duration::from_secs(5) {
+                break;
+            }
+        }
+        start.elapsed()
+    };
+    // the first head of a connection, a byte every 150 ms
+    let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+    let spent = trickle(&mut s, b"GET /prod/x HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "after {spent:?}: {answer:?}");
+    assert!(spent < std::time::Duration::from_secs(3), "the connection was closed at the deadline");
+    // the second head of a keep-alive connection
+    let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+    s.write_all(b"GET /prod/x HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+    assert_eq!(read_response(&mut r, false).expect("first answer").status, 200);
+    trickle(&mut s, b"GET /prod/x HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n");
+    let mut rest = String::new();
+    let _ = r.read_to_string(&mut rest);
+    assert!(rest.starts_with("HTTP/1.1 408"), "{rest:?}");
+    // a body slower than the deadline is fine: only heads are timed
+    let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"POST /prod/x HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nConnection: close\r\n\r\n").expect("write");
+    trickle(&mut s, b"slow-body-ok");
+    let mut r = std::io::BufReader::new(s);
+    assert_eq!(read_response(&mut r, false).expect("answer").status, 200);
+    assert_eq!(origin.requests().last().expect("seen").body, b"slow-body-ok".to_vec());
+}
