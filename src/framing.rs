@@ -124,7 +124,9 @@ mod tests {
         assert!(check_(&r).is_err());
         r.insert_header("host", "A.example").expect("h");
         assert!(check_(&r).is_ok());
-        for (m, ok) in [("get", false), ("Get", false), ("head", false), ("GET", true), ("PROPFIND", true), ("purge", true)] {
+        for (m, ok) in
+            [("get", false), ("Get", false), ("head", false), ("GET", true), ("PROPFIND", true), ("purge", true)]
+        {
             let r = RequestHeader::build(m, b"/", None).expect("req");
             assert_eq!(check_(&r).is_ok(), ok, "{m}");
         }

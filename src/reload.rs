@@ -157,7 +157,11 @@ async fn wait_until_accepting(addrs: &[String]) {
     for a in addrs {
         let Ok(mut sa) = a.parse::<std::net::SocketAddr>() else { continue };
         if sa.ip().is_unspecified() {
-            sa.set_ip(if sa.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+            sa.set_ip(if sa.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
         }
         while tokio::net::TcpStream::connect(sa).await.is_err() {
             if tokio::time::Instant::now() >= deadline {

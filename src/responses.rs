@@ -10,7 +10,10 @@ use std::collections::HashMap;
 pub enum Counted {
     Nothing,
     /// `edgegate_auth_failures_total{authorizer, reason}` (policy, authorizers, API keys).
-    Auth { check: std::sync::Arc<str>, reason: &'static str },
+    Auth {
+        check: std::sync::Arc<str>,
+        reason: &'static str,
+    },
     /// `edgegate_throttled_total{reason}`.
     Throttled(&'static str),
 }

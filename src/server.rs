@@ -2,13 +2,13 @@
 //! private listeners, plain and TLS), the admin service and the background reloader.
 
 use crate::admin::Admin;
+use crate::head_deadline::HeadDeadline;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::snapshot::Shared;
 use crate::tls;
 use openssl::ssl::SslVersion;
 use pingora::apps::HttpServerOptions;
-use crate::head_deadline::HeadDeadline;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -69,7 +69,13 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
         ca_file: l.tls_client_ca.as_ref().map(|p| p.display().to_string()),
     };
 
-    let mut public = proxy_service(&server.configuration, "edgegate", Gateway { shared: shared.clone(), private: false }, &options, l.header_timeout);
+    let mut public = proxy_service(
+        &server.configuration,
+        "edgegate",
+        Gateway { shared: shared.clone(), private: false },
+        &options,
+        l.header_timeout,
+    );
     for a in &l.listen {
         public.add_tcp(a);
     }

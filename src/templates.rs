@@ -132,7 +132,8 @@ pub fn json_string_content(s: &str) -> String {
 /// `s` percent-encoded as one path segment (RFC 3986 unreserved characters stay; `.` and
 /// `..` alone are encoded so they cannot be dot-segments).
 pub fn encode_segment(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
     match s {
         "." => "%2E".into(),
         ".." => "%2E%2E".into(),

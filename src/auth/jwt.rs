@@ -227,14 +227,14 @@ impl JwtAuthorizer {
     fn install_keys(&self, keys: Keys) {
         {
             let changed = {
-                    let old = self.keys.load();
-                    old.len() != keys.len() || keys.keys().any(|k| !old.contains_key(k))
-                };
-                self.keys.store(Arc::new(keys));
-                if changed {
-                    // a removed (or replaced) key must not keep its tokens valid until exp
-                    self.verified.clear();
-                }
+                let old = self.keys.load();
+                old.len() != keys.len() || keys.keys().any(|k| !old.contains_key(k))
+            };
+            self.keys.store(Arc::new(keys));
+            if changed {
+                // a removed (or replaced) key must not keep its tokens valid until exp
+                self.verified.clear();
+            }
         }
     }
 
@@ -398,7 +398,8 @@ mod tests {
     }
 
     fn sign(claims: serde_json::Value, header: jsonwebtoken::Header) -> http::HeaderMap {
-        let t = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"s3cret")).expect("sign");
+        let t =
+            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"s3cret")).expect("sign");
         let mut h = http::HeaderMap::new();
         h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().expect("value"));
         h
@@ -458,7 +459,9 @@ mod tests {
     #[test]
     fn a_removed_key_ends_its_cached_tokens() {
         let (n, e) = ("sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "AQAB");
-        let jwks = format!(r#"{{"keys": [{{"kty": "RSA", "kid": "k1", "alg": "RS256", "n": "{n}", "e": "{e}"}}, {{"kty": "RSA", "kid": "k2", "alg": "RS256", "n": "{n}", "e": "{e}"}}]}}"#);
+        let jwks = format!(
+            r#"{{"keys": [{{"kty": "RSA", "kid": "k1", "alg": "RS256", "n": "{n}", "e": "{e}"}}, {{"kty": "RSA", "kid": "k2", "alg": "RS256", "n": "{n}", "e": "{e}"}}]}}"#
+        );
         let a = JwtAuthorizer::new(JwtSettings {
             issuer: None,
             audience: &[],
@@ -478,7 +481,10 @@ mod tests {
         assert_eq!(a.verified.len(), 1, "an unchanged key set keeps the cache");
         let fewer = jwks.replace(r#", {"kty": "RSA", "kid": "k2""#, r#"]}, {"ignored": {"kty": "RSA", "kid": "k2""#);
         let fewer = parse_jwks(fewer.as_bytes()).or_else(|_| {
-            parse_jwks(format!(r#"{{"keys": [{{"kty": "RSA", "kid": "k1", "alg": "RS256", "n": "{n}", "e": "{e}"}}]}}"#).as_bytes())
+            parse_jwks(
+                format!(r#"{{"keys": [{{"kty": "RSA", "kid": "k1", "alg": "RS256", "n": "{n}", "e": "{e}"}}]}}"#)
+                    .as_bytes(),
+            )
         });
         a.install_keys(fewer.expect("jwks"));
         assert_eq!(a.verified.len(), 0, "a removed key clears the verified tokens");

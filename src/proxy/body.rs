@@ -49,8 +49,7 @@ pub fn framing(session: &mut Session) -> Framing {
     if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
         return Framing::Unknown;
     }
-    match req.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(|v| v.trim().parse::<u64>())
-    {
+    match req.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(|v| v.trim().parse::<u64>()) {
         Some(Ok(0)) => Framing::Empty,
         Some(Ok(n)) => Framing::Length(n),
         _ => Framing::Unknown,

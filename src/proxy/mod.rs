@@ -340,9 +340,8 @@ impl ProxyHttp for Gateway {
         let settings = &ctx.snap.settings;
         if size as u64 > settings.max_header_size || fields > settings.max_headers {
             session.set_keepalive(None);
-            let r = Refusal::new(ResponseType::Default4xx)
-                .with_status(431)
-                .with_message("Request Header Fields Too Large");
+            let r =
+                Refusal::new(ResponseType::Default4xx).with_status(431).with_message("Request Header Fields Too Large");
             self.refuse(session, ctx, r).await?;
             return Ok(true);
         }

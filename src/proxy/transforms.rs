@@ -65,8 +65,9 @@ impl Gateway {
             if body::can_read_ahead(session, ctx) {
                 let whole = body::read(session, ctx).await.map_err(|e| match e {
                     body::BodyError::TooLarge => Refusal::new(ResponseType::RequestTooLarge),
-                    body::BodyError::Broken => Refusal::new(ResponseType::BadRequestBody)
-                        .with_message("the request body was not received"),
+                    body::BodyError::Broken => {
+                        Refusal::new(ResponseType::BadRequestBody).with_message("the request body was not received")
+                    }
                 })?;
                 let whole = whole.clone();
                 if let Some(out) = self.process_body(session, ctx, &whole)? {

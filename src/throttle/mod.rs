@@ -2,8 +2,8 @@
 //! per key, usage plan per key per route) and per-key quotas. The state lives in
 //! `Registry`, outside the config snapshot, so a reload that keeps a limit keeps its state.
 
-pub mod bucket;
 pub mod admit;
+pub mod bucket;
 pub mod cluster;
 pub mod quota;
 

@@ -208,7 +208,13 @@ body = '{{"gone": "{{{{ context.requestId }}}}", "type": "{{{{ context.error.res
     );
     assert_eq!((j["q"].as_str(), j["ip"].as_str()), (Some("a b"), Some("127.0.0.1")));
     let beta = gw.get("/beta/hello");
-    assert_eq!(beta.json()["color"], "green", "a 100% canary always sees its variables: {} {}", beta.status, beta.text());
+    assert_eq!(
+        beta.json()["color"],
+        "green",
+        "a 100% canary always sees its variables: {} {}",
+        beta.status,
+        beta.text()
+    );
 
     let r = get(gw.addr(), "/prod/nope", &[("X-Request-Id", "rid-8")]);
     assert_eq!(r.status, 410);

@@ -92,7 +92,8 @@ fn sigv4_body_integrity_holds_on_every_framing() {
     with_len.push(("content-length", &len));
     assert_eq!(h2_request(gw.addr(), "POST", "/prod/items", &with_len, Some(signed)).status, 200);
     // HTTP/1.1 chunked
-    let mut raw = "POST /prod/items HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n".to_string();
+    let mut raw = "POST /prod/items HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+        .to_string();
     for (k, v) in refs(&h) {
         raw.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -331,7 +332,9 @@ integration = {{ type = "mock", headers = {{ "content-type" = "application/json"
     );
     assert_eq!(r.status, 200);
     let seen = &origin.requests()[2];
-    for h in ["forwarded", "x-forwarded-prefix", "x-forwarded-port", "x-http-method-override", "x-real-ip", "true-client-ip"] {
+    for h in
+        ["forwarded", "x-forwarded-prefix", "x-forwarded-port", "x-http-method-override", "x-real-ip", "true-client-ip"]
+    {
         assert_eq!(seen.header(h), None, "{h} from an untrusted peer reaches the origin");
     }
     let r = gw.get("/prod/m?q=x%22%2C%20%22admin%22%3A%20true%2C%20%22y%22%3A%20%22");
@@ -514,7 +517,8 @@ integration = {{ type = "http", uri = "{url}" }}
     // the first head of a connection, a byte every 150 ms
     let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
     s.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
-    let spent = trickle(&mut s, b"GET /prod/x HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n");
+    let spent =
+        trickle(&mut s, b"GET /prod/x HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n");
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "after {spent:?}: {answer:?}");

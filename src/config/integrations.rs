@@ -1,0 +1,203 @@
+//! Integrations per stage view: http and mock targets, stage variables.
+
+use super::*;
+
+impl Compiler {
+    /// Checks an integration's type and keys (once, independent of stages).
+    pub(super) fn check_integration(
+        &mut self,
+        p: &KeyPath,
+        i: &Integration,
+        settings: &Settings,
+        env: &mut minijinja::Environment<'static>,
+        tname: &str,
+    ) {
+        let present: Vec<&str> = [
+            ("uri", i.uri.is_some()),
+            ("timeout", i.timeout.is_some()),
+            ("retries", i.retries.is_some()),
+            ("tls_verify", i.tls_verify.is_some()),
+            ("function", i.function.is_some()),
+            ("endpoint", i.endpoint.is_some()),
+            ("payload_format", i.payload_format.is_some()),
+            ("region", i.region.is_some()),
+            ("service", i.service.is_some()),
+            ("method", i.method.is_some()),
+            ("path", i.path.is_some()),
+            ("request_template", i.request_template.is_some()),
+            ("headers", i.headers.is_some()),
+            ("link", i.link.is_some()),
+            ("status", i.status.is_some()),
+            ("body", i.body.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, b)| b.then_some(k))
+        .collect();
+        let allowed: &[&str] = match i.kind.as_str() {
+            "http" => &["uri", "timeout", "retries", "tls_verify"],
+            "mock" => &["status", "headers", "body"],
+            "lambda" | "aws" | "vpc_link" => {
+                self.unsupported(p.key("type"), &format!("integration type {:?}", i.kind));
+                return;
+            }
+            other => {
+                self.err(
+                    p.key("type"),
+                    format!("unknown integration type {other:?} (http, lambda, aws, vpc_link, mock)"),
+                );
+                return;
+            }
+        };
+        for k in present {
+            if !allowed.contains(&k) {
+                self.err(p.key(k), format!("key `{k}` does not apply to a {:?} integration", i.kind));
+            }
+        }
+        match i.kind.as_str() {
+            "http" => {
+                if i.uri.is_none() {
+                    self.err(p.key("type"), "an http integration needs uri");
+                }
+                if let Some(t) = i.timeout {
+                    if t.0.is_zero() || t.0 > settings.max_integration_timeout {
+                        self.err(
+                            p.key("timeout"),
+                            format!(
+                                "timeout must be above 0 and at most server.max_integration_timeout ({})",
+                                humantime::format_duration(settings.max_integration_timeout)
+                            ),
+                        );
+                    }
+                }
+                if i.retries.unwrap_or(0) > 5 {
+                    self.err(p.key("retries"), "retries must be 0 to 5");
+                }
+            }
+            _ => {
+                if let Some(s) = i.status {
+                    if !(100..=599).contains(&s) {
+                        self.err(p.key("status"), "status must be 100 to 599");
+                    }
+                }
+                if let Some(h) = &i.headers {
+                    self.headers(&p.key("headers"), h);
+                }
+                if let Some(b) = &i.body {
+                    if let Err(e) =
+                        env.add_template_owned(crate::templates::name_for(&format!("mock:{tname}"), b), b.clone())
+                    {
+                        self.err(p.key("body"), format!("template error: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stage_view(
+        &mut self,
+        ap: &KeyPath,
+        sp: &KeyPath,
+        a: &Api,
+        keys: &[(usize, RouteKey)],
+        vars: &BTreeMap<String, String>,
+        is_canary: bool,
+        settings: &Settings,
+    ) -> StageView {
+        // every named integration resolves under these variables, used by a route or not
+        let mut cache: HashMap<String, Arc<snapshot::Integration>> = HashMap::new();
+        for (n, i) in &a.integrations {
+            if let Some(b) =
+                self.integration(&integration_at(ap, a, n), sp, i, vars, settings, &format!("{}:{}", a.name, n))
+            {
+                cache.insert(n.clone(), Arc::new(b));
+            }
+        }
+        let mut integrations = Vec::with_capacity(a.routes.len());
+        for (ri, r) in a.routes.iter().enumerate() {
+            let (i, ip, tname, cache_key) = match &r.integration {
+                IntegrationRef::Name(n) => match a.integrations.get(n) {
+                    Some(i) => (i, integration_at(ap, a, n), format!("{}:{}", a.name, n), Some(n.clone())),
+                    None => continue,
+                },
+                IntegrationRef::Inline(i) => {
+                    (&**i, route_at(ap, a, ri).key("integration"), format!("{}:route{}", a.name, ri), None)
+                }
+            };
+            let built = match cache_key.as_ref().and_then(|k| cache.get(k)) {
+                Some(b) => b.clone(),
+                None => {
+                    let Some(b) = self.integration(&ip, sp, i, vars, settings, &tname) else {
+                        continue;
+                    };
+                    let b = Arc::new(b);
+                    if let Some(k) = cache_key {
+                        cache.insert(k, b.clone());
+                    }
+                    b
+                }
+            };
+            if let (snapshot::Integration::Http(t), Some((_, RouteKey::Http { path, .. }))) =
+                (&*built, keys.iter().find(|(k, _)| *k == ri))
+            {
+                let params: Vec<String> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                    .map(|s| s.trim_end_matches('+').to_string())
+                    .collect();
+                let missing = t.missing_params(&params);
+                if !missing.is_empty() {
+                    self.err(
+                        ip.key("uri"),
+                        format!("uri uses {missing:?}, which route {:?} does not capture", r.route),
+                    );
+                }
+            }
+            integrations.push(built);
+        }
+        StageView { variables: Arc::new(vars.clone()), integrations, is_canary }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn integration(
+        &mut self,
+        ip: &KeyPath,
+        sp: &KeyPath,
+        i: &Integration,
+        vars: &BTreeMap<String, String>,
+        settings: &Settings,
+        tname: &str,
+    ) -> Option<snapshot::Integration> {
+        match i.kind.as_str() {
+            "http" => {
+                let uri = i.uri.as_deref()?;
+                let uri = match upstream::substitute_stage_vars(uri, vars) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        self.err(ip.key("uri"), format!("{e} in stage `{}`", sp));
+                        return None;
+                    }
+                };
+                let timeout = i
+                    .timeout
+                    .map(|d| d.0)
+                    .unwrap_or(settings.max_integration_timeout)
+                    .min(settings.max_integration_timeout);
+                match upstream::parse_target(tname, &uri, timeout, i.retries.unwrap_or(0), i.tls_verify.unwrap_or(true))
+                {
+                    Ok(t) => Some(snapshot::Integration::Http(t)),
+                    Err(e) => {
+                        self.err(ip.key("uri"), e);
+                        None
+                    }
+                }
+            }
+            "mock" => {
+                let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
+                let body = i.body.as_ref().map(|b| crate::templates::name_for(&format!("mock:{tname}"), b));
+                Some(snapshot::Integration::Mock(snapshot::Mock { status: i.status.unwrap_or(200), headers, body }))
+            }
+            _ => None,
+        }
+    }
+}

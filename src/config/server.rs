@@ -1,0 +1,131 @@
+//! `[server]` and `[tls]`: listeners, limits, trusted proxies, certificates.
+
+use super::*;
+
+impl Compiler {
+    pub(super) fn listen_addrs(&mut self, p: KeyPath, addrs: &[String], seen: &mut HashSet<SocketAddr>) {
+        for (i, a) in addrs.iter().enumerate() {
+            match a.parse::<SocketAddr>() {
+                Ok(sa) => {
+                    if !seen.insert(sa) {
+                        self.err(p.idx(i), format!("address {a} is listed twice"));
+                    }
+                }
+                Err(_) => {
+                    self.err(p.idx(i), format!("{a:?} is not an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""))
+                }
+            }
+        }
+    }
+
+    pub(super) fn server(&mut self, p: &KeyPath, s: &Server) -> Settings {
+        let mut seen = HashSet::new();
+        self.listen_addrs(p.key("listen"), &s.listen, &mut seen);
+        self.listen_addrs(p.key("private_listen"), &s.private_listen, &mut seen);
+        self.listen_addrs(p.key("admin_listen"), std::slice::from_ref(&s.admin_listen), &mut seen);
+        if s.threads > 1024 {
+            self.err(p.key("threads"), "threads must be 0 (one per core) to 1024");
+        }
+        let mut trusted = vec![];
+        for (i, c) in s.trusted_proxies.iter().enumerate() {
+            match parse_cidr(c) {
+                Ok(n) => trusted.push(n),
+                Err(m) => self.err(p.key("trusted_proxies").idx(i), m),
+            }
+        }
+        if s.max_body.0 == 0 {
+            self.err(p.key("max_body"), "max_body must be greater than 0");
+        }
+        if s.max_header_size.0 < 1024 {
+            self.err(p.key("max_header_size"), "max_header_size must be at least 1KiB");
+        }
+        if s.header_timeout.0 < Duration::from_millis(100) {
+            self.err(p.key("header_timeout"), "header_timeout must be at least 100ms");
+        }
+        if s.max_headers == 0 {
+            self.err(p.key("max_headers"), "max_headers must be greater than 0");
+        }
+        if s.max_integration_timeout.0.is_zero() {
+            self.err(p.key("max_integration_timeout"), "max_integration_timeout must be greater than 0");
+        }
+        let access_log = match s.access_log.as_str() {
+            "off" => AccessLogTarget::Off,
+            "stdout" => AccessLogTarget::Stdout,
+            f => {
+                let full = self.dir.join(f);
+                match full.parent() {
+                    Some(d) if d.as_os_str().is_empty() || d.is_dir() => AccessLogTarget::File(full),
+                    _ => {
+                        self.err(p.key("access_log"), format!("the directory of {} does not exist", full.display()));
+                        AccessLogTarget::Off
+                    }
+                }
+            }
+        };
+        for (k, v) in [("upgrade_sock", &s.upgrade_sock), ("pid_file", &s.pid_file)] {
+            if v.is_empty() {
+                self.err(p.key(k), format!("{k} must not be empty"));
+            }
+        }
+        Settings {
+            trusted_proxies: trusted,
+            max_body: s.max_body.0,
+            max_header_size: s.max_header_size.0,
+            max_headers: s.max_headers,
+            max_integration_timeout: s.max_integration_timeout.0,
+            access_log,
+        }
+    }
+
+    pub(super) fn tls(
+        &mut self,
+        p: &KeyPath,
+        cfg: &Config,
+    ) -> (CertStore, Vec<String>, (ClientAuthMode, Option<PathBuf>)) {
+        let mut store = CertStore::default();
+        let Some(t) = &cfg.tls else {
+            return (store, vec![], (ClientAuthMode::Off, None));
+        };
+        let mut seen: HashSet<SocketAddr> =
+            cfg.server.listen.iter().chain(&cfg.server.private_listen).filter_map(|a| a.parse().ok()).collect();
+        self.listen_addrs(p.key("listen"), &t.listen, &mut seen);
+        if !matches!(t.min_version.as_str(), "1.2" | "1.3") {
+            self.err(p.key("min_version"), format!("min_version {:?} must be \"1.2\" or \"1.3\"", t.min_version));
+        }
+        if !t.listen.is_empty() && t.certificates.is_empty() {
+            self.err(p.key("listen"), "TLS listeners need at least one [[tls.certificates]]");
+        }
+        for (i, c) in t.certificates.iter().enumerate() {
+            let cp = p.key("certificates").idx(i);
+            let cert = self.file(cp.key("cert"), &c.cert);
+            let key = self.file(cp.key("key"), &c.key);
+            if let (Some((_, cert)), Some((_, key))) = (cert, key) {
+                match CertStore::load(&cert, &key) {
+                    Ok(ck) => store.add(&c.sni, ck),
+                    Err(e) => self.err(cp.key("cert"), e),
+                }
+            }
+        }
+        let mode = t.client_auth.as_ref().map(|c| c.mode).unwrap_or_default();
+        if let Some(ca) = &t.client_auth {
+            match (&ca.ca, ca.mode) {
+                (None, ClientAuthMode::Optional | ClientAuthMode::Required) => {
+                    self.err(p.key("client_auth").key("mode"), "client_auth needs ca = \"FILE\" (the client CA bundle)")
+                }
+                (Some(f), _) => {
+                    if let Some((_, pem)) = self.file(p.key("client_auth").key("ca"), f) {
+                        if openssl::x509::X509::stack_from_pem(&pem).map(|v| v.is_empty()).unwrap_or(true) {
+                            self.err(
+                                p.key("client_auth").key("ca"),
+                                format!("{f}: no PEM certificate in the CA bundle"),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let ca = t.client_auth.as_ref().and_then(|c| c.ca.as_ref()).map(|f| self.dir.join(f));
+        (store, t.listen.clone(), (mode, ca))
+    }
+}
