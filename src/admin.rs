@@ -47,7 +47,7 @@ impl Admin {
         let Some(store) = st.route_caches.iter().flatten().next().map(|c| c.store) else {
             return json(404, serde_json::json!({"message": format!("{api}/{stage} has no cache")}));
         };
-        let key = crate::templates::query_map(query).remove("key");
+        let key = crate::request::query_map(query).remove("key");
         match key {
             Some(k) => match crate::routing::normalize(&k) {
                 Ok(path) => {

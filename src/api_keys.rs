@@ -85,15 +85,21 @@ pub fn create(plan: &str, name: &str) -> Result<(String, String), String> {
     Ok((key, entry))
 }
 
+/// `[api_keys]`, compiled: the header keys are read from and the hashed keys.
+pub struct ApiKeys {
+    pub header: http::HeaderName,
+    pub store: KeyStore,
+}
+
 /// Admission step: the route's API key (AWS: after the authorizer, before throttles).
 /// The key is read under the one header rule (`request::header`): a repeated key header is
 /// its lines joined, which matches no key. `Ok` is the key's id and its plan for the stage.
 pub fn check<'s>(
-    keys: Option<&crate::snapshot::ApiKeys>,
-    plans: &'s HashMap<String, crate::snapshot::Plan>,
+    keys: Option<&ApiKeys>,
+    plans: &'s HashMap<String, crate::throttle::Plan>,
     headers: &http::HeaderMap,
     stage: (usize, usize),
-) -> Result<(Arc<str>, &'s crate::snapshot::Plan), crate::responses::Refusal> {
+) -> Result<(Arc<str>, &'s crate::throttle::Plan), crate::responses::Refusal> {
     use crate::responses::{Refusal, ResponseType as T};
     let keys = keys.ok_or_else(|| Refusal::auth("api_key", "no_keys", T::ApiKeyInvalid))?;
     let presented = crate::request::header(headers, &keys.header)

@@ -32,6 +32,7 @@ pub mod framing;
 pub mod head_deadline;
 pub mod observability;
 pub mod openapi;
+pub mod outbound;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

@@ -633,7 +633,7 @@ fn is_annotation(k: &str) -> bool {
 }
 
 fn is_json(media_type: &str) -> bool {
-    crate::validation::is_json(&crate::validation::media_type(Some(media_type)))
+    crate::request::is_json(&crate::request::media_type(Some(media_type)))
 }
 
 /// `/pets/{pet-id}` -> `/pets/{pet_id}`: route parameters are letters, digits and '_'.

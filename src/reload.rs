@@ -117,10 +117,14 @@ impl BackgroundService for Reloader {
                 _ = sweep.tick() => {
                     // full per-key buckets carry no state: forget them, so memory follows active keys
                     crate::throttle::REGISTRY.sweep();
-                    // JWKS URLs: fetch again when jwks_refresh has passed (blocking I/O, off the workers)
+                    // JWKS URLs: fetch again when jwks_refresh has passed
                     let jwts = self.shared.load().jwt_authorizers.clone();
                     if !jwts.is_empty() {
-                        tokio::task::spawn_blocking(move || jwts.iter().for_each(|j| j.refresh_if_due()));
+                        tokio::spawn(async move {
+                            for j in jwts {
+                                j.refresh_if_due().await;
+                            }
+                        });
                     }
                     continue;
                 }

@@ -63,6 +63,40 @@ pub fn header_map(h: &HeaderMap) -> BTreeMap<&str, String> {
     m
 }
 
+// ---------------------------------------------------------------- query and media types
+
+/// Decodes one query-string name or value (`+` is a space, then percent-decoding); borrows
+/// when there is nothing to decode.
+pub fn decode_component(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['%', '+']) {
+        let plus = s.replace('+', " ");
+        std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Parses a query string into decoded key/value pairs (last value wins).
+pub fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for pair in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| decode_component(s).into_owned();
+        m.insert(dec(k), dec(v));
+    }
+    m
+}
+
+/// `application/json` or a `+json` type (as `media_type` returns it).
+pub fn is_json(mt: &str) -> bool {
+    mt == "application/json" || mt.ends_with("+json")
+}
+
+/// The media type of a Content-Type value, lower case, without parameters.
+pub fn media_type(ct: Option<&str>) -> String {
+    ct.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,9 @@
 //! read without parsing or locking: one `Arc<Snapshot>` is pinned per request, and a reload
 //! swaps the pointer, so in-flight requests finish on the snapshot they started with.
 
-use crate::config::model::EndpointType;
 use crate::responses::Overrides;
 use crate::routing::Router;
-use crate::tls::CertStore;
+use crate::tls::certs::CertStore;
 use crate::upstream::HttpTarget;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
@@ -51,7 +50,7 @@ pub struct Listeners {
     pub admin_listen: String,
     pub tls_listen: Vec<String>,
     pub tls_min_version: String,
-    pub tls_client_auth: crate::config::model::ClientAuthMode,
+    pub tls_client_auth: crate::tls::certs::ClientAuth,
     pub tls_client_ca: Option<PathBuf>,
     pub threads: usize,
     pub grace_period: Duration,
@@ -87,7 +86,8 @@ pub enum AccessLogTarget {
 
 pub struct Api {
     pub name: Arc<str>,
-    pub endpoint: EndpointType,
+    /// `endpoint = "private"`: served only on `server.private_listen`.
+    pub private: bool,
     pub router: Router,
     pub routes: Vec<Route>,
     pub stages: Vec<Stage>,
@@ -116,22 +116,8 @@ impl Authorizer {
     }
 }
 
-pub struct ApiKeys {
-    pub header: http::HeaderName,
-    pub store: crate::api_keys::KeyStore,
-}
-
-/// A usage plan, with its stages and routes by index.
-pub struct Plan {
-    pub name: String,
-    pub throttle_spec: Option<crate::throttle::cluster::BucketSpec>,
-    /// (api, stage, route) -> (Redis name, settings) of `route_throttle`.
-    pub route_specs: HashMap<(usize, usize, usize), (String, crate::throttle::cluster::BucketSpec)>,
-    pub stages: std::collections::HashSet<(usize, usize)>,
-    pub throttle: Option<Arc<crate::throttle::bucket::KeyedBuckets>>,
-    pub route_throttle: HashMap<(usize, usize, usize), Arc<crate::throttle::bucket::KeyedBuckets>>,
-    pub quota: Option<Arc<crate::throttle::quota::Quota>>,
-}
+pub use crate::api_keys::ApiKeys;
+pub use crate::throttle::Plan;
 
 pub struct Route {
     /// The route key as written ("GET /pets/{id}"): the `route` metric label and `routeKey`.
@@ -195,7 +181,7 @@ impl Snapshot {
         };
         mounts.iter().find_map(|m| {
             let api = &self.apis[m.api];
-            if api.endpoint == EndpointType::Private && !private_listener {
+            if api.private && !private_listener {
                 return None; // as if absent
             }
             crate::routing::strip_base(rest, &m.base_path).map(|r| (m, r))

@@ -12,7 +12,7 @@ pub struct Identity<'a> {
     pub source_ip: String,
     pub user_agent: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_cert: Option<&'a crate::tls::ClientCert>,
+    pub client_cert: Option<&'a crate::tls::certs::ClientCert>,
 }
 
 #[derive(Serialize)]
@@ -145,28 +145,6 @@ pub fn render(env: &minijinja::Environment<'static>, name: &str, vars: &Vars<'_>
     env.get_template(name)?.render(vars)
 }
 
-/// Decodes one query-string name or value (`+` is a space, then percent-decoding); borrows
-/// when there is nothing to decode.
-pub fn decode_component(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains(['%', '+']) {
-        let plus = s.replace('+', " ");
-        std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned())
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
-/// Parses a query string into decoded key/value pairs (last value wins).
-pub fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    for pair in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| decode_component(s).into_owned();
-        m.insert(dec(k), dec(v));
-    }
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +174,7 @@ mod tests {
             input: Input {
                 params: Params {
                     path: BTreeMap::from([("id", "7")]),
-                    querystring: query_map(Some("q=a+b%21")),
+                    querystring: crate::request::query_map(Some("q=a+b%21")),
                     header: BTreeMap::new(),
                 },
                 body: "",

@@ -37,7 +37,7 @@ pub struct BinaryTypes(pub Vec<String>);
 
 impl BinaryTypes {
     pub fn matches(&self, content_type: Option<&str>) -> bool {
-        let mt = crate::validation::media_type(content_type);
+        let mt = crate::request::media_type(content_type);
         !mt.is_empty()
             && self.0.iter().any(|p| p == "*/*" || *p == mt || (p.ends_with("/*") && mt.starts_with(&p[..p.len() - 1])))
     }
@@ -53,7 +53,7 @@ pub fn set_query(target: &str, set: &[(&str, String)]) -> String {
         .filter(|p| !p.is_empty())
         .filter(|p| {
             let name = p.split('=').next().unwrap_or("");
-            let name = crate::templates::decode_component(name);
+            let name = crate::request::decode_component(name);
             !set.iter().any(|(k, _)| *k == name)
         })
         .map(str::to_string)

@@ -166,7 +166,7 @@ impl HttpTarget {
             (Some(a), Some(b)) => {
                 // the uri's fixed parameters win: a client's parameter of the same name is
                 // dropped, never appended after them (`?role=user&role=admin`)
-                let name = |p: &str| crate::templates::decode_component(p.split('=').next().unwrap_or("")).into_owned();
+                let name = |p: &str| crate::request::decode_component(p.split('=').next().unwrap_or("")).into_owned();
                 let fixed: Vec<String> = a.split('&').filter(|p| !p.is_empty()).map(name).collect();
                 s.push('?');
                 s.push_str(a);

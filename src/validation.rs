@@ -3,6 +3,7 @@
 //! Messages name what failed (a parameter, a JSON pointer and the rule) and never echo the
 //! body's values.
 
+use crate::request::{is_json, media_type};
 use http::HeaderName;
 use pingora::http::RequestHeader;
 
@@ -29,16 +30,6 @@ pub enum Invalid {
     MediaType(String),
 }
 
-/// `application/json` or a `+json` type (as `media_type` returns it).
-pub fn is_json(mt: &str) -> bool {
-    mt == "application/json" || mt.ends_with("+json")
-}
-
-/// The media type of a Content-Type value, lower case, without parameters.
-pub fn media_type(ct: Option<&str>) -> String {
-    ct.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
-}
-
 /// Compiles a schema; the draft follows its `$schema` (2020-12 when absent; draft 4 for
 /// OpenAPI 3.0 and Swagger 2.0 documents, which the importer marks).
 pub fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
@@ -50,7 +41,7 @@ impl Validator {
     pub fn check_params(&self, req: &RequestHeader) -> Result<(), Invalid> {
         let mut missing: Vec<&str> = vec![];
         if !self.query.is_empty() {
-            let q = crate::templates::query_map(req.uri.query());
+            let q = crate::request::query_map(req.uri.query());
             missing.extend(self.query.iter().filter(|n| !q.contains_key(n.as_str())).map(String::as_str));
         }
         missing.extend(self.headers.iter().filter(|h| !req.headers.contains_key(*h)).map(HeaderName::as_str));

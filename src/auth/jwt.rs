@@ -60,7 +60,7 @@ pub struct JwtSettings<'a> {
     pub identity_header: http::HeaderName,
     pub jwks: Option<&'a [u8]>,
     /// Where `jwks` came from when it is a URL: refreshed in the background every `refresh`.
-    pub jwks_url: Option<&'a str>,
+    pub jwks_url: Option<crate::outbound::Endpoint>,
     pub refresh: Duration,
     pub secret: Option<&'a str>,
 }
@@ -82,16 +82,19 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<Keys, String> {
     Ok(keys)
 }
 
-/// Fetches a JWKS (blocking; at load, from the background refresh, or on an unknown kid).
-/// https URLs are verified against the system trust store (`SSL_CERT_FILE` overrides it).
-pub fn fetch_jwks(url: &str) -> Result<Vec<u8>, String> {
-    let tls = native_tls::TlsConnector::new().map_err(|e| format!("TLS setup: {e}"))?;
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).tls_connector(Arc::new(tls)).build();
-    let resp = agent.get(url).call().map_err(|e| format!("cannot fetch JWKS from {url}: {e}"))?;
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(resp.into_reader(), 1 << 20), &mut body)
-        .map_err(|e| format!("cannot read JWKS from {url}: {e}"))?;
-    Ok(body)
+/// JWKS documents larger than this are refused.
+const MAX_JWKS: usize = 1 << 20;
+/// The deadline of a JWKS fetch.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fetches a JWKS document at config load (https is verified against the system trust
+/// store; `SSL_CERT_FILE` overrides it).
+pub fn fetch_jwks(ep: &crate::outbound::Endpoint) -> Result<Vec<u8>, String> {
+    let a = crate::outbound::fetch_blocking(ep, JWKS_TIMEOUT, MAX_JWKS).map_err(|e| e.to_string())?;
+    if a.status != 200 {
+        return Err(format!("{} answered {}", ep.url, a.status));
+    }
+    Ok(a.body.to_vec())
 }
 
 fn now_secs() -> u64 {
@@ -119,7 +122,7 @@ pub struct JwtAuthorizer {
     header: http::HeaderName,
     /// Keys by `kid`; swapped whole when a JWKS URL is fetched again.
     keys: ArcSwap<Keys>,
-    url: Option<String>,
+    url: Option<crate::outbound::Endpoint>,
     refresh: Duration,
     /// Unix time of the last fetch (0: never), for the refresh and the unknown-kid refetch.
     last_fetch: AtomicU64,
@@ -182,9 +185,9 @@ impl JwtAuthorizer {
         Ok(JwtAuthorizer {
             header: s.identity_header,
             keys: ArcSwap::from_pointee(keys),
-            url: s.jwks_url.map(str::to_string),
             refresh: s.refresh,
             last_fetch: AtomicU64::new(if s.jwks_url.is_some() { now_secs() } else { 0 }),
+            url: s.jwks_url,
             last_kid_refetch: AtomicU64::new(0),
             secret,
             validations,
@@ -199,18 +202,28 @@ impl JwtAuthorizer {
     }
 
     /// Fetches the JWKS URL again if `refresh` has passed (called from a background task).
-    pub fn refresh_if_due(&self) {
-        let Some(url) = &self.url else { return };
+    pub async fn refresh_if_due(&self) {
+        if self.url.is_none() {
+            return;
+        }
         let last = self.last_fetch.load(Ordering::Relaxed);
         if now_secs() < last + self.refresh.as_secs() {
             return;
         }
-        self.refetch(url);
+        self.refetch().await;
     }
 
-    fn refetch(&self, url: &str) -> bool {
+    /// Fetches the JWKS URL through the outbound client (never blocking a worker).
+    async fn refetch(&self) -> bool {
+        let Some(ep) = &self.url else { return false };
         self.last_fetch.store(now_secs(), Ordering::Relaxed);
-        match fetch_jwks(url).and_then(|b| parse_jwks(&b)) {
+        let call = crate::outbound::Call { method: "GET", headers: &[], body: None, timeout: JWKS_TIMEOUT, max_answer: MAX_JWKS };
+        let fetched = match crate::outbound::CLIENT.send(ep, call).await {
+            Ok(a) if a.status == 200 => parse_jwks(&a.body),
+            Ok(a) => Err(format!("{} answered {}", ep.url, a.status)),
+            Err(e) => Err(e.to_string()),
+        };
+        match fetched {
             Ok(keys) => {
                 self.install_keys(keys);
                 true
@@ -254,9 +267,7 @@ impl JwtAuthorizer {
                 {
                     return Err(Refused::Invalid("unknown_kid"));
                 }
-                let me = self.clone();
-                let url = self.url.clone().unwrap_or_default();
-                let _ = tokio::task::spawn_blocking(move || me.refetch(&url)).await;
+                self.refetch().await;
                 self.authorize(headers, scopes)
             }
             other => other,

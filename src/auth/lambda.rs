@@ -11,11 +11,7 @@ use super::iam::Policy;
 use super::Principal;
 use bytes::Bytes;
 use dashmap::DashMap;
-use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
 use serde_json::{json, Map, Value};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,10 +141,7 @@ fn parse_answer(v: &Value, format: Format) -> Option<Answer> {
 
 pub struct Settings {
     pub kind: Kind,
-    pub addr: SocketAddr,
-    pub tls: bool,
-    pub host: String,
-    pub path: String,
+    pub endpoint: crate::outbound::Endpoint,
     pub sources: Vec<Source>,
     pub ttl: Duration,
     pub format: Format,
@@ -157,14 +150,13 @@ pub struct Settings {
 
 pub struct LambdaAuthorizer {
     s: Settings,
-    connector: Connector,
     cache: DashMap<String, (Arc<Answer>, Instant)>,
     inflight: DashMap<String, Arc<tokio::sync::OnceCell<Option<Arc<Answer>>>>>,
 }
 
 impl LambdaAuthorizer {
     pub fn new(s: Settings) -> LambdaAuthorizer {
-        LambdaAuthorizer { s, connector: Connector::new(None), cache: DashMap::new(), inflight: DashMap::new() }
+        LambdaAuthorizer { s, cache: DashMap::new(), inflight: DashMap::new() }
     }
 
     /// The identity sources that are headers.
@@ -256,44 +248,30 @@ impl LambdaAuthorizer {
         }
     }
 
+    /// Calls the authorizer; every failure is logged here, with its cause.
     async fn call(&self, c: &Call<'_>, values: &[String]) -> Option<Arc<Answer>> {
+        use crate::outbound::{Call as Out, CLIENT};
         let body = Bytes::from(self.event(c, values).to_string());
-        let fut = async {
-            let mut peer =
-                HttpPeer::new(self.s.addr, self.s.tls, if self.s.tls { self.s.host.clone() } else { String::new() });
-            peer.options.connection_timeout = Some(self.s.timeout);
-            peer.options.read_timeout = Some(self.s.timeout);
-            peer.options.write_timeout = Some(self.s.timeout);
-            let (mut session, _) = self.connector.get_http_session(&peer).await.ok()?;
-            let mut req = RequestHeader::build("POST", self.s.path.as_bytes(), None).ok()?;
-            req.insert_header("host", self.s.host.as_str()).ok()?;
-            req.insert_header("content-type", "application/json").ok()?;
-            req.insert_header("content-length", body.len().to_string()).ok()?;
-            req.insert_header("x-request-id", c.request_id).ok()?;
-            session.write_request_header(Box::new(req)).await.ok()?;
-            session.write_request_body(body, true).await.ok()?;
-            session.finish_request_body().await.ok()?;
-            session.read_response_header().await.ok()?;
-            let status = session.response_header()?.status.as_u16();
-            let mut buf = Vec::new();
-            while let Some(chunk) = session.read_response_body().await.ok()? {
-                buf.extend_from_slice(&chunk);
-                if buf.len() > MAX_ANSWER {
-                    return None;
-                }
-            }
-            self.connector.release_http_session(session, &peer, Some(Duration::from_secs(60))).await;
-            if status != 200 {
-                log::warn!("authorizer answered {status}");
+        let headers = [("content-type", "application/json"), ("x-request-id", c.request_id)];
+        let out = Out { method: "POST", headers: &headers, body: Some(body), timeout: self.s.timeout, max_answer: MAX_ANSWER };
+        let answer = match CLIENT.send(&self.s.endpoint, out).await {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("authorizer call failed: {e}");
                 return None;
             }
-            let v: Value = serde_json::from_slice(&buf).ok()?;
-            parse_answer(&v, self.s.format).map(Arc::new)
         };
-        match tokio::time::timeout(self.s.timeout, fut).await {
-            Ok(a) => a,
-            Err(_) => {
-                log::warn!("authorizer timed out after {:?}", self.s.timeout);
+        if answer.status != 200 {
+            log::warn!("authorizer {} answered {}", self.s.endpoint.url, answer.status);
+            return None;
+        }
+        let parsed = serde_json::from_slice::<Value>(&answer.body).map_err(|e| e.to_string()).and_then(|v| {
+            parse_answer(&v, self.s.format).ok_or_else(|| "no principalId/policyDocument or isAuthorized".to_string())
+        });
+        match parsed {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                log::warn!("authorizer {} gave a malformed answer: {e}", self.s.endpoint.url);
                 None
             }
         }

@@ -81,7 +81,7 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
     let pairs =
         || k.query.unwrap_or("").split('&').filter(|s| !s.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")));
     for (name, _) in pairs() {
-        let name = crate::templates::decode_component(name);
+        let name = crate::request::decode_component(name);
         if !rc.key.iter().any(|p| matches!(p, KeyPart::Query(q) if *q == name)) {
             return Err(Bypass::UnkeyedQuery);
         }
@@ -105,8 +105,8 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
             KeyPart::Query(q) => {
                 part("q");
                 for (name, value) in pairs() {
-                    if crate::templates::decode_component(name) == q.as_str() {
-                        part(&crate::templates::decode_component(value));
+                    if crate::request::decode_component(name) == q.as_str() {
+                        part(&crate::request::decode_component(value));
                     }
                 }
             }

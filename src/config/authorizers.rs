@@ -46,26 +46,24 @@ impl Compiler {
             let mut jwks_url = None;
             let jwks = match spec.jwks.as_deref() {
                 Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
-                    let loopback = u
-                        .parse::<http::Uri>()
-                        .ok()
-                        .and_then(|x| {
-                            x.host().map(|h| {
-                                h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|i| i.is_loopback())
-                            })
-                        })
-                        .unwrap_or(false);
-                    if u.starts_with("http://") && !loopback {
+                    let ep = match crate::outbound::Endpoint::parse(u) {
+                        Ok(ep) => ep,
+                        Err(m) => {
+                            self.err(p.key("jwks"), m.to_string());
+                            continue;
+                        }
+                    };
+                    if !ep.tls && !ep.is_loopback() {
                         self.err(p.key("jwks"), "a JWKS URL must be https:// (http:// only on loopback)");
                         continue;
                     }
-                    match crate::auth::jwt::fetch_jwks(u) {
+                    match crate::auth::jwt::fetch_jwks(&ep) {
                         Ok(bytes) => {
-                            jwks_url = Some(u);
+                            jwks_url = Some(ep);
                             Some(bytes)
                         }
                         Err(m) => {
-                            self.err(p.key("jwks"), m);
+                            self.err(p.key("jwks"), format!("cannot fetch the JWKS: {m}"));
                             continue;
                         }
                     }
@@ -236,20 +234,16 @@ impl Compiler {
         if timeout.is_zero() || timeout > server.max_integration_timeout.0 {
             self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
         }
-        let t = match upstream::parse_target("authorizer", uri, timeout, 0, true) {
-            Ok(t) => t,
+        let endpoint = match crate::outbound::Endpoint::parse(uri) {
+            Ok(e) => e,
             Err(m) => {
-                self.err(p.key("uri"), m);
+                self.err(p.key("uri"), m.to_string());
                 return None;
             }
         };
-        let path = t.request_uri("", &[], None);
         Some(crate::auth::lambda::LambdaAuthorizer::new(Settings {
             kind,
-            addr: t.addr,
-            tls: t.tls,
-            host: t.host,
-            path,
+            endpoint,
             sources,
             ttl,
             format,

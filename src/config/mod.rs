@@ -575,7 +575,7 @@ impl Compiler {
         let policy = a.policy.as_ref().map(|pol| self.policy(&p.key("policy"), pol));
         Some(snapshot::Api {
             name: Arc::from(a.name.as_str()),
-            endpoint: a.endpoint,
+            private: a.endpoint == EndpointType::Private,
             router,
             routes,
             stages,

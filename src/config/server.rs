@@ -81,10 +81,10 @@ impl Compiler {
         &mut self,
         p: &KeyPath,
         cfg: &Config,
-    ) -> (CertStore, Vec<String>, (ClientAuthMode, Option<PathBuf>)) {
+    ) -> (CertStore, Vec<String>, (crate::tls::certs::ClientAuth, Option<PathBuf>)) {
         let mut store = CertStore::default();
         let Some(t) = &cfg.tls else {
-            return (store, vec![], (ClientAuthMode::Off, None));
+            return (store, vec![], (crate::tls::certs::ClientAuth::Off, None));
         };
         let mut seen: HashSet<SocketAddr> =
             cfg.server.listen.iter().chain(&cfg.server.private_listen).filter_map(|a| a.parse().ok()).collect();
@@ -106,7 +106,12 @@ impl Compiler {
                 }
             }
         }
-        let mode = t.client_auth.as_ref().map(|c| c.mode).unwrap_or_default();
+        // the compiled type, not the serde model's enum
+        let mode = match t.client_auth.as_ref().map(|c| c.mode).unwrap_or_default() {
+            ClientAuthMode::Off => crate::tls::certs::ClientAuth::Off,
+            ClientAuthMode::Optional => crate::tls::certs::ClientAuth::Optional,
+            ClientAuthMode::Required => crate::tls::certs::ClientAuth::Required,
+        };
         if let Some(ca) = &t.client_auth {
             match (&ca.ca, ca.mode) {
                 (None, ClientAuthMode::Optional | ClientAuthMode::Required) => {

@@ -14,7 +14,7 @@ use super::{body, Gateway};
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::{Refusal, ResponseType};
 use crate::snapshot::Authorizer;
-use crate::templates;
+
 use crate::throttle;
 use pingora::prelude::*;
 
@@ -26,13 +26,14 @@ impl Gateway {
             return Ok(());
         };
         let stage = &snap.apis[ai].stages[si];
-        ctx.ratelimit = throttle::admit::shared(&snap, stage, ri)?;
+        let route_bucket = stage.route_throttles.get(ri).and_then(|b| b.as_deref());
+        ctx.ratelimit = throttle::admit::shared(&snap.account, stage.throttle.as_deref(), route_bucket)?;
         self.authorize(session, ctx).await?;
         if snap.apis[ai].routes[ri].api_key_required {
             let (id, plan) =
                 crate::api_keys::check(snap.api_keys.as_ref(), &snap.plans, &session.req_header().headers, (ai, si))?;
             ctx.api_key_id = Some(id.clone());
-            if let Some(d) = throttle::admit::keyed(&snap, plan, &id, (ai, si, ri)).await? {
+            if let Some(d) = throttle::admit::keyed(snap.cluster.as_ref(), plan, &id, (ai, si, ri)).await? {
                 ctx.ratelimit = Some(d);
             }
         }
@@ -63,7 +64,7 @@ impl Gateway {
                     path: &m.path,
                     method: req.method.as_str(),
                     headers: &req.headers,
-                    query: templates::query_map(req.uri.query()),
+                    query: crate::request::query_map(req.uri.query()),
                     path_params: &m.params,
                     stage_variables: &m.variables,
                     api: &api.name,

@@ -2,7 +2,7 @@
 
 use crate::responses::ResponseType;
 use crate::snapshot::{Integration, Snapshot};
-use crate::tls::ClientCert;
+use crate::tls::certs::ClientCert;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;

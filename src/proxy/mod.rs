@@ -163,7 +163,7 @@ impl Gateway {
                         .as_ref()
                         .map(|m| m.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
                         .unwrap_or_default(),
-                    querystring: templates::query_map(req.uri.query()),
+                    querystring: crate::request::query_map(req.uri.query()),
                     header: crate::request::header_map(&req.headers),
                 },
                 body: body.0,
@@ -182,7 +182,7 @@ impl Gateway {
         ctx.host = host_of(req);
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
         ctx.proto = if tls.is_some() { "https" } else { "http" };
-        ctx.client_cert = tls.and_then(|t| t.extension.get::<crate::tls::ClientCert>()).map(|c| Arc::new(c.clone()));
+        ctx.client_cert = tls.and_then(|t| t.extension.get::<crate::tls::certs::ClientCert>()).map(|c| Arc::new(c.clone()));
         if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
             // every X-Forwarded-For line, in order, as one list (request::header)
             let xff = crate::request::header(&req.headers, "x-forwarded-for");

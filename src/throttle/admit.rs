@@ -8,10 +8,10 @@
 //! Each returns the most specific decision applied (for the `ratelimit-*` headers) or the
 //! refusal to send.
 
-use super::bucket::{now_ns, Decision};
+use super::bucket::{now_ns, Bucket, Decision};
 use super::cluster::{Cluster, OnError, QuotaSpec, Verdict, REDIS_ERRORS};
 use crate::responses::{Counted, Refusal, ResponseType};
-use crate::snapshot::{Plan, Snapshot, Stage};
+use super::Plan;
 
 fn throttled(reason: &'static str, d: Decision) -> Refusal {
     let mut r = Refusal::new(ResponseType::Throttled);
@@ -45,27 +45,27 @@ fn pass(d: Decision, reason: &'static str) -> Result<Decision, Refusal> {
     }
 }
 
-/// Account, stage and route buckets (`route` is the route's index in the API).
-pub fn shared(snap: &Snapshot, stage: &Stage, route: usize) -> Result<Option<Decision>, Refusal> {
+/// Account, stage and route buckets, in that order.
+pub fn shared(account: &Bucket, stage: Option<&Bucket>, route: Option<&Bucket>) -> Result<Option<Decision>, Refusal> {
     let now = now_ns();
-    pass(snap.account.take(now), "account")?;
-    if let Some(b) = &stage.throttle {
+    pass(account.take(now), "account")?;
+    if let Some(b) = stage {
         pass(b.take(now), "stage")?;
     }
-    match stage.route_throttles.get(route) {
-        Some(Some(b)) => Ok(Some(pass(b.take(now), "route")?)),
-        _ => Ok(None),
+    match route {
+        Some(b) => Ok(Some(pass(b.take(now), "route")?)),
+        None => Ok(None),
     }
 }
 
 /// The key's plan bucket, plan-per-route bucket and quota (`route` = (api, stage, route)).
 pub async fn keyed(
-    snap: &Snapshot,
+    cluster: Option<&(std::sync::Arc<Cluster>, OnError)>,
     plan: &Plan,
     id: &std::sync::Arc<str>,
     route: (usize, usize, usize),
 ) -> Result<Option<Decision>, Refusal> {
-    if let Some((cluster, on_error)) = &snap.cluster {
+    if let Some((cluster, on_error)) = cluster {
         match cluster_limits(cluster, plan, id, route).await {
             Ok(Verdict::Allowed(d)) => return Ok(d),
             Ok(Verdict::Throttled(d)) => return Err(throttled("key", d)),

@@ -11,7 +11,20 @@ use bucket::{Bucket, KeyedBuckets};
 use dashmap::DashMap;
 use once_cell::sync::Lazy;
 use quota::{Period, Quota};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A usage plan, with its stages and routes by index.
+pub struct Plan {
+    pub name: String,
+    pub throttle_spec: Option<self::cluster::BucketSpec>,
+    /// (api, stage, route) -> (Redis name, settings) of `route_throttle`.
+    pub route_specs: HashMap<(usize, usize, usize), (String, self::cluster::BucketSpec)>,
+    pub stages: std::collections::HashSet<(usize, usize)>,
+    pub throttle: Option<Arc<self::bucket::KeyedBuckets>>,
+    pub route_throttle: HashMap<(usize, usize, usize), Arc<self::bucket::KeyedBuckets>>,
+    pub quota: Option<Arc<self::quota::Quota>>,
+}
 
 /// Limiter state by name, reused across reloads when the settings are unchanged.
 #[derive(Default)]

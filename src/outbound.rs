@@ -1,0 +1,229 @@
+//! The gateway's own outbound HTTP calls (request/token authorizers, JWKS documents; Lambda
+//! and AWS service calls next): one client on Pingora's connector, pooled connections,
+//! a deadline on the whole exchange, a bound on the answer, and typed errors that the
+//! caller logs. Nothing here blocks a request thread: [`fetch_blocking`] is for config
+//! loading only, off the request path.
+
+use bytes::Bytes;
+use once_cell::sync::Lazy;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where a call goes: resolved once, when the config is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The `Host` header (with the port when it is not the scheme's default).
+    pub host: String,
+    /// The TLS server name.
+    pub sni: String,
+    /// Path and query of the URL.
+    pub target: String,
+    /// The URL as configured, for logs.
+    pub url: String,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    #[error("{0}")]
+    BadUrl(String),
+    #[error("cannot connect to {url}: {why}")]
+    Connect { url: String, why: String },
+    #[error("{url} did not answer within {after:?}")]
+    Timeout { url: String, after: Duration },
+    #[error("sending to {url} failed: {why}")]
+    Send { url: String, why: String },
+    #[error("reading the answer of {url} failed: {why}")]
+    Receive { url: String, why: String },
+    #[error("the answer of {url} is larger than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
+}
+
+impl Endpoint {
+    /// Parses and resolves an `http://` or `https://` URL (blocking DNS: at load only).
+    pub fn parse(url: &str) -> Result<Endpoint, OutboundError> {
+        use std::net::ToSocketAddrs;
+        let bad = |m: String| OutboundError::BadUrl(m);
+        let u: http::Uri = url.parse().map_err(|e| bad(format!("invalid URL {url:?}: {e}")))?;
+        let tls = match u.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad(format!("URL {url:?} must start with http:// or https://"))),
+        };
+        let host = u.host().ok_or_else(|| bad(format!("URL {url:?} has no host")))?;
+        let default_port = if tls { 443 } else { 80 };
+        let port = u.port_u16().unwrap_or(default_port);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = (bare, port)
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("cannot resolve {host}:{port}: {e}")))?
+            .next()
+            .ok_or_else(|| bad(format!("{host}:{port} resolves to no address")))?;
+        let target = u.path_and_query().map(|p| p.as_str()).filter(|p| !p.is_empty()).unwrap_or("/").to_string();
+        Ok(Endpoint {
+            addr,
+            tls,
+            host: if port == default_port { host.to_string() } else { format!("{host}:{port}") },
+            sni: bare.to_string(),
+            target,
+            url: url.to_string(),
+        })
+    }
+
+    /// Whether the URL names this machine (loopback), where plain http is acceptable.
+    pub fn is_loopback(&self) -> bool {
+        self.addr.ip().is_loopback()
+    }
+}
+
+/// An answer: status and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// One call.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Option<Bytes>,
+    /// The whole exchange: connect, send, answer.
+    pub timeout: Duration,
+    /// The largest answer body accepted.
+    pub max_answer: usize,
+}
+
+/// The process's outbound client (its connection pool is shared by every caller).
+pub static CLIENT: Lazy<Client> = Lazy::new(Client::new);
+
+pub struct Client {
+    connector: Connector,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        Client { connector: Connector::new(None) }
+    }
+
+    /// Sends `call` to `ep`; a connection is returned to the pool after a whole answer.
+    pub async fn send(&self, ep: &Endpoint, call: Call<'_>) -> Result<Answer, OutboundError> {
+        let after = call.timeout;
+        match tokio::time::timeout(after, self.exchange(ep, call)).await {
+            Ok(r) => r,
+            Err(_) => Err(OutboundError::Timeout { url: ep.url.clone(), after }),
+        }
+    }
+
+    async fn exchange(&self, ep: &Endpoint, call: Call<'_>) -> Result<Answer, OutboundError> {
+        let url = || ep.url.clone();
+        let send = |why: String| OutboundError::Send { url: url(), why };
+        let mut peer = HttpPeer::new(ep.addr, ep.tls, if ep.tls { ep.sni.clone() } else { String::new() });
+        peer.options.connection_timeout = Some(call.timeout);
+        peer.options.read_timeout = Some(call.timeout);
+        peer.options.write_timeout = Some(call.timeout);
+        let (mut session, _) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| OutboundError::Connect { url: url(), why: e.to_string() })?;
+        let mut req = RequestHeader::build(call.method, ep.target.as_bytes(), None).map_err(|e| send(e.to_string()))?;
+        req.insert_header("host", ep.host.as_str()).map_err(|e| send(e.to_string()))?;
+        for (k, v) in call.headers {
+            req.insert_header(k.to_string(), *v).map_err(|e| send(e.to_string()))?;
+        }
+        if let Some(b) = &call.body {
+            req.insert_header("content-length", b.len().to_string()).map_err(|e| send(e.to_string()))?;
+        }
+        session.write_request_header(Box::new(req)).await.map_err(|e| send(e.to_string()))?;
+        if let Some(b) = call.body {
+            session.write_request_body(b, true).await.map_err(|e| send(e.to_string()))?;
+        }
+        session.finish_request_body().await.map_err(|e| send(e.to_string()))?;
+        let receive = |why: String| OutboundError::Receive { url: url(), why };
+        session.read_response_header().await.map_err(|e| receive(e.to_string()))?;
+        let status = session.response_header().map(|h| h.status.as_u16()).ok_or_else(|| receive("no head".into()))?;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(|e| receive(e.to_string()))? {
+            if buf.len() + chunk.len() > call.max_answer {
+                return Err(OutboundError::TooLarge { url: url(), limit: call.max_answer });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        self.connector.release_http_session(session, &peer, Some(Duration::from_secs(60))).await;
+        Ok(Answer { status, body: buf.freeze() })
+    }
+}
+
+/// A GET at config load (a JWKS document): its own small runtime and connection, so it
+/// runs on the loading thread whatever runtime is (or is not) around it.
+pub fn fetch_blocking(ep: &Endpoint, timeout: Duration, max_answer: usize) -> Result<Answer, OutboundError> {
+    let ep = ep.clone();
+    // a thread of its own: the caller may itself be inside a runtime (a reload)
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| OutboundError::Connect { url: ep.url.clone(), why: format!("runtime: {e}") })?;
+        rt.block_on(Client::new().send(&ep, Call { method: "GET", headers: &[], body: None, timeout, max_answer }))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(OutboundError::Receive { url: String::new(), why: "the fetching thread failed".into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_resolve_at_parse() {
+        let e = Endpoint::parse("http://127.0.0.1:8081/auth?x=1").expect("endpoint");
+        assert_eq!((e.host.as_str(), e.target.as_str(), e.tls), ("127.0.0.1:8081", "/auth?x=1", false));
+        assert!(e.is_loopback());
+        let e = Endpoint::parse("https://localhost/").expect("endpoint");
+        assert_eq!((e.host.as_str(), e.sni.as_str(), e.tls, e.addr.port()), ("localhost", "localhost", true, 443));
+        assert!(matches!(Endpoint::parse("ftp://x/"), Err(OutboundError::BadUrl(_))));
+    }
+
+    #[test]
+    fn errors_are_typed_and_bounded() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for (i, c) in l.incoming().enumerate() {
+                let Ok(mut c) = c else { continue };
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                match i {
+                    0 => {
+                        let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
+                    }
+                    1 => {
+                        let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n");
+                        let _ = c.write_all(&[b'x'; 100]);
+                    }
+                    _ => std::thread::sleep(Duration::from_secs(2)),
+                }
+            }
+        });
+        let ep = Endpoint::parse(&format!("http://{addr}/")).expect("endpoint");
+        let a = fetch_blocking(&ep, Duration::from_secs(2), 1024).expect("answer");
+        assert_eq!((a.status, &a.body[..]), (200, &b"hello"[..]));
+        assert!(matches!(fetch_blocking(&ep, Duration::from_secs(2), 10), Err(OutboundError::TooLarge { .. })));
+        assert!(matches!(fetch_blocking(&ep, Duration::from_millis(200), 10), Err(OutboundError::Timeout { .. })));
+        let closed = Endpoint::parse("http://127.0.0.1:1/").expect("endpoint");
+        assert!(matches!(fetch_blocking(&closed, Duration::from_secs(1), 10), Err(OutboundError::Connect { .. })));
+    }
+}
