@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod aws;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             headers.iter().filter_map(|h| h.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let body = data.as_deref().unwrap_or("").as_bytes();
-        return match edgegate::auth::sigv4::sign_request(
+        return match edgegate::aws::sigv4::sign_request(
             access_key, &secret, region, service, method, url, &extra, body, now,
         ) {
             Ok(hs) => {

@@ -3,7 +3,7 @@
 //! the answer AND what the origin (or the authorizer) actually received.
 
 use crate::common::*;
-use edgegate::auth::sigv4;
+use edgegate::aws::sigv4;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 

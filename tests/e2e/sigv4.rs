@@ -2,7 +2,7 @@
 //! outside the clock skew, altered paths and swapped bodies are refused.
 
 use crate::common::*;
-use edgegate::auth::sigv4;
+use edgegate::aws::sigv4;
 
 const SECRET: &str = "s3cr3t-key-for-tests";
 

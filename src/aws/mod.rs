@@ -1,0 +1,2 @@
+//! AWS protocols shared by authorizers and integrations.
+pub mod sigv4;
