@@ -20,6 +20,13 @@ pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), &'stati
             return Err("Host differs from the request target's authority");
         }
     }
+    // singleton fields a concern reads (validation, CORS): two values would let the gateway
+    // check one and the origin act on the other
+    for single in [http::header::CONTENT_TYPE, http::header::ORIGIN] {
+        if req.headers.get_all(&single).iter().nth(1).is_some() {
+            return Err("a repeated singleton field (Content-Type or Origin)");
+        }
+    }
     // methods are case-sensitive: `get` is not GET, and must not reach an ANY route that
     // GET would not (routes, authorizers and caches are keyed on the exact method)
     if is_miscased_standard_method(req.method.as_str()) {
@@ -118,6 +125,8 @@ mod tests {
         use http::Version as V;
         assert!(check_(&req(V::HTTP_11, &[("host", "a"), ("host", "b")])).is_err());
         assert!(check_(&req(V::HTTP_2, &[("host", "a"), ("host", "a")])).is_err());
+        assert!(check_(&req(V::HTTP_11, &[("content-type", "text/plain"), ("content-type", "application/json")])).is_err());
+        assert!(check_(&req(V::HTTP_2, &[("origin", "https://a"), ("origin", "https://b")])).is_err());
         let mut r = RequestHeader::build("GET", b"/x", None).expect("req");
         r.set_uri("http://a.example/x".parse().expect("uri"));
         r.insert_header("host", "b.example").expect("h");

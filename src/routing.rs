@@ -28,6 +28,11 @@ pub enum PathError {
     BadEscape,
     ForbiddenByte,
     AboveRoot,
+    /// A segment an origin may read as a dot-segment: `..;x` (path parameters, as Tomcat
+    /// reads it) or `..%2F…` (an encoded slash next to dots, for origins that decode it).
+    AmbiguousSegment,
+    /// Escapes that decode to invalid UTF-8 (overlong forms such as `%C0%AE` for `.`).
+    BadEncoding,
 }
 
 impl fmt::Display for PathError {
@@ -35,6 +40,8 @@ impl fmt::Display for PathError {
         f.write_str(match self {
             PathError::NotAbsolute => "path must start with '/'",
             PathError::BadEscape => "malformed percent-encoding in path",
+            PathError::AmbiguousSegment => "a path segment that reads as a dot-segment",
+            PathError::BadEncoding => "percent-escapes that are not UTF-8",
             PathError::ForbiddenByte => "forbidden character in path",
             PathError::AboveRoot => "path climbs above the root",
         })
@@ -68,6 +75,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     }
     // 1-2: decode unreserved escapes, refuse bad bytes.
     let mut dec = Vec::with_capacity(bytes.len());
+    let mut non_ascii_escapes = false;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -80,6 +88,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                 _ => return Err(PathError::BadEscape),
             };
             let v = h * 16 + l;
+            non_ascii_escapes |= v >= 0x80;
             if unreserved(v) {
                 dec.push(v);
             } else {
@@ -95,6 +104,10 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             i += 1;
         }
     }
+    // escapes of non-ASCII bytes must form UTF-8 (no overlong `.` or `/`)
+    if non_ascii_escapes && !escapes_are_utf8(&dec) {
+        return Err(PathError::BadEncoding);
+    }
     // 3-4: segments.
     let trailing = dec.last() == Some(&b'/') && dec.len() > 1;
     let mut out: Vec<&[u8]> = Vec::new();
@@ -106,7 +119,12 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                     return Err(PathError::AboveRoot);
                 }
             }
-            s => out.push(s),
+            s => {
+                if reads_as_dot_segment(s) {
+                    return Err(PathError::AmbiguousSegment);
+                }
+                out.push(s)
+            }
         }
     }
     let mut s = String::with_capacity(dec.len());
@@ -119,6 +137,37 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         s.push('/');
     }
     Ok(s)
+}
+
+/// `..;x`, `.;x`, or a segment whose `%2F`-separated pieces include `.` or `..`.
+fn reads_as_dot_segment(seg: &[u8]) -> bool {
+    let before_params = seg.split(|&b| b == b';').next().unwrap_or(seg);
+    if seg.contains(&b';') && (before_params == b"." || before_params == b"..") {
+        return true;
+    }
+    if !seg.windows(3).any(|w| w.eq_ignore_ascii_case(b"%2F")) {
+        return false;
+    }
+    let text = String::from_utf8_lossy(seg).replace("%2f", "%2F");
+    text.split("%2F").any(|p| p == "." || p == "..")
+}
+
+/// Whether the path, every escape decoded, is UTF-8.
+fn escapes_are_utf8(dec: &[u8]) -> bool {
+    let mut all = Vec::with_capacity(dec.len());
+    let mut i = 0;
+    while i < dec.len() {
+        if dec[i] == b'%' && i + 2 < dec.len() {
+            if let (Some(h), Some(l)) = (hex(dec[i + 1]), hex(dec[i + 2])) {
+                all.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        all.push(dec[i]);
+        i += 1;
+    }
+    std::str::from_utf8(&all).is_ok()
 }
 
 /// Splits `path` after `prefix` on a segment boundary: ("/v1/pets", "/v1") -> "/pets".
@@ -342,6 +391,15 @@ mod tests {
         assert_eq!(normalize("/a%5cb"), Err(PathError::ForbiddenByte));
         assert_eq!(normalize("/a%00b"), Err(PathError::ForbiddenByte));
         assert_eq!(normalize("a/b"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize("/a/..;/b"), Err(PathError::AmbiguousSegment));
+        assert_eq!(normalize("/a/.;x/b"), Err(PathError::AmbiguousSegment));
+        assert_eq!(normalize("/a/..%2fadmin"), Err(PathError::AmbiguousSegment));
+        assert_eq!(normalize("/a/%2e%2e%2Fadmin"), Err(PathError::AmbiguousSegment));
+        assert_eq!(normalize("/a/x%2F..%2Fy"), Err(PathError::AmbiguousSegment));
+        assert_eq!(normalize("/a/%C0%AE%C0%AE/b"), Err(PathError::BadEncoding));
+        assert_eq!(normalize("/a/%E2%82%AC").as_deref(), Ok("/a/%E2%82%AC"));
+        assert_eq!(normalize("/a/b%2Fc;v=1").as_deref(), Ok("/a/b%2Fc;v=1"));
+        assert_eq!(normalize("/a/...%2Fb").as_deref(), Ok("/a/...%2Fb"));
     }
 
     #[test]

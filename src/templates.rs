@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase")]
 pub struct Identity<'a> {
     pub source_ip: String,
-    pub user_agent: &'a str,
+    pub user_agent: std::borrow::Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cert: Option<&'a crate::tls::certs::ClientCert>,
 }
@@ -166,7 +166,7 @@ mod tests {
                 domain_name: "h",
                 request_time: String::new(),
                 request_time_epoch: 0,
-                identity: Identity { source_ip: "127.0.0.1".into(), user_agent: "", client_cert: None },
+                identity: Identity { source_ip: "127.0.0.1".into(), user_agent: "".into(), client_cert: None },
                 error: None,
                 authorizer: None,
             },

@@ -276,8 +276,10 @@ impl JwtAuthorizer {
 
     /// Verifies the request's token and checks `scopes` (any one of them suffices).
     pub fn authorize(&self, headers: &http::HeaderMap, scopes: &[String]) -> Result<Arc<Principal>, Refused> {
-        let raw =
-            headers.get(&self.header).ok_or(Refused::Missing)?.to_str().map_err(|_| Refused::Invalid("format"))?;
+        // all lines of the header (request::header): a second line is never ignored here
+        // and then read by the origin
+        let raw = crate::request::header(headers, &self.header).ok_or(Refused::Missing)?;
+        let raw: &str = &raw;
         let token = match raw.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
             Some(_) => return Err(Refused::Invalid("format")),

@@ -149,7 +149,7 @@ impl Gateway {
                 request_time_epoch: epoch,
                 identity: templates::Identity {
                     source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                    user_agent: req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+                    user_agent: crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
                     client_cert: ctx.client_cert.as_deref(),
                 },
                 error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
@@ -702,7 +702,7 @@ impl ProxyHttp for Gateway {
                 api_id: api,
                 stage,
                 error_type: ctx.outcome.error_type.map(|t| t.name()),
-                user_agent: req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+                user_agent: &crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
                 client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
                 api_key_id: ctx.api_key_id.as_deref(),
                 cache: ctx.cache_result,

@@ -11,6 +11,7 @@ mod integrations;
 mod jwt;
 mod observability;
 mod openapi;
+mod probes;
 mod protocol_safety;
 mod reload_upgrade;
 mod routing;
