@@ -217,6 +217,25 @@ mod tests {
         assert_eq!(t.request_uri("/x", &[], Some("role=admin&a=1&r%6Fle=admin")), "/x?role=user&a=1");
     }
 
+    /// Property: in proxy mode the integration receives exactly the path that was routed
+    /// (normalised once), for random paths of tricky pieces.
+    #[test]
+    fn the_routed_path_is_the_forwarded_path() {
+        const PIECES: [&str; 14] = ["/", "a", ".", "..", "%2e", "%2F", "%41", "~", "%7E", "//", "b;c", "%25", "%E2%82%AC", "-"];
+        let t = parse_target("b", "http://127.0.0.1:9000", Duration::from_secs(1), 0, true).expect("target");
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..20_000 {
+            let mut p = String::from("/");
+            for _ in 0..rng.usize(0..8) {
+                p.push_str(PIECES[rng.usize(0..PIECES.len())]);
+            }
+            let Ok(routed) = crate::routing::normalize(&p) else { continue };
+            let forwarded = t.request_uri(&routed, &[], None);
+            assert_eq!(forwarded, routed, "{p:?}");
+            assert_eq!(crate::routing::normalize(&forwarded).as_deref(), Ok(routed.as_str()), "{p:?}");
+        }
+    }
+
     #[test]
     fn explicit_mode_substitutes_params() {
         let t = parse_target("b", "http://127.0.0.1:9000/items/{id}/raw/{rest+}", Duration::from_secs(29), 0, true)
