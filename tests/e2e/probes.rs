@@ -673,7 +673,7 @@ fn sigv4_replay_and_tampering_probes() {
     run.probe("second Authorization", &raw("/prod/signed", &h, body, "Authorization: AWS4-HMAC-SHA256 Credential=x\r\n"), &[403], false, nothing);
     run.probe("second x-amz-date", &raw("/prod/signed", &h, body, "X-Amz-Date: 20200101T000000Z\r\n"), &[403], false, nothing);
     run.probe("unsigned payload claimed", &raw("/prod/signed", &h, body, "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD\r\n"), &[403], false, nothing);
-    let mut chunked = format!("POST /prod/signed HTTP/1.1\r\nHost: p.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n");
+    let mut chunked = "POST /prod/signed HTTP/1.1\r\nHost: p.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n".to_string();
     for (k, v) in &h {
         if !k.eq_ignore_ascii_case("host") {
             chunked.push_str(&format!("{k}: {v}\r\n"));
