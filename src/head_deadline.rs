@@ -41,7 +41,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadDeadline<A> {
         self.inner.process_new(wrapped, shutdown).await
     }
 
+    /// Runs when the service stops accepting. While the process drains, keep-alive
+    /// connections stay open until draining is over (`lifecycle::drained`): a request on
+    /// them is still answered (with `Connection: close`) instead of being cut off.
     async fn cleanup(&self) {
+        crate::lifecycle::drained().await;
         self.inner.cleanup().await
     }
 }

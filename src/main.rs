@@ -13,6 +13,8 @@ use std::sync::Arc;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First: a SIGHUP while starting (or taking sockets over) must not kill the process.
+    edgegate::lifecycle::install_early_hup();
     let cli = Cli::parse();
     if let Some(Command::Sign { access_key, secret_env, region, service, headers, data, method, url }) = &cli.command {
         let Ok(secret) = std::env::var(secret_env) else {
@@ -89,8 +91,9 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
-    // Absolute paths, so that file watching and reloads do not depend on the working directory.
-    let config = std::fs::canonicalize(&cli.config).unwrap_or(cli.config.clone());
+    // An absolute path, so that file watching and reloads do not depend on the working
+    // directory; symbolic links are not resolved here: every reload follows them anew.
+    let config = std::path::absolute(&cli.config).unwrap_or(cli.config.clone());
     let snap = match edgegate::config::load(&config) {
         Ok(s) => s,
         Err(errs) => {

@@ -19,6 +19,8 @@ use tokio::signal::unix::{signal, SignalKind};
 pub struct Reloader {
     pub shared: Shared,
     pub path: PathBuf,
+    /// This process took its sockets over from another (`-u`).
+    pub upgraded: bool,
 }
 
 /// Loads the config at `path` and swaps it in; returns whether it succeeded.
@@ -50,8 +52,27 @@ pub fn reload_now(shared: &Shared, path: &Path) -> bool {
     }
 }
 
+/// The files a reload reads, as named and, for symbolic links, as resolved now: a link that
+/// is pointed elsewhere and an edit of its target both trigger a reload.
 fn watched_set(shared: &Shared) -> HashSet<PathBuf> {
-    shared.load().files.iter().cloned().collect()
+    let mut set = HashSet::new();
+    for f in shared.load().files.iter() {
+        if let Ok(real) = std::fs::canonicalize(f) {
+            set.insert(real);
+        }
+        set.insert(f.clone());
+    }
+    set
+}
+
+/// Writes this process's PID to `pid_file` (also in the foreground, for `-u` and tooling).
+fn write_pid_file(path: &str) {
+    if path.is_empty() {
+        return;
+    }
+    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        log::warn!("cannot write pid_file {path}: {e}");
+    }
 }
 
 #[async_trait]
@@ -104,6 +125,11 @@ impl BackgroundService for Reloader {
         let addrs: Vec<String> = l.listen.iter().chain(&l.tls_listen).chain(&l.private_listen).cloned().collect();
         wait_until_accepting(&addrs).await;
         READY.store(true, std::sync::atomic::Ordering::Release);
+        // an old process waiting on a hand-over stops accepting only now
+        crate::lifecycle::handover::acknowledge();
+        write_pid_file(&l.pid_file);
+        crate::lifecycle::notify::ready(self.upgraded);
+        let mut early_hup = crate::lifecycle::take_early_hup();
 
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
         loop {
@@ -114,6 +140,10 @@ impl BackgroundService for Reloader {
                 }
             };
             tokio::select! {
+                _ = std::future::ready(()), if early_hup => {
+                    early_hup = false;
+                    log::info!("SIGHUP (received while starting): reloading {}", self.path.display());
+                }
                 _ = sweep.tick() => {
                     // full per-key buckets carry no state: forget them, so memory follows active keys
                     crate::throttle::REGISTRY.sweep();
@@ -143,7 +173,9 @@ impl BackgroundService for Reloader {
                 }
             }
             let (shared, path) = (self.shared.clone(), self.path.clone());
+            crate::lifecycle::notify::reloading();
             let ok = tokio::task::spawn_blocking(move || reload_now(&shared, &path)).await.unwrap_or(false);
+            crate::lifecycle::notify::ready(false);
             if ok {
                 if let Ok(mut f) = files.lock() {
                     *f = watched_set(&self.shared);

@@ -3,6 +3,7 @@
 
 use crate::admin::Admin;
 use crate::head_deadline::HeadDeadline;
+use crate::lifecycle::{self, handover, handover::OwnSockets};
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::snapshot::Shared;
@@ -43,9 +44,27 @@ fn proxy_service(
     Service::new(name.to_string(), HeadDeadline { inner: std::sync::Arc::new(proxy), timeout: header_timeout })
 }
 
+/// Every address this process listens on, as the config spells it.
+fn listen_addresses(l: &crate::snapshot::Listeners) -> Vec<String> {
+    l.listen.iter().chain(&l.tls_listen).chain(&l.private_listen).chain(std::iter::once(&l.admin_listen)).cloned().collect()
+}
+
 /// Builds the Pingora server for the loaded snapshot and runs it; never returns.
+///
+/// The listening sockets are bound here, before Pingora starts (or received from the running
+/// instance with `-u`), so that a taken address fails fast with a clear message and the
+/// sockets can be handed over without Pingora's one-second polls (`lifecycle::handover`).
 pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, String> {
     let l = shared.load().listeners.clone();
+    let addrs = listen_addresses(&l);
+    let sockets = if args.upgrade {
+        handover::receive(&l.upgrade_sock, &l.pid_file)?
+    } else {
+        handover::Sockets::empty()
+    };
+    handover::close_unclaimed(&sockets, &addrs);
+    handover::bind_missing(&sockets, &addrs)?;
+    let sockets = std::sync::Arc::new(sockets);
     let conf = ServerConf {
         threads: threads(l.threads),
         pid_file: l.pid_file.clone(),
@@ -57,9 +76,11 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
         daemon_wait_for_ready: true,
         ..ServerConf::default()
     };
-    let opt = Opt { upgrade: args.upgrade, daemon: args.daemon, nocapture: false, test: false, conf: None };
+    // The hand-over is ours (above), so Pingora never runs its own upgrade.
+    let opt = Opt { upgrade: false, daemon: args.daemon, nocapture: false, test: false, conf: None };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
-    server.bootstrap();
+    // Runs after a daemon's fork; releases the waiting parent (`-d`).
+    let boot = server.bootstrap_as_a_service();
 
     let mut options = HttpServerOptions::default();
     options.h2c = true;
@@ -68,6 +89,7 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
         client_auth: l.tls_client_auth,
         ca_file: l.tls_client_ca.as_ref().map(|p| p.display().to_string()),
     };
+    let own = |inner| OwnSockets { inner, fds: sockets.fds.clone() };
 
     let mut public = proxy_service(
         &server.configuration,
@@ -85,21 +107,29 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     }
     // The reloader starts last (it depends on every listener service), so /readyz turns 200
     // only once the listeners are up.
-    let mut listeners = vec![server.add_service(public)];
+    let mut listeners = vec![server.add_service(own(public))];
     if !l.private_listen.is_empty() {
         let gw = Gateway { shared: shared.clone(), private: true };
         let mut private = proxy_service(&server.configuration, "edgegate-private", gw, &options, l.header_timeout);
         for a in &l.private_listen {
             private.add_tcp(a);
         }
-        listeners.push(server.add_service(private));
+        listeners.push(server.add_service(own(private)));
     }
     let mut admin = Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone() });
     admin.add_tcp(&l.admin_listen);
-    listeners.push(server.add_service(admin));
-    let reloader = server.add_service(background_service("config-reload", Reloader { shared, path: args.config }));
+    listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.fds.clone() }));
+    for h in &listeners {
+        h.add_dependency(&boot);
+    }
+    let reloader = server.add_service(background_service(
+        "config-reload",
+        Reloader { shared, path: args.config, upgraded: args.upgrade },
+    ));
     for h in &listeners {
         reloader.add_dependency(h);
     }
-    server.run_forever()
+    let signals = lifecycle::Signals { sockets, upgrade_sock: l.upgrade_sock.clone(), grace: l.grace_period };
+    server.run(pingora::server::RunArgs { shutdown_signal: Box::new(signals) });
+    std::process::exit(0)
 }

@@ -14,6 +14,8 @@ pub struct RequestCtx {
     pub start: Instant,
     pub received_at: SystemTime,
     pub request_id: String,
+    /// Counts this request as in flight until the context is dropped (draining waits on it).
+    pub in_flight: crate::lifecycle::InFlight,
     pub client_ip: Option<IpAddr>,
     pub xff: String,
     /// The peer is one of `server.trusted_proxies`.
@@ -97,6 +99,7 @@ impl RequestCtx {
             start: Instant::now(),
             received_at: SystemTime::now(),
             request_id: String::new(),
+            in_flight: crate::lifecycle::InFlight::start(),
             client_ip: None,
             xff: String::new(),
             trusted_peer: false,

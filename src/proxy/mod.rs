@@ -325,6 +325,15 @@ impl ProxyHttp for Gateway {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // HTTP/1.1 pipelining: later requests already read are answered in order (RFC 9112
+        // 9.3.2). Never after an upgrade request: what follows it is the new protocol's bytes
+        // (or an attempt to smuggle a request past a refused upgrade), not a request.
+        let upgrade = session.req_header().headers.contains_key(http::header::UPGRADE);
+        session.set_pipelining_enabled(!upgrade);
+        if crate::lifecycle::draining() {
+            // handed over or shutting down: this answer closes the connection
+            session.set_keepalive(None);
+        }
         self.identify(session, ctx);
         let raw_head = session
             .as_http1()

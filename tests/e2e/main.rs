@@ -16,6 +16,7 @@ mod protocol_safety;
 mod reload_upgrade;
 mod routing;
 mod seams;
+mod service;
 mod sigv4;
 mod tls;
 mod transforms;

@@ -1,0 +1,166 @@
+//! Process lifecycle: signals, readiness (`sd_notify`, the PID file), the listening sockets
+//! and their hand-over on a graceful upgrade, and draining.
+//!
+//! Signals (see README "Running as a service"):
+//! - SIGHUP reloads the configuration. Its handler is installed first thing in `main`, so a
+//!   SIGHUP that arrives while the process starts (or takes sockets over) is kept for the
+//!   reloader instead of killing the process.
+//! - SIGQUIT hands the listening sockets to a new process (`-u`), waits until it accepts,
+//!   then drains: every response carries `Connection: close`, accepting stops, and the process
+//!   exits once no request is in flight (at most `grace_period`).
+//! - SIGTERM drains the same way without a hand-over; SIGINT stops at once.
+
+pub mod handover;
+pub mod notify;
+
+use crate::admin::DRAINING;
+use async_trait::async_trait;
+use once_cell::sync::Lazy;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+static HUP_PENDING: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_early_hup(_: libc::c_int) {
+    HUP_PENDING.store(true, Ordering::SeqCst);
+}
+
+/// Installs a SIGHUP handler that only records the signal; call before anything else.
+pub fn install_early_hup() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGHUP, on_early_hup as *const () as libc::sighandler_t);
+    }
+}
+
+/// Whether a SIGHUP arrived before the reloader listened for it (clears the record).
+pub fn take_early_hup() -> bool {
+    HUP_PENDING.swap(false, Ordering::SeqCst)
+}
+
+static STOP: Lazy<watch::Sender<bool>> = Lazy::new(|| watch::channel(false).0);
+
+/// Stops accepting connections on every listener of this process.
+pub fn stop() {
+    STOP.send_replace(true);
+}
+
+/// The stop signal the listening services run with.
+pub fn stop_watch() -> watch::Receiver<bool> {
+    STOP.subscribe()
+}
+
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by each request from its first hook to its end.
+#[derive(Debug)]
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Acquire)
+}
+
+/// Whether this process is draining (responses close their connections).
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Acquire)
+}
+
+static DRAIN_START: Lazy<std::sync::Mutex<Option<(Instant, Duration)>>> = Lazy::new(|| std::sync::Mutex::new(None));
+
+/// After draining began: keep-alive clients are given this long to send what they have in
+/// flight (and get `Connection: close` back) before idle connections are closed.
+pub const LINGER: Duration = Duration::from_millis(1000);
+
+/// Starts draining: responses close their connections, listeners stop accepting.
+fn begin_drain(grace: Duration) {
+    DRAINING.store(true, Ordering::Release);
+    if let Ok(mut g) = DRAIN_START.lock() {
+        g.get_or_insert((Instant::now(), grace));
+    }
+    stop();
+}
+
+/// Resolves when draining is over: [`LINGER`] has passed and no request is in flight, or the
+/// grace period has ended.
+pub async fn drained() {
+    let Some((start, grace)) = DRAIN_START.lock().ok().and_then(|g| *g) else { return };
+    let linger_end = start + LINGER.min(grace);
+    let end = start + grace;
+    loop {
+        let now = Instant::now();
+        if now >= end || (now >= linger_end && in_flight() == 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Pingora's shutdown signal source, replaced: SIGQUIT and SIGTERM drain as described above.
+pub struct Signals {
+    pub sockets: std::sync::Arc<handover::Sockets>,
+    pub upgrade_sock: String,
+    pub grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::quit()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            log::error!("cannot listen for SIGQUIT/SIGTERM/SIGINT");
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = quit.recv() => {
+                    log::info!("SIGQUIT: handing the listening sockets over to the new process");
+                    let sockets = self.sockets.clone();
+                    let path = self.upgrade_sock.clone();
+                    let sent = tokio::task::spawn_blocking(move || handover::send(&sockets, &path)).await;
+                    match sent {
+                        Ok(Ok(())) => {
+                            log::info!("upgrade: the new process accepts connections; draining");
+                            break;
+                        }
+                        Ok(Err(e)) => log::error!("upgrade aborted, this process keeps serving: {e}"),
+                        Err(e) => log::error!("upgrade aborted, this process keeps serving: {e}"),
+                    }
+                }
+                _ = term.recv() => {
+                    log::info!("SIGTERM: draining, then exiting");
+                    notify::send("STOPPING=1");
+                    break;
+                }
+                _ = int.recv() => {
+                    log::info!("SIGINT: exiting now");
+                    notify::send("STOPPING=1");
+                    return ShutdownSignal::FastShutdown;
+                }
+            }
+        }
+        begin_drain(self.grace);
+        tokio::select! {
+            _ = drained() => {}
+            _ = int.recv() => log::info!("SIGINT: exiting now"),
+        }
+        log::info!("drained ({} requests still in flight); exiting", in_flight());
+        ShutdownSignal::FastShutdown
+    }
+}
