@@ -228,7 +228,25 @@ impl GetSocketDigest for DeadlineStream {
 #[async_trait::async_trait]
 impl Peek for DeadlineStream {
     /// The h2c preface peek (Pingora waits for 24 bytes) is a head read too.
+    /// A connection that starts like the HTTP/2 preface (`PRI `) but is not it gets a GOAWAY
+    /// (PROTOCOL_ERROR, RFC 9113 3.4) and is closed, instead of an HTTP/1 400.
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        let r = self.peek_within_deadline(buf).await;
+        if matches!(r, Ok(true)) && buf.len() == H2_PREFACE.len() && buf.starts_with(b"PRI ") && buf != H2_PREFACE {
+            use tokio::io::AsyncWriteExt;
+            const GOAWAY_PROTOCOL_ERROR: &[u8] = &[0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.inner.write_all(GOAWAY_PROTOCOL_ERROR)).await;
+            crate::observability::errors::downstream("h2_preface", &"invalid HTTP/2 connection preface");
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid HTTP/2 connection preface"));
+        }
+        r
+    }
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl DeadlineStream {
+    async fn peek_within_deadline(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         let Some(deadline) = self.deadline.as_mut() else { return self.inner.try_peek(buf).await };
         tokio::select! {
             r = self.inner.try_peek(buf) => r,

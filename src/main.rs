@@ -84,12 +84,19 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG").unwrap_or_else(|_| "info".into());
     // Colours only on a terminal: journald and log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false)
-        .init();
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    // `log` records (ours and Pingora's) reach tracing through the gate, which turns
+    // client-caused Pingora errors into counted debug lines.
+    let gate = edgegate::observability::errors::Gate { inner: tracing_log::LogTracer::new() };
+    if log::set_boxed_logger(Box::new(gate)).is_ok() {
+        log::set_max_level(tracing_log::AsLog::as_log(&tracing::level_filters::LevelFilter::current()));
+    }
 
     // An absolute path, so that file watching and reloads do not depend on the working
     // directory; symbolic links are not resolved here: every reload follows them anew.

@@ -132,6 +132,7 @@ impl BackgroundService for Reloader {
         let mut early_hup = crate::lifecycle::take_early_hup();
 
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
+        let mut summaries = tokio::time::interval(Duration::from_secs(1));
         loop {
             let hup_recv = async {
                 match hup.as_mut() {
@@ -143,6 +144,10 @@ impl BackgroundService for Reloader {
                 _ = std::future::ready(()), if early_hup => {
                     early_hup = false;
                     log::info!("SIGHUP (received while starting): reloading {}", self.path.display());
+                }
+                _ = summaries.tick() => {
+                    crate::observability::errors::flush_upstream_summaries();
+                    continue;
                 }
                 _ = sweep.tick() => {
                     // full per-key buckets carry no state: forget them, so memory follows active keys

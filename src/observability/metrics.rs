@@ -119,6 +119,23 @@ metric!(
     &["version"]
 );
 
+metric!(
+    DOWNSTREAM_ERRORS,
+    CounterVec,
+    register_counter_vec,
+    "edgegate_downstream_errors_total",
+    "Client-caused errors (handshakes, resets, protocol violations), logged at debug only",
+    &["kind"]
+);
+metric!(
+    UPSTREAM_ERRORS,
+    CounterVec,
+    register_counter_vec,
+    "edgegate_upstream_errors_total",
+    "Integration failures (logged as one summary a second per upstream)",
+    &["kind"]
+);
+
 /// Touches every metric so that all names are exported from the first scrape.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -131,6 +148,8 @@ pub fn init() {
     Lazy::force(&WS_CONNECTIONS);
     Lazy::force(&WS_MESSAGES);
     Lazy::force(&UPSTREAM_HEALTH);
+    Lazy::force(&DOWNSTREAM_ERRORS);
+    Lazy::force(&UPSTREAM_ERRORS);
     for r in ["ok", "error"] {
         CONFIG_RELOADS.with_label_values(&[r]);
     }

@@ -102,3 +102,18 @@ async fn read_limited(session: &mut Session) -> Result<Bytes, BodyError> {
     }
     Ok(buf.freeze())
 }
+
+/// Reads the rest of the body and drops it, for answers the gateway gives itself (mocks):
+/// the body is still checked against its framing (an HTTP/2 `content-length` that the DATA
+/// frames do not match is `Broken`) and against `limit` (`TooLarge`).
+pub async fn drain(session: &mut Session, limit: u64) -> Result<(), BodyError> {
+    let mut n = 0u64;
+    while let Some(chunk) = session.read_request_body().await.map_err(|_| BodyError::Broken)? {
+        n += chunk.len() as u64;
+        if n > limit {
+            session.set_keepalive(None);
+            return Err(BodyError::TooLarge);
+        }
+    }
+    Ok(())
+}

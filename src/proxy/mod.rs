@@ -8,7 +8,7 @@ pub mod ctx;
 pub mod forwarded;
 mod transforms;
 
-use crate::observability::{access_log, metrics};
+use crate::observability::{access_log, errors, metrics};
 use crate::responses::{self, Counted, Refusal, ResponseType};
 use crate::routing;
 use crate::snapshot::{Integration, Shared};
@@ -262,6 +262,20 @@ impl Gateway {
         let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Ok(());
         };
+        // the body is read (and checked) before the answer, as an integration would
+        if ctx.body.is_none() && body::framing(session) != body::Framing::Empty {
+            match body::drain(session, ctx.snap.settings.max_body).await {
+                Ok(()) => {}
+                Err(body::BodyError::TooLarge) => {
+                    return self.gateway_response(session, ctx, ResponseType::RequestTooLarge).await
+                }
+                Err(body::BodyError::Broken) => {
+                    session.set_keepalive(None);
+                    errors::downstream("body", &"request body does not match its framing");
+                    return self.gateway_response(session, ctx, ResponseType::Default4xx).await;
+                }
+            }
+        }
         let snap = ctx.snap.clone();
         let body = match &m.body {
             Some(name) => {
@@ -634,8 +648,24 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
+    /// Pingora's own "Fail to proxy" line per failed request is replaced by `fail_to_proxy`'s
+    /// classification (`observability::errors`).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        true
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         use ErrorType::*;
+        match e.esource() {
+            ErrorSource::Upstream => {
+                let u = ctx.upstream.uri.as_str();
+                let authority = u.split_once("://").map_or(u, |(_, r)| r.split('/').next().unwrap_or(r));
+                errors::upstream(authority, errors::upstream_kind(e), e);
+            }
+            ErrorSource::Downstream => errors::downstream(errors::downstream_error_kind(e), e),
+            _ if matches!(e.etype(), HTTPStatus(_)) => {}
+            _ => log::error!("request {}: {e}", ctx.request_id),
+        }
         let t = match (e.etype(), e.esource()) {
             _ if ctx.pending_error.is_some() => ctx.pending_error.take(),
             (HTTPStatus(413), _) => Some(ResponseType::RequestTooLarge),

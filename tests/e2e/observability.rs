@@ -96,3 +96,91 @@ fn access_log_has_the_contract_fields_and_no_secrets() {
     assert_eq!(j["userAgent"], "tester/1");
     assert!(!line.contains("sekret"), "a secret reached the log: {line}");
 }
+
+fn counter(gw: &Gateway, name: &str, kind: &str) -> f64 {
+    let key = format!("{name}{{kind=\"{kind}\"}} ");
+    gw.metrics().lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+}
+
+fn error_lines(gw: &Gateway) -> Vec<String> {
+    gw.stderr().lines().filter(|l| l.contains("ERROR")).map(str::to_string).collect()
+}
+
+#[test]
+fn an_origin_that_is_down_is_summarised_not_logged_per_request() {
+    // a port nothing listens on
+    let dead = free_port();
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "down"
+[apis.stages.prod]
+[[apis.routes]]
+route = "GET /x"
+integration = {{ type = "http", uri = "http://127.0.0.1:{dead}/x", retries = 0 }}
+"#,
+            server = server_section(d, p, "")
+        )
+    });
+    let t = std::time::Instant::now();
+    for _ in 0..300 {
+        assert_eq!(gw.get("/prod/x").status, 502);
+    }
+    let secs = t.elapsed().as_secs() + 2;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    eventually("the failures to be counted", || counter(&gw, "edgegate_upstream_errors_total", "connect_refused") >= 300.0);
+    let errors = error_lines(&gw);
+    // the first failure at once, then at most one summary a second
+    assert!(errors.len() as u64 <= secs + 1, "{} ERROR lines in ~{secs}s:\n{}", errors.len(), errors.join("\n"));
+    assert!(errors.iter().any(|l| l.contains(&format!("127.0.0.1:{dead}")) && l.contains("more failures")), "{errors:?}");
+}
+
+#[test]
+fn client_protocol_errors_are_counted_not_logged_as_errors() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(|d, p| {
+        Pki::create(d, &["default.test"]);
+        format!(
+            r#"{server}
+[tls]
+listen = ["127.0.0.1:{tls}"]
+[[tls.certificates]]
+sni = ["default.test"]
+cert = "default.test.pem"
+key = "default.test.key"
+[[apis]]
+name = "c"
+[apis.stages.prod]
+[[apis.routes]]
+route = "GET /ok"
+integration = {{ type = "mock", body = "ok" }}
+"#,
+            server = server_section(d, p, ""),
+            tls = p.tls
+        )
+    });
+    for _ in 0..50 {
+        // not TLS on the TLS listener
+        if let Ok(mut s) = std::net::TcpStream::connect(gw.tls_addr()) {
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok();
+            let _ = s.read(&mut [0u8; 64]);
+        }
+        // an HTTP/2 preface that is not one, on the h2c listener: GOAWAY(PROTOCOL_ERROR)
+        let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").expect("write");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        assert!(buf.len() >= 17 && buf[3] == 7 && buf[13..17] == [0, 0, 0, 1], "GOAWAY expected, got {buf:?}");
+    }
+    // a real HTTP/1 request still takes the HTTP/1 path
+    assert_eq!(gw.get("/prod/ok").text(), "ok");
+    eventually("the handshake errors to be counted", || {
+        counter(&gw, "edgegate_downstream_errors_total", "tls_handshake") >= 50.0
+            && counter(&gw, "edgegate_downstream_errors_total", "h2_preface") >= 50.0
+    });
+    let errors = error_lines(&gw);
+    assert!(errors.is_empty(), "client-caused errors logged as ERROR:\n{}", errors.join("\n"));
+}
