@@ -85,6 +85,7 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     let listener_tls = tls::ListenerTls {
+        profile: l.tls_profile.clone(),
         min_version: if l.tls_min_version == "1.3" { SslVersion::TLS1_3 } else { SslVersion::TLS1_2 },
         client_auth: l.tls_client_auth,
         ca_file: l.tls_client_ca.as_ref().map(|p| p.display().to_string()),

@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub by_stage: HashMap<String, Vec<Mount>>,
     /// Custom domains: lower-case host -> mappings, longest base path first.
     pub domains: HashMap<String, Vec<Mount>>,
+    /// Custom domains with `hsts`: lower-case host -> `Strict-Transport-Security` (HTTPS only).
+    pub hsts: HashMap<String, http::HeaderValue>,
     /// Mock bodies and gateway-response bodies.
     pub templates: minijinja::Environment<'static>,
     pub certs: CertStore,
@@ -52,6 +54,8 @@ pub struct Listeners {
     pub tls_min_version: String,
     pub tls_client_auth: crate::tls::certs::ClientAuth,
     pub tls_client_ca: Option<PathBuf>,
+    /// `tls.ciphers`, `tls.ciphersuites`, `tls.curves`.
+    pub tls_profile: crate::tls::certs::Profile,
     pub threads: usize,
     pub grace_period: Duration,
     /// `server.header_timeout`: the request-head deadline (listener setting: restart/upgrade).

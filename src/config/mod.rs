@@ -194,7 +194,7 @@ impl Compiler {
     fn compile(&mut self, cfg: &Config) -> Option<Snapshot> {
         let root = KeyPath::root();
         let settings = self.server(&root.key("server"), &cfg.server);
-        let (certs, tls_listen, client_auth) = self.tls(&root.key("tls"), cfg);
+        let (certs, tls_listen, client_auth, tls_profile) = self.tls(&root.key("tls"), cfg);
 
         let cluster = cfg.cluster.as_ref().and_then(|c| {
             let p = root.key("cluster");
@@ -269,9 +269,18 @@ impl Compiler {
             }
         }
         let mut domains: HashMap<String, Vec<Mount>> = HashMap::new();
+        let mut hsts: HashMap<String, http::HeaderValue> = HashMap::new();
         for (di, d) in cfg.domains.iter().enumerate() {
             let p = root.key("domains").idx(di);
             let host = d.host.to_ascii_lowercase();
+            if let Some(v) = &d.hsts {
+                match http::HeaderValue::from_str(v) {
+                    Ok(hv) if v.to_ascii_lowercase().contains("max-age=") => {
+                        hsts.insert(host.clone(), hv);
+                    }
+                    _ => self.err(p.key("hsts"), format!("{v:?} is not a Strict-Transport-Security value (max-age=SECONDS[; includeSubDomains][; preload])")),
+                }
+            }
             if host.is_empty() || host.contains(['/', ' ', ':']) {
                 self.err(p.key("host"), format!("{:?} is not a host name", d.host));
             }
@@ -346,6 +355,7 @@ impl Compiler {
             apis: apis.into_iter().flatten().collect(),
             by_stage,
             domains,
+            hsts,
             templates: env,
             certs,
             account,
@@ -367,6 +377,7 @@ impl Compiler {
                 tls_min_version: cfg.tls.as_ref().map(|t| t.min_version.clone()).unwrap_or_else(|| "1.2".into()),
                 tls_client_auth: client_auth.0,
                 tls_client_ca: client_auth.1,
+                tls_profile,
                 threads: cfg.server.threads,
                 grace_period: cfg.server.grace_period.0,
                 header_timeout: cfg.server.header_timeout.0,

@@ -139,6 +139,12 @@ pub struct Tls {
     #[serde(default)]
     pub certificates: Vec<Certificate>,
     pub client_auth: Option<ClientAuth>,
+    /// TLS 1.2 cipher list (OpenSSL syntax); default: Mozilla "intermediate".
+    pub ciphers: Option<String>,
+    /// TLS 1.3 cipher suites; default: Mozilla "intermediate".
+    pub ciphersuites: Option<String>,
+    /// Key-exchange groups; default: X25519, P-256, P-384.
+    pub curves: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +154,8 @@ pub struct Certificate {
     pub sni: Vec<String>,
     pub cert: String,
     pub key: String,
+    /// A DER OCSP response to staple (refreshed by whatever writes the file; a reload reads it).
+    pub ocsp: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,6 +202,8 @@ pub struct Domain {
     pub host: String,
     #[serde(default)]
     pub mappings: Vec<Mapping>,
+    /// `Strict-Transport-Security` value for HTTPS answers on this host.
+    pub hsts: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -81,11 +81,27 @@ impl Compiler {
         &mut self,
         p: &KeyPath,
         cfg: &Config,
-    ) -> (CertStore, Vec<String>, (crate::tls::certs::ClientAuth, Option<PathBuf>)) {
+    ) -> (CertStore, Vec<String>, (crate::tls::certs::ClientAuth, Option<PathBuf>), crate::tls::certs::Profile) {
         let mut store = CertStore::default();
         let Some(t) = &cfg.tls else {
-            return (store, vec![], (crate::tls::certs::ClientAuth::Off, None));
+            return (store, vec![], (crate::tls::certs::ClientAuth::Off, None), Default::default());
         };
+        let defaults = crate::tls::certs::Profile::default();
+        let profile = crate::tls::certs::Profile {
+            ciphers: t.ciphers.clone().unwrap_or(defaults.ciphers),
+            ciphersuites: t.ciphersuites.clone().unwrap_or(defaults.ciphersuites),
+            curves: t.curves.clone().unwrap_or(defaults.curves),
+        };
+        // OpenSSL is the judge of names: try the profile on a scratch context
+        match openssl::ssl::SslContext::builder(openssl::ssl::SslMethod::tls()) {
+            Ok(mut scratch) => {
+                if let Err(e) = profile.apply(&mut scratch) {
+                    let key = e.split_whitespace().next().unwrap_or("ciphers").to_string();
+                    self.err(p.key(&key), format!("OpenSSL does not accept {e}"));
+                }
+            }
+            Err(e) => self.err(p.clone(), format!("OpenSSL: {e}")),
+        }
         let mut seen: HashSet<SocketAddr> =
             cfg.server.listen.iter().chain(&cfg.server.private_listen).filter_map(|a| a.parse().ok()).collect();
         self.listen_addrs(p.key("listen"), &t.listen, &mut seen);
@@ -101,7 +117,17 @@ impl Compiler {
             let key = self.file(cp.key("key"), &c.key);
             if let (Some((_, cert)), Some((_, key))) = (cert, key) {
                 match CertStore::load(&cert, &key) {
-                    Ok(ck) => store.add(&c.sni, ck),
+                    Ok(mut ck) => {
+                        if let Some(f) = &c.ocsp {
+                            if let Some((_, der)) = self.file(cp.key("ocsp"), f) {
+                                match openssl::ocsp::OcspResponse::from_der(&der) {
+                                    Ok(_) => ck.ocsp = Some(der),
+                                    Err(e) => self.err(cp.key("ocsp"), format!("{f}: not a DER OCSP response: {e}")),
+                                }
+                            }
+                        }
+                        store.add(&c.sni, ck)
+                    }
                     Err(e) => self.err(cp.key("cert"), e),
                 }
             }
@@ -131,6 +157,6 @@ impl Compiler {
             }
         }
         let ca = t.client_auth.as_ref().and_then(|c| c.ca.as_ref()).map(|f| self.dir.join(f));
-        (store, t.listen.clone(), (mode, ca))
+        (store, t.listen.clone(), (mode, ca), profile)
     }
 }

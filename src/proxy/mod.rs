@@ -113,6 +113,7 @@ impl Gateway {
         h.insert_header("content-length", body.len().to_string())?;
         h.insert_header("x-request-id", ctx.request_id.as_str())?;
         ratelimit_headers(&mut h, ctx)?;
+        hsts(&mut h, ctx)?;
         if let Some(cors) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].cors.as_ref()) {
             cors.apply(session.req_header().headers.get(http::header::ORIGIN), &mut h)?;
         }
@@ -306,6 +307,16 @@ const NO_BODY: (&str, &serde_json::Value) = ("", &NULL);
 
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `Strict-Transport-Security` for HTTPS answers on a custom domain with `hsts`.
+fn hsts(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if ctx.proto == "https" {
+        if let Some(v) = ctx.snap.hsts.get(&ctx.host) {
+            h.insert_header(http::header::STRICT_TRANSPORT_SECURITY, v.clone())?;
+        }
+    }
+    Ok(())
 }
 
 /// IETF RateLimit fields for the most specific limit applied (key or route).
@@ -623,6 +634,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         self.transform_response(session, resp, ctx)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        hsts(resp, ctx)?;
         // every answer of a limited route or key, not only the gateway's own
         ratelimit_headers(resp, ctx)?;
         ctx.outcome.status = resp.status.as_u16();

@@ -21,6 +21,8 @@ pub struct CertKey {
     pub leaf: X509,
     pub chain: Vec<X509>,
     pub key: PKey<Private>,
+    /// A DER OCSP response stapled to handshakes with this certificate.
+    pub ocsp: Option<Vec<u8>>,
 }
 
 /// SNI -> certificate; the first configured certificate is the default.
@@ -44,7 +46,7 @@ impl CertStore {
         if !public.public_eq(&key) {
             return Err("the private key does not match the certificate".into());
         }
-        Ok(CertKey { leaf, chain: stack, key })
+        Ok(CertKey { leaf, chain: stack, key, ocsp: None })
     }
 
     pub fn add(&mut self, names: &[String], ck: CertKey) {
@@ -120,3 +122,39 @@ impl ClientCert {
     }
 }
 
+
+/// Mozilla "intermediate" (v5.7): TLS 1.2 ciphers, forward secret AEAD only.
+pub const DEFAULT_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+/// Mozilla "intermediate": TLS 1.3 suites.
+pub const DEFAULT_CIPHERSUITES: &str = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+/// Mozilla "intermediate": X25519, prime256v1, secp384r1 (no X448, no secp521r1).
+pub const DEFAULT_CURVES: &str = "X25519:prime256v1:secp384r1";
+
+/// The listener's TLS profile, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub ciphers: String,
+    pub ciphersuites: String,
+    pub curves: String,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            ciphers: DEFAULT_CIPHERS.into(),
+            ciphersuites: DEFAULT_CIPHERSUITES.into(),
+            curves: DEFAULT_CURVES.into(),
+        }
+    }
+}
+
+impl Profile {
+    /// Applies the profile to an OpenSSL context; names the part OpenSSL refuses.
+    pub fn apply(&self, b: &mut openssl::ssl::SslContextBuilder) -> Result<(), String> {
+        b.set_cipher_list(&self.ciphers).map_err(|e| format!("ciphers {:?}: {e}", self.ciphers))?;
+        b.set_ciphersuites(&self.ciphersuites).map_err(|e| format!("ciphersuites {:?}: {e}", self.ciphersuites))?;
+        b.set_groups_list(&self.curves).map_err(|e| format!("curves {:?}: {e}", self.curves))?;
+        Ok(())
+    }
+}

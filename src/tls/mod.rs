@@ -49,15 +49,28 @@ impl TlsAccept for Callbacks {
 /// Listener settings from `[tls]`: fixed for the process's life (a change needs a restart
 /// or a graceful upgrade); certificates themselves come from the snapshot per handshake.
 pub struct ListenerTls {
+    pub profile: certs::Profile,
     pub min_version: SslVersion,
     pub client_auth: ClientAuth,
     pub ca_file: Option<String>,
 }
 
 pub fn settings(shared: Shared, l: &ListenerTls) -> Result<TlsSettings, String> {
-    let mut tls = TlsSettings::with_callbacks(Box::new(Callbacks { shared })).map_err(|e| e.to_string())?;
+    let mut tls = TlsSettings::with_callbacks(Box::new(Callbacks { shared: shared.clone() })).map_err(|e| e.to_string())?;
     tls.enable_h2();
     tls.set_min_proto_version(Some(l.min_version)).map_err(|e| e.to_string())?;
+    l.profile.apply(&mut tls)?;
+    // OCSP stapling: the response configured for the certificate this handshake uses
+    let snap = shared.clone();
+    tls.set_status_callback(move |ssl| {
+        let name = ssl.servername(NameType::HOST_NAME).unwrap_or("").to_string();
+        let s = snap.load();
+        match s.certs.find(&name).and_then(|c| c.ocsp.as_ref()) {
+            Some(der) => ssl.set_ocsp_status(der).map(|_| true),
+            None => Ok(false),
+        }
+    })
+    .map_err(|e| e.to_string())?;
     use ClientAuth::*;
     match l.client_auth {
         Off => tls.set_verify(SslVerifyMode::NONE),
@@ -100,7 +113,7 @@ mod tests {
         b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
         b.set_not_after(&Asn1Time::days_from_now(1).expect("t")).expect("na");
         b.sign(&key, MessageDigest::sha256()).expect("sign");
-        CertKey { leaf: b.build(), chain: vec![], key }
+        CertKey { leaf: b.build(), chain: vec![], key, ocsp: None }
     }
 
     #[test]
