@@ -20,6 +20,7 @@ fn bench(c: &mut Criterion) {
         ],
         invalidate: Invalidate::Never,
         authorized: false,
+        honor_origin: true,
     };
     let mut headers = http::HeaderMap::new();
     headers.insert("accept-language", "en-GB".parse().expect("v"));

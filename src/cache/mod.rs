@@ -11,8 +11,9 @@
 pub mod store;
 
 use http::{HeaderMap, HeaderName, Method};
+use pingora::cache::cache_control::CacheControl;
 use pingora::http::ResponseHeader;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 pub use store::Store;
 
 /// Default TTL when a stage has a cache and neither it nor the route says otherwise.
@@ -48,6 +49,10 @@ pub struct RouteCache {
     pub invalidate: Invalidate,
     /// The route has an authorizer (for `invalidate = "authorized"`).
     pub authorized: bool,
+    /// `origin_cache_control = "honor"` (default): the origin's `Cache-Control`, `Expires`,
+    /// `Age` and `Surrogate-Control` may shorten the TTL or forbid storing; `"ignore"`: AWS's
+    /// behaviour, the TTL alone decides.
+    pub honor_origin: bool,
 }
 
 /// Why a request is not looked up in the cache.
@@ -136,12 +141,11 @@ pub fn refresh_requested(rc: &RouteCache, headers: &HeaderMap) -> bool {
         }) || headers.get(http::header::PRAGMA).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")))
 }
 
-/// Why a response is not stored, or `None` when it may be.
-///
-/// An answer to a request with `Authorization` may be meant for that caller only: as in
-/// RFC 9111 (3.5) it is stored only when the origin marks it `public` or `s-maxage`, or when
-/// the route keys on `header.authorization` (an entry per credential).
-pub fn not_storable(credential: bool, resp: &ResponseHeader) -> Option<&'static str> {
+/// Why a response must not be stored, if it must not. Always: non-2xx, `Set-Cookie`,
+/// `Vary: *`, and an unkeyed credential without `public`/`s-maxage`. When the route honours the
+/// origin (`origin_cache_control = "honor"`): `Cache-Control: no-store` or `private`, and
+/// `Surrogate-Control: no-store`.
+pub fn not_storable(credential: bool, resp: &ResponseHeader, honor_origin: bool) -> Option<&'static str> {
     if !resp.status.is_success() {
         return Some("status");
     }
@@ -153,11 +157,16 @@ pub fn not_storable(credential: bool, resp: &ResponseHeader) -> Option<&'static 
     for v in h.get_all(http::header::CACHE_CONTROL) {
         let Ok(s) = v.to_str() else { return Some("cache-control") };
         for d in s.split(',').map(|d| d.trim().split('=').next().unwrap_or("").trim()) {
-            if ["private", "no-store", "no-cache"].iter().any(|x| d.eq_ignore_ascii_case(x)) {
+            if honor_origin && ["private", "no-store"].iter().any(|x| d.eq_ignore_ascii_case(x)) {
                 return Some("cache-control");
             }
             shared |= d.eq_ignore_ascii_case("public") || d.eq_ignore_ascii_case("s-maxage");
         }
+    }
+    if honor_origin
+        && CacheControl::from_headers_named("surrogate-control", h).is_some_and(|sc| sc.no_store())
+    {
+        return Some("surrogate-control");
     }
     if credential && !shared {
         return Some("credentials");
@@ -170,6 +179,85 @@ pub fn not_storable(credential: bool, resp: &ResponseHeader) -> Option<&'static 
         }
     }
     None
+}
+
+/// When a stored response stops being fresh, and when it was created (its `Age` back-dated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub fresh_until: SystemTime,
+    pub created: SystemTime,
+}
+
+/// The freshness of a storable response (RFC 9111 §4.2 inside AWS's model): the route's TTL
+/// is the default and the upper bound. Honouring the origin, its `Surrogate-Control: max-age`,
+/// else `Cache-Control: s-maxage`/`max-age`, else `Expires` − `Date`, may shorten it, and the
+/// response's current age (`Age`, or how old `Date` says it is) is spent already. A response
+/// that is stale on arrival, or `no-cache`, is stored only with a validator (`ETag`,
+/// `Last-Modified`), to be revalidated on its next use; `None`: do not store.
+pub fn freshness(resp: &ResponseHeader, ttl: Duration, honor_origin: bool, now: SystemTime) -> Option<Freshness> {
+    if !honor_origin {
+        return Some(Freshness { fresh_until: now + ttl, created: now });
+    }
+    let h = &resp.headers;
+    let secs = |n: u32| Duration::from_secs(n as u64);
+    let cc = CacheControl::from_resp_headers(resp);
+    let sc = CacheControl::from_headers_named("surrogate-control", h);
+    let date = h.get(http::header::DATE).and_then(|v| v.to_str().ok()).and_then(|v| httpdate::parse_http_date(v).ok());
+    let lifetime = sc
+        .as_ref()
+        .and_then(|c| c.max_age().ok().flatten())
+        .map(secs)
+        .or_else(|| cc.as_ref().and_then(|c| c.s_maxage().ok().flatten().or(c.max_age().ok().flatten())).map(secs))
+        .or_else(|| {
+            let mut all = h.get_all(http::header::EXPIRES).iter();
+            let (Some(e), None) = (all.next(), all.next()) else {
+                // absent: no lifetime from Expires; repeated: invalid, i.e. already expired
+                return h.contains_key(http::header::EXPIRES).then_some(Duration::ZERO);
+            };
+            // an invalid date means "already expired" (RFC 9111 5.3)
+            let Some(expires) = e.to_str().ok().and_then(|v| httpdate::parse_http_date(v).ok()) else {
+                return Some(Duration::ZERO);
+            };
+            Some(expires.duration_since(date.unwrap_or(now)).unwrap_or(Duration::ZERO))
+        })
+        .map_or(ttl, |l| l.min(ttl));
+    let age_header = h
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::ZERO);
+    let apparent = date.and_then(|d| now.duration_since(d).ok()).unwrap_or(Duration::ZERO);
+    let age = age_header.max(apparent).min(MAX_TTL * 24);
+    let created = now.checked_sub(age).unwrap_or(now);
+    let must_revalidate = cc.as_ref().is_some_and(|c| c.no_cache());
+    if lifetime > age && !must_revalidate {
+        return Some(Freshness { fresh_until: created + lifetime, created });
+    }
+    let validator = h.contains_key(http::header::ETAG) || h.contains_key(http::header::LAST_MODIFIED);
+    // stale from the start: kept only to be revalidated (its fresh_until is in the past)
+    validator.then(|| Freshness { fresh_until: now.checked_sub(Duration::from_secs(1)).unwrap_or(now), created })
+}
+
+/// Response headers that are meant for this hop only (RFC 9110 7.6.1): `Connection`, the
+/// fields it names, and `Keep-Alive`, `Proxy-Connection`; they are neither stored nor
+/// forwarded.
+pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    let named: Vec<String> = resp
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+        .collect();
+    for n in &named {
+        resp.remove_header(n.as_str());
+    }
+    for n in ["connection", "keep-alive", "proxy-connection"] {
+        resp.remove_header(n);
+    }
 }
 
 /// Whether the request carries a credential that the key does not cover, so the answer
@@ -223,7 +311,61 @@ mod tests {
             key,
             invalidate: Invalidate::Never,
             authorized: false,
+            honor_origin: true,
         }
+    }
+
+    fn resp(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(200, None).expect("h");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("h");
+        }
+        r
+    }
+
+    #[test]
+    fn freshness_follows_the_origin_within_the_ttl() {
+        let now = SystemTime::now();
+        let ttl = Duration::from_secs(300);
+        let f = |h: &[(&str, &str)]| freshness(&resp(h), ttl, true, now).map(|f| f.fresh_until.duration_since(f.created).unwrap_or_default().as_secs());
+        assert_eq!(f(&[]), Some(300), "no origin word: the TTL");
+        assert_eq!(f(&[("cache-control", "max-age=60")]), Some(60), "shorter wins");
+        assert_eq!(f(&[("cache-control", "max-age=9000")]), Some(300), "the TTL is the bound");
+        assert_eq!(f(&[("cache-control", "max-age=60, s-maxage=30")]), Some(30), "s-maxage first");
+        assert_eq!(f(&[("surrogate-control", "max-age=10"), ("cache-control", "max-age=60")]), Some(10));
+        // stale on arrival without a validator: not stored; with one: stored to revalidate
+        assert_eq!(freshness(&resp(&[("cache-control", "max-age=0")]), ttl, true, now), None);
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(83 * 60));
+        assert_eq!(freshness(&resp(&[("expires", &past)]), ttl, true, now), None);
+        assert_eq!(freshness(&resp(&[("expires", "not a date")]), ttl, true, now), None);
+        let stale = freshness(&resp(&[("cache-control", "max-age=0"), ("etag", "\"a\"")]), ttl, true, now).expect("kept");
+        assert!(stale.fresh_until < now);
+        let nc = freshness(&resp(&[("cache-control", "no-cache"), ("last-modified", &past)]), ttl, true, now).expect("kept");
+        assert!(nc.fresh_until < now, "no-cache: revalidate every time");
+        // Age is spent already and back-dates the entry
+        let aged = freshness(&resp(&[("cache-control", "max-age=100"), ("age", "40")]), ttl, true, now).expect("fresh");
+        assert_eq!(aged.fresh_until.duration_since(now).map(|d| d.as_secs()).unwrap_or(0), 60);
+        assert_eq!(now.duration_since(aged.created).map(|d| d.as_secs()).unwrap_or(0), 40);
+        assert_eq!(freshness(&resp(&[("cache-control", "max-age=100"), ("age", "200")]), ttl, true, now), None);
+        // Expires relative to Date
+        let date = httpdate::fmt_http_date(now);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        assert_eq!(f(&[("date", &date), ("expires", &later)]), Some(120));
+        // ignore: AWS's model, the TTL alone
+        let ign = freshness(&resp(&[("cache-control", "max-age=0")]), ttl, false, now).expect("stored");
+        assert_eq!(ign.fresh_until, now + ttl);
+        assert_eq!(not_storable(false, &resp(&[("cache-control", "no-store")]), false), None);
+        assert_eq!(not_storable(false, &resp(&[("cache-control", "no-store")]), true), Some("cache-control"));
+        assert_eq!(not_storable(false, &resp(&[("surrogate-control", "no-store")]), true), Some("surrogate-control"));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let mut r = resp(&[("connection", "x-hop, close"), ("x-hop", "1"), ("keep-alive", "timeout=5"), ("x-end", "2")]);
+        strip_hop_by_hop(&mut r);
+        assert!(r.headers.get("x-hop").is_none() && r.headers.get("keep-alive").is_none());
+        assert!(r.headers.get("connection").is_none());
+        assert_eq!(r.headers.get("x-end").map(|v| v.as_bytes()), Some(&b"2"[..]));
     }
 
     fn key(
@@ -282,13 +424,13 @@ mod tests {
     fn storability() {
         let r = rc(vec![KeyPart::Header(HeaderName::from_static("accept-language"))]);
         let mut resp = ResponseHeader::build(200, None).expect("h");
-        assert_eq!(not_storable(false, &resp), None);
+        assert_eq!(not_storable(false, &resp, true), None);
         let mut authz = HeaderMap::new();
         authz.insert("authorization", "Bearer a".parse().expect("v"));
         assert!(carries_unkeyed_credential(&r, &authz, []));
-        assert_eq!(not_storable(true, &resp), Some("credentials"));
+        assert_eq!(not_storable(true, &resp, true), Some("credentials"));
         resp.insert_header("cache-control", "public, max-age=60").expect("h");
-        assert_eq!(not_storable(true, &resp), None);
+        assert_eq!(not_storable(true, &resp, true), None);
         let per_user = rc(vec![KeyPart::Header(http::header::AUTHORIZATION)]);
         assert!(!carries_unkeyed_credential(&per_user, &authz, []));
         let mut cookie = HeaderMap::new();
@@ -301,17 +443,17 @@ mod tests {
         assert!(!carries_unkeyed_credential(&per_user, &custom, []));
         resp.remove_header("cache-control");
         resp.insert_header("vary", "Accept-Language, Accept-Encoding").expect("h");
-        assert_eq!(not_storable(false, &resp), None);
+        assert_eq!(not_storable(false, &resp, true), None);
         resp.insert_header("vary", "*").expect("h");
-        assert_eq!(not_storable(false, &resp), Some("vary"));
+        assert_eq!(not_storable(false, &resp, true), Some("vary"));
         resp.remove_header("vary");
         resp.insert_header("cache-control", "public, Private").expect("h");
-        assert_eq!(not_storable(false, &resp), Some("cache-control"));
+        assert_eq!(not_storable(false, &resp, true), Some("cache-control"));
         resp.remove_header("cache-control");
         resp.insert_header("set-cookie", "a=b").expect("h");
-        assert_eq!(not_storable(false, &resp), Some("set-cookie"));
+        assert_eq!(not_storable(false, &resp, true), Some("set-cookie"));
         let err = ResponseHeader::build(404, None).expect("h");
-        assert_eq!(not_storable(false, &err), Some("status"));
+        assert_eq!(not_storable(false, &err, true), Some("status"));
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct Store {
     map: ArcSwap<Map>,
     capacity: AtomicU64,
     /// Per-path purge times (admin `?key=`): entries created before are refetched.
-    purges: Mutex<HashMap<String, SystemTime>>,
+    /// Path -> purge time; sharded, since every hit reads it once any path was purged.
+    purges: dashmap::DashMap<String, SystemTime>,
     has_purges: AtomicBool,
 }
 
@@ -79,7 +80,7 @@ impl Store {
         Store {
             map: ArcSwap::from_pointee(new_map(capacity)),
             capacity: AtomicU64::new(capacity),
-            purges: Mutex::new(HashMap::new()),
+            purges: dashmap::DashMap::new(),
             has_purges: AtomicBool::new(false),
         }
     }
@@ -121,19 +122,17 @@ impl Store {
     /// Drops every entry of the stage.
     pub fn flush(&self) {
         self.map.store(Arc::new(new_map(self.capacity.load(Ordering::Relaxed))));
-        self.purges.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.purges.clear();
         self.has_purges.store(false, Ordering::Release);
     }
 
     /// Marks every entry for `path` (all methods, hosts and key parameters) as stale now.
     pub fn purge_path(&self, path: &str) {
-        let mut p = self.purges.lock().unwrap_or_else(|e| e.into_inner());
-        if p.len() >= MAX_PURGES && !p.contains_key(path) {
-            drop(p);
+        if self.purges.len() >= MAX_PURGES && !self.purges.contains_key(path) {
             self.flush();
             return;
         }
-        p.insert(path.to_string(), SystemTime::now());
+        self.purges.insert(path.to_string(), SystemTime::now());
         self.has_purges.store(true, Ordering::Release);
     }
 
@@ -142,8 +141,7 @@ impl Store {
         if !self.has_purges.load(Ordering::Acquire) {
             return false;
         }
-        let p = self.purges.lock().unwrap_or_else(|e| e.into_inner());
-        p.get(path).is_some_and(|t| created <= *t)
+        self.purges.get(path).is_some_and(|t| created <= *t)
     }
 
     /// Largest body one entry may have: a single response cannot take over the store.

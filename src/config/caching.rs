@@ -6,6 +6,11 @@ impl Compiler {
     /// Stage caches set the store size and default TTL; route caches set TTL, key and
     /// invalidation. Errors name the key that is wrong.
     pub(super) fn check_cache(&mut self, p: &KeyPath, c: &model::Cache, stage: bool, route: Option<&str>) {
+        if let Some(o) = &c.origin_cache_control {
+            if !matches!(o.as_str(), "honor" | "ignore") {
+                self.err(p.key("origin_cache_control"), format!("origin_cache_control {o:?} must be honor or ignore"));
+            }
+        }
         if let Some(t) = c.ttl {
             if t.0 > crate::cache::MAX_TTL {
                 self.err(p.key("ttl"), format!("ttl must be at most {}s", crate::cache::MAX_TTL.as_secs()));
@@ -76,12 +81,15 @@ impl Compiler {
                     _ => crate::cache::Invalidate::Never,
                 };
                 let key = rc.and_then(|c| c.key.as_ref()).into_iter().flatten().filter_map(|k| cache_key_part(k).ok());
+                // the route's word, else the stage's, else "honor"
+                let origin = rc.and_then(|c| c.origin_cache_control.as_deref()).or(sc.origin_cache_control.as_deref());
                 Some(Arc::new(crate::cache::RouteCache {
                     store,
                     ttl,
                     key: key.collect(),
                     invalidate,
                     authorized: r.authorizer.is_some(),
+                    honor_origin: origin != Some("ignore"),
                 }))
             })
             .collect()

@@ -294,6 +294,8 @@ pub struct Cache {
     pub capacity: Option<Size>,
     pub key: Option<Vec<String>>,
     pub invalidate: Option<String>,
+    /// "honor" (default) | "ignore": whether the origin's caching headers may shorten the TTL.
+    pub origin_cache_control: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

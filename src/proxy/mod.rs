@@ -309,6 +309,43 @@ pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// RFC 9111 4.4: a successful unsafe request (POST, PUT, PATCH, DELETE, …) invalidates the
+/// stored answers for its path, and for the paths its `Location` and `Content-Location` name
+/// on the same host and under the same stage.
+fn invalidate_after_write(session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
+    use http::Method;
+    let req = session.req_header();
+    if matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+        || !(200..400).contains(&resp.status.as_u16())
+    {
+        return;
+    }
+    let (Some(rc), Some(m)) = (&ctx.cache, &ctx.route) else { return };
+    rc.store.purge_path(&m.path);
+    // the mount prefix (stage or base path) the client's path has in front of the route path
+    let raw = req.uri.path();
+    let Some(prefix) = raw.strip_suffix(m.path.as_str()) else { return };
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else { continue };
+        let path = match v.split_once("://") {
+            Some((_, rest)) => {
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+                if !host.eq_ignore_ascii_case(&ctx.host) {
+                    continue; // another host's URLs are not ours to invalidate
+                }
+                path
+            }
+            None if v.starts_with('/') => v,
+            None => continue,
+        };
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        if let Some(below) = path.strip_prefix(prefix).filter(|p| p.starts_with('/')) {
+            rc.store.purge_path(below);
+        }
+    }
+}
+
 /// `Strict-Transport-Security` for HTTPS answers on a custom domain with `hsts`.
 fn hsts(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
     if ctx.proto == "https" {
@@ -498,12 +535,16 @@ impl ProxyHttp for Gateway {
         let Some(rc) = &ctx.cache else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
-        if let Some(why) = crate::cache::not_storable(ctx.cache_credential, resp) {
+        if let Some(why) = crate::cache::not_storable(ctx.cache_credential, resp, rc.honor_origin) {
             log::debug!("response not stored: {why}");
             return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
         }
-        let now = std::time::SystemTime::now();
-        Ok(RespCacheable::Cacheable(CacheMeta::new(now + rc.ttl, now, 0, 0, resp.clone())))
+        let Some(f) = crate::cache::freshness(resp, rc.ttl, rc.honor_origin, std::time::SystemTime::now()) else {
+            log::debug!("response not stored: stale on arrival and no validator");
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
+        };
+        // never served stale: no stale-while-revalidate, no stale-if-error
+        Ok(RespCacheable::Cacheable(CacheMeta::new(f.fresh_until, f.created, 0, 0, resp.clone())))
     }
 
     /// Each `Vary` variant is its own entry (pingora-cache variance).
@@ -620,6 +661,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream.status = Some(resp.status.as_u16());
+        // before the cache stores it: this hop's headers go, and an HTTP/1.0 origin's answer
+        // is an HTTP/1.1 answer to our clients
+        crate::cache::strip_hop_by_hop(resp);
+        resp.set_version(http::Version::HTTP_11);
         if let Some(s) = ctx.upstream.started {
             ctx.upstream.latency_ms = Some(s.elapsed().as_millis() as u64);
         }
@@ -634,10 +679,13 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         self.transform_response(session, resp, ctx)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // addressed to the gateway (a surrogate), read by the cache phase: not for clients
+        resp.remove_header("surrogate-control");
         hsts(resp, ctx)?;
         // every answer of a limited route or key, not only the gateway's own
         ratelimit_headers(resp, ctx)?;
         ctx.outcome.status = resp.status.as_u16();
+        invalidate_after_write(session, resp, ctx);
         if ctx.cache.is_some() {
             let result = ctx.cache_result.unwrap_or_else(|| cache_hooks::result(session.cache.phase()));
             ctx.cache_result = Some(result);

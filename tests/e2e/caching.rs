@@ -318,3 +318,227 @@ cache = {{ key = ["header.authorization"], invalidate = "authorized" }}
     assert_eq!(r.status, 403, "refused before the cache is consulted");
     assert_eq!(origin.count(), 2);
 }
+
+/// An origin whose answers carry `ETag: "v<version>"` and the headers the test sets; it
+/// answers `If-None-Match` with 304 while the version is unchanged. Counts 200s and 304s.
+struct Validating {
+    addr: std::net::SocketAddr,
+    version: Arc<std::sync::atomic::AtomicUsize>,
+    extra: Arc<std::sync::Mutex<String>>,
+    full: Arc<std::sync::atomic::AtomicUsize>,
+    not_modified: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Validating {
+    fn start(http10: bool) -> Validating {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering::SeqCst;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let v = Validating {
+            addr: l.local_addr().expect("addr"),
+            version: Arc::new(1.into()),
+            extra: Arc::new(std::sync::Mutex::new(String::new())),
+            full: Arc::new(0.into()),
+            not_modified: Arc::new(0.into()),
+        };
+        let (version, extra, full, nm) = (v.version.clone(), v.extra.clone(), v.full.clone(), v.not_modified.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let (version, extra, full, nm) = (version.clone(), extra.clone(), full.clone(), nm.clone());
+                std::thread::spawn(move || {
+                    let mut w = c.try_clone().expect("clone");
+                    let mut r = std::io::BufReader::new(c);
+                    loop {
+                        let mut inm = None;
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h.trim().is_empty() {
+                                break;
+                            }
+                            if let Some((k, val)) = h.split_once(':') {
+                                if k.eq_ignore_ascii_case("if-none-match") {
+                                    inm = Some(val.trim().to_string());
+                                }
+                            }
+                        }
+                        let etag = format!("\"v{}\"", version.load(SeqCst));
+                        let proto = if http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+                        let conn = if http10 { "Connection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: secret\r\n" } else { "" };
+                        let extra = extra.lock().expect("lock").clone();
+                        let resp = if inm.as_deref() == Some(etag.as_str()) {
+                            nm.fetch_add(1, SeqCst);
+                            format!("{proto} 304 Not Modified\r\nETag: {etag}\r\n{extra}{conn}\r\n")
+                        } else {
+                            full.fetch_add(1, SeqCst);
+                            let body = format!("body {etag}");
+                            format!("{proto} 200 OK\r\nETag: {etag}\r\nContent-Length: {}\r\n{extra}{conn}\r\n{body}", body.len())
+                        };
+                        if w.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        v
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_headers(&self, h: &str) {
+        *self.extra.lock().expect("lock") = h.to_string();
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.full.load(SeqCst), self.not_modified.load(SeqCst))
+    }
+}
+
+#[test]
+fn the_origin_may_shorten_or_forbid_storage_and_stale_entries_are_revalidated() {
+    let o = Validating::start(false);
+    let url = o.url();
+    let gw = Gateway::start(|d, p| cached_api(d, p, &url, r#"{ ttl = "300s" }"#, ""));
+    // max-age=0 with a validator: stored, but revalidated on every use (a 304 each time)
+    o.set_headers("Cache-Control: max-age=0\r\n");
+    let r = gw.get("/prod/r/a");
+    assert_eq!((r.status, r.text().as_str()), (200, "body \"v1\""));
+    assert_eq!(cache_header(&gw.get("/prod/r/a")), "hit", "revalidated: the 304 keeps the entry");
+    assert_eq!(o.counts(), (1, 1), "one full answer, one 304");
+    gw.get("/prod/r/a");
+    assert_eq!(o.counts(), (1, 2), "stale entries are never served without revalidation");
+    // a new version: the revalidation gets a 200 and the entry is replaced
+    o.version.store(2, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(gw.get("/prod/r/a").text(), "body \"v2\"");
+    // max-age=1 shortens the stage's 300 s; Age is generated on hits
+    o.set_headers("Cache-Control: max-age=1\r\n");
+    gw.get("/prod/r/b");
+    let hit = gw.get("/prod/r/b");
+    assert_eq!(cache_header(&hit), "hit");
+    assert!(hit.header("age").is_some_and(|a| a.parse::<u64>().is_ok()), "Age on a hit");
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let before = o.counts();
+    gw.get("/prod/r/b");
+    assert_ne!(o.counts(), before, "expired after the origin's max-age, not the stage TTL");
+    // an Expires 83 minutes in the past, no validator: never served from the cache
+    let past = httpdate::fmt_http_date(std::time::SystemTime::now() - std::time::Duration::from_secs(83 * 60));
+    for (path, h) in [
+        ("/prod/p/expired", format!("x-reply-header: Expires: {past}")),
+        ("/prod/p/sc-nostore", "x-reply-header: Surrogate-Control: no-store".to_string()),
+        ("/prod/p/must", "x-reply-header: Cache-Control: max-age=0, must-revalidate".to_string()),
+    ] {
+        let origin = Origin::start("o");
+        let ou = origin.url();
+        let g2 = Gateway::start(|d, p| cached_api(d, p, &ou, r#"{ ttl = "300s" }"#, ""));
+        let (k, v) = h.split_once(": ").expect("header");
+        for _ in 0..2 {
+            let r = get(g2.addr(), path, &[(k, v)]);
+            assert_ne!(cache_header(&r), "hit", "{h}");
+            assert!(r.header("surrogate-control").is_none(), "Surrogate-Control is for the gateway");
+        }
+        assert_eq!(origin.count(), 2, "{h}");
+    }
+    // an origin's Age counts: max-age=100 with Age: 200 is stale on arrival
+    let origin = Origin::start("o");
+    let ou = origin.url();
+    let g3 = Gateway::start(|d, p| cached_api(d, p, &ou, r#"{ ttl = "300s" }"#, ""));
+    let aged = [("x-reply-header", "Cache-Control: max-age=100"), ("x-reply-header", "Age: 200")];
+    get(g3.addr(), "/prod/p/aged", &aged);
+    assert_ne!(cache_header(&get(g3.addr(), "/prod/p/aged", &aged)), "hit");
+}
+
+#[test]
+fn origin_cache_control_ignore_is_the_aws_model() {
+    let origin = Origin::start("o");
+    let ou = origin.url();
+    let gw = Gateway::start(|d, p| cached_api(d, p, &ou, r#"{ ttl = "300s", origin_cache_control = "ignore" }"#, ""));
+    let h = [("x-reply-header", "Cache-Control: max-age=0, no-store")];
+    get(gw.addr(), "/prod/p/i", &h);
+    assert_eq!(cache_header(&get(gw.addr(), "/prod/p/i", &h)), "hit", "the stage TTL alone decides");
+    assert_eq!(origin.count(), 1);
+    // a bad value is a config error naming the key
+    let d = tempfile::tempdir().expect("dir");
+    let f = d.path().join("edgegate.toml");
+    std::fs::write(&f, cached_api(d.path(), &Ports::new(), &ou, r#"{ origin_cache_control = "sometimes" }"#, "")).expect("w");
+    let out = std::process::Command::new(BIN).arg("check").arg("-c").arg(&f).output().expect("check");
+    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && err.contains("origin_cache_control"), "{err}");
+}
+
+#[test]
+fn successful_writes_invalidate_the_path_and_its_location() {
+    let origin = Origin::start("o");
+    let gw = start(&origin, r#"{ ttl = "300s" }"#);
+    let host = [("host", "gw.test")];
+    let g = |p: &str| get(gw.addr(), p, &host);
+    for p in ["/prod/w/1", "/prod/w/2", "/prod/w/3", "/prod/w/4"] {
+        g(p);
+        assert_eq!(cache_header(&g(p)), "hit");
+    }
+    let n = origin.count();
+    // a failed write changes nothing
+    send(gw.addr(), "POST", "/prod/status/500", &host, b"x");
+    assert_eq!(cache_header(&g("/prod/w/1")), "hit");
+    // PUT /w/1 invalidates /w/1; its Location names /w/2 and Content-Location /w/3 (absolute, same host)
+    let r = send(
+        gw.addr(),
+        "PUT",
+        "/prod/w/1",
+        &[
+            ("host", "gw.test"),
+            ("x-reply-header", "Location: /prod/w/2"),
+            ("x-reply-header", "Content-Location: http://gw.test/prod/w/3"),
+        ],
+        b"new",
+    );
+    assert_eq!(r.status, 200);
+    for p in ["/prod/w/1", "/prod/w/2", "/prod/w/3"] {
+        assert_eq!(cache_header(&g(p)), "miss", "{p} invalidated");
+    }
+    assert_eq!(origin.count(), n + 1 + 1 + 3);
+    // another host's Location is not ours to invalidate
+    send(
+        gw.addr(),
+        "DELETE",
+        "/prod/w/5",
+        &[("host", "gw.test"), ("x-reply-header", "Location: http://elsewhere.test/prod/w/4")],
+        b"",
+    );
+    assert_eq!(cache_header(&g("/prod/w/4")), "hit");
+}
+
+#[test]
+fn hop_by_hop_headers_are_not_forwarded_or_stored_and_http10_origins_answer_as_http11() {
+    let o = Validating::start(true);
+    let url = o.url();
+    let gw = Gateway::start(|d, p| cached_api(d, p, &url, r#"{ ttl = "300s" }"#, ""));
+    for expect in ["miss", "hit"] {
+        let mut s = std::net::TcpStream::connect(gw.addr()).expect("connect");
+        std::io::Write::write_all(&mut s, b"GET /prod/h/1 HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut r = std::io::BufReader::new(s);
+        let mut status = String::new();
+        std::io::BufRead::read_line(&mut r, &mut status).expect("status");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut head = String::new();
+        loop {
+            let mut l = String::new();
+            std::io::BufRead::read_line(&mut r, &mut l).expect("header");
+            if l.trim().is_empty() {
+                break;
+            }
+            head.push_str(&l.to_ascii_lowercase());
+        }
+        assert!(!head.contains("x-hop") && !head.contains("keep-alive: timeout"), "{expect}: {head}");
+        assert!(head.contains(&format!("x-edgegate-cache: {expect}")), "{head}");
+    }
+}
