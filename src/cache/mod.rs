@@ -154,19 +154,24 @@ pub fn not_storable(credential: bool, resp: &ResponseHeader, honor_origin: bool)
         return Some("set-cookie");
     }
     let mut shared = false;
+    let surrogate = if honor_origin { CacheControl::from_headers_named("surrogate-control", h) } else { None };
+    if surrogate.as_ref().is_some_and(|sc| sc.no_store()) {
+        return Some("surrogate-control");
+    }
+    // Surrogate-Control speaks to gateways and, when it sets a lifetime, overrides
+    // Cache-Control (which speaks to every cache)
+    let surrogate_lifetime = surrogate.as_ref().is_some_and(|sc| sc.has_key("max-age"));
     for v in h.get_all(http::header::CACHE_CONTROL) {
         let Ok(s) = v.to_str() else { return Some("cache-control") };
         for d in s.split(',').map(|d| d.trim().split('=').next().unwrap_or("").trim()) {
-            if honor_origin && ["private", "no-store"].iter().any(|x| d.eq_ignore_ascii_case(x)) {
+            if honor_origin
+                && !surrogate_lifetime
+                && ["private", "no-store"].iter().any(|x| d.eq_ignore_ascii_case(x))
+            {
                 return Some("cache-control");
             }
             shared |= d.eq_ignore_ascii_case("public") || d.eq_ignore_ascii_case("s-maxage");
         }
-    }
-    if honor_origin
-        && CacheControl::from_headers_named("surrogate-control", h).is_some_and(|sc| sc.no_store())
-    {
-        return Some("surrogate-control");
     }
     if credential && !shared {
         return Some("credentials");
@@ -200,14 +205,21 @@ pub fn freshness(resp: &ResponseHeader, ttl: Duration, honor_origin: bool, now: 
     }
     let h = &resp.headers;
     let secs = |n: u32| Duration::from_secs(n as u64);
+    // a lifetime directive that is present but not a valid delta-seconds means "stale"
+    let directive = |c: &CacheControl, name: &str| -> Option<Duration> {
+        if !c.has_key(name) {
+            return None;
+        }
+        let v = if name == "s-maxage" { c.s_maxage() } else { c.max_age() };
+        Some(v.ok().flatten().map_or(Duration::ZERO, secs))
+    };
     let cc = CacheControl::from_resp_headers(resp);
     let sc = CacheControl::from_headers_named("surrogate-control", h);
     let date = h.get(http::header::DATE).and_then(|v| v.to_str().ok()).and_then(|v| httpdate::parse_http_date(v).ok());
-    let lifetime = sc
+    let explicit = sc
         .as_ref()
-        .and_then(|c| c.max_age().ok().flatten())
-        .map(secs)
-        .or_else(|| cc.as_ref().and_then(|c| c.s_maxage().ok().flatten().or(c.max_age().ok().flatten())).map(secs))
+        .and_then(|c| directive(c, "max-age"))
+        .or_else(|| cc.as_ref().and_then(|c| directive(c, "s-maxage").or_else(|| directive(c, "max-age"))))
         .or_else(|| {
             let mut all = h.get_all(http::header::EXPIRES).iter();
             let (Some(e), None) = (all.next(), all.next()) else {
@@ -219,14 +231,25 @@ pub fn freshness(resp: &ResponseHeader, ttl: Duration, honor_origin: bool, now: 
                 return Some(Duration::ZERO);
             };
             Some(expires.duration_since(date.unwrap_or(now)).unwrap_or(Duration::ZERO))
-        })
-        .map_or(ttl, |l| l.min(ttl));
-    let age_header = h
-        .get(http::header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::ZERO);
+        });
+    // the TTL stands in for a heuristic lifetime, which only these statuses may have
+    // (RFC 9110 15.1, within the 2xx the gateway stores)
+    if explicit.is_none() && !matches!(resp.status.as_u16(), 200 | 203 | 204 | 206) {
+        return None;
+    }
+    let lifetime = explicit.map_or(ttl, |l| l.min(ttl));
+    // Age: one non-negative integer; anything else makes the response stale
+    let mut ages = h.get_all(http::header::AGE).iter();
+    let age_header = match (ages.next(), ages.next()) {
+        (None, _) => Duration::ZERO,
+        (Some(v), None) => v
+            .to_str()
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .map_or(MAX_TTL * 24, Duration::from_secs),
+        _ => MAX_TTL * 24,
+    };
     let apparent = date.and_then(|d| now.duration_since(d).ok()).unwrap_or(Duration::ZERO);
     let age = age_header.max(apparent).min(MAX_TTL * 24);
     let created = now.checked_sub(age).unwrap_or(now);
@@ -237,6 +260,25 @@ pub fn freshness(resp: &ResponseHeader, ttl: Duration, honor_origin: bool, now: 
     let validator = h.contains_key(http::header::ETAG) || h.contains_key(http::header::LAST_MODIFIED);
     // stale from the start: kept only to be revalidated (its fresh_until is in the past)
     validator.then(|| Freshness { fresh_until: now.checked_sub(Duration::from_secs(1)).unwrap_or(now), created })
+}
+
+/// The stored header updated with a 304's fields (RFC 9111 4.3.4): each field the 304 carries
+/// replaces the stored one, except those that describe the stored body itself (its framing,
+/// encoding, digest and validator) and `Date` (the stored response's own).
+pub fn apply_304(stored: &ResponseHeader, fields: &HeaderMap) -> ResponseHeader {
+    const KEEP: &[&str] =
+        &["content-length", "transfer-encoding", "content-range", "content-encoding", "content-md5", "etag", "date"];
+    let mut h = stored.clone();
+    for name in fields.keys() {
+        if KEEP.contains(&name.as_str()) {
+            continue;
+        }
+        h.remove_header(name);
+        for v in fields.get_all(name) {
+            let _ = h.append_header(name.clone(), v.clone());
+        }
+    }
+    h
 }
 
 /// Response headers that are meant for this hop only (RFC 9110 7.6.1): `Connection`, the

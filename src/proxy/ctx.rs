@@ -16,6 +16,8 @@ pub struct RequestCtx {
     pub request_id: String,
     /// Counts this request as in flight until the context is dropped (draining waits on it).
     pub in_flight: crate::lifecycle::InFlight,
+    /// The header fields of an integration's 304 to a revalidation, to update the stored answer.
+    pub revalidation: Option<http::HeaderMap>,
     pub client_ip: Option<IpAddr>,
     pub xff: String,
     /// The peer is one of `server.trusted_proxies`.
@@ -100,6 +102,7 @@ impl RequestCtx {
             received_at: SystemTime::now(),
             request_id: String::new(),
             in_flight: crate::lifecycle::InFlight::start(),
+            revalidation: None,
             client_ip: None,
             xff: String::new(),
             trusted_peer: false,

@@ -322,28 +322,41 @@ fn invalidate_after_write(session: &Session, resp: &ResponseHeader, ctx: &Reques
     }
     let (Some(rc), Some(m)) = (&ctx.cache, &ctx.route) else { return };
     rc.store.purge_path(&m.path);
-    // the mount prefix (stage or base path) the client's path has in front of the route path
-    let raw = req.uri.path();
-    let Some(prefix) = raw.strip_suffix(m.path.as_str()) else { return };
+    // A URL may be in the client's space (behind the stage or base path) or in the
+    // integration's (the origin's own Location): the prefix each puts before the route path.
+    let client_prefix = req.uri.path().strip_suffix(m.path.as_str());
+    let origin_host = match m.integration.as_deref() {
+        Some(Integration::Http(t)) => t.host.as_str(),
+        _ => "",
+    };
+    let origin_path = ctx.upstream.uri.split(['?', '#']).next().unwrap_or("");
+    let origin_prefix = origin_path.strip_suffix(m.path.as_str());
     for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
         let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else { continue };
-        let path = match v.split_once("://") {
-            Some((_, rest)) => {
-                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-                if !host.eq_ignore_ascii_case(&ctx.host) {
-                    continue; // another host's URLs are not ours to invalidate
-                }
-                path
-            }
-            None if v.starts_with('/') => v,
+        let (host, path) = match split_url(v) {
+            Some((h, p)) => (Some(h), p),
+            None if v.starts_with('/') => (None, v),
             None => continue,
         };
         let path = path.split(['?', '#']).next().unwrap_or("");
-        if let Some(below) = path.strip_prefix(prefix).filter(|p| p.starts_with('/')) {
-            rc.store.purge_path(below);
+        let host_name = |h: &str| h.rsplit_once(':').map_or(h, |(n, _)| n).to_ascii_lowercase();
+        let ours = host.is_none_or(|h| host_name(h) == ctx.host);
+        let origins = host.is_none_or(|h| !origin_host.is_empty() && host_name(h) == host_name(origin_host));
+        // over-invalidating both readings is safe; missing one is not
+        for (applies, prefix) in [(ours, client_prefix), (origins, origin_prefix)] {
+            if let (true, Some(prefix)) = (applies, prefix) {
+                if let Some(below) = path.strip_prefix(prefix).filter(|p| p.starts_with('/')) {
+                    rc.store.purge_path(below);
+                }
+            }
         }
     }
+}
+
+/// `scheme://authority/path` → (authority, /path).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let (_, rest) = url.split_once("://")?;
+    Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
 }
 
 /// `Strict-Transport-Security` for HTTPS answers on a custom domain with `hsts`.
@@ -527,7 +540,7 @@ impl ProxyHttp for Gateway {
 
     fn response_cache_filter(
         &self,
-        _session: &Session,
+        session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<pingora::cache::RespCacheable> {
@@ -535,16 +548,41 @@ impl ProxyHttp for Gateway {
         let Some(rc) = &ctx.cache else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
+        // a 304 to a revalidation: its fields replace the stored ones (RFC 9111 4.3.4)
+        let updated;
+        // the 304's Date dates the freshened response for its age; the stored Date stays
+        let mut dated = None;
+        let resp = match ctx.revalidation.take() {
+            Some(fields) => {
+                // from the stored header itself: Pingora's merge already took the 304's ETag
+                let stored = session.cache.maybe_cache_meta().map_or(resp, |m| m.response_header());
+                updated = crate::cache::apply_304(stored, &fields);
+                if let Some(d) = fields.get(http::header::DATE) {
+                    let mut h = updated.clone();
+                    h.insert_header(http::header::DATE, d.clone())?;
+                    dated = Some(h);
+                }
+                &updated
+            }
+            None => resp,
+        };
         if let Some(why) = crate::cache::not_storable(ctx.cache_credential, resp, rc.honor_origin) {
             log::debug!("response not stored: {why}");
             return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
         }
-        let Some(f) = crate::cache::freshness(resp, rc.ttl, rc.honor_origin, std::time::SystemTime::now()) else {
+        let now = std::time::SystemTime::now();
+        let Some(f) = crate::cache::freshness(dated.as_ref().unwrap_or(resp), rc.ttl, rc.honor_origin, now) else {
             log::debug!("response not stored: stale on arrival and no validator");
             return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
         };
         // never served stale: no stale-while-revalidate, no stale-if-error
         Ok(RespCacheable::Cacheable(CacheMeta::new(f.fresh_until, f.created, 0, 0, resp.clone())))
+    }
+
+    /// A stale entry is never served instead of an error: entries are revalidated or refetched
+    /// (`must-revalidate` and friends hold by construction).
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, _error: Option<&Error>) -> bool {
+        false
     }
 
     /// Each `Vary` variant is its own entry (pingora-cache variance).
@@ -665,6 +703,9 @@ impl ProxyHttp for Gateway {
         // is an HTTP/1.1 answer to our clients
         crate::cache::strip_hop_by_hop(resp);
         resp.set_version(http::Version::HTTP_11);
+        if resp.status == http::StatusCode::NOT_MODIFIED && ctx.cache.is_some() {
+            ctx.revalidation = Some(resp.headers.clone());
+        }
         if let Some(s) = ctx.upstream.started {
             ctx.upstream.latency_ms = Some(s.elapsed().as_millis() as u64);
         }
@@ -718,9 +759,11 @@ impl ProxyHttp for Gateway {
         use ErrorType::*;
         match e.esource() {
             ErrorSource::Upstream => {
-                let u = ctx.upstream.uri.as_str();
-                let authority = u.split_once("://").map_or(u, |(_, r)| r.split('/').next().unwrap_or(r));
-                errors::upstream(authority, errors::upstream_kind(e), e);
+                let target = match ctx.route.as_ref().and_then(|r| r.integration.as_deref()) {
+                    Some(Integration::Http(t)) => t.addr.to_string(),
+                    _ => "integration".to_string(),
+                };
+                errors::upstream(&target, errors::upstream_kind(e), e);
             }
             ErrorSource::Downstream => errors::downstream(errors::downstream_error_kind(e), e),
             _ if matches!(e.etype(), HTTPStatus(_)) => {}
