@@ -415,8 +415,12 @@ fn the_origin_may_shorten_or_forbid_storage_and_stale_entries_are_revalidated() 
     assert_eq!((r.status, r.text().as_str()), (200, "body \"v1\""));
     assert_eq!(cache_header(&gw.get("/prod/r/a")), "hit", "revalidated: the 304 keeps the entry");
     assert_eq!(o.counts(), (1, 1), "one full answer, one 304");
-    gw.get("/prod/r/a");
+    // the 304's fields update the stored answer (not the body's own: its ETag stays)
+    o.set_headers("Cache-Control: max-age=0\r\nX-Rev: 2\r\n");
+    let r = gw.get("/prod/r/a");
     assert_eq!(o.counts(), (1, 2), "stale entries are never served without revalidation");
+    assert_eq!((r.header("x-rev"), r.header("etag"), r.text().as_str()), (Some("2"), Some("\"v1\""), "body \"v1\""));
+    o.set_headers("Cache-Control: max-age=0\r\n");
     // a new version: the revalidation gets a 200 and the entry is replaced
     o.version.store(2, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(gw.get("/prod/r/a").text(), "body \"v2\"");
