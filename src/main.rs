@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     // First: a SIGHUP while starting (or taking sockets over) must not kill the process.
     edgegate::lifecycle::install_early_hup();
     let cli = Cli::parse();
+    if cli.daemon && cli.command.is_none() && !cli.test {
+        // before any thread exists; returns in the daemon only
+        edgegate::lifecycle::daemon::daemonize();
+    }
     if let Some(Command::Sign { access_key, secret_env, region, service, headers, data, method, url }) = &cli.command {
         let Ok(secret) = std::env::var(secret_env) else {
             eprintln!("edgegate: environment variable {secret_env} is not set");
@@ -122,7 +126,7 @@ fn main() -> ExitCode {
         snap.version
     );
     let shared = Arc::new(ArcSwap::from_pointee(snap));
-    let args = edgegate::server::RunArgs { config, daemon: cli.daemon, upgrade: cli.upgrade };
+    let args = edgegate::server::RunArgs { config, upgrade: cli.upgrade };
     match edgegate::server::run(shared, args) {
         Ok(never) => match never {},
         Err(e) => {

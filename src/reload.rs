@@ -129,6 +129,7 @@ impl BackgroundService for Reloader {
         crate::lifecycle::handover::acknowledge();
         write_pid_file(&l.pid_file);
         crate::lifecycle::notify::ready(self.upgraded);
+        crate::lifecycle::daemon::report_ready();
         let mut early_hup = crate::lifecycle::take_early_hup();
 
         let mut sweep = tokio::time::interval(Duration::from_secs(10));

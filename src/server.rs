@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 pub struct RunArgs {
     pub config: PathBuf,
-    pub daemon: bool,
+    /// `-u`: take the listening sockets over from the running instance. (`-d` is handled
+    /// before anything else, by `lifecycle::daemon`.)
     pub upgrade: bool,
 }
 
@@ -72,15 +73,11 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
         grace_period_seconds: Some(l.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         max_retries: 6,
-        daemon: args.daemon,
-        daemon_wait_for_ready: true,
         ..ServerConf::default()
     };
     // The hand-over is ours (above), so Pingora never runs its own upgrade.
-    let opt = Opt { upgrade: false, daemon: args.daemon, nocapture: false, test: false, conf: None };
+    let opt = Opt { upgrade: false, daemon: false, nocapture: false, test: false, conf: None };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
-    // Runs after a daemon's fork; releases the waiting parent (`-d`).
-    let boot = server.bootstrap_as_a_service();
 
     let mut options = HttpServerOptions::default();
     options.h2c = true;
@@ -120,9 +117,6 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     let mut admin = Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone() });
     admin.add_tcp(&l.admin_listen);
     listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.fds.clone() }));
-    for h in &listeners {
-        h.add_dependency(&boot);
-    }
     let reloader = server.add_service(background_service(
         "config-reload",
         Reloader { shared, path: args.config, upgraded: args.upgrade },

@@ -10,6 +10,7 @@
 //!   exits once no request is in flight (at most `grace_period`).
 //! - SIGTERM drains the same way without a hand-over; SIGINT stops at once.
 
+pub mod daemon;
 pub mod handover;
 pub mod notify;
 

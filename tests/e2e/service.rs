@@ -404,3 +404,41 @@ fn a_second_instance_on_taken_addresses_fails_fast_and_clearly() {
     assert!(err.contains("in use") && err.contains(&format!("127.0.0.1:{}", gw.ports.listen)), "{err}");
     assert_eq!(gw.get("/prod/hello").text(), "one", "the first instance is untouched");
 }
+
+#[test]
+fn daemonize_returns_once_serving_and_upgrades_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = Ports::new();
+    let config = dir.path().join("edgegate.toml");
+    std::fs::write(&config, cfg(dir.path(), &ports, "d", "watch = false")).expect("config");
+    let pid_file = dir.path().join("edgegate.pid");
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], ports.admin));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ports.listen));
+    let run = |extra: &[&str]| {
+        let t = Instant::now();
+        let st = Command::new(BIN)
+            .arg("-c")
+            .arg(&config)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("edgegate -d");
+        (st, t.elapsed())
+    };
+    let (st, took) = run(&["-d"]);
+    assert!(st.success() && took < Duration::from_secs(10), "-d returns: {st:?} after {took:?}");
+    eventually("the daemon to serve", || ready(admin));
+    let first: u32 = std::fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("pid");
+    assert_eq!(get(addr, "/prod/hello", &[]).text(), "d");
+    let (st, took) = run(&["-u", "-d"]);
+    assert!(st.success() && took < Duration::from_secs(10), "-u -d returns: {st:?} after {took:?}");
+    eventually("the new daemon to take over", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() != first.to_string()) && !pid_alive(first)
+    });
+    assert_eq!(get(addr, "/prod/hello", &[]).text(), "d");
+    let second: u32 = std::fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("pid");
+    assert!(Command::new("kill").arg("-INT").arg(second.to_string()).status().expect("kill").success());
+    eventually("the daemon to stop", || !pid_alive(second));
+}
