@@ -49,3 +49,4 @@ pub mod tls;
 pub mod transform;
 pub mod upstream;
 pub mod validation;
+pub mod vpc_link;

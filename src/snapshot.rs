@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub domains: HashMap<String, Vec<Mount>>,
     /// Custom domains with `hsts`: lower-case host -> `Strict-Transport-Security` (HTTPS only).
     pub hsts: HashMap<String, http::HeaderValue>,
+    /// `[[vpc_links]]` by name (the health checker walks them).
+    pub links: HashMap<String, Arc<crate::vpc_link::Link>>,
     /// Mock bodies and gateway-response bodies.
     pub templates: minijinja::Environment<'static>,
     pub certs: CertStore,

@@ -37,6 +37,26 @@ pub struct HttpTarget {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retries: u32,
+    /// A VPC link: the target is chosen per request from the link's group (`addr` unused).
+    pub link: Option<std::sync::Arc<crate::vpc_link::Link>>,
+}
+
+/// A `vpc_link` integration: proxy mode (the route path appended) to a target of `link`.
+pub fn link_target(name: &str, link: std::sync::Arc<crate::vpc_link::Link>, timeout: Duration, retries: u32) -> HttpTarget {
+    HttpTarget {
+        name: name.to_string(),
+        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        tls: link.tls,
+        tls_verify: true,
+        host: if link.sni.is_empty() { link.name.clone() } else { link.sni.clone() },
+        sni: link.sni.clone(),
+        path: UriPath::Prefix(String::new()),
+        query: None,
+        timeout,
+        connect_timeout: timeout.min(Duration::from_secs(10)),
+        retries,
+        link: Some(link),
+    }
 }
 
 /// Replaces `${stageVariables.NAME}` with the stage's value; unknown names are an error.
@@ -99,6 +119,7 @@ pub fn parse_target(
         timeout,
         connect_timeout: timeout.min(Duration::from_secs(10)),
         retries,
+        link: None,
     })
 }
 

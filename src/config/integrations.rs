@@ -3,6 +3,48 @@
 use super::*;
 
 impl Compiler {
+    /// `[[vpc_links]]`: target groups with balance and health checks.
+    pub(super) fn vpc_links(&mut self, root: &KeyPath, cfg: &Config) {
+        use crate::vpc_link::{Balance, Link};
+        for (i, l) in cfg.vpc_links.iter().enumerate() {
+            let p = root.key("vpc_links").idx(i);
+            if self.links.contains_key(&l.name) {
+                self.err(p.key("name"), format!("VPC link {:?} is defined twice", l.name));
+                continue;
+            }
+            let balance = match l.balance.as_deref().unwrap_or("round_robin") {
+                "round_robin" => Balance::RoundRobin,
+                "random" => Balance::Random,
+                "consistent" => Balance::Consistent,
+                other => {
+                    self.err(p.key("balance"), format!("balance {other:?} must be round_robin, random or consistent"));
+                    continue;
+                }
+            };
+            let check = match &l.health_check {
+                None => None,
+                Some(t) => match parse_check(t) {
+                    Ok(c) => Some(c),
+                    Err((k, m)) => {
+                        self.err(p.key("health_check").key(k), m);
+                        continue;
+                    }
+                },
+            };
+            let sni = l.sni.clone().unwrap_or_default();
+            if l.tls == Some(true) && sni.is_empty() {
+                self.err(p.key("sni"), "a TLS VPC link needs sni (the name its targets' certificates carry)");
+                continue;
+            }
+            match Link::new(&l.name, &l.targets, balance, l.tls.unwrap_or(false), &sni, check) {
+                Ok(link) => {
+                    self.links.insert(l.name.clone(), Arc::new(link));
+                }
+                Err(e) => self.err(p.key("targets"), e),
+            }
+        }
+    }
+
     /// Checks an integration's type and keys (once, independent of stages).
     pub(super) fn check_integration(
         &mut self,
@@ -36,7 +78,8 @@ impl Compiler {
         let allowed: &[&str] = match i.kind.as_str() {
             "http" => &["uri", "timeout", "retries", "tls_verify"],
             "mock" => &["status", "headers", "body"],
-            "lambda" | "aws" | "vpc_link" => {
+            "vpc_link" => &["link", "timeout", "retries"],
+            "lambda" | "aws" => {
                 self.unsupported(p.key("type"), &format!("integration type {:?}", i.kind));
                 return;
             }
@@ -54,9 +97,12 @@ impl Compiler {
             }
         }
         match i.kind.as_str() {
-            "http" => {
-                if i.uri.is_none() {
+            "http" | "vpc_link" => {
+                if i.kind == "http" && i.uri.is_none() {
                     self.err(p.key("type"), "an http integration needs uri");
+                }
+                if i.kind == "vpc_link" && i.link.is_none() {
+                    self.err(p.key("type"), "a vpc_link integration needs link = \"NAME\" (a [[vpc_links]] name)");
                 }
                 if let Some(t) = i.timeout {
                     if t.0.is_zero() || t.0 > settings.max_integration_timeout {
@@ -192,6 +238,19 @@ impl Compiler {
                     }
                 }
             }
+            "vpc_link" => {
+                let name = i.link.as_deref()?;
+                let Some(link) = self.links.get(name).cloned() else {
+                    self.err(ip.key("link"), format!("no [[vpc_links]] named {name:?}"));
+                    return None;
+                };
+                let timeout = i
+                    .timeout
+                    .map(|d| d.0)
+                    .unwrap_or(settings.max_integration_timeout)
+                    .min(settings.max_integration_timeout);
+                Some(snapshot::Integration::Http(upstream::link_target(tname, link, timeout, i.retries.unwrap_or(0))))
+            }
             "mock" => {
                 let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
                 let body = i.body.as_ref().map(|b| crate::templates::name_for(&format!("mock:{tname}"), b));
@@ -200,4 +259,36 @@ impl Compiler {
             _ => None,
         }
     }
+}
+
+/// `health_check = { kind = "http" | "tcp", path, interval, timeout }`.
+fn parse_check(t: &toml::Table) -> Result<crate::vpc_link::Check, (&'static str, String)> {
+    let dur = |k: &'static str, default: u64| -> Result<std::time::Duration, (&'static str, String)> {
+        match t.get(k) {
+            None => Ok(std::time::Duration::from_secs(default)),
+            Some(toml::Value::String(s)) => humantime::parse_duration(s).map_err(|e| (k, format!("{s:?}: {e}"))),
+            Some(_) => Err((k, format!("{k} must be a duration such as \"5s\""))),
+        }
+    };
+    if let Some(k) = t.keys().find(|k| !["kind", "path", "interval", "timeout"].contains(&k.as_str())) {
+        return Err(("kind", format!("unknown key `{k}` (kind, path, interval, timeout)")));
+    }
+    let kind = t.get("kind").and_then(|v| v.as_str()).unwrap_or("tcp");
+    let path = t.get("path").and_then(|v| v.as_str()).unwrap_or("/").to_string();
+    let http_path = match kind {
+        "http" => {
+            if !path.starts_with('/') {
+                return Err(("path", format!("path {path:?} must start with /")));
+            }
+            Some(path)
+        }
+        "tcp" => None,
+        other => return Err(("kind", format!("kind {other:?} must be http or tcp"))),
+    };
+    let interval = dur("interval", 5)?;
+    let timeout = dur("timeout", 1)?;
+    if interval.is_zero() || timeout.is_zero() || timeout > interval {
+        return Err(("timeout", "interval and timeout must be above 0, and timeout at most interval".into()));
+    }
+    Ok(crate::vpc_link::Check { http_path, interval, timeout })
 }

@@ -66,6 +66,7 @@ fn compile_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
         other_errors: vec![],
         files: vec![path.to_path_buf()],
         hasher: Sha256::new(),
+        links: HashMap::new(),
     };
     c.hasher.update(src.as_bytes());
     c.merge_openapi(&mut cfg);
@@ -96,6 +97,8 @@ struct Compiler {
     other_errors: Vec<ConfigError>,
     files: Vec<PathBuf>,
     hasher: Sha256,
+    /// `[[vpc_links]]`, compiled before the APIs that name them.
+    links: HashMap<String, Arc<crate::vpc_link::Link>>,
 }
 
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";
@@ -223,9 +226,7 @@ impl Compiler {
             }
         });
         let authorizers = self.authorizers(&root, cfg);
-        if !cfg.vpc_links.is_empty() {
-            self.unsupported(root.key("vpc_links"), "VPC links ([[vpc_links]])");
-        }
+        self.vpc_links(&root, cfg);
         if cfg.edge.is_some() {
             self.unsupported(root.key("edge"), "the edge role ([edge])");
         }
@@ -356,6 +357,7 @@ impl Compiler {
             by_stage,
             domains,
             hsts,
+            links: self.links.clone(),
             templates: env,
             certs,
             account,

@@ -78,6 +78,8 @@ pub struct Upstream {
     pub latency_ms: Option<u64>,
     pub status: Option<u16>,
     pub retries_left: u32,
+    /// VPC-link targets already tried for this request (never the same one twice).
+    pub tried: Vec<String>,
     pub body_bytes: u64,
     /// The request body to send instead of the client's (a transformed body).
     pub new_body: Option<bytes::Bytes>,

@@ -616,7 +616,32 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::InternalError, "no http integration for this route");
         };
         let sni = if t.tls { t.sni.clone() } else { String::new() };
-        let mut peer = HttpPeer::new(t.addr, t.tls, sni);
+        let mut peer = match &t.link {
+            None => HttpPeer::new(t.addr, t.tls, sni),
+            Some(link) => {
+                // consistent hashing keys on the client address
+                let key = match ctx.client_ip {
+                    Some(std::net::IpAddr::V4(a)) => a.octets().to_vec(),
+                    Some(std::net::IpAddr::V6(a)) => a.octets().to_vec(),
+                    None => Vec::new(),
+                };
+                let Some((target, backend)) = link.select(&key, &ctx.upstream.tried) else {
+                    let why = if link.any_healthy() { "every healthy target failed" } else { "no healthy target" };
+                    ctx.pending_error = Some(ResponseType::IntegrationFailure);
+                    ctx.error_message = Some(format!("VPC link {}: {why}", link.name));
+                    return Error::e_explain(ErrorType::HTTPStatus(503), format!("vpc link {}: {why}", link.name));
+                };
+                ctx.upstream.tried.push(target);
+                match backend.addr {
+                    pingora::protocols::l4::socket::SocketAddr::Inet(sa) => HttpPeer::new(sa, t.tls, sni),
+                    pingora::protocols::l4::socket::SocketAddr::Unix(ref ua) => {
+                        let path = ua.as_pathname().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                        HttpPeer::new_uds(&path, t.tls, sni)
+                            .map_err(|e| Error::because(ErrorType::InternalError, "unix target", e))?
+                    }
+                }
+            }
+        };
         peer.options.connection_timeout = Some(t.connect_timeout);
         peer.options.total_connection_timeout = Some(t.connect_timeout);
         peer.options.read_timeout = Some(t.timeout);

@@ -20,3 +20,4 @@ mod service;
 mod sigv4;
 mod tls;
 mod transforms;
+mod vpc_link;

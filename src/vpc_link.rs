@@ -1,0 +1,243 @@
+//! VPC links: private upstream groups (`[[vpc_links]]`, `type = "vpc_link"` integrations).
+//!
+//! Targets are `host:port` or `unix:/path`; selection is pingora-load-balancing's round robin,
+//! random, or consistent hashing (ketama) on the client IP. One background service
+//! ([`HealthChecker`]) runs each link's health check (HTTP or TCP, via pingora's checkers)
+//! on the running snapshot; health lives in a process-wide table keyed by link and target, so it
+//! survives reloads while a target stays in the config, and is exported as
+//! `edgegate_upstream_health{link,target}`. A target that failed to connect is not chosen again
+//! for the same request (failover with `retries`).
+
+use crate::observability::metrics;
+use crate::snapshot::Shared;
+use async_trait::async_trait;
+use dashmap::DashMap;
+use once_cell::sync::Lazy;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::{Consistent, Random, RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::protocols::l4::socket::SocketAddr;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// `balance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    /// Ketama on the client IP.
+    Consistent,
+}
+
+/// `health_check`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// `None`: TCP (or TLS) connect; `Some(path)`: HTTP GET, 2xx/3xx expected.
+    pub http_path: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+enum Selector {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Random(LoadBalancer<Random>),
+    Consistent(LoadBalancer<Consistent>),
+}
+
+/// One compiled link.
+pub struct Link {
+    pub name: String,
+    /// The targets as configured (the health table's keys).
+    pub targets: Vec<String>,
+    pub tls: bool,
+    pub sni: String,
+    pub check: Option<Check>,
+    backends: Vec<(String, Backend)>,
+    selector: Selector,
+    checker: Option<Box<dyn HealthCheck + Send + Sync>>,
+}
+
+/// Health by (link, target); unknown means healthy (until a check says otherwise).
+static HEALTH: Lazy<DashMap<(String, String), bool>> = Lazy::new(DashMap::new);
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("name", &self.name).field("targets", &self.targets).finish()
+    }
+}
+
+fn backend(target: &str) -> Result<Backend, String> {
+    if let Some(path) = target.strip_prefix("unix:") {
+        let addr = std::os::unix::net::SocketAddr::from_pathname(path)
+            .map_err(|e| format!("target {target:?}: {e}"))?;
+        return Ok(Backend { addr: SocketAddr::Unix(addr), weight: 1, ext: Default::default() });
+    }
+    let sa: std::net::SocketAddr = target
+        .parse()
+        .map_err(|_| format!("target {target:?} must be IP:PORT or unix:/PATH"))?;
+    Ok(Backend { addr: SocketAddr::Inet(sa), weight: 1, ext: Default::default() })
+}
+
+impl Link {
+    pub fn new(
+        name: &str,
+        targets: &[String],
+        balance: Balance,
+        tls: bool,
+        sni: &str,
+        check: Option<Check>,
+    ) -> Result<Link, String> {
+        if targets.is_empty() {
+            return Err("a VPC link needs at least one target".into());
+        }
+        let mut backends = Vec::with_capacity(targets.len());
+        for t in targets {
+            backends.push((t.clone(), backend(t)?));
+        }
+        let set: BTreeSet<Backend> = backends.iter().map(|(_, b)| b.clone()).collect();
+        let make = || Backends::new(pingora::lb::discovery::Static::new(set.clone()));
+        let selector = match balance {
+            Balance::RoundRobin => Selector::RoundRobin(LoadBalancer::from_backends(make())),
+            Balance::Random => Selector::Random(LoadBalancer::from_backends(make())),
+            Balance::Consistent => Selector::Consistent(LoadBalancer::from_backends(make())),
+        };
+        let checker: Option<Box<dyn HealthCheck + Send + Sync>> = check.as_ref().map(|c| match &c.http_path {
+            Some(path) => {
+                let mut hc = HttpHealthCheck::new(if sni.is_empty() { name } else { sni }, tls);
+                if let Ok(req) = pingora::http::RequestHeader::build("GET", path.as_bytes(), None) {
+                    let mut req = req;
+                    let _ = req.append_header("Host", if sni.is_empty() { name } else { sni });
+                    hc.req = req;
+                }
+                hc.peer_template.options.connection_timeout = Some(c.timeout);
+                hc.peer_template.options.read_timeout = Some(c.timeout);
+                // 2xx and 3xx are healthy
+                hc.validator = Some(Box::new(|resp: &pingora::http::ResponseHeader| {
+                    let s = resp.status.as_u16();
+                    if (200..400).contains(&s) {
+                        Ok(())
+                    } else {
+                        pingora::Error::e_explain(pingora::ErrorType::Custom("health"), format!("status {s}"))
+                    }
+                }));
+                Box::new(hc) as Box<dyn HealthCheck + Send + Sync>
+            }
+            None => {
+                let mut hc = if tls { TcpHealthCheck::new_tls(sni) } else { TcpHealthCheck::new() };
+                hc.peer_template.options.connection_timeout = Some(c.timeout);
+                hc as Box<dyn HealthCheck + Send + Sync>
+            }
+        });
+        let link =
+            Link { name: name.to_string(), targets: targets.to_vec(), tls, sni: sni.to_string(), check, backends, selector, checker };
+        link.load()?;
+        Ok(link)
+    }
+
+    /// Loads the selector from the static target list. Static discovery does no I/O, so the
+    /// update completes on its first poll; compiling stays synchronous.
+    fn load(&self) -> Result<(), String> {
+        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = pingora::Result<()>> + Send + '_>> =
+            match &self.selector {
+                Selector::RoundRobin(l) => Box::pin(l.update()),
+                Selector::Random(l) => Box::pin(l.update()),
+                Selector::Consistent(l) => Box::pin(l.update()),
+            };
+        let mut fut = fut;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r.map_err(|e| e.to_string()),
+            std::task::Poll::Pending => Err("the target list did not load at once".into()),
+        }
+    }
+
+    fn target_of(&self, b: &Backend) -> Option<&str> {
+        self.backends.iter().find(|(_, x)| x == b).map(|(t, _)| t.as_str())
+    }
+
+    pub fn healthy(&self, target: &str) -> bool {
+        HEALTH.get(&(self.name.clone(), target.to_string())).is_none_or(|h| *h)
+    }
+
+    /// A healthy target not in `tried`, by the link's balance (`key`: the client IP for
+    /// consistent hashing). `None` when no such target is left.
+    pub fn select(&self, key: &[u8], tried: &[String]) -> Option<(String, Backend)> {
+        let accept = |b: &Backend, _: bool| {
+            self.target_of(b).is_some_and(|t| self.healthy(t) && !tried.iter().any(|x| x == t))
+        };
+        let n = self.backends.len() * 2 + 1;
+        let b = match &self.selector {
+            Selector::RoundRobin(l) => l.select_with(key, n, accept),
+            Selector::Random(l) => l.select_with(key, n, accept),
+            Selector::Consistent(l) => l.select_with(key, n, accept),
+        }?;
+        let t = self.target_of(&b)?.to_string();
+        Some((t, b))
+    }
+
+    /// Whether any target is healthy.
+    pub fn any_healthy(&self) -> bool {
+        self.targets.iter().any(|t| self.healthy(t))
+    }
+
+    async fn run_checks(&self) {
+        let Some(checker) = &self.checker else { return };
+        let timeout = self.check.as_ref().map_or(Duration::from_secs(1), |c| c.timeout);
+        // one target after the other, each bounded by the check's timeout
+        for (t, b) in &self.backends {
+            let ok = matches!(tokio::time::timeout(timeout, checker.check(b)).await, Ok(Ok(())));
+            let key = (self.name.clone(), t.clone());
+            let was = HEALTH.insert(key, ok);
+            if was.is_none_or(|w| w != ok) {
+                if ok {
+                    log::info!("vpc link {}: target {t} is healthy", self.name);
+                } else {
+                    log::warn!("vpc link {}: target {t} is unhealthy", self.name);
+                }
+            }
+            metrics::UPSTREAM_HEALTH.with_label_values(&[&self.name, t]).set(if ok { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// Runs every link's health check on its interval, on whatever snapshot is current.
+pub struct HealthChecker {
+    pub shared: Shared,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last: HashMap<String, Instant> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let snap = self.shared.load_full();
+            for link in snap.links.values() {
+                let Some(c) = &link.check else {
+                    metrics_unknown(link);
+                    continue;
+                };
+                let due = last.get(&link.name).is_none_or(|t| t.elapsed() >= c.interval);
+                if due {
+                    last.insert(link.name.clone(), Instant::now());
+                    link.run_checks().await;
+                }
+            }
+            // forget links and targets the configuration no longer has
+            last.retain(|n, _| snap.links.contains_key(n));
+            HEALTH.retain(|(l, t), _| snap.links.get(l).is_some_and(|x| x.targets.contains(t)));
+        }
+    }
+}
+
+fn metrics_unknown(link: &Link) {
+    for t in &link.targets {
+        metrics::UPSTREAM_HEALTH.with_label_values(&[&link.name, t]).set(1.0);
+    }
+}
