@@ -130,3 +130,38 @@ fn vpc_link_config_errors_name_the_key() {
         assert!(!out.status.success() && err.contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn unix_socket_targets_are_served() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().expect("dir");
+    let sock = dir.path().join("pets.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).expect("bind unix");
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut w = c.try_clone().expect("clone");
+                let mut r = std::io::BufReader::new(c);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    let body = format!("unix {target}");
+                    let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+                }
+            });
+        }
+    });
+    let targets = vec![format!("unix:{}", sock.display())];
+    let gw = Gateway::start(|d, p| cfg(d, p, &targets, "round_robin", r#"health_check = { kind = "http", path = "/health", interval = "200ms", timeout = "100ms" }"#, 0));
+    assert_eq!(gw.get("/prod/pets/1").text(), "unix /pets/1");
+    eventually("the unix target to be checked healthy", || health(&gw, &targets[0]) == Some(1.0));
+}
