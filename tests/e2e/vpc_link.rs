@@ -71,6 +71,7 @@ fn unhealthy_targets_get_no_traffic_and_health_is_exported() {
     // a reload that keeps the targets keeps their health: no request goes to the dead one
     gw.write_config(&cfg(gw.dir.path(), &gw.ports, &targets, "round_robin", check, 0).replace("[apis.stages.prod]", "[apis.stages.prod]\nvariables = { v = \"2\" }"));
     gw.signal("HUP");
+    eventually("the reload", || gw.metrics().contains("edgegate_config_reloads_total{result=\"ok\"} 1"));
     for _ in 0..10 {
         assert_eq!(origin_of(&gw, "/prod/y"), (200, "a".to_string()));
     }
