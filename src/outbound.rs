@@ -81,10 +81,11 @@ impl Endpoint {
     }
 }
 
-/// An answer: status and body.
+/// An answer: status, header fields and body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -153,7 +154,10 @@ impl Client {
         session.finish_request_body().await.map_err(|e| send(e.to_string()))?;
         let receive = |why: String| OutboundError::Receive { url: url(), why };
         session.read_response_header().await.map_err(|e| receive(e.to_string()))?;
-        let status = session.response_header().map(|h| h.status.as_u16()).ok_or_else(|| receive("no head".into()))?;
+        let (status, headers) = session
+            .response_header()
+            .map(|h| (h.status.as_u16(), h.headers.clone()))
+            .ok_or_else(|| receive("no head".into()))?;
         let mut buf = bytes::BytesMut::new();
         while let Some(chunk) = session.read_response_body().await.map_err(|e| receive(e.to_string()))? {
             if buf.len() + chunk.len() > call.max_answer {
@@ -162,7 +166,7 @@ impl Client {
             buf.extend_from_slice(&chunk);
         }
         self.connector.release_http_session(session, &peer, Some(Duration::from_secs(60))).await;
-        Ok(Answer { status, body: buf.freeze() })
+        Ok(Answer { status, headers, body: buf.freeze() })
     }
 }
 

@@ -139,9 +139,26 @@ fn parse_answer(v: &Value, format: Format) -> Option<Answer> {
     Some(Answer { principal: Arc::new(Principal { principal_id, claims, scopes: vec![], context }), verdict })
 }
 
+/// Where the authorizer's event goes.
+pub enum Target {
+    /// `uri`: POSTed as JSON; the answer is the function's result.
+    Http(crate::outbound::Endpoint),
+    /// `lambda = { function, endpoint, region }`: the Lambda Invoke API.
+    Lambda(crate::aws::lambda::Function),
+}
+
+impl Target {
+    fn url(&self) -> &str {
+        match self {
+            Target::Http(e) => &e.url,
+            Target::Lambda(f) => &f.endpoint.url,
+        }
+    }
+}
+
 pub struct Settings {
     pub kind: Kind,
-    pub endpoint: crate::outbound::Endpoint,
+    pub target: Target,
     pub sources: Vec<Source>,
     pub ttl: Duration,
     pub format: Format,
@@ -252,26 +269,49 @@ impl LambdaAuthorizer {
     async fn call(&self, c: &Call<'_>, values: &[String]) -> Option<Arc<Answer>> {
         use crate::outbound::{Call as Out, CLIENT};
         let body = Bytes::from(self.event(c, values).to_string());
-        let headers = [("content-type", "application/json"), ("x-request-id", c.request_id)];
-        let out = Out { method: "POST", headers: &headers, body: Some(body), timeout: self.s.timeout, max_answer: MAX_ANSWER };
-        let answer = match CLIENT.send(&self.s.endpoint, out).await {
-            Ok(a) => a,
-            Err(e) => {
-                log::warn!("authorizer call failed: {e}");
-                return None;
+        let answer = match &self.s.target {
+            Target::Http(endpoint) => {
+                let headers = [("content-type", "application/json"), ("x-request-id", c.request_id)];
+                let out =
+                    Out { method: "POST", headers: &headers, body: Some(body), timeout: self.s.timeout, max_answer: MAX_ANSWER };
+                match CLIENT.send(endpoint, out).await {
+                    Ok(a) if a.status == 200 => a.body,
+                    Ok(a) => {
+                        log::warn!("authorizer {} answered {}", endpoint.url, a.status);
+                        return None;
+                    }
+                    Err(e) => {
+                        log::warn!("authorizer call failed: {e}");
+                        return None;
+                    }
+                }
+            }
+            Target::Lambda(f) => {
+                use crate::aws::lambda::Invoked;
+                match f.invoke(body, self.s.timeout, c.request_id).await {
+                    Ok(Invoked::Answer(b)) => b,
+                    Ok(Invoked::FunctionError { kind, message }) => {
+                        log::warn!("authorizer function {} failed ({kind}): {message}", f.name);
+                        return None;
+                    }
+                    Ok(Invoked::Service { status, message }) => {
+                        log::warn!("authorizer function {}: Lambda answered {status}: {message}", f.name);
+                        return None;
+                    }
+                    Err(e) => {
+                        log::warn!("authorizer function {}: {e}", f.name);
+                        return None;
+                    }
+                }
             }
         };
-        if answer.status != 200 {
-            log::warn!("authorizer {} answered {}", self.s.endpoint.url, answer.status);
-            return None;
-        }
-        let parsed = serde_json::from_slice::<Value>(&answer.body).map_err(|e| e.to_string()).and_then(|v| {
+        let parsed = serde_json::from_slice::<Value>(&answer).map_err(|e| e.to_string()).and_then(|v| {
             parse_answer(&v, self.s.format).ok_or_else(|| "no principalId/policyDocument or isAuthorized".to_string())
         });
         match parsed {
             Ok(a) => Some(Arc::new(a)),
             Err(e) => {
-                log::warn!("authorizer {} gave a malformed answer: {e}", self.s.endpoint.url);
+                log::warn!("authorizer {} gave a malformed answer: {e}", self.s.target.url());
                 None
             }
         }

@@ -1,2 +1,4 @@
 //! AWS protocols shared by authorizers and integrations.
+pub mod credentials;
+pub mod lambda;
 pub mod sigv4;

@@ -180,13 +180,42 @@ impl Compiler {
                 return None;
             }
         };
-        if spec.lambda.is_some() {
-            self.unsupported(p.key("lambda"), "a Lambda-invoked authorizer (give uri = \"http://…\")");
-            return None;
-        }
-        let Some(uri) = spec.uri.as_deref() else {
-            self.err(p.key("type"), "a request/token authorizer needs uri");
-            return None;
+        let target = match (spec.uri.as_deref(), &spec.lambda) {
+            (Some(_), Some(_)) => {
+                self.err(p.key("lambda"), "give uri or lambda, not both");
+                return None;
+            }
+            (None, None) => {
+                self.err(p.key("type"), "a request/token authorizer needs uri or lambda = { function, endpoint, region }");
+                return None;
+            }
+            (Some(uri), None) => match crate::outbound::Endpoint::parse(uri) {
+                Ok(e) => crate::auth::lambda::Target::Http(e),
+                Err(m) => {
+                    self.err(p.key("uri"), m.to_string());
+                    return None;
+                }
+            },
+            (None, Some(t)) => {
+                let lp = p.key("lambda");
+                if let Some(k) = t.keys().find(|k| !["function", "endpoint", "region"].contains(&k.as_str())) {
+                    self.err(lp.key(k), format!("unknown key `{k}` (function, endpoint, region)"));
+                    return None;
+                }
+                let get = |k: &str| t.get(k).and_then(|v| v.as_str());
+                let Some(function) = get("function") else {
+                    self.err(lp.key("function"), "lambda needs function = \"NAME\" (a name, ARN or name:alias)");
+                    return None;
+                };
+                let region = get("region").unwrap_or("us-east-1");
+                match crate::aws::lambda::Function::new(function, get("endpoint"), region) {
+                    Ok(f) => crate::auth::lambda::Target::Lambda(f),
+                    Err(m) => {
+                        self.err(lp.clone(), m);
+                        return None;
+                    }
+                }
+            }
         };
         let kind = if a.kind == "token" { Kind::Token } else { Kind::Request };
         let raw_sources = match (kind, &spec.identity_sources, &spec.identity_source) {
@@ -234,16 +263,9 @@ impl Compiler {
         if timeout.is_zero() || timeout > server.max_integration_timeout.0 {
             self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
         }
-        let endpoint = match crate::outbound::Endpoint::parse(uri) {
-            Ok(e) => e,
-            Err(m) => {
-                self.err(p.key("uri"), m.to_string());
-                return None;
-            }
-        };
         Some(crate::auth::lambda::LambdaAuthorizer::new(Settings {
             kind,
-            endpoint,
+            target,
             sources,
             ttl,
             format,

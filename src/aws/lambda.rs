@@ -1,0 +1,141 @@
+//! The Lambda Invoke API: `POST {endpoint}/2015-03-31/functions/{function}/invocations`,
+//! SigV4-signed (service `lambda`) when credentials are found (`aws::credentials`), through the
+//! process's one outbound client (pooled connections, a deadline, a bounded answer).
+
+use crate::aws::credentials::Credentials;
+use crate::outbound::{Call, Endpoint, OutboundError, CLIENT};
+use bytes::Bytes;
+use std::time::Duration;
+
+/// Lambda's synchronous response payload limit.
+pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+
+/// A function and where to invoke it, resolved when the config is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// A name, an ARN, or `name:alias` / `name:version`.
+    pub name: String,
+    pub region: String,
+    /// The invoke URL of this function.
+    pub endpoint: Endpoint,
+}
+
+/// What an invocation returned.
+#[derive(Debug)]
+pub enum Invoked {
+    /// The function ran and answered (status 200).
+    Answer(Bytes),
+    /// The function failed (`X-Amz-Function-Error`: `Handled` / `Unhandled`).
+    FunctionError { kind: String, message: String },
+    /// The Lambda service refused the call (unknown function, throttled, …).
+    Service { status: u16, message: String },
+}
+
+impl Function {
+    /// `endpoint` defaults to `https://lambda.{region}.amazonaws.com`.
+    pub fn new(name: &str, endpoint: Option<&str>, region: &str) -> Result<Function, String> {
+        let url = invoke_url(name, endpoint, region)?;
+        let endpoint = Endpoint::parse(&url).map_err(|e| e.to_string())?;
+        Ok(Function { name: name.to_string(), region: region.to_string(), endpoint })
+    }
+
+    /// Invokes the function with `payload` (synchronously, `RequestResponse`).
+    pub async fn invoke(&self, payload: Bytes, timeout: Duration, request_id: &str) -> Result<Invoked, OutboundError> {
+        let mut owned: Vec<(String, String)> = vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-amz-invocation-type".into(), "RequestResponse".into()),
+            ("x-request-id".into(), request_id.into()),
+        ];
+        if let Some(c) = Credentials::load() {
+            owned.extend(self.sign(&c, &payload)?);
+        }
+        let headers: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let call = Call { method: "POST", headers: &headers, body: Some(payload), timeout, max_answer: MAX_PAYLOAD };
+        let a = CLIENT.send(&self.endpoint, call).await?;
+        if let Some(kind) = a.headers.get("x-amz-function-error").and_then(|v| v.to_str().ok()) {
+            return Ok(Invoked::FunctionError { kind: kind.to_string(), message: error_message(&a.body) });
+        }
+        if a.status != 200 {
+            return Ok(Invoked::Service { status: a.status, message: error_message(&a.body) });
+        }
+        Ok(Invoked::Answer(a.body))
+    }
+
+    fn sign(&self, c: &Credentials, payload: &[u8]) -> Result<Vec<(String, String)>, OutboundError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let scheme = if self.endpoint.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}{}", self.endpoint.host, self.endpoint.target);
+        let mut extra = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some(t) = &c.session_token {
+            extra.push(("x-amz-security-token".into(), t.clone()));
+        }
+        let mut signed = crate::aws::sigv4::sign_request(
+            &c.access_key,
+            &c.secret,
+            &self.region,
+            "lambda",
+            "POST",
+            &url,
+            &extra,
+            payload,
+            now,
+        )
+        .map_err(|e| OutboundError::BadUrl(format!("cannot sign the invocation: {e}")))?;
+        if let Some(t) = &c.session_token {
+            signed.push(("x-amz-security-token".into(), t.clone()));
+        }
+        Ok(signed)
+    }
+}
+
+/// The invoke URL of `name` (a name, ARN or `name:alias`, percent-encoded into the path).
+pub fn invoke_url(name: &str, endpoint: Option<&str>, region: &str) -> Result<String, String> {
+    if name.is_empty() || name.contains(['/', '?', '#', ' ']) {
+        return Err(format!("function {name:?} must be a function name, ARN or name:alias"));
+    }
+    const UNRESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    let base = match endpoint {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None => format!("https://lambda.{region}.amazonaws.com"),
+    };
+    let enc = percent_encoding::utf8_percent_encode(name, UNRESERVED);
+    Ok(format!("{base}/2015-03-31/functions/{enc}/invocations"))
+}
+
+/// `errorMessage` / `message` / `Message` of a Lambda or service error body (JSON, or the
+/// `<Message>` of an XML error), or the body's start.
+fn error_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if let Some(m) = text.split_once("<Message>").and_then(|(_, r)| r.split_once("</Message>")).map(|(m, _)| m) {
+        return m.to_string();
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    ["errorMessage", "message", "Message"]
+        .iter()
+        .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_string))
+        .or_else(|| v.get("__type").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoke_urls_encode_the_function() {
+        let f = Function::new("arn:aws:lambda:us-east-1:123456789012:function:auth:live", Some("http://127.0.0.1:9001/"), "us-east-1")
+            .expect("function");
+        assert_eq!(
+            f.endpoint.target,
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Aauth%3Alive/invocations"
+        );
+        assert_eq!(
+            invoke_url("pets-handler_v2.x", None, "eu-west-1").as_deref(),
+            Ok("https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/pets-handler_v2.x/invocations")
+        );
+        assert!(Function::new("a/b", None, "us-east-1").is_err());
+        assert_eq!(error_message(br#"{"errorMessage":"boom","errorType":"Error"}"#), "boom");
+        assert_eq!(error_message(br#"{"Type":"User","message":"Function not found: x"}"#), "Function not found: x");
+    }
+}
