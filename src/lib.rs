@@ -31,6 +31,7 @@ pub mod config;
 pub mod cors;
 pub mod framing;
 pub mod head_deadline;
+pub mod lambda_proxy;
 pub mod lifecycle;
 pub mod observability;
 pub mod openapi;

@@ -161,6 +161,8 @@ pub struct StageView {
 pub enum Integration {
     Http(HttpTarget),
     Mock(Mock),
+    /// `type = "lambda"`: a Lambda proxy integration.
+    Lambda(crate::lambda_proxy::Target),
 }
 
 pub struct Mock {

@@ -79,7 +79,8 @@ impl Compiler {
             "http" => &["uri", "timeout", "retries", "tls_verify"],
             "mock" => &["status", "headers", "body"],
             "vpc_link" => &["link", "timeout", "retries"],
-            "lambda" | "aws" => {
+            "lambda" => &["function", "endpoint", "payload_format", "region", "timeout"],
+            "aws" => {
                 self.unsupported(p.key("type"), &format!("integration type {:?}", i.kind));
                 return;
             }
@@ -97,6 +98,21 @@ impl Compiler {
             }
         }
         match i.kind.as_str() {
+            "lambda" => {
+                if i.function.is_none() {
+                    self.err(p.key("type"), "a lambda integration needs function = \"NAME\" (a name, ARN or name:alias)");
+                }
+                if let Some(f) = i.payload_format.as_deref() {
+                    if !matches!(f, "1.0" | "2.0") {
+                        self.err(p.key("payload_format"), format!("payload_format {f:?} must be \"1.0\" or \"2.0\""));
+                    }
+                }
+                if let Some(t) = i.timeout {
+                    if t.0.is_zero() || t.0 > settings.max_integration_timeout {
+                        self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
+                    }
+                }
+            }
             "http" | "vpc_link" => {
                 if i.kind == "http" && i.uri.is_none() {
                     self.err(p.key("type"), "an http integration needs uri");
@@ -237,6 +253,42 @@ impl Compiler {
                         None
                     }
                 }
+            }
+            "lambda" => {
+                let name = i.function.as_deref()?;
+                let endpoint = match i.endpoint.as_deref().map(|e| upstream::substitute_stage_vars(e, vars)) {
+                    Some(Ok(e)) => Some(e),
+                    Some(Err(e)) => {
+                        self.err(ip.key("endpoint"), format!("{e} in stage `{}`", sp));
+                        return None;
+                    }
+                    None => None,
+                };
+                let name = match upstream::substitute_stage_vars(name, vars) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.err(ip.key("function"), format!("{e} in stage `{}`", sp));
+                        return None;
+                    }
+                };
+                let region = i.region.as_deref().unwrap_or("us-east-1");
+                let function = match crate::aws::lambda::Function::new(&name, endpoint.as_deref(), region) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.err(ip.key("function"), e);
+                        return None;
+                    }
+                };
+                let format = match i.payload_format.as_deref() {
+                    Some("1.0") => crate::lambda_proxy::Format::V1,
+                    _ => crate::lambda_proxy::Format::V2,
+                };
+                let timeout = i
+                    .timeout
+                    .map(|d| d.0)
+                    .unwrap_or(settings.max_integration_timeout)
+                    .min(settings.max_integration_timeout);
+                Some(snapshot::Integration::Lambda(crate::lambda_proxy::Target { function, format, timeout }))
             }
             "vpc_link" => {
                 let name = i.link.as_deref()?;

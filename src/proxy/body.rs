@@ -117,3 +117,22 @@ pub async fn drain(session: &mut Session, limit: u64) -> Result<(), BodyError> {
     }
     Ok(())
 }
+
+/// The whole body, up to `limit` bytes, read once into `ctx.body` for a concern that needs
+/// all of it and sends something else in its place (a Lambda event): no retry buffer.
+pub async fn read_all<'c>(session: &mut Session, ctx: &'c mut RequestCtx, limit: u64) -> Result<&'c Bytes, BodyError> {
+    if ctx.body.is_none() {
+        let mut buf = bytes::BytesMut::new();
+        if framing(session) != Framing::Empty {
+            while let Some(chunk) = session.read_request_body().await.map_err(|_| BodyError::Broken)? {
+                if (buf.len() + chunk.len()) as u64 > limit {
+                    session.set_keepalive(None);
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+        ctx.body = Some(buf.freeze());
+    }
+    ctx.body.as_ref().ok_or(BodyError::Broken)
+}

@@ -259,6 +259,133 @@ impl Gateway {
         Ok(())
     }
 
+    /// Invokes a Lambda proxy integration with the request's event and answers with its result.
+    async fn lambda(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        use crate::aws::lambda::Invoked;
+        use crate::lambda_proxy::{answer, event, Request};
+        let Some(integration) = ctx.route.as_ref().and_then(|r| r.integration.clone()) else { return Ok(()) };
+        let Integration::Lambda(t) = &*integration else { return Ok(()) };
+        let payload = {
+            let req = session.req_header();
+            let (api, stage, route_key) = ctx.labels();
+            let m = ctx.route.as_ref();
+            let api_cfg = m.map(|m| &ctx.snap.apis[m.api]);
+            let ct = crate::request::header(&req.headers, http::header::CONTENT_TYPE);
+            let body = ctx.body.as_deref().unwrap_or(&[]);
+            let binary = api_cfg.is_some_and(|a| a.binary.matches(ct.as_deref()));
+            let jwt = ctx
+                .matched_route()
+                .and_then(|r| r.authorizer.as_ref())
+                .is_some_and(|(_, a)| matches!(a, crate::snapshot::Authorizer::Jwt(_)));
+            let source_ip = ctx.client_ip.map(|i| i.to_string()).unwrap_or_default();
+            let r = Request {
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                query: req.uri.query(),
+                headers: &req.headers,
+                route_key,
+                path_parameters: m.map(|m| m.params.as_slice()).unwrap_or(&[]),
+                stage_variables: m.map(|m| &*m.variables).unwrap_or(&NO_VARIABLES),
+                api_id: api,
+                stage,
+                request_id: &ctx.request_id,
+                domain_name: &ctx.host,
+                source_ip: &source_ip,
+                protocol: if session.is_http2() { "HTTP/2.0" } else { "HTTP/1.1" },
+                received_at: ctx.received_at,
+                authorizer: ctx.principal.as_deref(),
+                jwt,
+                client_cert: ctx.client_cert.as_deref(),
+                body,
+                binary,
+            };
+            Bytes::from(event(&r, t.format).to_string())
+        };
+        let started = std::time::Instant::now();
+        let invoked = t.function.invoke(payload, t.timeout, &ctx.request_id).await;
+        ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
+        let failure = |ctx: &mut RequestCtx, kind: &'static str, why: String| {
+            errors::upstream(&t.function.name, kind, &why);
+            ctx.error_message = Some("Internal server error".into());
+        };
+        let result = match invoked {
+            Ok(Invoked::Answer(b)) => {
+                ctx.upstream.status = Some(200);
+                b
+            }
+            Ok(Invoked::FunctionError { kind, message }) => {
+                ctx.upstream.status = Some(200);
+                failure(ctx, "function_error", format!("function {} failed ({kind}): {message}", t.function.name));
+                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+            }
+            Ok(Invoked::Service { status, message }) => {
+                ctx.upstream.status = Some(status);
+                if status == 429 {
+                    errors::upstream(&t.function.name, "throttled", &message);
+                    return self.gateway_response(session, ctx, ResponseType::Throttled).await;
+                }
+                failure(ctx, "lambda", format!("Lambda answered {status} for {}: {message}", t.function.name));
+                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+            }
+            Err(e @ crate::outbound::OutboundError::Timeout { .. }) => {
+                errors::upstream(&t.function.name, "timeout", &e);
+                return self.gateway_response(session, ctx, ResponseType::IntegrationTimeout).await;
+            }
+            Err(e) => {
+                failure(ctx, "connect", e.to_string());
+                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+            }
+        };
+        match answer(&result, t.format) {
+            Ok(a) => {
+                let mut h = ResponseHeader::build(a.status, Some(a.headers.len() + 4))?;
+                for (k, v) in a.headers {
+                    h.append_header(k, v)?;
+                }
+                invalidate_after_write(session, &h, ctx);
+                if session.cache.enabled() {
+                    let stored = self.store_answer(session, ctx, &h, &a.body).await;
+                    ctx.cache_result = Some(if stored { "miss" } else { "bypass" });
+                    h.insert_header("x-edgegate-cache", "miss")?;
+                }
+                self.send(session, ctx, h, a.body).await
+            }
+            Err(why) => {
+                failure(ctx, "malformed", format!("function {} gave a malformed answer: {why}", t.function.name));
+                self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await
+            }
+        }
+    }
+
+    /// Stores an answer the gateway made from an integration result (Lambda) in the route's
+    /// cache, under the same rules as proxied answers (`response_cache_filter`). Answers that
+    /// `Vary` are not stored (their variant key is Pingora's to compute). Returns whether
+    /// it was stored; every failure leaves the answer uncached.
+    async fn store_answer(&self, session: &mut Session, ctx: &mut RequestCtx, h: &ResponseHeader, body: &Bytes) -> bool {
+        use pingora::cache::{CachePhase, RespCacheable};
+        if !matches!(session.cache.phase(), CachePhase::Miss | CachePhase::Stale | CachePhase::Expired)
+            || h.headers.contains_key(http::header::VARY)
+        {
+            return false;
+        }
+        let meta = match self.response_cache_filter(session, h, ctx) {
+            Ok(RespCacheable::Cacheable(meta)) => meta,
+            _ => return false,
+        };
+        if session.cache.phase() != CachePhase::Expired {
+            session.cache.set_cache_meta(meta);
+        }
+        if let Err(e) = session.cache.set_miss_handler().await {
+            log::debug!("cache: cannot store the answer: {e}");
+            return false;
+        }
+        let written = match session.cache.miss_handler() {
+            Some(mh) => mh.write_body(body.clone(), true).await.is_ok(),
+            None => false,
+        };
+        written && session.cache.finish_miss_handler().await.is_ok()
+    }
+
     async fn mock(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Ok(());
@@ -461,6 +588,34 @@ impl ProxyHttp for Gateway {
         if matches!(ctx.route.as_ref().and_then(|r| r.integration.as_deref()), Some(Integration::Mock(_))) {
             self.mock(session, ctx).await?;
             return Ok(true);
+        }
+        if matches!(ctx.route.as_ref().and_then(|r| r.integration.as_deref()), Some(Integration::Lambda(_))) {
+            // the event carries the whole body (Lambda's 6 MiB payload limit)
+            let limit = ctx.snap.settings.max_body.min(crate::aws::lambda::MAX_PAYLOAD as u64);
+            if let Err(e) = body::read_all(session, ctx, limit).await {
+                let r = match e {
+                    body::BodyError::TooLarge => Refusal::new(ResponseType::RequestTooLarge),
+                    body::BodyError::Broken => {
+                        Refusal::new(ResponseType::BadRequestBody).with_message("the request body was not received")
+                    }
+                };
+                self.refuse(session, ctx, r).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After the cache lookup missed: a Lambda integration is invoked here and answered
+    /// (`lambda_proxy`), instead of proxying to an HTTP upstream.
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(Integration::Lambda(_)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
+            return Ok(true);
+        };
+        self.lambda(session, ctx).await?;
+        if session.cache.enabled() && ctx.cache_result != Some("miss") {
+            // not stored (an error, or not storable): waiters on the cache lock go on at once
+            session.cache.disable(pingora::cache::NoCacheReason::Custom("lambda"));
         }
         Ok(false)
     }

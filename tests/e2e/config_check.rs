@@ -52,7 +52,16 @@ fn bad_configs_are_refused_with_their_location() {
         ),
         ("[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"FETCH /x\"\nintegration = { type = \"mock\" }\n", ":5:1:", "unknown method"),
         ("[cluster]\nredis = \"redis://127.0.0.1\"\non_redis_error = \"panic\"\n", ":3:1:", "must be \"local\" or \"deny\""),
-        ("[authorizers.a]\ntype = \"request\"\nlambda = { function = \"f\" }\n", ":3:1:", "not supported yet"),
+        (
+            "[authorizers.a]\ntype = \"request\"\nlambda = { function = \"f\", endpoint = \"http://127.0.0.1:1\", colour = \"red\" }\n",
+            ":3:",
+            "unknown key `colour`",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.q]\ntype = \"aws\"\nservice = \"sqs\"\n",
+            ":5:1:",
+            "not supported yet",
+        ),
         ("[authorizers.a]\ntype = \"sigv4\"\nregion = \"us-east-1\"\ncredentials = \"nope.toml\"\n", ":4:1:", "cannot read"),
         (
             "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\napi_key_required = true\n",

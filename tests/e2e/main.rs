@@ -9,6 +9,7 @@ mod cluster;
 mod config_check;
 mod integrations;
 mod jwt;
+mod lambda;
 mod observability;
 mod openapi;
 mod probes;

@@ -1,0 +1,65 @@
+//! Lambda proxy integrations on the request path: building the 1.0 and 2.0 events for a
+//! request with a 1 KiB JSON body and a dozen headers, and mapping a function's answer back.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use edgegate::lambda_proxy::{answer, event, Format, Request};
+
+fn bench(c: &mut Criterion) {
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer abcdefghijklmnopqrstuvwxyz"),
+        ("x-request-id", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+        ("x-forwarded-for", "192.0.2.1"),
+        ("cookie", "session=abc; theme=dark"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("x-m", "1"),
+        ("x-m", "2"),
+        ("cache-control", "no-cache"),
+    ] {
+        headers.append(k, v.parse().expect("value"));
+    }
+    let body = format!("{{\"data\":\"{}\"}}", "x".repeat(1010));
+    let vars = [("flavour".to_string(), "vanilla".to_string())].into_iter().collect();
+    let params = vec![("id".to_string(), "7".to_string())];
+    let req = || Request {
+        method: "POST",
+        path: "/prod/pets/7",
+        query: Some("a=1&a=2&b=x%20y"),
+        headers: &headers,
+        route_key: "POST /pets/{id}",
+        path_parameters: &params,
+        stage_variables: &vars,
+        api_id: "pets",
+        stage: "prod",
+        request_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        domain_name: "api.example.com",
+        source_ip: "192.0.2.1",
+        protocol: "HTTP/1.1",
+        received_at: std::time::SystemTime::now(),
+        authorizer: None,
+        jwt: false,
+        client_cert: None,
+        body: body.as_bytes(),
+        binary: false,
+    };
+    c.bench_function("lambda event 1.0 (1 KiB body) to JSON bytes", |b| {
+        b.iter(|| black_box(event(&req(), Format::V1).to_string()))
+    });
+    c.bench_function("lambda event 2.0 (1 KiB body) to JSON bytes", |b| {
+        b.iter(|| black_box(event(&req(), Format::V2).to_string()))
+    });
+    let result = format!(
+        "{{\"statusCode\":200,\"headers\":{{\"content-type\":\"application/json\",\"x-a\":\"1\"}},\"multiValueHeaders\":{{\"x-b\":[\"1\",\"2\"]}},\"body\":\"{}\"}}",
+        "y".repeat(1000)
+    );
+    c.bench_function("lambda answer mapping (1 KiB body)", |b| {
+        b.iter(|| black_box(answer(black_box(result.as_bytes()), Format::V2).expect("answer")))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
