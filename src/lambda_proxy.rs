@@ -6,7 +6,9 @@
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 /// `payload_format`.
@@ -54,93 +56,154 @@ pub struct Request<'a> {
 /// AWS's `requestTime`: `09/Apr/2015:12:34:56 +0000`.
 fn clf_time(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let rfc = humantime::format_rfc3339_seconds(t).to_string(); // 2015-04-09T12:34:56Z
-    let (y, m, d) = (&rfc[0..4], &rfc[5..7], &rfc[8..10]);
-    let month = m.parse::<usize>().ok().and_then(|m| MONTHS.get(m.wrapping_sub(1))).copied().unwrap_or("Jan");
-    format!("{d}/{month}/{y}:{} +0000", &rfc[11..19])
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (y, m, d) = crate::throttle::quota::civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
+    format!("{d:02}/{month}/{y:04}:{:02}:{:02}:{:02} +0000", s / 3600, s % 3600 / 60, s % 60)
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn body_field(r: &Request<'_>) -> (Value, bool) {
+fn text(v: &HeaderValue) -> Cow<'_, str> {
+    String::from_utf8_lossy(v.as_bytes())
+}
+
+/// The body as the event carries it, and whether it is base64.
+fn body_field<'a>(r: &Request<'a>) -> (Option<Cow<'a, str>>, bool) {
     if r.body.is_empty() {
-        return (Value::Null, false);
+        return (None, false);
     }
     match (r.binary, std::str::from_utf8(r.body)) {
-        (false, Ok(s)) => (Value::String(s.to_string()), false),
-        _ => (Value::String(base64::engine::general_purpose::STANDARD.encode(r.body)), true),
+        (false, Ok(s)) => (Some(Cow::Borrowed(s)), false),
+        _ => (Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(r.body))), true),
     }
 }
 
-fn params(list: &[(String, String)]) -> Value {
-    if list.is_empty() {
-        return Value::Null;
-    }
-    Value::Object(list.iter().map(|(k, v)| (k.clone(), Value::String(crate::request::decode_component(v).into_owned()))).collect())
-}
-
-fn vars(v: &std::collections::BTreeMap<String, String>) -> Value {
-    if v.is_empty() {
-        return Value::Null;
-    }
-    Value::Object(v.iter().map(|(k, x)| (k.clone(), Value::String(x.clone()))).collect())
-}
-
-fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+fn query_pairs(q: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (crate::request::decode_component(k).into_owned(), crate::request::decode_component(v).into_owned())
+            (crate::request::decode_component(k), crate::request::decode_component(v))
         })
         .collect()
 }
 
-fn identity(r: &Request<'_>) -> Value {
-    let mut id = json!({
-        "sourceIp": r.source_ip,
-        "userAgent": crate::request::header(r.headers, http::header::USER_AGENT),
-    });
-    if let Some(c) = r.client_cert {
-        id["clientCert"] = json!({"subjectDN": c.subject, "issuerDN": c.issuer, "serialNumber": c.serial});
-    }
-    id
-}
+/// Serializes a map from an iterator of pairs, without building one.
+struct MapOf<F>(F);
 
-/// The event for `r` in `format`.
-pub fn event(r: &Request<'_>, format: Format) -> Value {
-    match format {
-        Format::V1 => event_v1(r),
-        Format::V2 => event_v2(r),
+impl<K: Serialize, V: Serialize, I: Iterator<Item = (K, V)>, F: Fn() -> I> Serialize for MapOf<F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map((self.0)())
     }
 }
 
-fn event_v1(r: &Request<'_>) -> Value {
-    let mut headers = Map::new();
-    let mut multi = Map::new();
-    for name in r.headers.keys() {
-        let all: Vec<Value> =
-            r.headers.get_all(name).iter().map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
-        if let Some(last) = all.last() {
-            headers.insert(name.as_str().to_string(), last.clone());
+/// Query parameters by name, in first-seen order: the last value of each (`multi: false`) or
+/// all of them.
+struct Query<'a> {
+    groups: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
+    multi: bool,
+}
+
+impl Serialize for Query<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.groups.len()))?;
+        for (k, vs) in &self.groups {
+            if self.multi {
+                m.serialize_entry(k, vs)?;
+            } else {
+                m.serialize_entry(k, &vs.last())?;
+            }
         }
-        multi.insert(name.as_str().to_string(), Value::Array(all));
+        m.end()
     }
+}
+
+/// `None` when empty, so that AWS's `null` (1.0) or an absent field (2.0) results.
+fn non_empty<T>(empty: bool, v: T) -> Option<T> {
+    (!empty).then_some(v)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Identity<'a> {
+    source_ip: &'a str,
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert: Option<CertInfo<'a>>,
+}
+
+#[derive(Serialize)]
+struct CertInfo<'a> {
+    #[serde(rename = "subjectDN")]
+    subject: &'a str,
+    #[serde(rename = "issuerDN")]
+    issuer: &'a str,
+    #[serde(rename = "serialNumber")]
+    serial: &'a str,
+}
+
+fn cert<'a>(r: &Request<'a>) -> Option<CertInfo<'a>> {
+    r.client_cert.map(|c| CertInfo { subject: &c.subject, issuer: &c.issuer, serial: &c.serial })
+}
+
+/// The event for `r` in `format`, serialized.
+pub fn event(r: &Request<'_>, format: Format) -> Vec<u8> {
+    let out = match format {
+        Format::V1 => serde_json::to_vec(&v1(r)),
+        Format::V2 => serde_json::to_vec(&v2(r)),
+    };
+    out.unwrap_or_default()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V1<'a, H, MH, Q, MQ, P, SV> {
+    resource: &'a str,
+    path: &'a str,
+    http_method: &'a str,
+    headers: Option<H>,
+    multi_value_headers: Option<MH>,
+    query_string_parameters: Option<Q>,
+    multi_value_query_string_parameters: Option<MQ>,
+    path_parameters: Option<P>,
+    stage_variables: Option<SV>,
+    request_context: Ctx1<'a>,
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Ctx1<'a> {
+    account_id: &'static str,
+    api_id: &'a str,
+    authorizer: Option<Map<String, Value>>,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    extended_request_id: &'a str,
+    http_method: &'a str,
+    identity: Identity<'a>,
+    path: &'a str,
+    protocol: &'a str,
+    request_id: &'a str,
+    request_time: String,
+    request_time_epoch: u64,
+    resource_id: &'a str,
+    resource_path: &'a str,
+    stage: &'a str,
+}
+
+fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
     let pairs = query_pairs(r.query);
-    let (mut q, mut mq) = (Map::new(), Map::new());
-    for (k, v) in &pairs {
-        q.insert(k.clone(), Value::String(v.clone()));
-        if let Value::Array(a) = mq.entry(k.clone()).or_insert_with(|| Value::Array(vec![])) {
-            a.push(Value::String(v.clone()));
-        }
-    }
     let resource = r.route_key.split_once(' ').map_or(r.route_key, |(_, p)| p);
     let (body, b64) = body_field(r);
-    let mut authorizer = Value::Null;
-    if let Some(p) = r.authorizer {
+    let authorizer = r.authorizer.map(|p| {
         let mut a = Map::new();
         a.insert("principalId".into(), Value::String(p.principal_id.clone()));
         if r.jwt {
@@ -151,73 +214,159 @@ fn event_v1(r: &Request<'_>) -> Value {
                 a.insert(k.clone(), v.clone());
             }
         }
-        authorizer = Value::Object(a);
+        a
+    });
+    let headers = r.headers;
+    // the last value of each name; every value, in order, in the multi-value form
+    let single = MapOf(move || headers.keys().filter_map(move |k| headers.get_all(k).iter().next_back().map(|v| (k.as_str(), text(v)))));
+    let multi = MapOf(move || headers.keys().map(move |k| (k.as_str(), headers.get_all(k).iter().map(text).collect::<Vec<_>>())));
+    let mut groups: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)> = Vec::new();
+    for (k, v) in pairs {
+        match groups.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, vs)) => vs.push(v),
+            None => groups.push((k, vec![v])),
+        }
     }
-    json!({
-        "resource": resource,
-        "path": r.path,
-        "httpMethod": r.method,
-        "headers": if headers.is_empty() { Value::Null } else { Value::Object(headers) },
-        "multiValueHeaders": if multi.is_empty() { Value::Null } else { Value::Object(multi) },
-        "queryStringParameters": if q.is_empty() { Value::Null } else { Value::Object(q) },
-        "multiValueQueryStringParameters": if mq.is_empty() { Value::Null } else { Value::Object(mq) },
-        "pathParameters": params(r.path_parameters),
-        "stageVariables": vars(r.stage_variables),
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": r.api_id,
-            "authorizer": authorizer,
-            "domainName": r.domain_name,
-            "domainPrefix": r.domain_name.split('.').next().unwrap_or(""),
-            "extendedRequestId": r.request_id,
-            "httpMethod": r.method,
-            "identity": identity(r),
-            "path": r.path,
-            "protocol": r.protocol,
-            "requestId": r.request_id,
-            "requestTime": clf_time(r.received_at),
-            "requestTimeEpoch": epoch_ms(r.received_at),
-            "resourceId": r.route_key,
-            "resourcePath": resource,
-            "stage": r.stage,
+    let no_query = groups.is_empty();
+    let q = Query { groups: groups.clone(), multi: false };
+    let mq = Query { groups, multi: true };
+    let params = r.path_parameters;
+    let vars = r.stage_variables;
+    V1 {
+        resource,
+        path: r.path,
+        http_method: r.method,
+        headers: non_empty(headers.is_empty(), single),
+        multi_value_headers: non_empty(headers.is_empty(), multi),
+        query_string_parameters: non_empty(no_query, q),
+        multi_value_query_string_parameters: non_empty(no_query, mq),
+        path_parameters: non_empty(
+            params.is_empty(),
+            MapOf(move || params.iter().map(|(k, v)| (k.as_str(), crate::request::decode_component(v)))),
+        ),
+        stage_variables: non_empty(vars.is_empty(), vars),
+        request_context: Ctx1 {
+            account_id: "000000000000",
+            api_id: r.api_id,
+            authorizer,
+            domain_name: r.domain_name,
+            domain_prefix: r.domain_name.split('.').next().unwrap_or(""),
+            extended_request_id: r.request_id,
+            http_method: r.method,
+            identity: Identity {
+                source_ip: r.source_ip,
+                user_agent: crate::request::header(r.headers, http::header::USER_AGENT),
+                client_cert: cert(r),
+            },
+            path: r.path,
+            protocol: r.protocol,
+            request_id: r.request_id,
+            request_time: clf_time(r.received_at),
+            request_time_epoch: epoch_ms(r.received_at),
+            resource_id: r.route_key,
+            resource_path: resource,
+            stage: r.stage,
         },
-        "body": body,
-        "isBase64Encoded": b64,
-    })
+        body,
+        is_base64_encoded: b64,
+    }
 }
 
-fn event_v2(r: &Request<'_>) -> Value {
-    let mut headers = Map::new();
-    let mut cookies = Vec::new();
-    for name in r.headers.keys() {
-        if name == http::header::COOKIE {
-            for v in r.headers.get_all(name) {
-                for c in String::from_utf8_lossy(v.as_bytes()).split(';') {
-                    let c = c.trim();
-                    if !c.is_empty() {
-                        cookies.push(Value::String(c.to_string()));
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2<'a, H, Q, P> {
+    version: &'static str,
+    route_key: &'a str,
+    raw_path: &'a str,
+    raw_query_string: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cookies: Vec<&'a str>,
+    headers: H,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_string_parameters: Option<Q>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_parameters: Option<P>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage_variables: Option<&'a std::collections::BTreeMap<String, String>>,
+    request_context: Ctx2<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Ctx2<'a> {
+    account_id: &'static str,
+    api_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authentication: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizer: Option<Value>,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    http: Http2<'a>,
+    request_id: &'a str,
+    route_key: &'a str,
+    stage: &'a str,
+    time: String,
+    time_epoch: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Http2<'a> {
+    method: &'a str,
+    path: &'a str,
+    protocol: &'a str,
+    source_ip: &'a str,
+    user_agent: Cow<'a, str>,
+}
+
+fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
+    let headers = r.headers;
+    let cookies: Vec<&'a str> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    // lower-cased names (HeaderMap's own), repeated fields joined with commas
+    let joined = MapOf(move || {
+        headers.keys().filter(|k| **k != http::header::COOKIE).map(move |k| {
+            let mut all = headers.get_all(k).iter();
+            let first = all.next().map(text).unwrap_or_default();
+            let v: Cow<'_, str> = match all.next() {
+                None => first,
+                Some(second) => {
+                    let mut s = first.into_owned();
+                    s.push(',');
+                    s.push_str(&text(second));
+                    for more in all {
+                        s.push(',');
+                        s.push_str(&text(more));
                     }
+                    Cow::Owned(s)
                 }
-            }
-            continue;
-        }
-        // lower-cased names; repeated fields joined with commas
-        let joined: Vec<String> =
-            r.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
-        headers.insert(name.as_str().to_string(), Value::String(joined.join(",")));
-    }
-    let mut q: Map<String, Value> = Map::new();
+            };
+            (k.as_str(), v)
+        })
+    });
+    let mut q: Vec<(Cow<'a, str>, String)> = Vec::new();
     for (k, v) in query_pairs(r.query) {
-        match q.get_mut(&k) {
-            Some(Value::String(s)) => {
+        match q.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, s)) => {
                 s.push(',');
                 s.push_str(&v);
             }
-            _ => {
-                q.insert(k, Value::String(v));
-            }
+            None => q.push((k, v.into_owned())),
         }
     }
+    let q = std::sync::Arc::new(q);
+    let q2 = q.clone();
+    let params = r.path_parameters;
     let (body, b64) = body_field(r);
     let authorizer = r.authorizer.map(|p| {
         if r.jwt {
@@ -228,55 +377,42 @@ fn event_v2(r: &Request<'_>) -> Value {
             json!({"lambda": ctx})
         }
     });
-    let mut e = json!({
-        "version": "2.0",
-        "routeKey": r.route_key,
-        "rawPath": r.path,
-        "rawQueryString": r.query.unwrap_or(""),
-        "headers": headers,
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": r.api_id,
-            "domainName": r.domain_name,
-            "domainPrefix": r.domain_name.split('.').next().unwrap_or(""),
-            "http": {
-                "method": r.method,
-                "path": r.path,
-                "protocol": r.protocol,
-                "sourceIp": r.source_ip,
-                "userAgent": crate::request::header(r.headers, http::header::USER_AGENT).unwrap_or_default(),
+    V2 {
+        version: "2.0",
+        route_key: r.route_key,
+        raw_path: r.path,
+        raw_query_string: r.query.unwrap_or(""),
+        cookies,
+        headers: joined,
+        query_string_parameters: non_empty(q.is_empty(), MapOf(move || q2.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<Vec<_>>().into_iter())),
+        path_parameters: non_empty(
+            params.is_empty(),
+            MapOf(move || params.iter().map(|(k, v)| (k.as_str(), crate::request::decode_component(v)))),
+        ),
+        stage_variables: non_empty(r.stage_variables.is_empty(), r.stage_variables),
+        request_context: Ctx2 {
+            account_id: "000000000000",
+            api_id: r.api_id,
+            authentication: cert(r).map(|c| json!({"clientCert": {"subjectDN": c.subject, "issuerDN": c.issuer, "serialNumber": c.serial}})),
+            authorizer,
+            domain_name: r.domain_name,
+            domain_prefix: r.domain_name.split('.').next().unwrap_or(""),
+            http: Http2 {
+                method: r.method,
+                path: r.path,
+                protocol: r.protocol,
+                source_ip: r.source_ip,
+                user_agent: crate::request::header(r.headers, http::header::USER_AGENT).unwrap_or_default(),
             },
-            "requestId": r.request_id,
-            "routeKey": r.route_key,
-            "stage": r.stage,
-            "time": clf_time(r.received_at),
-            "timeEpoch": epoch_ms(r.received_at),
+            request_id: r.request_id,
+            route_key: r.route_key,
+            stage: r.stage,
+            time: clf_time(r.received_at),
+            time_epoch: epoch_ms(r.received_at),
         },
-        "isBase64Encoded": b64,
-    });
-    if !cookies.is_empty() {
-        e["cookies"] = Value::Array(cookies);
+        body,
+        is_base64_encoded: b64,
     }
-    if !q.is_empty() {
-        e["queryStringParameters"] = Value::Object(q);
-    }
-    if !r.path_parameters.is_empty() {
-        e["pathParameters"] = params(r.path_parameters);
-    }
-    if !r.stage_variables.is_empty() {
-        e["stageVariables"] = vars(r.stage_variables);
-    }
-    if let Some(a) = authorizer {
-        e["requestContext"]["authorizer"] = a;
-    }
-    if let Some(c) = r.client_cert {
-        e["requestContext"]["authentication"] =
-            json!({"clientCert": {"subjectDN": c.subject, "issuerDN": c.issuer, "serialNumber": c.serial}});
-    }
-    if !body.is_null() {
-        e["body"] = body;
-    }
-    e
 }
 
 /// An HTTP answer made from a function's result.
@@ -399,7 +535,7 @@ mod tests {
         let vars = [("v".to_string(), "1".to_string())].into_iter().collect();
         let pp = vec![("id".to_string(), "7".to_string())];
         let r = req(&h, &vars, &pp, b"{\"x\":1}");
-        let e1 = event(&r, Format::V1);
+        let e1: Value = serde_json::from_slice(&event(&r, Format::V1)).expect("json");
         assert_eq!(e1["resource"], "/pets/{id}");
         assert_eq!(e1["headers"]["x-m"], "2");
         assert_eq!(e1["multiValueHeaders"]["x-m"], json!(["1", "2"]));
@@ -409,7 +545,7 @@ mod tests {
         assert_eq!(e1["requestContext"]["requestTime"], "09/Apr/2015:12:34:56 +0000");
         assert_eq!(e1["requestContext"]["requestTimeEpoch"], 1428582896000u64);
         assert_eq!((e1["body"].as_str(), e1["isBase64Encoded"].as_bool()), (Some("{\"x\":1}"), Some(false)));
-        let e2 = event(&r, Format::V2);
+        let e2: Value = serde_json::from_slice(&event(&r, Format::V2)).expect("json");
         assert_eq!(e2["version"], "2.0");
         assert_eq!(e2["routeKey"], "POST /pets/{id}");
         assert_eq!(e2["rawQueryString"], "a=1&a=2&b=x%20y");
@@ -420,7 +556,7 @@ mod tests {
         assert_eq!(e2["requestContext"]["http"]["method"], "POST");
         assert_eq!(e2["requestContext"]["time"], "09/Apr/2015:12:34:56 +0000");
         let bin = Request { binary: true, ..req(&h, &vars, &pp, &[0xff, 0x00]) };
-        let eb = event(&bin, Format::V2);
+        let eb: Value = serde_json::from_slice(&event(&bin, Format::V2)).expect("json");
         assert_eq!((eb["body"].as_str(), eb["isBase64Encoded"].as_bool()), (Some("/wA="), Some(true)));
     }
 

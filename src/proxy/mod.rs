@@ -299,7 +299,7 @@ impl Gateway {
                 body,
                 binary,
             };
-            Bytes::from(event(&r, t.format).to_string())
+            Bytes::from(event(&r, t.format))
         };
         let started = std::time::Instant::now();
         let invoked = t.function.invoke(payload, t.timeout, &ctx.request_id).await;
