@@ -163,6 +163,8 @@ pub enum Integration {
     Mock(Mock),
     /// `type = "lambda"`: a Lambda proxy integration.
     Lambda(crate::lambda_proxy::Target),
+    /// `type = "aws"`: a signed request to an AWS service.
+    Aws(crate::aws::service::Target),
 }
 
 pub struct Mock {

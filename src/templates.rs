@@ -90,6 +90,14 @@ pub fn environment() -> minijinja::Environment<'static> {
     use minijinja::AutoEscape;
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    // canonical percent-encoding (RFC 3986: only unreserved characters stay), as AWS form
+    // bodies and query strings expect; minijinja's own keeps `/`
+    env.add_filter("urlencode", |v: minijinja::Value| -> String {
+        const UNRESERVED: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+        let s = if v.is_undefined() || v.is_none() { String::new() } else { v.to_string() };
+        percent_encoding::utf8_percent_encode(&s, UNRESERVED).to_string()
+    });
     env.set_auto_escape_callback(|name| {
         if name.ends_with(":path") {
             AutoEscape::Custom("path")

@@ -1,4 +1,5 @@
 //! AWS protocols shared by authorizers and integrations.
 pub mod credentials;
 pub mod lambda;
+pub mod service;
 pub mod sigv4;

@@ -45,6 +45,17 @@ impl Compiler {
         }
     }
 
+    /// `text` with the stage's variables substituted; an unknown one is an error at `at`.
+    fn stage_substituted(&mut self, at: &KeyPath, sp: &KeyPath, text: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+        match upstream::substitute_stage_vars(text, vars) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.err(at.clone(), format!("{e} in stage `{}`", sp));
+                None
+            }
+        }
+    }
+
     /// Checks an integration's type and keys (once, independent of stages).
     pub(super) fn check_integration(
         &mut self,
@@ -80,10 +91,7 @@ impl Compiler {
             "mock" => &["status", "headers", "body"],
             "vpc_link" => &["link", "timeout", "retries"],
             "lambda" => &["function", "endpoint", "payload_format", "region", "timeout"],
-            "aws" => {
-                self.unsupported(p.key("type"), &format!("integration type {:?}", i.kind));
-                return;
-            }
+            "aws" => &["service", "region", "endpoint", "method", "path", "request_template", "headers", "timeout"],
             other => {
                 self.err(
                     p.key("type"),
@@ -98,6 +106,34 @@ impl Compiler {
             }
         }
         match i.kind.as_str() {
+            "aws" => {
+                match i.service.as_deref() {
+                    None => self.err(p.key("type"), "an aws integration needs service = \"NAME\" (sqs, sns, dynamodb, s3, …)"),
+                    Some(s) if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+                        self.err(p.key("service"), format!("service {s:?} is not a service name"))
+                    }
+                    _ => {}
+                }
+                if let Some(m) = i.method.as_deref() {
+                    if http::Method::from_bytes(m.as_bytes()).is_err() || m != m.to_ascii_uppercase() {
+                        self.err(p.key("method"), format!("method {m:?} is not an HTTP method"));
+                    }
+                }
+                if let Some(h) = &i.headers {
+                    self.headers(&p.key("headers"), h);
+                }
+                if let Some(t) = &i.request_template {
+                    let text = stage_vars_as_template(t);
+                    if let Err(e) = env.add_template_owned(crate::templates::name_for(&format!("aws:{tname}"), &text), text) {
+                        self.err(p.key("request_template"), format!("template error: {e}"));
+                    }
+                }
+                if let Some(t) = i.timeout {
+                    if t.0.is_zero() || t.0 > settings.max_integration_timeout {
+                        self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
+                    }
+                }
+            }
             "lambda" => {
                 if i.function.is_none() {
                     self.err(p.key("type"), "a lambda integration needs function = \"NAME\" (a name, ARN or name:alias)");
@@ -254,14 +290,58 @@ impl Compiler {
                     }
                 }
             }
-            "lambda" => {
-                let name = i.function.as_deref()?;
-                let endpoint = match i.endpoint.as_deref().map(|e| upstream::substitute_stage_vars(e, vars)) {
-                    Some(Ok(e)) => Some(e),
-                    Some(Err(e)) => {
-                        self.err(ip.key("endpoint"), format!("{e} in stage `{}`", sp));
+            "aws" => {
+                let service = i.service.clone()?;
+                let region = i.region.clone().unwrap_or_else(|| "us-east-1".into());
+                let endpoint = match i.endpoint.as_deref() {
+                    Some(e) => Some(self.stage_substituted(&ip.key("endpoint"), sp, e, vars)?),
+                    None => None,
+                };
+                let path = match upstream::substitute_stage_vars(i.path.as_deref().unwrap_or("/"), vars) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.err(ip.key("path"), format!("{e} in stage `{}`", sp));
                         return None;
                     }
+                };
+                let url = crate::aws::service::url(&service, &region, endpoint.as_deref(), &path);
+                let ep = match crate::outbound::Endpoint::parse(&url) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.err(ip.key(if endpoint.is_some() { "endpoint" } else { "service" }), e.to_string());
+                        return None;
+                    }
+                };
+                let method = http::Method::from_bytes(i.method.as_deref().unwrap_or("POST").as_bytes()).ok()?;
+                let headers = i
+                    .headers
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect();
+                let template = i
+                    .request_template
+                    .as_ref()
+                    .map(|t| crate::templates::name_for(&format!("aws:{tname}"), &stage_vars_as_template(t)));
+                let timeout = i
+                    .timeout
+                    .map(|d| d.0)
+                    .unwrap_or(settings.max_integration_timeout)
+                    .min(settings.max_integration_timeout);
+                Some(snapshot::Integration::Aws(crate::aws::service::Target {
+                    service,
+                    region,
+                    method,
+                    endpoint: ep,
+                    template,
+                    headers,
+                    timeout,
+                }))
+            }
+            "lambda" => {
+                let name = i.function.as_deref()?;
+                let endpoint = match i.endpoint.as_deref() {
+                    Some(e) => Some(self.stage_substituted(&ip.key("endpoint"), sp, e, vars)?),
                     None => None,
                 };
                 let name = match upstream::substitute_stage_vars(name, vars) {
@@ -343,4 +423,29 @@ fn parse_check(t: &toml::Table) -> Result<crate::vpc_link::Check, (&'static str,
         return Err(("timeout", "interval and timeout must be above 0, and timeout at most interval".into()));
     }
     Ok(crate::vpc_link::Check { http_path, interval, timeout })
+}
+
+/// `${stageVariables.NAME}` in a request template becomes `{{ stageVariables.NAME }}`, so one
+/// compiled template serves every stage.
+fn stage_vars_as_template(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t;
+    while let Some(i) = rest.find("${stageVariables.") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(end) => {
+                out.push_str("{{ ");
+                out.push_str(&after[..end]);
+                out.push_str(" }}");
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }

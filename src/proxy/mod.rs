@@ -342,19 +342,71 @@ impl Gateway {
                 for (k, v) in a.headers {
                     h.append_header(k, v)?;
                 }
-                invalidate_after_write(session, &h, ctx);
-                if session.cache.enabled() {
-                    let stored = self.store_answer(session, ctx, &h, &a.body).await;
-                    ctx.cache_result = Some(if stored { "miss" } else { "bypass" });
-                    h.insert_header("x-edgegate-cache", "miss")?;
-                }
-                self.send(session, ctx, h, a.body).await
+                self.answer_made(session, ctx, h, a.body).await
             }
             Err(why) => {
                 failure(ctx, "malformed", format!("function {} gave a malformed answer: {why}", t.function.name));
                 self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await
             }
         }
+    }
+
+    /// Calls an AWS service integration: the request template (or the body as it came) is
+    /// the service request; the service's answer, success or error, is passed through.
+    async fn aws_service(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(integration) = ctx.route.as_ref().and_then(|r| r.integration.clone()) else { return Ok(()) };
+        let Integration::Aws(t) = &*integration else { return Ok(()) };
+        let body = ctx.body.clone().unwrap_or_default();
+        let payload = match &t.template {
+            None => body,
+            Some(name) => {
+                let text = std::str::from_utf8(&body).unwrap_or("");
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let snap = ctx.snap.clone();
+                let rendered = templates::render(&snap.templates, name, &self.template_vars(session, ctx, None, (text, &json)));
+                match rendered {
+                    Ok(s) => Bytes::from(s),
+                    Err(e) => {
+                        log::warn!("aws integration template {name}: {e}");
+                        return self.gateway_response(session, ctx, ResponseType::Default5xx).await;
+                    }
+                }
+            }
+        };
+        let started = std::time::Instant::now();
+        let answer = t.call(payload, &ctx.request_id).await;
+        ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
+        let a = match answer {
+            Ok(a) => a,
+            Err(e @ crate::outbound::OutboundError::Timeout { .. }) => {
+                errors::upstream(&t.endpoint.url, "timeout", &e);
+                return self.gateway_response(session, ctx, ResponseType::IntegrationTimeout).await;
+            }
+            Err(e) => {
+                errors::upstream(&t.endpoint.url, "connect", &e);
+                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+            }
+        };
+        ctx.upstream.status = Some(a.status);
+        let mut h = ResponseHeader::build(a.status, Some(4))?;
+        for name in [http::header::CONTENT_TYPE, http::HeaderName::from_static("x-amzn-requestid")] {
+            if let Some(v) = a.headers.get(&name) {
+                h.insert_header(name, v.clone())?;
+            }
+        }
+        self.answer_made(session, ctx, h, a.body).await
+    }
+
+    /// Sends an answer the gateway made from an integration's result (Lambda, AWS service):
+    /// writes invalidate, and the answer is stored in the route's cache when it may be.
+    async fn answer_made(&self, session: &mut Session, ctx: &mut RequestCtx, mut h: ResponseHeader, body: Bytes) -> Result<()> {
+        invalidate_after_write(session, &h, ctx);
+        if session.cache.enabled() {
+            let stored = self.store_answer(session, ctx, &h, &body).await;
+            ctx.cache_result = Some(if stored { "miss" } else { "bypass" });
+            h.insert_header("x-edgegate-cache", "miss")?;
+        }
+        self.send(session, ctx, h, body).await
     }
 
     /// Stores an answer the gateway made from an integration result (Lambda) in the route's
@@ -589,8 +641,11 @@ impl ProxyHttp for Gateway {
             self.mock(session, ctx).await?;
             return Ok(true);
         }
-        if matches!(ctx.route.as_ref().and_then(|r| r.integration.as_deref()), Some(Integration::Lambda(_))) {
-            // the event carries the whole body (Lambda's 6 MiB payload limit)
+        if matches!(
+            ctx.route.as_ref().and_then(|r| r.integration.as_deref()),
+            Some(Integration::Lambda(_) | Integration::Aws(_))
+        ) {
+            // the event or the service request carries the whole body (Lambda: 6 MiB at most)
             let limit = ctx.snap.settings.max_body.min(crate::aws::lambda::MAX_PAYLOAD as u64);
             if let Err(e) = body::read_all(session, ctx, limit).await {
                 let r = match e {
@@ -609,10 +664,11 @@ impl ProxyHttp for Gateway {
     /// After the cache lookup missed: a Lambda integration is invoked here and answered
     /// (`lambda_proxy`), instead of proxying to an HTTP upstream.
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(Integration::Lambda(_)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
-            return Ok(true);
-        };
-        self.lambda(session, ctx).await?;
+        match ctx.route.as_ref().and_then(|r| r.integration.as_deref()) {
+            Some(Integration::Lambda(_)) => self.lambda(session, ctx).await?,
+            Some(Integration::Aws(_)) => self.aws_service(session, ctx).await?,
+            _ => return Ok(true),
+        }
         if session.cache.enabled() && ctx.cache_result != Some("miss") {
             // not stored (an error, or not storable): waiters on the cache lock go on at once
             session.cache.disable(pingora::cache::NoCacheReason::Custom("lambda"));

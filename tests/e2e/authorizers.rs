@@ -169,76 +169,28 @@ struct InvokeApi {
 }
 
 fn invoke_api(secret: &'static str) -> InvokeApi {
-    use std::io::{BufRead, Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", l.local_addr().expect("addr"));
-    let host = l.local_addr().expect("addr").to_string();
     let seen: Invocations = Default::default();
     let s2 = seen.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            let (seen, host) = (s2.clone(), host.clone());
-            std::thread::spawn(move || {
-                let mut w = c.try_clone().expect("clone");
-                let mut r = std::io::BufReader::new(c);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    let mut headers = vec![];
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                        }
-                    }
-                    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                    let n: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    let mut body = vec![0; n];
-                    let _ = r.read_exact(&mut body);
-                    // the signature, recomputed from the request as received
-                    let signed_ok = match (get("authorization"), get("x-amz-date")) {
-                        (Some(auth), Some(date)) => {
-                            let now = edgegate::aws::sigv4::parse_amz_date(&date).unwrap_or(0);
-                            let mut extra = vec![("content-type".to_string(), get("content-type").unwrap_or_default())];
-                            if let Some(t) = get("x-amz-security-token") {
-                                extra.push(("x-amz-security-token".into(), t));
-                            }
-                            let url = format!("http://{host}{path}");
-                            let expect = edgegate::aws::sigv4::sign_request(
-                                "AKIDLAMBDA", secret, "eu-west-1", "lambda", "POST", &url, &extra, &body, now,
-                            )
-                            .expect("sign");
-                            expect[0].1 == auth && auth.contains("/eu-west-1/lambda/aws4_request")
-                        }
-                        _ => false,
-                    };
-                    seen.lock().expect("lock").push((path.clone(), headers.clone(), signed_ok));
-                    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let token = event["headers"]["authorization"].as_str().unwrap_or("").to_string();
-                    let (status, extra, out) = if !path.starts_with("/2015-03-31/functions/") || !path.ends_with("/invocations") {
-                        (404, "", r#"{"Type":"User","message":"bad path"}"#.to_string())
-                    } else if path.contains("/missing/") {
-                        (404, "", r#"{"Type":"User","message":"Function not found: missing"}"#.to_string())
-                    } else if token == "boom" {
-                        (200, "X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage":"boom from the function","errorType":"Error"}"#.to_string())
-                    } else if token.starts_with("allow") {
-                        (200, "", policy("Allow", "arn:edgegate:execute-api:lam/prod/*").to_string())
-                    } else {
-                        (200, "", policy("Deny", "*").to_string())
-                    };
-                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}", out.len());
-                    if w.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    let base = serve_raw(move |req, host| {
+        let signed_ok = req.sigv4_verifies(host, "AKIDLAMBDA", secret, "eu-west-1", "lambda")
+            && req.header("authorization").is_some_and(|a| a.contains("/eu-west-1/lambda/aws4_request"));
+        let path = req.target.clone();
+        s2.lock().expect("lock").push((path.clone(), req.headers.clone(), signed_ok));
+        let event: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let token = event["headers"]["authorization"].as_str().unwrap_or("").to_string();
+        let (status, extra, out) = if !path.starts_with("/2015-03-31/functions/") || !path.ends_with("/invocations") {
+            (404, "", r#"{"Type":"User","message":"bad path"}"#.to_string())
+        } else if path.contains("/missing/") {
+            (404, "", r#"{"Type":"User","message":"Function not found: missing"}"#.to_string())
+        } else if token == "boom" {
+            (200, "X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage":"boom from the function","errorType":"Error"}"#.to_string())
+        } else if token.starts_with("allow") {
+            (200, "", policy("Allow", "arn:edgegate:execute-api:lam/prod/*").to_string())
+        } else {
+            (200, "", policy("Deny", "*").to_string())
+        };
+        format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}", out.len())
+            .into_bytes()
     });
     InvokeApi { base, seen }
 }
@@ -264,32 +216,11 @@ authorizer = "fn"
     )
 }
 
-fn start_with_env(make: impl FnOnce(&std::path::Path, &Ports) -> String, env: &[(&str, &str)]) -> Gateway {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ports = Ports::new();
-    let config = dir.path().join("edgegate.toml");
-    std::fs::write(&config, make(dir.path(), &ports)).expect("config");
-    let mut gw = Gateway { child: None, dir, ports, config };
-    let log = std::fs::File::create(gw.dir.path().join("stderr.log")).expect("log");
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("-c").arg(&gw.config).env("EDGEGATE_LOG", "info").stdout(std::process::Stdio::null()).stderr(log);
-    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
-        cmd.env_remove(k);
-    }
-    cmd.env("HOME", gw.dir.path());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    gw.child = Some(cmd.spawn().expect("spawn"));
-    gw.wait_ready();
-    gw
-}
-
 #[test]
 fn lambda_invoked_authorizers_are_signed_and_their_failures_are_authorizer_failures() {
     let api = invoke_api("secret-lambda");
     let fn_arn = "arn:aws:lambda:eu-west-1:123456789012:function:partners:live";
-    let gw = start_with_env(
+    let gw = Gateway::start_with_env(
         |d, p| lambda_config(d, p, &api.base, fn_arn),
         &[("AWS_ACCESS_KEY_ID", "AKIDLAMBDA"), ("AWS_SECRET_ACCESS_KEY", "secret-lambda"), ("AWS_SESSION_TOKEN", "tok-1")],
     );
@@ -312,7 +243,7 @@ fn lambda_invoked_authorizers_are_signed_and_their_failures_are_authorizer_failu
     eventually("the function's error in the log", || gw.stderr().contains("boom from the function"));
 
     // an unknown function: 404 from Lambda, a failure with a clear log line
-    let gw2 = start_with_env(|d, p| lambda_config(d, p, &api.base, "missing"), &[]);
+    let gw2 = Gateway::start_with_env(|d, p| lambda_config(d, p, &api.base, "missing"), &[]);
     assert_eq!(send(gw2.addr(), "GET", "/prod/x", &[("Authorization", "allow-2")], b"").status, 500);
     eventually("the 404 in the log", || gw2.stderr().contains("Function not found: missing"));
     // no credentials anywhere: the call goes unsigned (local emulators)
@@ -324,7 +255,7 @@ fn lambda_invoked_authorizers_are_signed_and_their_failures_are_authorizer_failu
 #[test]
 fn lambda_credentials_come_from_the_profile_file_too() {
     let api = invoke_api("secret-from-file");
-    let gw = start_with_env(
+    let gw = Gateway::start_with_env(
         |d, p| {
             std::fs::create_dir_all(d.join(".aws")).expect("dir");
             std::fs::write(
@@ -340,56 +271,24 @@ fn lambda_credentials_come_from_the_profile_file_too() {
     assert!(api.seen.lock().expect("lock").last().is_some_and(|(_, _, signed)| *signed), "signed with the profile's keys");
 }
 
-/// moto's `moto_server` (PATH or `target/peers/bin`), if installed.
-fn moto_server() -> Option<std::path::PathBuf> {
-    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/bin/moto_server");
-    if local.exists() {
-        return Some(local);
-    }
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join("moto_server")).find(|p| p.exists())
-}
-
 #[test]
 fn moto_verifies_the_lambda_invocation_signature() {
-    let Some(moto) = moto_server() else {
+    let Some(moto) = Moto::start(5) else {
         eprintln!("SKIPPED: moto_server is not installed (./dev test installs it into target/peers)");
         return;
     };
-    let python = moto.parent().map(|d| d.join("python3")).filter(|p| p.exists()).unwrap_or_else(|| "python3".into());
-    let port = free_port();
-    let server = std::process::Command::new(&moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", "5")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(server);
-    eventually("moto to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    let setup = std::process::Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/moto_lambda_setup.py"))
-        .arg(port.to_string())
-        .output()
-        .expect("setup");
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
-    let key: serde_json::Value = serde_json::from_slice(&setup.stdout).expect("key");
+    let port = moto.port;
+    let key = moto.script("moto_lambda_setup.py", &[&port.to_string()]);
     let (ak, sk) = (key["ak"].as_str().expect("ak").to_string(), key["sk"].as_str().expect("sk").to_string());
     let base = format!("http://127.0.0.1:{port}");
     let config = |d: &std::path::Path, p: &Ports| lambda_config(d, p, &base, "auth").replace("eu-west-1", "us-east-1");
     // the right key: moto checks the signature and runs the function (its queued answer)
-    let gw = start_with_env(config, &[("AWS_ACCESS_KEY_ID", &ak), ("AWS_SECRET_ACCESS_KEY", &sk)]);
+    let gw = Gateway::start_with_env(config, &[("AWS_ACCESS_KEY_ID", &ak), ("AWS_SECRET_ACCESS_KEY", &sk)]);
     let r = send(gw.addr(), "GET", "/prod/x", &[("Authorization", "a")], b"");
     assert_eq!((r.status, r.text().as_str()), (200, "moto-user"), "{}", gw.stderr());
     drop(gw);
     // a wrong secret: moto answers 403 SignatureDoesNotMatch, the gateway an authorizer failure
-    let gw = start_with_env(config, &[("AWS_ACCESS_KEY_ID", &ak), ("AWS_SECRET_ACCESS_KEY", "wrong")]);
+    let gw = Gateway::start_with_env(config, &[("AWS_ACCESS_KEY_ID", &ak), ("AWS_SECRET_ACCESS_KEY", "wrong")]);
     assert_eq!(send(gw.addr(), "GET", "/prod/x", &[("Authorization", "b")], b"").status, 500);
     eventually("moto's refusal in the log", || gw.stderr().contains("Lambda answered 403"));
 }

@@ -721,3 +721,155 @@ pub fn h2_request(
         H2Response { status, headers, body: out }
     })
 }
+
+// ------------------------------------------------------------------ test servers and peers
+
+/// One request as a raw test server received it.
+pub struct RawRequest {
+    pub method: String,
+    pub target: String,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawRequest {
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_in(&self.headers, name).map(str::to_string)
+    }
+
+    /// Whether its SigV4 `Authorization` is the one `access_key`/`secret` make for this
+    /// request as received (content-type and a session token signed along, as edgegate does).
+    pub fn sigv4_verifies(&self, host: &str, access_key: &str, secret: &str, region: &str, service: &str) -> bool {
+        let (Some(auth), Some(date)) = (self.header("authorization"), self.header("x-amz-date")) else { return false };
+        let now = edgegate::aws::sigv4::parse_amz_date(&date).unwrap_or(0);
+        let mut extra = vec![("content-type".to_string(), self.header("content-type").unwrap_or_default())];
+        if let Some(t) = self.header("x-amz-security-token") {
+            extra.push(("x-amz-security-token".into(), t));
+        }
+        let url = format!("http://{host}{}", self.target);
+        edgegate::aws::sigv4::sign_request(access_key, secret, region, service, &self.method, &url, &extra, &self.body, now)
+            .is_ok_and(|h| h[0].1 == auth)
+    }
+}
+
+/// One HTTP/1.1 request off a connection (body by content-length); `None` at its end.
+pub fn read_request<R: BufRead>(r: &mut R) -> Option<RawRequest> {
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = vec![];
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let n: usize = header_in(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; n];
+    r.read_exact(&mut body).ok()?;
+    Some(RawRequest { method, target, headers, body })
+}
+
+/// A keep-alive HTTP/1.1 server on loopback: `handler(request, own host:port)` returns the raw
+/// response bytes. Returns the `http://host:port` base.
+pub fn serve_raw(handler: impl Fn(&RawRequest, &str) -> Vec<u8> + Send + Sync + 'static) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = l.local_addr().expect("addr").to_string();
+    let base = format!("http://{host}");
+    let handler = Arc::new(handler);
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let (handler, host) = (handler.clone(), host.clone());
+            std::thread::spawn(move || {
+                let Ok(mut w) = c.try_clone() else { return };
+                let mut r = BufReader::new(c);
+                while let Some(req) = read_request(&mut r) {
+                    if w.write_all(&handler(&req, &host)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    base
+}
+
+impl Gateway {
+    /// Starts the gateway with `env` as its only AWS-related environment (`HOME` is the test
+    /// directory, so no real `~/.aws` is read).
+    pub fn start_with_env(make: impl FnOnce(&Path, &Ports) -> String, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = Ports::new();
+        let config = dir.path().join("edgegate.toml");
+        std::fs::write(&config, make(dir.path(), &ports)).expect("config");
+        let mut gw = Gateway { child: None, dir, ports, config };
+        let log = std::fs::File::create(gw.dir.path().join("stderr.log")).expect("log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c").arg(&gw.config).env("EDGEGATE_LOG", "info").stdout(Stdio::null()).stderr(log);
+        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+            cmd.env_remove(k);
+        }
+        cmd.env("HOME", gw.dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        gw.child = Some(cmd.spawn().expect("spawn"));
+        gw.wait_ready();
+        gw
+    }
+}
+
+/// A moto server on a free loopback port with IAM auth on after `free_actions` actions, and
+/// the python that has boto3 next to it; `None` when moto is not installed (`./dev test`
+/// installs it into `target/peers`). Stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    pub python: PathBuf,
+}
+
+impl Moto {
+    pub fn start(free_actions: u32) -> Option<Moto> {
+        let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/bin/moto_server");
+        let bin = if local.exists() {
+            local
+        } else {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path).map(|d| d.join("moto_server")).find(|p| p.exists())?
+        };
+        let python = bin.parent().map(|d| d.join("python3")).filter(|p| p.exists()).unwrap_or_else(|| "python3".into());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let m = Moto { child, port, python };
+        eventually("moto to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        Some(m)
+    }
+
+    /// Runs a helper script in `tests/peers/` with `args`; its stdout as JSON.
+    pub fn script(&self, name: &str, args: &[&str]) -> serde_json::Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(name);
+        let out = Command::new(&self.python).arg(script).args(args).output().expect("python");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

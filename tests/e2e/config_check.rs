@@ -57,10 +57,11 @@ fn bad_configs_are_refused_with_their_location() {
             ":3:",
             "unknown key `colour`",
         ),
+        ("[edge]\norigins = [\"https://127.0.0.1:1\"]\n", ":1:", "not supported yet"),
         (
-            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.q]\ntype = \"aws\"\nservice = \"sqs\"\n",
-            ":5:1:",
-            "not supported yet",
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.q]\ntype = \"aws\"\nservice = \"s q s\"\nendpoint = \"http://127.0.0.1:1\"\n",
+            ":6:1:",
+            "is not a service name",
         ),
         ("[authorizers.a]\ntype = \"sigv4\"\nregion = \"us-east-1\"\ncredentials = \"nope.toml\"\n", ":4:1:", "cannot read"),
         (

@@ -3,47 +3,14 @@
 //! functions, throttling, timeouts), against a Lambda Invoke API on loopback.
 
 use crate::common::*;
-use std::io::{BufRead, Read, Write};
 
 /// A Lambda Invoke API whose "function" acts on the event's path (see `run`).
 fn invoke_api() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", l.local_addr().expect("addr"));
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut w = c.try_clone().expect("clone");
-                let mut r = std::io::BufReader::new(c);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    let mut n = 0usize;
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            if k.trim().eq_ignore_ascii_case("content-length") {
-                                n = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; n];
-                    let _ = r.read_exact(&mut body);
-                    let (status, extra, out) = run(&path, &body);
-                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}", out.len());
-                    if w.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    base
+    serve_raw(|req, _| {
+        let (status, extra, out) = run(&req.target, &req.body);
+        format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}", out.len())
+            .into_bytes()
+    })
 }
 
 fn run(invoke_path: &str, body: &[u8]) -> (u16, &'static str, String) {

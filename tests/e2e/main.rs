@@ -4,6 +4,7 @@ mod common;
 
 mod access;
 mod authorizers;
+mod aws_service;
 mod caching;
 mod cluster;
 mod config_check;

@@ -134,7 +134,7 @@ fn vpc_link_config_errors_name_the_key() {
 
 #[test]
 fn unix_socket_targets_are_served() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().expect("dir");
     let sock = dir.path().join("pets.sock");
     let l = std::os::unix::net::UnixListener::bind(&sock).expect("bind unix");
@@ -143,18 +143,8 @@ fn unix_socket_targets_are_served() {
             std::thread::spawn(move || {
                 let mut w = c.try_clone().expect("clone");
                 let mut r = std::io::BufReader::new(c);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                    }
+                while let Some(req) = read_request(&mut r) {
+                    let target = req.target;
                     let body = format!("unix {target}");
                     let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
                 }
