@@ -124,10 +124,11 @@ impl BackgroundService for Reloader {
         let l = &self.shared.load().listeners;
         let addrs: Vec<String> = l.listen.iter().chain(&l.tls_listen).chain(&l.private_listen).cloned().collect();
         wait_until_accepting(&addrs).await;
-        READY.store(true, std::sync::atomic::Ordering::Release);
         // an old process waiting on a hand-over stops accepting only now
         crate::lifecycle::handover::acknowledge();
         write_pid_file(&l.pid_file);
+        // ready last: whoever sees /readyz 200 (or READY=1) also finds the PID file written
+        READY.store(true, std::sync::atomic::Ordering::Release);
         crate::lifecycle::notify::ready(self.upgraded);
         crate::lifecycle::daemon::report_ready();
         let mut early_hup = crate::lifecycle::take_early_hup();
