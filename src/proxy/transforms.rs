@@ -5,6 +5,7 @@
 use super::{body, Gateway, NO_BODY};
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::{Refusal, ResponseType};
+use crate::snapshot::Integration;
 use crate::templates;
 use crate::validation::Invalid;
 use bytes::Bytes;
@@ -211,6 +212,11 @@ impl Gateway {
         let api = &ctx.snap.apis[m.api];
         if let Some(cors) = &api.cors {
             cors.apply(session.req_header().headers.get(http::header::ORIGIN), resp)?;
+        }
+        if matches!(m.integration.as_deref(), Some(Integration::Lambda(_) | Integration::Aws(_))) {
+            // answers made by the gateway from a function or service result are not
+            // transformed (yet); the same on a cache hit as on the miss that stored it
+            return Ok(());
         }
         let Some(t) = m.route.and_then(|ri| api.routes[ri].response_transform.clone()) else { return Ok(()) };
         let mapped = t.map_status(resp.status);
