@@ -125,7 +125,9 @@ mod tests {
         use http::Version as V;
         assert!(check_(&req(V::HTTP_11, &[("host", "a"), ("host", "b")])).is_err());
         assert!(check_(&req(V::HTTP_2, &[("host", "a"), ("host", "a")])).is_err());
-        assert!(check_(&req(V::HTTP_11, &[("content-type", "text/plain"), ("content-type", "application/json")])).is_err());
+        assert!(
+            check_(&req(V::HTTP_11, &[("content-type", "text/plain"), ("content-type", "application/json")])).is_err()
+        );
         assert!(check_(&req(V::HTTP_2, &[("origin", "https://a"), ("origin", "https://b")])).is_err());
         let mut r = RequestHeader::build("GET", b"/x", None).expect("req");
         r.set_uri("http://a.example/x".parse().expect("uri"));

@@ -218,8 +218,12 @@ fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
     });
     let headers = r.headers;
     // the last value of each name; every value, in order, in the multi-value form
-    let single = MapOf(move || headers.keys().filter_map(move |k| headers.get_all(k).iter().next_back().map(|v| (k.as_str(), text(v)))));
-    let multi = MapOf(move || headers.keys().map(move |k| (k.as_str(), headers.get_all(k).iter().map(text).collect::<Vec<_>>())));
+    let single = MapOf(move || {
+        headers.keys().filter_map(move |k| headers.get_all(k).iter().next_back().map(|v| (k.as_str(), text(v))))
+    });
+    let multi = MapOf(move || {
+        headers.keys().map(move |k| (k.as_str(), headers.get_all(k).iter().map(text).collect::<Vec<_>>()))
+    });
     let mut groups: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)> = Vec::new();
     for (k, v) in pairs {
         match groups.iter_mut().find(|(x, _)| *x == k) {
@@ -384,7 +388,10 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
         raw_query_string: r.query.unwrap_or(""),
         cookies,
         headers: joined,
-        query_string_parameters: non_empty(q.is_empty(), MapOf(move || q2.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<Vec<_>>().into_iter())),
+        query_string_parameters: non_empty(
+            q.is_empty(),
+            MapOf(move || q2.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<Vec<_>>().into_iter()),
+        ),
         path_parameters: non_empty(
             params.is_empty(),
             MapOf(move || params.iter().map(|(k, v)| (k.as_str(), crate::request::decode_component(v)))),
@@ -393,7 +400,9 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
         request_context: Ctx2 {
             account_id: "000000000000",
             api_id: r.api_id,
-            authentication: cert(r).map(|c| json!({"clientCert": {"subjectDN": c.subject, "issuerDN": c.issuer, "serialNumber": c.serial}})),
+            authentication: cert(r).map(
+                |c| json!({"clientCert": {"subjectDN": c.subject, "issuerDN": c.issuer, "serialNumber": c.serial}}),
+            ),
             authorizer,
             domain_name: r.domain_name,
             domain_prefix: r.domain_name.split('.').next().unwrap_or(""),
@@ -486,7 +495,9 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
         Some(Value::String(s)) => {
             if o.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
                 Bytes::from(
-                    base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| format!("body is not base64: {e}"))?,
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map_err(|e| format!("body is not base64: {e}"))?,
                 )
             } else {
                 Bytes::from(s.clone())
@@ -502,7 +513,12 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
 mod tests {
     use super::*;
 
-    fn req<'a>(h: &'a HeaderMap, vars: &'a std::collections::BTreeMap<String, String>, pp: &'a [(String, String)], body: &'a [u8]) -> Request<'a> {
+    fn req<'a>(
+        h: &'a HeaderMap,
+        vars: &'a std::collections::BTreeMap<String, String>,
+        pp: &'a [(String, String)],
+        body: &'a [u8],
+    ) -> Request<'a> {
         Request {
             method: "POST",
             path: "/prod/pets/7",
@@ -562,12 +578,17 @@ mod tests {
 
     #[test]
     fn answers_map_like_api_gateway() {
-        let a = answer(br#"{"statusCode":201,"headers":{"x-a":"1"},"multiValueHeaders":{"x-b":["1","2"]},"body":"hi"}"#, Format::V1)
-            .expect("v1");
+        let a = answer(
+            br#"{"statusCode":201,"headers":{"x-a":"1"},"multiValueHeaders":{"x-b":["1","2"]},"body":"hi"}"#,
+            Format::V1,
+        )
+        .expect("v1");
         assert_eq!(a.status, 201);
         assert_eq!(a.headers.iter().filter(|(k, _)| k == "x-b").count(), 2);
         assert_eq!(a.body, "hi");
-        let a = answer(br#"{"statusCode":200,"cookies":["s=1","t=2"],"body":"aGk=","isBase64Encoded":true}"#, Format::V2).expect("v2");
+        let a =
+            answer(br#"{"statusCode":200,"cookies":["s=1","t=2"],"body":"aGk=","isBase64Encoded":true}"#, Format::V2)
+                .expect("v2");
         assert_eq!(a.headers.iter().filter(|(k, _)| k == "set-cookie").count(), 2);
         assert_eq!(a.body, "hi");
         let bare = answer(br#"{"hello":"world"}"#, Format::V2).expect("bare");

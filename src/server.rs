@@ -47,7 +47,13 @@ fn proxy_service(
 
 /// Every address this process listens on, as the config spells it.
 fn listen_addresses(l: &crate::snapshot::Listeners) -> Vec<String> {
-    l.listen.iter().chain(&l.tls_listen).chain(&l.private_listen).chain(std::iter::once(&l.admin_listen)).cloned().collect()
+    l.listen
+        .iter()
+        .chain(&l.tls_listen)
+        .chain(&l.private_listen)
+        .chain(std::iter::once(&l.admin_listen))
+        .cloned()
+        .collect()
 }
 
 /// Builds the Pingora server for the loaded snapshot and runs it; never returns.
@@ -58,11 +64,8 @@ fn listen_addresses(l: &crate::snapshot::Listeners) -> Vec<String> {
 pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, String> {
     let l = shared.load().listeners.clone();
     let addrs = listen_addresses(&l);
-    let sockets = if args.upgrade {
-        handover::receive(&l.upgrade_sock, &l.pid_file)?
-    } else {
-        handover::Sockets::empty()
-    };
+    let sockets =
+        if args.upgrade { handover::receive(&l.upgrade_sock, &l.pid_file)? } else { handover::Sockets::empty() };
     handover::close_unclaimed(&sockets, &addrs);
     handover::bind_missing(&sockets, &addrs)?;
     let sockets = std::sync::Arc::new(sockets);
@@ -117,7 +120,8 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     let mut admin = Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone() });
     admin.add_tcp(&l.admin_listen);
     listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.fds.clone() }));
-    server.add_service(background_service("vpc-link-health", crate::vpc_link::HealthChecker { shared: shared.clone() }));
+    server
+        .add_service(background_service("vpc-link-health", crate::vpc_link::HealthChecker { shared: shared.clone() }));
     let reloader = server.add_service(background_service(
         "config-reload",
         Reloader { shared, path: args.config, upgraded: args.upgrade },

@@ -42,7 +42,12 @@ pub struct HttpTarget {
 }
 
 /// A `vpc_link` integration: proxy mode (the route path appended) to a target of `link`.
-pub fn link_target(name: &str, link: std::sync::Arc<crate::vpc_link::Link>, timeout: Duration, retries: u32) -> HttpTarget {
+pub fn link_target(
+    name: &str,
+    link: std::sync::Arc<crate::vpc_link::Link>,
+    timeout: Duration,
+    retries: u32,
+) -> HttpTarget {
     HttpTarget {
         name: name.to_string(),
         addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -242,7 +247,8 @@ mod tests {
     /// (normalised once), for random paths of tricky pieces.
     #[test]
     fn the_routed_path_is_the_forwarded_path() {
-        const PIECES: [&str; 14] = ["/", "a", ".", "..", "%2e", "%2F", "%41", "~", "%7E", "//", "b;c", "%25", "%E2%82%AC", "-"];
+        const PIECES: [&str; 14] =
+            ["/", "a", ".", "..", "%2e", "%2F", "%41", "~", "%7E", "//", "b;c", "%25", "%E2%82%AC", "-"];
         let t = parse_target("b", "http://127.0.0.1:9000", Duration::from_secs(1), 0, true).expect("target");
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..20_000 {

@@ -70,13 +70,12 @@ impl std::fmt::Debug for Link {
 
 fn backend(target: &str) -> Result<Backend, String> {
     if let Some(path) = target.strip_prefix("unix:") {
-        let addr = std::os::unix::net::SocketAddr::from_pathname(path)
-            .map_err(|e| format!("target {target:?}: {e}"))?;
+        let addr =
+            std::os::unix::net::SocketAddr::from_pathname(path).map_err(|e| format!("target {target:?}: {e}"))?;
         return Ok(Backend { addr: SocketAddr::Unix(addr), weight: 1, ext: Default::default() });
     }
-    let sa: std::net::SocketAddr = target
-        .parse()
-        .map_err(|_| format!("target {target:?} must be IP:PORT or unix:/PATH"))?;
+    let sa: std::net::SocketAddr =
+        target.parse().map_err(|_| format!("target {target:?} must be IP:PORT or unix:/PATH"))?;
     Ok(Backend { addr: SocketAddr::Inet(sa), weight: 1, ext: Default::default() })
 }
 
@@ -130,8 +129,16 @@ impl Link {
                 hc as Box<dyn HealthCheck + Send + Sync>
             }
         });
-        let link =
-            Link { name: name.to_string(), targets: targets.to_vec(), tls, sni: sni.to_string(), check, backends, selector, checker };
+        let link = Link {
+            name: name.to_string(),
+            targets: targets.to_vec(),
+            tls,
+            sni: sni.to_string(),
+            check,
+            backends,
+            selector,
+            checker,
+        };
         link.load()?;
         Ok(link)
     }
@@ -164,9 +171,8 @@ impl Link {
     /// A healthy target not in `tried`, by the link's balance (`key`: the client IP for
     /// consistent hashing). `None` when no such target is left.
     pub fn select(&self, key: &[u8], tried: &[String]) -> Option<(String, Backend)> {
-        let accept = |b: &Backend, _: bool| {
-            self.target_of(b).is_some_and(|t| self.healthy(t) && !tried.iter().any(|x| x == t))
-        };
+        let accept =
+            |b: &Backend, _: bool| self.target_of(b).is_some_and(|t| self.healthy(t) && !tried.iter().any(|x| x == t));
         let n = self.backends.len() * 2 + 1;
         let b = match &self.selector {
             Selector::RoundRobin(l) => l.select_with(key, n, accept),

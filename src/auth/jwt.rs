@@ -217,7 +217,13 @@ impl JwtAuthorizer {
     async fn refetch(&self) -> bool {
         let Some(ep) = &self.url else { return false };
         self.last_fetch.store(now_secs(), Ordering::Relaxed);
-        let call = crate::outbound::Call { method: "GET", headers: &[], body: None, timeout: JWKS_TIMEOUT, max_answer: MAX_JWKS };
+        let call = crate::outbound::Call {
+            method: "GET",
+            headers: &[],
+            body: None,
+            timeout: JWKS_TIMEOUT,
+            max_answer: MAX_JWKS,
+        };
         let fetched = match crate::outbound::CLIENT.send(ep, call).await {
             Ok(a) if a.status == 200 => parse_jwks(&a.body),
             Ok(a) => Err(format!("{} answered {}", ep.url, a.status)),

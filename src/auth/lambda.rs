@@ -272,8 +272,13 @@ impl LambdaAuthorizer {
         let answer = match &self.s.target {
             Target::Http(endpoint) => {
                 let headers = [("content-type", "application/json"), ("x-request-id", c.request_id)];
-                let out =
-                    Out { method: "POST", headers: &headers, body: Some(body), timeout: self.s.timeout, max_answer: MAX_ANSWER };
+                let out = Out {
+                    method: "POST",
+                    headers: &headers,
+                    body: Some(body),
+                    timeout: self.s.timeout,
+                    max_answer: MAX_ANSWER,
+                };
                 match CLIENT.send(endpoint, out).await {
                     Ok(a) if a.status == 200 => a.body,
                     Ok(a) => {

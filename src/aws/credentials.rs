@@ -82,7 +82,10 @@ mod tests {
             "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
             _ => None,
         };
-        assert_eq!(from_env(env).map(|c| (c.access_key, c.secret, c.session_token)), Some(("AK".into(), "SK".into(), None)));
+        assert_eq!(
+            from_env(env).map(|c| (c.access_key, c.secret, c.session_token)),
+            Some(("AK".into(), "SK".into(), None))
+        );
         assert!(from_env(|_| None).is_none());
         let ini = "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n[ci]\naws_access_key_id=C\naws_secret_access_key=CS\naws_session_token = T\n";
         assert_eq!(from_ini(ini, "default").map(|c| c.access_key), Some("D".into()));

@@ -124,8 +124,12 @@ mod tests {
 
     #[test]
     fn invoke_urls_encode_the_function() {
-        let f = Function::new("arn:aws:lambda:us-east-1:123456789012:function:auth:live", Some("http://127.0.0.1:9001/"), "us-east-1")
-            .expect("function");
+        let f = Function::new(
+            "arn:aws:lambda:us-east-1:123456789012:function:auth:live",
+            Some("http://127.0.0.1:9001/"),
+            "us-east-1",
+        )
+        .expect("function");
         assert_eq!(
             f.endpoint.target,
             "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Aauth%3Alive/invocations"

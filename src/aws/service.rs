@@ -58,7 +58,13 @@ impl Target {
         }
         let headers: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let body = (!body.is_empty() || self.method != http::Method::GET).then_some(body);
-        let call = Call { method: self.method.as_str(), headers: &headers, body, timeout: self.timeout, max_answer: MAX_ANSWER };
+        let call = Call {
+            method: self.method.as_str(),
+            headers: &headers,
+            body,
+            timeout: self.timeout,
+            max_answer: MAX_ANSWER,
+        };
         CLIENT.send(&self.endpoint, call).await
     }
 }
@@ -78,6 +84,9 @@ mod tests {
     #[test]
     fn service_urls() {
         assert_eq!(super::url("sqs", "eu-west-1", None, "/"), "https://sqs.eu-west-1.amazonaws.com/");
-        assert_eq!(super::url("s3", "us-east-1", Some("http://127.0.0.1:5000/"), "bucket/key"), "http://127.0.0.1:5000/bucket/key");
+        assert_eq!(
+            super::url("s3", "us-east-1", Some("http://127.0.0.1:5000/"), "bucket/key"),
+            "http://127.0.0.1:5000/bucket/key"
+        );
     }
 }

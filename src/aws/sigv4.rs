@@ -218,4 +218,3 @@ pub fn sign_request(
         ("X-Amz-Content-Sha256".into(), payload),
     ])
 }
-

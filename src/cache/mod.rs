@@ -164,9 +164,7 @@ pub fn not_storable(credential: bool, resp: &ResponseHeader, honor_origin: bool)
     for v in h.get_all(http::header::CACHE_CONTROL) {
         let Ok(s) = v.to_str() else { return Some("cache-control") };
         for d in s.split(',').map(|d| d.trim().split('=').next().unwrap_or("").trim()) {
-            if honor_origin
-                && !surrogate_lifetime
-                && ["private", "no-store"].iter().any(|x| d.eq_ignore_ascii_case(x))
+            if honor_origin && !surrogate_lifetime && ["private", "no-store"].iter().any(|x| d.eq_ignore_ascii_case(x))
             {
                 return Some("cache-control");
             }
@@ -369,7 +367,10 @@ mod tests {
     fn freshness_follows_the_origin_within_the_ttl() {
         let now = SystemTime::now();
         let ttl = Duration::from_secs(300);
-        let f = |h: &[(&str, &str)]| freshness(&resp(h), ttl, true, now).map(|f| f.fresh_until.duration_since(f.created).unwrap_or_default().as_secs());
+        let f = |h: &[(&str, &str)]| {
+            freshness(&resp(h), ttl, true, now)
+                .map(|f| f.fresh_until.duration_since(f.created).unwrap_or_default().as_secs())
+        };
         assert_eq!(f(&[]), Some(300), "no origin word: the TTL");
         assert_eq!(f(&[("cache-control", "max-age=60")]), Some(60), "shorter wins");
         assert_eq!(f(&[("cache-control", "max-age=9000")]), Some(300), "the TTL is the bound");
@@ -380,9 +381,11 @@ mod tests {
         let past = httpdate::fmt_http_date(now - Duration::from_secs(83 * 60));
         assert_eq!(freshness(&resp(&[("expires", &past)]), ttl, true, now), None);
         assert_eq!(freshness(&resp(&[("expires", "not a date")]), ttl, true, now), None);
-        let stale = freshness(&resp(&[("cache-control", "max-age=0"), ("etag", "\"a\"")]), ttl, true, now).expect("kept");
+        let stale =
+            freshness(&resp(&[("cache-control", "max-age=0"), ("etag", "\"a\"")]), ttl, true, now).expect("kept");
         assert!(stale.fresh_until < now);
-        let nc = freshness(&resp(&[("cache-control", "no-cache"), ("last-modified", &past)]), ttl, true, now).expect("kept");
+        let nc =
+            freshness(&resp(&[("cache-control", "no-cache"), ("last-modified", &past)]), ttl, true, now).expect("kept");
         assert!(nc.fresh_until < now, "no-cache: revalidate every time");
         // Age is spent already and back-dates the entry
         let aged = freshness(&resp(&[("cache-control", "max-age=100"), ("age", "40")]), ttl, true, now).expect("fresh");
@@ -403,7 +406,8 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_are_stripped() {
-        let mut r = resp(&[("connection", "x-hop, close"), ("x-hop", "1"), ("keep-alive", "timeout=5"), ("x-end", "2")]);
+        let mut r =
+            resp(&[("connection", "x-hop, close"), ("x-hop", "1"), ("keep-alive", "timeout=5"), ("x-end", "2")]);
         strip_hop_by_hop(&mut r);
         assert!(r.headers.get("x-hop").is_none() && r.headers.get("keep-alive").is_none());
         assert!(r.headers.get("connection").is_none());

@@ -186,7 +186,10 @@ impl Compiler {
                 return None;
             }
             (None, None) => {
-                self.err(p.key("type"), "a request/token authorizer needs uri or lambda = { function, endpoint, region }");
+                self.err(
+                    p.key("type"),
+                    "a request/token authorizer needs uri or lambda = { function, endpoint, region }",
+                );
                 return None;
             }
             (Some(uri), None) => match crate::outbound::Endpoint::parse(uri) {
@@ -263,13 +266,6 @@ impl Compiler {
         if timeout.is_zero() || timeout > server.max_integration_timeout.0 {
             self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
         }
-        Some(crate::auth::lambda::LambdaAuthorizer::new(Settings {
-            kind,
-            target,
-            sources,
-            ttl,
-            format,
-            timeout,
-        }))
+        Some(crate::auth::lambda::LambdaAuthorizer::new(Settings { kind, target, sources, ttl, format, timeout }))
     }
 }

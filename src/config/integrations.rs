@@ -46,7 +46,13 @@ impl Compiler {
     }
 
     /// `text` with the stage's variables substituted; an unknown one is an error at `at`.
-    fn stage_substituted(&mut self, at: &KeyPath, sp: &KeyPath, text: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    fn stage_substituted(
+        &mut self,
+        at: &KeyPath,
+        sp: &KeyPath,
+        text: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Option<String> {
         match upstream::substitute_stage_vars(text, vars) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -108,7 +114,8 @@ impl Compiler {
         match i.kind.as_str() {
             "aws" => {
                 match i.service.as_deref() {
-                    None => self.err(p.key("type"), "an aws integration needs service = \"NAME\" (sqs, sns, dynamodb, s3, …)"),
+                    None => self
+                        .err(p.key("type"), "an aws integration needs service = \"NAME\" (sqs, sns, dynamodb, s3, …)"),
                     Some(s) if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
                         self.err(p.key("service"), format!("service {s:?} is not a service name"))
                     }
@@ -124,19 +131,27 @@ impl Compiler {
                 }
                 if let Some(t) = &i.request_template {
                     let text = stage_vars_as_template(t);
-                    if let Err(e) = env.add_template_owned(crate::templates::name_for(&format!("aws:{tname}"), &text), text) {
+                    if let Err(e) =
+                        env.add_template_owned(crate::templates::name_for(&format!("aws:{tname}"), &text), text)
+                    {
                         self.err(p.key("request_template"), format!("template error: {e}"));
                     }
                 }
                 if let Some(t) = i.timeout {
                     if t.0.is_zero() || t.0 > settings.max_integration_timeout {
-                        self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
+                        self.err(
+                            p.key("timeout"),
+                            "timeout must be above 0 and at most server.max_integration_timeout",
+                        );
                     }
                 }
             }
             "lambda" => {
                 if i.function.is_none() {
-                    self.err(p.key("type"), "a lambda integration needs function = \"NAME\" (a name, ARN or name:alias)");
+                    self.err(
+                        p.key("type"),
+                        "a lambda integration needs function = \"NAME\" (a name, ARN or name:alias)",
+                    );
                 }
                 if let Some(f) = i.payload_format.as_deref() {
                     if !matches!(f, "1.0" | "2.0") {
@@ -145,7 +160,10 @@ impl Compiler {
                 }
                 if let Some(t) = i.timeout {
                     if t.0.is_zero() || t.0 > settings.max_integration_timeout {
-                        self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
+                        self.err(
+                            p.key("timeout"),
+                            "timeout must be above 0 and at most server.max_integration_timeout",
+                        );
                     }
                 }
             }
@@ -313,12 +331,7 @@ impl Compiler {
                     }
                 };
                 let method = http::Method::from_bytes(i.method.as_deref().unwrap_or("POST").as_bytes()).ok()?;
-                let headers = i
-                    .headers
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                    .collect();
+                let headers = i.headers.iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
                 let template = i
                     .request_template
                     .as_ref()

@@ -112,8 +112,7 @@ pub fn receive(upgrade_sock: &str, pid_file: &str) -> Result<Sockets, String> {
     match running_pid(pid_file) {
         Some(pid) => {
             log::info!("upgrade: asking the running instance (pid {pid}) for its listening sockets");
-            if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT)
-            {
+            if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT) {
                 log::warn!("upgrade: cannot signal pid {pid}: {e}; waiting for SIGQUIT to reach it");
             }
         }
@@ -136,8 +135,11 @@ pub fn receive(upgrade_sock: &str, pid_file: &str) -> Result<Sockets, String> {
         }
         (msg.bytes, fds)
     };
-    let binds: Vec<String> =
-        names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+    let binds: Vec<String> = names[..n]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
     if binds.len() != fds.len() {
         let (nb, nf) = (binds.len(), fds.len());
         for fd in fds {
@@ -199,7 +201,9 @@ pub fn send(sockets: &Sockets, upgrade_sock: &str) -> Result<(), String> {
     socket::sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
         .map_err(|e| format!("sending the listening sockets: {e}"))?;
     log::info!("upgrade: sent {} listening sockets to the new process", binds.len());
-    stream.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))).ok();
+    stream
+        .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
+        .ok();
     let mut ack = [0u8; 1];
     match stream.read(&mut ack) {
         Ok(1) => Ok(()),

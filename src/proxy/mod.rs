@@ -183,7 +183,8 @@ impl Gateway {
         ctx.host = host_of(req);
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
         ctx.proto = if tls.is_some() { "https" } else { "http" };
-        ctx.client_cert = tls.and_then(|t| t.extension.get::<crate::tls::certs::ClientCert>()).map(|c| Arc::new(c.clone()));
+        ctx.client_cert =
+            tls.and_then(|t| t.extension.get::<crate::tls::certs::ClientCert>()).map(|c| Arc::new(c.clone()));
         if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
             // every X-Forwarded-For line, in order, as one list (request::header)
             let xff = crate::request::header(&req.headers, "x-forwarded-for");
@@ -363,7 +364,8 @@ impl Gateway {
                 let text = std::str::from_utf8(&body).unwrap_or("");
                 let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
                 let snap = ctx.snap.clone();
-                let rendered = templates::render(&snap.templates, name, &self.template_vars(session, ctx, None, (text, &json)));
+                let rendered =
+                    templates::render(&snap.templates, name, &self.template_vars(session, ctx, None, (text, &json)));
                 match rendered {
                     Ok(s) => Bytes::from(s),
                     Err(e) => {
@@ -399,7 +401,13 @@ impl Gateway {
 
     /// Sends an answer the gateway made from an integration's result (Lambda, AWS service):
     /// writes invalidate, and the answer is stored in the route's cache when it may be.
-    async fn answer_made(&self, session: &mut Session, ctx: &mut RequestCtx, mut h: ResponseHeader, body: Bytes) -> Result<()> {
+    async fn answer_made(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut h: ResponseHeader,
+        body: Bytes,
+    ) -> Result<()> {
         invalidate_after_write(session, &h, ctx);
         if session.cache.enabled() {
             let stored = self.store_answer(session, ctx, &h, &body).await;
@@ -413,7 +421,13 @@ impl Gateway {
     /// cache, under the same rules as proxied answers (`response_cache_filter`). Answers that
     /// `Vary` are not stored (their variant key is Pingora's to compute). Returns whether
     /// it was stored; every failure leaves the answer uncached.
-    async fn store_answer(&self, session: &mut Session, ctx: &mut RequestCtx, h: &ResponseHeader, body: &Bytes) -> bool {
+    async fn store_answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        h: &ResponseHeader,
+        body: &Bytes,
+    ) -> bool {
         use pingora::cache::{CachePhase, RespCacheable};
         if !matches!(session.cache.phase(), CachePhase::Miss | CachePhase::Stale | CachePhase::Expired)
             || h.headers.contains_key(http::header::VARY)

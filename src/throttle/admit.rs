@@ -10,8 +10,8 @@
 
 use super::bucket::{now_ns, Bucket, Decision};
 use super::cluster::{Cluster, OnError, QuotaSpec, Verdict, REDIS_ERRORS};
-use crate::responses::{Counted, Refusal, ResponseType};
 use super::Plan;
+use crate::responses::{Counted, Refusal, ResponseType};
 
 fn throttled(reason: &'static str, d: Decision) -> Refusal {
     let mut r = Refusal::new(ResponseType::Throttled);

@@ -5,8 +5,8 @@
 pub mod certs;
 
 use crate::snapshot::Shared;
-pub use certs::{CertKey, CertStore, ClientAuth, ClientCert};
 use async_trait::async_trait;
+pub use certs::{CertKey, CertStore, ClientAuth, ClientCert};
 use openssl::ssl::{NameType, SslRef, SslVerifyMode, SslVersion};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
@@ -56,7 +56,8 @@ pub struct ListenerTls {
 }
 
 pub fn settings(shared: Shared, l: &ListenerTls) -> Result<TlsSettings, String> {
-    let mut tls = TlsSettings::with_callbacks(Box::new(Callbacks { shared: shared.clone() })).map_err(|e| e.to_string())?;
+    let mut tls =
+        TlsSettings::with_callbacks(Box::new(Callbacks { shared: shared.clone() })).map_err(|e| e.to_string())?;
     tls.enable_h2();
     tls.set_min_proto_version(Some(l.min_version)).map_err(|e| e.to_string())?;
     l.profile.apply(&mut tls)?;

@@ -183,14 +183,21 @@ fn invoke_api(secret: &'static str) -> InvokeApi {
         } else if path.contains("/missing/") {
             (404, "", r#"{"Type":"User","message":"Function not found: missing"}"#.to_string())
         } else if token == "boom" {
-            (200, "X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage":"boom from the function","errorType":"Error"}"#.to_string())
+            (
+                200,
+                "X-Amz-Function-Error: Unhandled\r\n",
+                r#"{"errorMessage":"boom from the function","errorType":"Error"}"#.to_string(),
+            )
         } else if token.starts_with("allow") {
             (200, "", policy("Allow", "arn:edgegate:execute-api:lam/prod/*").to_string())
         } else {
             (200, "", policy("Deny", "*").to_string())
         };
-        format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}", out.len())
-            .into_bytes()
+        format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
+            out.len()
+        )
+        .into_bytes()
     });
     InvokeApi { base, seen }
 }
@@ -222,7 +229,11 @@ fn lambda_invoked_authorizers_are_signed_and_their_failures_are_authorizer_failu
     let fn_arn = "arn:aws:lambda:eu-west-1:123456789012:function:partners:live";
     let gw = Gateway::start_with_env(
         |d, p| lambda_config(d, p, &api.base, fn_arn),
-        &[("AWS_ACCESS_KEY_ID", "AKIDLAMBDA"), ("AWS_SECRET_ACCESS_KEY", "secret-lambda"), ("AWS_SESSION_TOKEN", "tok-1")],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDLAMBDA"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-lambda"),
+            ("AWS_SESSION_TOKEN", "tok-1"),
+        ],
     );
     let r = send(gw.addr(), "GET", "/prod/x", &[("Authorization", "allow-1")], b"");
     assert_eq!((r.status, r.text().as_str()), (200, "user-1"));
@@ -268,7 +279,10 @@ fn lambda_credentials_come_from_the_profile_file_too() {
         &[("AWS_PROFILE", "ci")],
     );
     assert_eq!(send(gw.addr(), "GET", "/prod/x", &[("Authorization", "allow-3")], b"").status, 200);
-    assert!(api.seen.lock().expect("lock").last().is_some_and(|(_, _, signed)| *signed), "signed with the profile's keys");
+    assert!(
+        api.seen.lock().expect("lock").last().is_some_and(|(_, _, signed)| *signed),
+        "signed with the profile's keys"
+    );
 }
 
 #[test]

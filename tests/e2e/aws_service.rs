@@ -15,7 +15,13 @@ fn service(secret: &'static str) -> (String, Seen) {
     let base = serve_raw(move |req, host| {
         let verified = req.sigv4_verifies(host, "AKIDSVC", secret, "eu-west-1", "sqs");
         let text = String::from_utf8_lossy(&req.body).to_string();
-        s2.lock().expect("lock").push((req.method.clone(), req.target.clone(), req.headers.clone(), req.body.clone(), verified));
+        s2.lock().expect("lock").push((
+            req.method.clone(),
+            req.target.clone(),
+            req.headers.clone(),
+            req.body.clone(),
+            verified,
+        ));
         let (status, out) = if text.contains("bad") {
             (400, "<ErrorResponse><Error><Code>InvalidParameterValue</Code><Message>bad</Message></Error></ErrorResponse>")
         } else {
@@ -59,7 +65,10 @@ fn templated_signed_requests_and_passed_through_answers() {
         &[("AWS_ACCESS_KEY_ID", "AKIDSVC"), ("AWS_SECRET_ACCESS_KEY", "svc-secret")],
     );
     let r = send(gw.addr(), "POST", "/prod/orders", &[("content-type", "text/plain")], "a & b = c+d ünï".as_bytes());
-    assert_eq!((r.status, r.header("content-type"), r.header("x-amzn-requestid")), (200, Some("text/xml"), Some("req-1")));
+    assert_eq!(
+        (r.status, r.header("content-type"), r.header("x-amzn-requestid")),
+        (200, Some("text/xml"), Some("req-1"))
+    );
     assert!(r.text().contains("<MessageId>m-1</MessageId>"));
     {
         let seen = seen.lock().expect("lock");
@@ -86,9 +95,13 @@ fn moto_sqs_receives_the_message_and_refuses_a_wrong_signature() {
     };
     let port = moto.port;
     let v = moto.script("moto_sqs.py", &["setup", &port.to_string()]);
-    let (ak, sk, queue) = (v["ak"].as_str().expect("ak"), v["sk"].as_str().expect("sk"), v["queue"].as_str().expect("q"));
+    let (ak, sk, queue) =
+        (v["ak"].as_str().expect("ak"), v["sk"].as_str().expect("sk"), v["queue"].as_str().expect("q"));
     let base = format!("http://127.0.0.1:{port}");
-    let gw = Gateway::start_with_env(|d, p| cfg(d, p, &base, queue, "us-east-1"), &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)]);
+    let gw = Gateway::start_with_env(
+        |d, p| cfg(d, p, &base, queue, "us-east-1"),
+        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", sk)],
+    );
     let r = send(gw.addr(), "POST", "/prod/orders", &[], "order 7 & co = ünï+1".as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("MessageId"), "{}", r.text());
@@ -96,7 +109,10 @@ fn moto_sqs_receives_the_message_and_refuses_a_wrong_signature() {
     assert_eq!(bodies, serde_json::json!(["order 7 & co = ünï+1"]));
     drop(gw);
     // a wrong secret: moto's 403 passes through
-    let gw = Gateway::start_with_env(|d, p| cfg(d, p, &base, queue, "us-east-1"), &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", "wrong")]);
+    let gw = Gateway::start_with_env(
+        |d, p| cfg(d, p, &base, queue, "us-east-1"),
+        &[("AWS_ACCESS_KEY_ID", ak), ("AWS_SECRET_ACCESS_KEY", "wrong")],
+    );
     let r = send(gw.addr(), "POST", "/prod/orders", &[], b"x");
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("SignatureDoesNotMatch"), "{}", r.text());

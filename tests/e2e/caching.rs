@@ -370,7 +370,11 @@ impl Validating {
                         }
                         let etag = format!("\"v{}\"", version.load(SeqCst));
                         let proto = if http10 { "HTTP/1.0" } else { "HTTP/1.1" };
-                        let conn = if http10 { "Connection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: secret\r\n" } else { "" };
+                        let conn = if http10 {
+                            "Connection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: secret\r\n"
+                        } else {
+                            ""
+                        };
                         let extra = extra.lock().expect("lock").clone();
                         let resp = if inm.as_deref() == Some(etag.as_str()) {
                             nm.fetch_add(1, SeqCst);
@@ -378,7 +382,10 @@ impl Validating {
                         } else {
                             full.fetch_add(1, SeqCst);
                             let body = format!("body {etag}");
-                            format!("{proto} 200 OK\r\nETag: {etag}\r\nContent-Length: {}\r\n{extra}{conn}\r\n{body}", body.len())
+                            format!(
+                                "{proto} 200 OK\r\nETag: {etag}\r\nContent-Length: {}\r\n{extra}{conn}\r\n{body}",
+                                body.len()
+                            )
                         };
                         if w.write_all(resp.as_bytes()).is_err() {
                             return;
@@ -473,7 +480,8 @@ fn origin_cache_control_ignore_is_the_aws_model() {
     // a bad value is a config error naming the key
     let d = tempfile::tempdir().expect("dir");
     let f = d.path().join("edgegate.toml");
-    std::fs::write(&f, cached_api(d.path(), &Ports::new(), &ou, r#"{ origin_cache_control = "sometimes" }"#, "")).expect("w");
+    std::fs::write(&f, cached_api(d.path(), &Ports::new(), &ou, r#"{ origin_cache_control = "sometimes" }"#, ""))
+        .expect("w");
     let out = std::process::Command::new(BIN).arg("check").arg("-c").arg(&f).output().expect("check");
     let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && err.contains("origin_cache_control"), "{err}");

@@ -748,8 +748,18 @@ impl RawRequest {
             extra.push(("x-amz-security-token".into(), t));
         }
         let url = format!("http://{host}{}", self.target);
-        edgegate::aws::sigv4::sign_request(access_key, secret, region, service, &self.method, &url, &extra, &self.body, now)
-            .is_ok_and(|h| h[0].1 == auth)
+        edgegate::aws::sigv4::sign_request(
+            access_key,
+            secret,
+            region,
+            service,
+            &self.method,
+            &url,
+            &extra,
+            &self.body,
+            now,
+        )
+        .is_ok_and(|h| h[0].1 == auth)
     }
 }
 
@@ -813,7 +823,13 @@ impl Gateway {
         let log = std::fs::File::create(gw.dir.path().join("stderr.log")).expect("log");
         let mut cmd = Command::new(BIN);
         cmd.arg("-c").arg(&gw.config).env("EDGEGATE_LOG", "info").stdout(Stdio::null()).stderr(log);
-        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+        ] {
             cmd.env_remove(k);
         }
         cmd.env("HOME", gw.dir.path());

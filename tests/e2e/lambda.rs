@@ -8,29 +8,50 @@ use crate::common::*;
 fn invoke_api() -> String {
     serve_raw(|req, _| {
         let (status, extra, out) = run(&req.target, &req.body);
-        format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}", out.len())
-            .into_bytes()
+        format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
+            out.len()
+        )
+        .into_bytes()
     })
 }
 
 fn run(invoke_path: &str, body: &[u8]) -> (u16, &'static str, String) {
     if invoke_path.contains("/functions/missing/") {
-        return (404, "", r#"{"Type":"User","message":"Function not found: arn:aws:lambda:us-east-1:000000000000:function:missing"}"#.into());
+        return (
+            404,
+            "",
+            r#"{"Type":"User","message":"Function not found: arn:aws:lambda:us-east-1:000000000000:function:missing"}"#
+                .into(),
+        );
     }
     let e: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let path = e["rawPath"].as_str().or(e["path"].as_str()).unwrap_or("").to_string();
-    let echo = |status: u16| serde_json::json!({"statusCode": status, "headers": {"content-type": "application/json", "x-fn": "echo"}, "body": e.to_string()}).to_string();
+    let echo = |status: u16| {
+        serde_json::json!({"statusCode": status, "headers": {"content-type": "application/json", "x-fn": "echo"}, "body": e.to_string()}).to_string()
+    };
     if path.contains("/c/") {
         // 200: storable without explicit freshness (the stage TTL stands in for a heuristic)
         return (200, "", echo(200));
     }
     match path.rsplit('/').next().unwrap_or("") {
         "bare" => (200, "", r#"{"hello":"world"}"#.into()),
-        "throw" => (200, "X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage":"kaboom","errorType":"Error"}"#.into()),
+        "throw" => {
+            (200, "X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage":"kaboom","errorType":"Error"}"#.into())
+        }
         "bad" => (200, "", "not json".into()),
         "cookies" => (200, "", r#"{"statusCode":200,"cookies":["a=1; Path=/","b=2"],"body":"c"}"#.into()),
-        "bin" => (200, "", r#"{"statusCode":200,"headers":{"content-type":"image/png"},"body":"iVBORw0K","isBase64Encoded":true}"#.into()),
-        "multi" => (200, "", r#"{"statusCode":202,"headers":{"x-one":"h"},"multiValueHeaders":{"x-two":["a","b"]},"body":"m"}"#.into()),
+        "bin" => (
+            200,
+            "",
+            r#"{"statusCode":200,"headers":{"content-type":"image/png"},"body":"iVBORw0K","isBase64Encoded":true}"#
+                .into(),
+        ),
+        "multi" => (
+            200,
+            "",
+            r#"{"statusCode":202,"headers":{"x-one":"h"},"multiValueHeaders":{"x-two":["a","b"]},"body":"m"}"#.into(),
+        ),
         "throttle" => (429, "", r#"{"Type":"User","message":"Rate Exceeded."}"#.into()),
         "slow" => {
             std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -83,7 +104,13 @@ integration = "missing"
 fn payload_1_0_events_and_answers() {
     let base = invoke_api();
     let gw = Gateway::start(|d, p| cfg(d, p, &base));
-    let r = send(gw.addr(), "POST", "/prod/v1/pets/7?a=1&a=2&b=x%20y", &[("x-m", "1"), ("x-m", "2"), ("content-type", "application/json")], b"{\"n\":1}");
+    let r = send(
+        gw.addr(),
+        "POST",
+        "/prod/v1/pets/7?a=1&a=2&b=x%20y",
+        &[("x-m", "1"), ("x-m", "2"), ("content-type", "application/json")],
+        b"{\"n\":1}",
+    );
     assert_eq!((r.status, r.header("x-fn")), (201, Some("echo")), "{}", r.text());
     let e = r.json();
     assert_eq!(e["resource"], "/v1/{proxy+}");
@@ -100,7 +127,8 @@ fn payload_1_0_events_and_answers() {
     assert!(e["requestContext"]["requestTime"].as_str().is_some_and(|t| t.ends_with(" +0000") && t.len() == 26), "{e}");
     assert_eq!((e["body"].as_str(), e["isBase64Encoded"].as_bool()), (Some("{\"n\":1}"), Some(false)));
     // a binary media type goes base64
-    let r = send(gw.addr(), "POST", "/prod/v1/up", &[("content-type", "application/octet-stream")], &[0xff, 0xfe, 0x00]);
+    let r =
+        send(gw.addr(), "POST", "/prod/v1/up", &[("content-type", "application/octet-stream")], &[0xff, 0xfe, 0x00]);
     let e = r.json();
     assert_eq!((e["body"].as_str(), e["isBase64Encoded"].as_bool()), (Some("//4A"), Some(true)));
     // multiValueHeaders, a status of the function's choosing; base64 answers are decoded
@@ -117,7 +145,13 @@ fn payload_1_0_events_and_answers() {
 fn payload_2_0_events_and_answers() {
     let base = invoke_api();
     let gw = Gateway::start(|d, p| cfg(d, p, &base));
-    let r = send(gw.addr(), "PUT", "/prod/v2/pets/7/a/b?q=1&q=2", &[("cookie", "s=1; t=2"), ("x-m", "1"), ("x-m", "2")], b"hi");
+    let r = send(
+        gw.addr(),
+        "PUT",
+        "/prod/v2/pets/7/a/b?q=1&q=2",
+        &[("cookie", "s=1; t=2"), ("x-m", "1"), ("x-m", "2")],
+        b"hi",
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     let e = r.json();
     assert_eq!(e["version"], "2.0");
@@ -134,9 +168,13 @@ fn payload_2_0_events_and_answers() {
     assert_eq!(e["body"], "hi");
     // a bare result is 200 application/json; cookies become set-cookie fields
     let r = gw.get("/prod/v2/pets/1/bare");
-    assert_eq!((r.status, r.header("content-type"), r.text().as_str()), (200, Some("application/json"), r#"{"hello":"world"}"#));
+    assert_eq!(
+        (r.status, r.header("content-type"), r.text().as_str()),
+        (200, Some("application/json"), r#"{"hello":"world"}"#)
+    );
     let r = gw.get("/prod/v2/pets/1/cookies");
-    let cookies: Vec<&str> = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect();
+    let cookies: Vec<&str> =
+        r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect();
     assert_eq!(cookies, vec!["a=1; Path=/", "b=2"]);
 }
 

@@ -129,11 +129,16 @@ integration = {{ type = "http", uri = "http://127.0.0.1:{dead}/x", retries = 0 }
     }
     let secs = t.elapsed().as_secs() + 2;
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    eventually("the failures to be counted", || counter(&gw, "edgegate_upstream_errors_total", "connect_refused") >= 300.0);
+    eventually("the failures to be counted", || {
+        counter(&gw, "edgegate_upstream_errors_total", "connect_refused") >= 300.0
+    });
     let errors = error_lines(&gw);
     // the first failure at once, then at most one summary a second
     assert!(errors.len() as u64 <= secs + 1, "{} ERROR lines in ~{secs}s:\n{}", errors.len(), errors.join("\n"));
-    assert!(errors.iter().any(|l| l.contains(&format!("127.0.0.1:{dead}")) && l.contains("more failures")), "{errors:?}");
+    assert!(
+        errors.iter().any(|l| l.contains(&format!("127.0.0.1:{dead}")) && l.contains("more failures")),
+        "{errors:?}"
+    );
 }
 
 #[test]

@@ -124,7 +124,13 @@ impl<'a> Run<'a> {
     }
 
     fn finish(self, at_least: usize) {
-        assert!(self.failures.is_empty(), "{} of {} probes failed:\n{}", self.failures.len(), self.count, self.failures.join("\n"));
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} probes failed:\n{}",
+            self.failures.len(),
+            self.count,
+            self.failures.join("\n")
+        );
         assert!(self.count >= at_least, "{} probes", self.count);
     }
 }
@@ -183,18 +189,32 @@ fn path_normalisation_probes() {
             seen.iter().all(|s| {
                 let t = s.target.to_ascii_lowercase();
                 s.target.starts_with("/public/")
-                    && !t.split('/').any(|seg| seg == ".." || seg == "." || seg.starts_with("..;") || seg.starts_with("..%2f") || seg.contains("%2f..") || seg.starts_with("%c0"))
+                    && !t.split('/').any(|seg| {
+                        seg == ".."
+                            || seg == "."
+                            || seg.starts_with("..;")
+                            || seg.starts_with("..%2f")
+                            || seg.contains("%2f..")
+                            || seg.starts_with("%c0")
+                    })
             })
         });
     }
     // these are refused outright
-    for p in ["/prod/public/..%2fadmin/x", "/prod/public/..;/admin/x", "/prod/public/%c0%ae%c0%ae/admin/x", "/prod/public/%2e%2e%2fadmin%2fx"] {
+    for p in [
+        "/prod/public/..%2fadmin/x",
+        "/prod/public/..;/admin/x",
+        "/prod/public/%c0%ae%c0%ae/admin/x",
+        "/prod/public/%2e%2e%2fadmin%2fx",
+    ] {
         run.probe(&format!("refused {p}"), &get(p, ""), &[400], false, nothing);
     }
     // legitimate spellings of a public path reach it normalised
     for p in ["/prod/public/a", "/prod//public///a", "/prod/public/./a", "/prod/public/b/../a", "/prod/public/%61"] {
         // served by the origin or, after the first, by the cache: always as /public/a
-        run.probe(&format!("public {p}"), &get(p, ""), &[200], false, |seen| seen.iter().all(|s| s.target == "/public/a"));
+        run.probe(&format!("public {p}"), &get(p, ""), &[200], false, |seen| {
+            seen.iter().all(|s| s.target == "/public/a")
+        });
     }
     run.finish(39);
 }
@@ -381,10 +401,7 @@ fn http2_framing_probes() {
     check("plain GET", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[], "GET", "/prod/public/a"))], false);
     check(
         "POST body without content-length",
-        vec![
-            frame(0x1, END_HEADERS, 1, &req(&[], "POST", "/prod/echo")),
-            frame(0x0, END_STREAM, 1, b"hello"),
-        ],
+        vec![frame(0x1, END_HEADERS, 1, &req(&[], "POST", "/prod/echo")), frame(0x0, END_STREAM, 1, b"hello")],
         false,
     );
     check(
@@ -421,29 +438,64 @@ fn http2_framing_probes() {
         true,
     );
     check("path without slash", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[], "GET", "prod/public/a"))], true);
-    check("upper-case header name", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("X-Up", "1")], "GET", "/prod/public/a"))], true);
-    check("connection header", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("connection", "keep-alive")], "GET", "/prod/public/a"))], true);
     check(
-        "transfer-encoding header",
-        vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("transfer-encoding", "chunked")], "GET", "/prod/public/a"))],
+        "upper-case header name",
+        vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("X-Up", "1")], "GET", "/prod/public/a"))],
         true,
     );
-    check("te other than trailers", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("te", "gzip")], "GET", "/prod/public/a"))], true);
-    let dup = hpack(&[(":method", "GET"), (":method", "POST"), (":scheme", "http"), (":authority", "p.test"), (":path", "/prod/public/a")]);
+    check(
+        "connection header",
+        vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("connection", "keep-alive")], "GET", "/prod/public/a"))],
+        true,
+    );
+    check(
+        "transfer-encoding header",
+        vec![frame(
+            0x1,
+            END_STREAM | END_HEADERS,
+            1,
+            &req(&[("transfer-encoding", "chunked")], "GET", "/prod/public/a"),
+        )],
+        true,
+    );
+    check(
+        "te other than trailers",
+        vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("te", "gzip")], "GET", "/prod/public/a"))],
+        true,
+    );
+    let dup = hpack(&[
+        (":method", "GET"),
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "p.test"),
+        (":path", "/prod/public/a"),
+    ]);
     check("duplicate :method", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &dup)], true);
     let late = hpack(&[(":method", "GET"), (":scheme", "http"), ("x-a", "1"), (":path", "/prod/public/a")]);
     check("pseudo-header after a regular one", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &late)], true);
     let nopath = hpack(&[(":method", "GET"), (":scheme", "http"), (":authority", "p.test")]);
     check("missing :path", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &nopath)], true);
-    check("unknown pseudo-header", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[(":evil", "1")], "GET", "/prod/public/a"))], true);
+    check(
+        "unknown pseudo-header",
+        vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[(":evil", "1")], "GET", "/prod/public/a"))],
+        true,
+    );
     check(
         "host differs from :authority",
         vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("host", "evil.test")], "GET", "/prod/public/a"))],
         true,
     );
-    check("CRLF in a value", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("x-a", "a\r\nx-b: c")], "GET", "/prod/public/a"))], true);
+    check(
+        "CRLF in a value",
+        vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[("x-a", "a\r\nx-b: c")], "GET", "/prod/public/a"))],
+        true,
+    );
     check("lowercase method", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[], "get", "/prod/public/a"))], true);
-    check("traversal", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[], "GET", "/prod/public/../admin/x"))], true);
+    check(
+        "traversal",
+        vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[], "GET", "/prod/public/../admin/x"))],
+        true,
+    );
     check(
         "signed route, unsigned body without content-length",
         vec![
@@ -462,7 +514,11 @@ fn jwt(claims: serde_json::Value, alg: jsonwebtoken::Algorithm, secret: &[u8]) -
 }
 
 fn b64(v: &serde_json::Value) -> String {
-    openssl::base64::encode_block(v.to_string().as_bytes()).replace('+', "-").replace('/', "_").trim_end_matches('=').to_string()
+    openssl::base64::encode_block(v.to_string().as_bytes())
+        .replace('+', "-")
+        .replace('/', "_")
+        .trim_end_matches('=')
+        .to_string()
 }
 
 fn hs256_raw(header: &serde_json::Value, claims: &serde_json::Value, secret: &[u8]) -> String {
@@ -513,26 +569,67 @@ fn jwt_attack_probes() {
         ("crit extension", hs256_raw(&json!({"alg": "HS256", "crit": ["b64"], "b64": false}), &good, s)),
         ("payload swapped", format!("{}.{}.{}", parts[0], b64(&with("sub", json!("admin"))), parts[2])),
         ("signature stripped", format!("{}.{}.", parts[0], parts[1])),
-        ("signature of another token", format!("{}.{}.{}", parts[0], parts[1], jwt(with("sub", json!("x")), HS256, s).split('.').nth(2).unwrap_or(""))),
+        (
+            "signature of another token",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                jwt(with("sub", json!("x")), HS256, s).split('.').nth(2).unwrap_or("")
+            ),
+        ),
         ("two segments", format!("{}.{}", parts[0], parts[1])),
         ("four segments", format!("{token_ok}.x")),
         ("garbage", "not-a-token".to_string()),
         ("empty", String::new()),
-        ("jku header", hs256_raw(&json!({"alg": "HS256", "jku": "http://127.0.0.1:1/jwks"}), &with("sub", json!("x")), b"guess")),
+        (
+            "jku header",
+            hs256_raw(&json!({"alg": "HS256", "jku": "http://127.0.0.1:1/jwks"}), &with("sub", json!("x")), b"guess"),
+        ),
         ("kid injection", hs256_raw(&json!({"alg": "HS256", "kid": "../../../dev/null"}), &good, b"\n")),
         ("bad base64", format!("{}.{}!!.{}", parts[0], parts[1], parts[2])),
     ];
     for (name, t) in &attacks {
-        run.probe(&format!("jwt {name}"), &get("/prod/admin/x", &format!("Authorization: Bearer {t}\r\n")), &[401, 403], false, nothing);
+        run.probe(
+            &format!("jwt {name}"),
+            &get("/prod/admin/x", &format!("Authorization: Bearer {t}\r\n")),
+            &[401, 403],
+            false,
+            nothing,
+        );
     }
     // header-level tricks with a good token
-    run.probe("no scheme", &get("/prod/admin/x", &format!("Authorization: {token_ok}\r\n")), &[200], false, |s| s.len() == 1);
-    run.probe("two Authorization lines", &get("/prod/admin/x", &format!("Authorization: Bearer {token_ok}\r\nAuthorization: Bearer x\r\n")), &[401], false, nothing);
-    run.probe("Basic scheme", &get("/prod/admin/x", &format!("Authorization: Basic {token_ok}\r\n")), &[401], false, nothing);
-    run.probe("token in query only", &get(&format!("/prod/admin/x?access_token={token_ok}"), ""), &[401], false, nothing);
-    run.probe("good token", &get("/prod/admin/x", &format!("Authorization: Bearer {token_ok}\r\n")), &[200], false, |s| {
-        s.len() == 1 && s[0].target == "/admin/x"
+    run.probe("no scheme", &get("/prod/admin/x", &format!("Authorization: {token_ok}\r\n")), &[200], false, |s| {
+        s.len() == 1
     });
+    run.probe(
+        "two Authorization lines",
+        &get("/prod/admin/x", &format!("Authorization: Bearer {token_ok}\r\nAuthorization: Bearer x\r\n")),
+        &[401],
+        false,
+        nothing,
+    );
+    run.probe(
+        "Basic scheme",
+        &get("/prod/admin/x", &format!("Authorization: Basic {token_ok}\r\n")),
+        &[401],
+        false,
+        nothing,
+    );
+    run.probe(
+        "token in query only",
+        &get(&format!("/prod/admin/x?access_token={token_ok}"), ""),
+        &[401],
+        false,
+        nothing,
+    );
+    run.probe(
+        "good token",
+        &get("/prod/admin/x", &format!("Authorization: Bearer {token_ok}\r\n")),
+        &[200],
+        false,
+        |s| s.len() == 1 && s[0].target == "/admin/x",
+    );
     run.finish(29);
 }
 
@@ -572,7 +669,8 @@ fn forwarded_for_probes() {
     // from an untrusted peer: its header is not believed and forwarding claims are removed
     let r = get_from("127.0.0.7", gw.addr(), "/prod/whoami", &[("X-Forwarded-For", "10.1.2.3")]);
     assert_eq!((r.status, r.text().as_str()), (200, "127.0.0.7"));
-    let r = get_from("127.0.0.7", gw.addr(), "/prod/public/a", &[("X-Real-IP", "10.1.2.3"), ("Forwarded", "for=10.1.2.3")]);
+    let r =
+        get_from("127.0.0.7", gw.addr(), "/prod/public/a", &[("X-Real-IP", "10.1.2.3"), ("Forwarded", "for=10.1.2.3")]);
     assert_eq!(r.status, 200);
     let seen = origin.requests().last().cloned().expect("seen");
     assert_eq!((seen.header("x-real-ip"), seen.header("forwarded")), (None, None));
@@ -607,9 +705,13 @@ fn cache_poisoning_crlf_template_and_cors_probes() {
     assert_eq!(after.json()["seq"], clean.json()["seq"], "the entry is still the clean one");
     // a query outside the key, a body, credentials: bypass, and the entry is untouched
     run.probe("unkeyed query", &get("/prod/public/c?cb=1", ""), &[200], false, |s| s.len() == 1);
-    run.probe("fat GET", b"GET /prod/public/c HTTP/1.1\r\nHost: p.test\r\nContent-Length: 6\r\nConnection: close\r\n\r\npoison", &[200], false, |s| {
-        s.len() == 1
-    });
+    run.probe(
+        "fat GET",
+        b"GET /prod/public/c HTTP/1.1\r\nHost: p.test\r\nContent-Length: 6\r\nConnection: close\r\n\r\npoison",
+        &[200],
+        false,
+        |s| s.len() == 1,
+    );
     run.probe("cookie", &get("/prod/public/c", "Cookie: s=1\r\n"), &[200], false, |s| s.len() == 1);
     run.probe("authorization", &get("/prod/public/c", "Authorization: Bearer x\r\n"), &[200], false, |s| s.len() == 1);
     // CRLF and template injection
@@ -624,7 +726,12 @@ fn cache_poisoning_crlf_template_and_cors_probes() {
         });
     }
     for q in ["%22%2C%22admin%22%3Atrue%2C%22x%22%3A%22", "%7B%7B7*7%7D%7D", "%5C%22%7D", "%3C%2Fscript%3E"] {
-        let r = get_from("127.0.0.7", gw.addr(), &format!("/prod/mock?q={q}"), &[("x-v", "\"}, \"admin\": true, \"z\": {\"")]);
+        let r = get_from(
+            "127.0.0.7",
+            gw.addr(),
+            &format!("/prod/mock?q={q}"),
+            &[("x-v", "\"}, \"admin\": true, \"z\": {\"")],
+        );
         run.count += 1;
         match serde_json::from_slice::<serde_json::Value>(&r.body) {
             Ok(v) if v.as_object().is_some_and(|o| o.len() == 2) && !r.text().contains("49") => {}
@@ -665,11 +772,24 @@ fn sigv4_replay_and_tampering_probes() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("t").as_secs();
     let body = b"{\"amount\":1}";
     let sign = |path: &str, body: &[u8], at: u64| {
-        sign_request("AKPROBE", SECRET, "us-east-1", "execute-api", "POST", &format!("http://p.test{path}"), &[], body, at)
-            .expect("sign")
+        sign_request(
+            "AKPROBE",
+            SECRET,
+            "us-east-1",
+            "execute-api",
+            "POST",
+            &format!("http://p.test{path}"),
+            &[],
+            body,
+            at,
+        )
+        .expect("sign")
     };
     let raw = |path: &str, h: &[(String, String)], body: &[u8], extra: &str| {
-        let mut s = format!("POST {path} HTTP/1.1\r\nHost: p.test\r\nContent-Length: {}\r\nConnection: close\r\n{extra}", body.len());
+        let mut s = format!(
+            "POST {path} HTTP/1.1\r\nHost: p.test\r\nContent-Length: {}\r\nConnection: close\r\n{extra}",
+            body.len()
+        );
         for (k, v) in h {
             if !k.eq_ignore_ascii_case("host") {
                 s.push_str(&format!("{k}: {v}\r\n"));
@@ -681,16 +801,49 @@ fn sigv4_replay_and_tampering_probes() {
         b
     };
     let h = sign("/prod/signed", body, now);
-    run.probe("signed", &raw("/prod/signed", &h, body, ""), &[200], false, |s| s.len() == 1 && s[0].body == body.to_vec());
+    run.probe("signed", &raw("/prod/signed", &h, body, ""), &[200], false, |s| {
+        s.len() == 1 && s[0].body == body.to_vec()
+    });
     run.probe("body tampered", &raw("/prod/signed", &h, b"{\"amount\":9}", ""), &[403], false, nothing);
     run.probe("body extended", &raw("/prod/signed", &h, b"{\"amount\":1}  ", ""), &[403], false, nothing);
-    run.probe("replay outside skew", &raw("/prod/signed", &sign("/prod/signed", body, now - 3600), body, ""), &[403], false, nothing);
-    run.probe("from the future", &raw("/prod/signed", &sign("/prod/signed", body, now + 3600), body, ""), &[403], false, nothing);
+    run.probe(
+        "replay outside skew",
+        &raw("/prod/signed", &sign("/prod/signed", body, now - 3600), body, ""),
+        &[403],
+        false,
+        nothing,
+    );
+    run.probe(
+        "from the future",
+        &raw("/prod/signed", &sign("/prod/signed", body, now + 3600), body, ""),
+        &[403],
+        false,
+        nothing,
+    );
     run.probe("other path", &raw("/prod/signed?x=1", &h, body, ""), &[403], false, nothing);
-    run.probe("second Authorization", &raw("/prod/signed", &h, body, "Authorization: AWS4-HMAC-SHA256 Credential=x\r\n"), &[403], false, nothing);
-    run.probe("second x-amz-date", &raw("/prod/signed", &h, body, "X-Amz-Date: 20200101T000000Z\r\n"), &[403], false, nothing);
-    run.probe("unsigned payload claimed", &raw("/prod/signed", &h, body, "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD\r\n"), &[403], false, nothing);
-    let mut chunked = "POST /prod/signed HTTP/1.1\r\nHost: p.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n".to_string();
+    run.probe(
+        "second Authorization",
+        &raw("/prod/signed", &h, body, "Authorization: AWS4-HMAC-SHA256 Credential=x\r\n"),
+        &[403],
+        false,
+        nothing,
+    );
+    run.probe(
+        "second x-amz-date",
+        &raw("/prod/signed", &h, body, "X-Amz-Date: 20200101T000000Z\r\n"),
+        &[403],
+        false,
+        nothing,
+    );
+    run.probe(
+        "unsigned payload claimed",
+        &raw("/prod/signed", &h, body, "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD\r\n"),
+        &[403],
+        false,
+        nothing,
+    );
+    let mut chunked =
+        "POST /prod/signed HTTP/1.1\r\nHost: p.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n".to_string();
     for (k, v) in &h {
         if !k.eq_ignore_ascii_case("host") {
             chunked.push_str(&format!("{k}: {v}\r\n"));

@@ -116,7 +116,10 @@ fn the_units_own_command_lines_start_reload_upgrade_and_stop() {
     let subst = |mainpid: Option<u32>| {
         let mut s = vec![
             ("/usr/bin/edgegate", bin.display().to_string()),
-            ("/usr/lib/edgegate/edgegate-reload", concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/edgegate-reload").into()),
+            (
+                "/usr/lib/edgegate/edgegate-reload",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/edgegate-reload").into(),
+            ),
             ("/etc/edgegate/edgegate.toml", config.display().to_string()),
             ("/run/edgegate/edgegate.pid", pid_file.display().to_string()),
         ];
@@ -179,11 +182,8 @@ fn the_units_own_command_lines_start_reload_upgrade_and_stop() {
     assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
     assert!(t.elapsed() < Duration::from_secs(10), "ExecReload (upgrade) returns within seconds: {:?}", t.elapsed());
     let m = notify.wait("MAINPID=", Duration::from_secs(10));
-    let new_pid: u32 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("MAINPID="))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("MAINPID");
+    let new_pid: u32 =
+        m.lines().find_map(|l| l.strip_prefix("MAINPID=")).and_then(|p| p.trim().parse().ok()).expect("MAINPID");
     assert!(m.contains("READY=1"), "{m}");
     assert_ne!(new_pid, main.id());
     assert_eq!(std::fs::read_to_string(&pid_file).expect("pid file").trim(), new_pid.to_string());
@@ -210,7 +210,8 @@ fn the_units_own_command_lines_start_reload_upgrade_and_stop() {
 
     // systemd accepts the unit (where systemd is installed)
     if Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/edgegate.service")).expect("unit");
+        let unit =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/edgegate.service")).expect("unit");
         let local = subst(None).iter().fold(unit, |u, (a, b)| u.replace(a, b));
         let path = d.join("edgegate.service");
         std::fs::write(&path, local).expect("unit copy");
@@ -225,7 +226,12 @@ fn the_units_own_command_lines_start_reload_upgrade_and_stop() {
 
 /// One keep-alive client: requests on one connection, reconnecting only when an answer says
 /// `Connection: close`. Any request without a full 200 answer is lost.
-fn keep_alive_client(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, ok: Arc<AtomicUsize>, lost: Arc<Mutex<Vec<String>>>) {
+fn keep_alive_client(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    lost: Arc<Mutex<Vec<String>>>,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -243,9 +249,7 @@ fn keep_alive_client(addr: std::net::SocketAddr, stop: Arc<AtomicBool>, ok: Arc<
             }
         }
         let Some((w, r)) = conn.as_mut() else { continue };
-        let res = w
-            .write_all(b"GET /prod/hello HTTP/1.1\r\nHost: x\r\n\r\n")
-            .and_then(|_| read_response(r, false));
+        let res = w.write_all(b"GET /prod/hello HTTP/1.1\r\nHost: x\r\n\r\n").and_then(|_| read_response(r, false));
         match res {
             Ok(resp) if resp.status == 200 => {
                 ok.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +305,14 @@ fn keep_alive_clients_lose_no_request_across_upgrades() {
     }
     let lost = lost.lock().expect("lock").clone();
     let total = ok.load(Ordering::Relaxed);
-    assert!(lost.is_empty(), "{} lost of {}: {:?}\n{}", lost.len(), total + lost.len(), &lost[..lost.len().min(5)], gw.stderr());
+    assert!(
+        lost.is_empty(),
+        "{} lost of {}: {:?}\n{}",
+        lost.len(),
+        total + lost.len(),
+        &lost[..lost.len().min(5)],
+        gw.stderr()
+    );
     assert!(total > 100, "{total}");
     // the hand-over has no one-second poll: the new process serves well within a second
     // (a debug build included)

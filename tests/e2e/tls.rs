@@ -258,8 +258,23 @@ fn tls_ciphers_curves_ocsp_and_hsts_are_configurable() {
         .expect("index");
         let st = Command::new("openssl")
             .args([
-                "ocsp", "-index", "index.txt", "-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-issuer",
-                "ca.pem", "-cert", "default.test.pem", "-respout", "default.test.ocsp.der", "-ndays", "1",
+                "ocsp",
+                "-index",
+                "index.txt",
+                "-rsigner",
+                "ca.pem",
+                "-rkey",
+                "ca.key",
+                "-CA",
+                "ca.pem",
+                "-issuer",
+                "ca.pem",
+                "-cert",
+                "default.test.pem",
+                "-respout",
+                "default.test.ocsp.der",
+                "-ndays",
+                "1",
             ])
             .current_dir(d)
             .output()

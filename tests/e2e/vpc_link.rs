@@ -69,7 +69,10 @@ fn unhealthy_targets_get_no_traffic_and_health_is_exported() {
     }
     assert!(a.requests().iter().any(|s| s.target == "/health"), "the HTTP check asks its path");
     // a reload that keeps the targets keeps their health: no request goes to the dead one
-    gw.write_config(&cfg(gw.dir.path(), &gw.ports, &targets, "round_robin", check, 0).replace("[apis.stages.prod]", "[apis.stages.prod]\nvariables = { v = \"2\" }"));
+    gw.write_config(
+        &cfg(gw.dir.path(), &gw.ports, &targets, "round_robin", check, 0)
+            .replace("[apis.stages.prod]", "[apis.stages.prod]\nvariables = { v = \"2\" }"),
+    );
     gw.signal("HUP");
     eventually("the reload", || gw.metrics().contains("edgegate_config_reloads_total{result=\"ok\"} 1"));
     for _ in 0..10 {
@@ -100,7 +103,9 @@ fn a_target_that_refuses_is_failed_over_and_never_retried_twice() {
     eventually("both targets down", || all_dead.iter().all(|t| health(&gw3, t) == Some(0.0)));
     let r = gw3.get("/prod/f");
     assert_eq!(r.status, 502);
-    eventually("the reason in the access log", || gw3.access_log().contains("INTEGRATION_FAILURE") || gw3.access_log().contains("502"));
+    eventually("the reason in the access log", || {
+        gw3.access_log().contains("INTEGRATION_FAILURE") || gw3.access_log().contains("502")
+    });
 }
 
 #[test]
@@ -122,8 +127,14 @@ fn vpc_link_config_errors_name_the_key() {
     for (text, needle) in [
         (cfg(d.path(), &p, &["nope".into()], "round_robin", "", 0), "vpc_links[0].targets"),
         (cfg(d.path(), &p, &["127.0.0.1:1".into()], "fastest", "", 0), "vpc_links[0].balance"),
-        (cfg(d.path(), &p, &["127.0.0.1:1".into()], "random", "health_check = { kind = \"udp\" }", 0), "health_check.kind"),
-        (cfg(d.path(), &p, &["127.0.0.1:1".into()], "random", "", 0).replace("link = \"grp\"", "link = \"other\""), "link"),
+        (
+            cfg(d.path(), &p, &["127.0.0.1:1".into()], "random", "health_check = { kind = \"udp\" }", 0),
+            "health_check.kind",
+        ),
+        (
+            cfg(d.path(), &p, &["127.0.0.1:1".into()], "random", "", 0).replace("link = \"grp\"", "link = \"other\""),
+            "link",
+        ),
     ] {
         std::fs::write(&f, text).expect("write");
         let out = std::process::Command::new(BIN).arg("check").arg("-c").arg(&f).output().expect("check");
@@ -146,13 +157,24 @@ fn unix_socket_targets_are_served() {
                 while let Some(req) = read_request(&mut r) {
                     let target = req.target;
                     let body = format!("unix {target}");
-                    let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+                    let _ = w.write_all(
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+                    );
                 }
             });
         }
     });
     let targets = vec![format!("unix:{}", sock.display())];
-    let gw = Gateway::start(|d, p| cfg(d, p, &targets, "round_robin", r#"health_check = { kind = "http", path = "/health", interval = "200ms", timeout = "100ms" }"#, 0));
+    let gw = Gateway::start(|d, p| {
+        cfg(
+            d,
+            p,
+            &targets,
+            "round_robin",
+            r#"health_check = { kind = "http", path = "/health", interval = "200ms", timeout = "100ms" }"#,
+            0,
+        )
+    });
     assert_eq!(gw.get("/prod/pets/1").text(), "unix /pets/1");
     eventually("the unix target to be checked healthy", || health(&gw, &targets[0]) == Some(1.0));
 }
