@@ -3,8 +3,9 @@
 //! 2. the profile `AWS_PROFILE` (default `default`) in `AWS_SHARED_CREDENTIALS_FILE`
 //!    (default `~/.aws/credentials`).
 //!
-//! None found means calls go unsigned (local emulators). Read when a call is made, so rotated
-//! credentials are picked up without a reload.
+//! None found means calls go unsigned (local emulators). Read when a call is made and reused
+//! for a minute, so rotated credentials are picked up without a reload and without a file
+//! read per request.
 
 use std::path::PathBuf;
 
@@ -22,9 +23,25 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// How long credentials read from the environment or the file are reused: rotations are
+/// picked up within this, without a file read per call on the request path.
+const REUSE: std::time::Duration = std::time::Duration::from_secs(60);
+
+static CACHE: std::sync::Mutex<Option<(std::time::Instant, Option<Credentials>)>> = std::sync::Mutex::new(None);
+
 impl Credentials {
-    /// The first credentials of the chain, if any.
+    /// The first credentials of the chain, if any (read at most once a minute).
     pub fn load() -> Option<Credentials> {
+        let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = g.as_ref().filter(|(at, _)| at.elapsed() < REUSE) {
+            return c.clone();
+        }
+        let c = Self::read();
+        *g = Some((std::time::Instant::now(), c.clone()));
+        c
+    }
+
+    fn read() -> Option<Credentials> {
         from_env(|k| std::env::var(k).ok()).or_else(|| {
             let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
             let file = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")

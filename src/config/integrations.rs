@@ -294,11 +294,7 @@ impl Compiler {
                         return None;
                     }
                 };
-                let timeout = i
-                    .timeout
-                    .map(|d| d.0)
-                    .unwrap_or(settings.max_integration_timeout)
-                    .min(settings.max_integration_timeout);
+                let timeout = integration_timeout(i, settings);
                 match upstream::parse_target(tname, &uri, timeout, i.retries.unwrap_or(0), i.tls_verify.unwrap_or(true))
                 {
                     Ok(t) => Some(snapshot::Integration::Http(t)),
@@ -336,11 +332,7 @@ impl Compiler {
                     .request_template
                     .as_ref()
                     .map(|t| crate::templates::name_for(&format!("aws:{tname}"), &stage_vars_as_template(t)));
-                let timeout = i
-                    .timeout
-                    .map(|d| d.0)
-                    .unwrap_or(settings.max_integration_timeout)
-                    .min(settings.max_integration_timeout);
+                let timeout = integration_timeout(i, settings);
                 Some(snapshot::Integration::Aws(crate::aws::service::Target {
                     service,
                     region,
@@ -376,11 +368,7 @@ impl Compiler {
                     Some("1.0") => crate::lambda_proxy::Format::V1,
                     _ => crate::lambda_proxy::Format::V2,
                 };
-                let timeout = i
-                    .timeout
-                    .map(|d| d.0)
-                    .unwrap_or(settings.max_integration_timeout)
-                    .min(settings.max_integration_timeout);
+                let timeout = integration_timeout(i, settings);
                 Some(snapshot::Integration::Lambda(crate::lambda_proxy::Target { function, format, timeout }))
             }
             "vpc_link" => {
@@ -389,11 +377,7 @@ impl Compiler {
                     self.err(ip.key("link"), format!("no [[vpc_links]] named {name:?}"));
                     return None;
                 };
-                let timeout = i
-                    .timeout
-                    .map(|d| d.0)
-                    .unwrap_or(settings.max_integration_timeout)
-                    .min(settings.max_integration_timeout);
+                let timeout = integration_timeout(i, settings);
                 Some(snapshot::Integration::Http(upstream::link_target(tname, link, timeout, i.retries.unwrap_or(0))))
             }
             "mock" => {
@@ -461,4 +445,9 @@ fn stage_vars_as_template(t: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `timeout`, defaulting to and bounded by `server.max_integration_timeout`.
+fn integration_timeout(i: &Integration, settings: &Settings) -> std::time::Duration {
+    i.timeout.map(|d| d.0).unwrap_or(settings.max_integration_timeout).min(settings.max_integration_timeout)
 }

@@ -328,14 +328,7 @@ impl Gateway {
                 failure(ctx, "lambda", format!("Lambda answered {status} for {}: {message}", t.function.name));
                 return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
             }
-            Err(e @ crate::outbound::OutboundError::Timeout { .. }) => {
-                errors::upstream(&t.function.name, "timeout", &e);
-                return self.gateway_response(session, ctx, ResponseType::IntegrationTimeout).await;
-            }
-            Err(e) => {
-                failure(ctx, "connect", e.to_string());
-                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
-            }
+            Err(e) => return self.outbound_failed(session, ctx, &t.function.name, &e).await,
         };
         match answer(&result, t.format) {
             Ok(a) => {
@@ -380,14 +373,7 @@ impl Gateway {
         ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
         let a = match answer {
             Ok(a) => a,
-            Err(e @ crate::outbound::OutboundError::Timeout { .. }) => {
-                errors::upstream(&t.endpoint.url, "timeout", &e);
-                return self.gateway_response(session, ctx, ResponseType::IntegrationTimeout).await;
-            }
-            Err(e) => {
-                errors::upstream(&t.endpoint.url, "connect", &e);
-                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
-            }
+            Err(e) => return self.outbound_failed(session, ctx, &t.endpoint.url, &e).await,
         };
         ctx.upstream.status = Some(a.status);
         let mut h = ResponseHeader::build(a.status, Some(4))?;
@@ -397,6 +383,21 @@ impl Gateway {
             }
         }
         self.answer_made(session, ctx, h, a.body).await
+    }
+
+    /// A Lambda or AWS service call that got no answer: 504 `INTEGRATION_TIMEOUT` after its
+    /// deadline, else 502 `INTEGRATION_FAILURE`; counted and summarised per `target`.
+    async fn outbound_failed(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        target: &str,
+        e: &crate::outbound::OutboundError,
+    ) -> Result<()> {
+        let timeout = matches!(e, crate::outbound::OutboundError::Timeout { .. });
+        errors::upstream(target, if timeout { "timeout" } else { "connect" }, e);
+        let t = if timeout { ResponseType::IntegrationTimeout } else { ResponseType::IntegrationFailure };
+        self.gateway_response(session, ctx, t).await
     }
 
     /// Sends an answer the gateway made from an integration's result (Lambda, AWS service):

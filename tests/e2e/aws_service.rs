@@ -117,3 +117,21 @@ fn moto_sqs_receives_the_message_and_refuses_a_wrong_signature() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("SignatureDoesNotMatch"), "{}", r.text());
 }
+
+#[test]
+fn http2_bodies_without_content_length_become_the_service_request() {
+    let (base, seen) = service("svc-secret");
+    let gw = Gateway::start_with_env(
+        |d, p| cfg(d, p, &base, "q", "eu-west-1"),
+        &[("AWS_ACCESS_KEY_ID", "AKIDSVC"), ("AWS_SECRET_ACCESS_KEY", "svc-secret")],
+    );
+    let r = h2_request(gw.addr(), "POST", "/prod/orders", &[], Some("h2 & more".as_bytes()));
+    assert_eq!(r.status, 200);
+    let seen = seen.lock().expect("lock");
+    let (_, _, _, body, verified) = seen.last().expect("called");
+    assert!(*verified);
+    assert_eq!(
+        String::from_utf8_lossy(body),
+        "Action=SendMessage&Version=2012-11-05&QueueUrl=q&MessageBody=h2%20%26%20more"
+    );
+}

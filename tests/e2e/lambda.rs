@@ -232,3 +232,16 @@ fn lambda_answers_are_cached_like_http_answers() {
     assert_eq!(send(gw.addr(), "DELETE", "/cached/v1/c/1", &[], b"").status, 200);
     assert_eq!(gw.get("/cached/v1/c/1").header("x-edgegate-cache"), Some("miss"));
 }
+
+#[test]
+fn http2_bodies_without_content_length_reach_the_function_whole() {
+    let base = invoke_api();
+    let gw = Gateway::start(|d, p| cfg(d, p, &base));
+    let body = "x".repeat(100_000);
+    let r = h2_request(gw.addr(), "POST", "/prod/v2/pets/7/h2", &[("x-m", "1"), ("x-m", "2")], Some(body.as_bytes()));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let e: serde_json::Value = serde_json::from_str(&r.text()).expect("event");
+    assert_eq!(e["body"].as_str().map(str::len), Some(100_000), "the whole h2 body, read once");
+    assert_eq!(e["headers"]["x-m"], "1,2");
+    assert_eq!(e["requestContext"]["http"]["protocol"], "HTTP/2.0");
+}
