@@ -29,6 +29,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod cors;
+pub mod edge;
 pub mod framing;
 pub mod head_deadline;
 pub mod lambda_proxy;

@@ -102,6 +102,9 @@ pub struct Api {
     pub policy: Option<crate::policy::Policy>,
     pub cors: Option<crate::cors::Cors>,
     pub binary: crate::transform::BinaryTypes,
+    /// Forwarded to `[edge].origins` (an `endpoint = "edge"` API on an edge node): which of
+    /// the API's own routes need a credential, for the edge cache.
+    pub edge: Option<crate::edge::Protected>,
 }
 
 #[derive(Clone)]

@@ -39,6 +39,9 @@ pub struct HttpTarget {
     pub retries: u32,
     /// A VPC link: the target is chosen per request from the link's group (`addr` unused).
     pub link: Option<std::sync::Arc<crate::vpc_link::Link>>,
+    /// Forwarding (the edge role): the client's whole normalised path and query go to the
+    /// target unchanged, with the client's own `Host`, and `Via` names this hop.
+    pub via: Option<http::HeaderValue>,
 }
 
 /// A `vpc_link` integration: proxy mode (the route path appended) to a target of `link`.
@@ -61,6 +64,7 @@ pub fn link_target(
         connect_timeout: timeout.min(Duration::from_secs(10)),
         retries,
         link: Some(link),
+        via: None,
     }
 }
 
@@ -125,6 +129,7 @@ pub fn parse_target(
         connect_timeout: timeout.min(Duration::from_secs(10)),
         retries,
         link: None,
+        via: None,
     })
 }
 

@@ -29,6 +29,8 @@ pub enum Balance {
     Random,
     /// Ketama on the client IP.
     Consistent,
+    /// The first healthy target in the configured order (the edge role's origins).
+    First,
 }
 
 /// `health_check`, compiled.
@@ -41,6 +43,7 @@ pub struct Check {
 }
 
 enum Selector {
+    First,
     RoundRobin(LoadBalancer<RoundRobin>),
     Random(LoadBalancer<Random>),
     Consistent(LoadBalancer<Consistent>),
@@ -53,6 +56,8 @@ pub struct Link {
     pub targets: Vec<String>,
     pub tls: bool,
     pub sni: String,
+    /// Per-target SNI (and Host) where targets differ (the edge role's origin URLs).
+    snis: Vec<String>,
     pub check: Option<Check>,
     backends: Vec<(String, Backend)>,
     selector: Selector,
@@ -101,6 +106,7 @@ impl Link {
             Balance::RoundRobin => Selector::RoundRobin(LoadBalancer::from_backends(make())),
             Balance::Random => Selector::Random(LoadBalancer::from_backends(make())),
             Balance::Consistent => Selector::Consistent(LoadBalancer::from_backends(make())),
+            Balance::First => Selector::First,
         };
         let checker: Option<Box<dyn HealthCheck + Send + Sync>> = check.as_ref().map(|c| match &c.http_path {
             Some(path) => {
@@ -134,6 +140,7 @@ impl Link {
             targets: targets.to_vec(),
             tls,
             sni: sni.to_string(),
+            snis: Vec::new(),
             check,
             backends,
             selector,
@@ -151,12 +158,27 @@ impl Link {
                 Selector::RoundRobin(l) => Box::pin(l.update()),
                 Selector::Random(l) => Box::pin(l.update()),
                 Selector::Consistent(l) => Box::pin(l.update()),
+                Selector::First => return Ok(()),
             };
         let mut fut = fut;
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match fut.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(r) => r.map_err(|e| e.to_string()),
             std::task::Poll::Pending => Err("the target list did not load at once".into()),
+        }
+    }
+
+    /// Gives each target its own SNI (and Host), in target order.
+    pub fn with_snis(mut self, snis: Vec<String>) -> Link {
+        self.snis = snis;
+        self
+    }
+
+    /// The SNI (and Host) for `target`: its own, else the link's.
+    pub fn sni_of(&self, target: &str) -> &str {
+        match self.backends.iter().position(|(t, _)| t == target).and_then(|i| self.snis.get(i)) {
+            Some(s) => s,
+            None => &self.sni,
         }
     }
 
@@ -175,6 +197,10 @@ impl Link {
             |b: &Backend, _: bool| self.target_of(b).is_some_and(|t| self.healthy(t) && !tried.iter().any(|x| x == t));
         let n = self.backends.len() * 2 + 1;
         let b = match &self.selector {
+            Selector::First => {
+                let (t, b) = self.backends.iter().find(|(_, b)| accept(b, true))?;
+                return Some((t.clone(), b.clone()));
+            }
             Selector::RoundRobin(l) => l.select_with(key, n, accept),
             Selector::Random(l) => l.select_with(key, n, accept),
             Selector::Consistent(l) => l.select_with(key, n, accept),

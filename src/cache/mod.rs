@@ -39,6 +39,8 @@ pub enum KeyPart {
     Path(String),
     Query(String),
     Header(HeaderName),
+    /// The whole query string as sent (the edge cache: every parameter is keyed).
+    AllQuery,
 }
 
 /// The compiled cache settings of one route in one stage.
@@ -85,7 +87,8 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
     }
     let pairs =
         || k.query.unwrap_or("").split('&').filter(|s| !s.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")));
-    for (name, _) in pairs() {
+    let all = rc.key.iter().any(|p| matches!(p, KeyPart::AllQuery));
+    for (name, _) in pairs().filter(|_| !all) {
         let name = crate::request::decode_component(name);
         if !rc.key.iter().any(|p| matches!(p, KeyPart::Query(q) if *q == name)) {
             return Err(Bypass::UnkeyedQuery);
@@ -114,6 +117,10 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
                         part(&crate::request::decode_component(value));
                     }
                 }
+            }
+            KeyPart::AllQuery => {
+                part("Q");
+                part(k.query.unwrap_or(""));
             }
             KeyPart::Header(h) => {
                 part("h");

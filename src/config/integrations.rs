@@ -45,6 +45,54 @@ impl Compiler {
         }
     }
 
+    /// `[edge]`: the origins (first healthy wins, health-checked), and the edge cache.
+    pub(super) fn edge(&mut self, p: &KeyPath, e: &model::Edge, settings: &Settings) -> Option<Arc<crate::edge::Edge>> {
+        if self.links.contains_key(crate::edge::LINK) {
+            self.err(
+                p.clone(),
+                format!("a [[vpc_links]] entry is named {:?}, the name of [edge]'s origin group", crate::edge::LINK),
+            );
+            return None;
+        }
+        let check = match &e.health_check {
+            Some(t) => match parse_check(t) {
+                Ok(c) => c,
+                Err((k, m)) => {
+                    self.err(p.key("health_check").key(k), m);
+                    return None;
+                }
+            },
+            None => crate::vpc_link::Check {
+                http_path: None,
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(1),
+            },
+        };
+        let cache = match &e.cache {
+            Some(c) => {
+                self.check_cache(&p.key("cache"), c, true, None);
+                let ttl = c.ttl.map(|d| d.0).unwrap_or(crate::cache::DEFAULT_TTL);
+                let capacity = c.capacity.map(|c| c.0).unwrap_or(crate::cache::DEFAULT_CAPACITY);
+                crate::edge::Edge::cache(ttl, capacity, c.origin_cache_control.as_deref() != Some("ignore"))
+            }
+            None => crate::edge::Edge::cache(crate::cache::DEFAULT_TTL, crate::cache::DEFAULT_CAPACITY, true),
+        };
+        match crate::edge::Edge::new(&e.origins, Some(check), settings.max_integration_timeout, cache) {
+            Ok(edge) => {
+                self.links.insert(crate::edge::LINK.to_string(), edge.link.clone());
+                Some(Arc::new(edge))
+            }
+            Err((Some(i), m)) => {
+                self.err(p.key("origins").idx(i), m);
+                None
+            }
+            Err((None, m)) => {
+                self.err(p.key("origins"), m);
+                None
+            }
+        }
+    }
+
     /// `text` with the stage's variables substituted; an unknown one is an error at `at`.
     fn stage_substituted(
         &mut self,

@@ -67,6 +67,7 @@ fn compile_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
         files: vec![path.to_path_buf()],
         hasher: Sha256::new(),
         links: HashMap::new(),
+        edge: None,
     };
     c.hasher.update(src.as_bytes());
     c.merge_openapi(&mut cfg);
@@ -99,6 +100,8 @@ struct Compiler {
     hasher: Sha256,
     /// `[[vpc_links]]`, compiled before the APIs that name them.
     links: HashMap<String, Arc<crate::vpc_link::Link>>,
+    /// `[edge]`: `endpoint = "edge"` APIs are compiled to forward to its origins.
+    edge: Option<Arc<crate::edge::Edge>>,
 }
 
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";
@@ -227,8 +230,8 @@ impl Compiler {
         });
         let authorizers = self.authorizers(&root, cfg);
         self.vpc_links(&root, cfg);
-        if cfg.edge.is_some() {
-            self.unsupported(root.key("edge"), "the edge role ([edge])");
+        if let Some(e) = &cfg.edge {
+            self.edge = self.edge(&root.key("edge"), e, &settings);
         }
 
         let mut env = crate::templates::environment();
@@ -408,9 +411,6 @@ impl Compiler {
     ) -> Option<snapshot::Api> {
         if a.protocol == Protocol::Websocket {
             self.unsupported(p.key("protocol"), "WebSocket APIs (protocol = \"websocket\")");
-        }
-        if a.endpoint == EndpointType::Edge {
-            self.unsupported(p.key("endpoint"), "endpoint = \"edge\"");
         }
         self.base_path(p.key("base_path"), &a.base_path);
         for (k, present) in [
@@ -596,6 +596,11 @@ impl Compiler {
             policy,
             cors,
             binary,
+            edge: None,
+        })
+        .map(|api| match (&self.edge, a.endpoint) {
+            (Some(edge), EndpointType::Edge) => edge.forwarding(api),
+            _ => api,
         })
     }
 }

@@ -547,4 +547,6 @@ pub struct Edge {
     #[serde(default)]
     pub origins: Vec<String>,
     pub cache: Option<Cache>,
+    /// As a VPC link's (default: a TCP connect every 5 s, 1 s timeout).
+    pub health_check: Option<toml::Table>,
 }

@@ -252,7 +252,11 @@ impl Gateway {
         };
         let integration = view.integrations[m.route].clone();
         if let Integration::Http(t) = &*integration {
-            ctx.upstream.uri = t.request_uri(rest, &rm.params, req.uri.query());
+            ctx.upstream.uri = if t.via.is_some() {
+                crate::edge::forward_uri(&path, req.uri.query())
+            } else {
+                t.request_uri(rest, &rm.params, req.uri.query())
+            };
             ctx.upstream.retries_left = t.retries;
         }
         rm.integration = Some(integration);
@@ -710,7 +714,8 @@ impl ProxyHttp for Gateway {
         if let Some((_, a)) = &route.authorizer {
             a.identity_headers(|h| identity.push(h.clone()));
         }
-        ctx.cache_credential = crate::cache::carries_unkeyed_credential(&rc, &req.headers, &identity);
+        ctx.cache_credential = crate::cache::carries_unkeyed_credential(&rc, &req.headers, &identity)
+            || ctx.snap.apis[m.api].edge.as_ref().is_some_and(|p| p.requires_credential(&req.method, &m.path));
         let input = crate::cache::KeyInput {
             api: &ctx.snap.apis[m.api].name,
             stage: &stage.name,
@@ -841,7 +846,7 @@ impl ProxyHttp for Gateway {
         let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
             return Error::e_explain(ErrorType::InternalError, "no http integration for this route");
         };
-        let sni = if t.tls { t.sni.clone() } else { String::new() };
+        let mut sni = if t.tls { t.sni.clone() } else { String::new() };
         let mut peer = match &t.link {
             None => HttpPeer::new(t.addr, t.tls, sni),
             Some(link) => {
@@ -857,6 +862,9 @@ impl ProxyHttp for Gateway {
                     ctx.error_message = Some(format!("VPC link {}: {why}", link.name));
                     return Error::e_explain(ErrorType::HTTPStatus(503), format!("vpc link {}: {why}", link.name));
                 };
+                if t.tls {
+                    sni = link.sni_of(&target).to_string();
+                }
                 ctx.upstream.tried.push(target);
                 match backend.addr {
                     pingora::protocols::l4::socket::SocketAddr::Inet(sa) => HttpPeer::new(sa, t.tls, sni),
@@ -929,7 +937,18 @@ impl ProxyHttp for Gateway {
         let uri: http::Uri =
             ctx.upstream.uri.parse().map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?;
         up.set_uri(uri);
-        up.insert_header(http::header::HOST, t.host.as_str())?;
+        match &t.via {
+            None => up.insert_header(http::header::HOST, t.host.as_str())?,
+            // forwarding: the client's Host stays (the origin routes on it)
+            Some(via) => {
+                let mut v = crate::request::header(&up.headers, "via").map(|v| v.into_owned()).unwrap_or_default();
+                if !v.is_empty() {
+                    v.push_str(", ");
+                }
+                v.push_str(via.to_str().unwrap_or_default());
+                up.insert_header(http::header::VIA, v)?;
+            }
+        }
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
         up.insert_header("x-forwarded-for", ctx.xff.as_str())?;
         up.insert_header("x-forwarded-proto", ctx.forwarded_proto.as_deref().unwrap_or(ctx.proto))?;
@@ -971,6 +990,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         self.transform_response(session, resp, ctx)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(Integration::Http(crate::upstream::HttpTarget { via: Some(via), .. })) =
+            ctx.route.as_ref().and_then(|r| r.integration.as_deref())
+        {
+            resp.append_header(http::header::VIA, via.clone())?;
+        }
         // addressed to the gateway (a surrogate), read by the cache phase: not for clients
         resp.remove_header("surrogate-control");
         hsts(resp, ctx)?;

@@ -8,6 +8,7 @@ mod aws_service;
 mod caching;
 mod cluster;
 mod config_check;
+mod edge;
 mod integrations;
 mod jwt;
 mod lambda;

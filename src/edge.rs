@@ -1,0 +1,170 @@
+//! The edge role (`[edge]`): this node is an edge location in front of regional gateways.
+//!
+//! The role is a compile-time step list, not a branch in every phase: an `endpoint = "edge"`
+//! API on an edge node compiles ([`Edge::forwarding`]) into an API with one `$default` route
+//! whose integration forwards to `origins` (the first healthy one, health-checked like a VPC
+//! link, failing over on connect errors), with no authorizer, key, throttle, validation or
+//! transform of its own (the regional gateway runs those), the API's resource policy kept
+//! (checked here before the edge cache, so a cached answer never reaches a refused address),
+//! and `[edge].cache` as the cache of every stage. The forwarding integration keeps the
+//! client's `Host`, path and query, adds `Via`, and passes `X-Forwarded-For` on under the
+//! `trusted_proxies` rule. A node without `[edge]` serves `endpoint = "edge"` APIs itself.
+//!
+//! What the edge cache stores: answers to GET/HEAD requests of routes that need no credential
+//! (no authorizer, no API key; decided by the API's own route table, kept as [`Protected`]),
+//! from requests that carry none (`Authorization`, `Cookie`); anything else only when the
+//! origin marks it shareable (RFC 9111 3.5: `public`, `s-maxage`, `must-revalidate`).
+
+use crate::cache::{KeyPart, RouteCache};
+use crate::routing::{RouteKey, Router};
+use crate::snapshot::{self, Integration, StageView};
+use crate::vpc_link::{Balance, Check, Link};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name of the origins' group in `Snapshot::links` (its health and metrics label).
+pub const LINK: &str = "edge";
+
+/// `[edge]`, compiled.
+pub struct Edge {
+    pub link: Arc<Link>,
+    target: Arc<Integration>,
+    cache: Option<Arc<RouteCache>>,
+}
+
+/// What an edge node keeps of an edge API's own routes: which of them need a credential.
+pub struct Protected {
+    router: Router,
+    protected: Vec<bool>,
+}
+
+impl Protected {
+    /// Whether the request's route needs a credential (an unknown route is assumed to).
+    pub fn requires_credential(&self, method: &http::Method, path: &str) -> bool {
+        self.router.find(method, path).is_none_or(|m| self.protected[m.route])
+    }
+}
+
+/// The `Via` pseudonym of this node: `1.1 HOSTNAME (edgegate)`.
+fn via() -> http::HeaderValue {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let host = if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) { "edge" } else { host };
+    http::HeaderValue::from_str(&format!("1.1 {host} (edgegate)"))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("1.1 edge (edgegate)"))
+}
+
+impl Edge {
+    /// Compiles `origins` (URLs `http(s)://host[:port]`, names resolved now) into the
+    /// forwarding target. `Err((index, message))` names the origin that is wrong.
+    pub fn new(
+        origins: &[String],
+        check: Option<Check>,
+        timeout: Duration,
+        cache: Option<Arc<RouteCache>>,
+    ) -> Result<Edge, (Option<usize>, String)> {
+        if origins.is_empty() {
+            return Err((None, "[edge] needs at least one origin (a regional gateway URL)".into()));
+        }
+        let mut targets = Vec::with_capacity(origins.len());
+        let mut snis = Vec::with_capacity(origins.len());
+        let mut tls = None;
+        for (i, o) in origins.iter().enumerate() {
+            let t = crate::upstream::parse_target(LINK, o, timeout, 0, true).map_err(|e| (Some(i), e))?;
+            if !matches!(&t.path, crate::upstream::UriPath::Prefix(p) if p.is_empty()) || t.query.is_some() {
+                return Err((
+                    Some(i),
+                    format!("origin {o:?} must be scheme://host[:port] only (the path is the client's)"),
+                ));
+            }
+            if tls.is_some_and(|x| x != t.tls) {
+                return Err((Some(i), "origins must all be http:// or all https://".into()));
+            }
+            tls = Some(t.tls);
+            targets.push(t.addr.to_string());
+            snis.push(t.sni);
+        }
+        let tls = tls.unwrap_or(false);
+        // a TCP check is a plain connect; an HTTP check speaks the origins' scheme
+        let check_tls = tls && check.as_ref().is_some_and(|c| c.http_path.is_some());
+        let link = Link::new(LINK, &targets, Balance::First, check_tls, &snis[0], check)
+            .map_err(|e| (None, e))?
+            .with_snis(snis.clone());
+        let link = Arc::new(link);
+        let mut target = crate::upstream::link_target(LINK, link.clone(), timeout, origins.len() as u32 - 1);
+        target.tls = tls;
+        target.sni = snis[0].clone();
+        target.host = String::new();
+        target.connect_timeout = timeout.min(Duration::from_secs(5));
+        target.via = Some(via());
+        Ok(Edge { link, target: Arc::new(Integration::Http(target)), cache })
+    }
+
+    /// The edge cache's settings: `ttl` (default 300 s) over every query parameter and the
+    /// client's host, in its own store.
+    pub fn cache(ttl: Duration, capacity: u64, honor_origin: bool) -> Option<Arc<RouteCache>> {
+        if ttl.is_zero() {
+            return None;
+        }
+        Some(Arc::new(RouteCache {
+            store: crate::cache::Store::for_stage("[edge]", "", capacity),
+            ttl,
+            key: vec![KeyPart::AllQuery],
+            invalidate: crate::cache::Invalidate::Never,
+            authorized: false,
+            honor_origin,
+        }))
+    }
+
+    /// An `endpoint = "edge"` API as this node serves it: forwarded to the origins.
+    pub fn forwarding(&self, api: snapshot::Api) -> snapshot::Api {
+        let protected = api.routes.iter().map(|r| r.authorizer.is_some() || r.api_key_required).collect();
+        let router = Router::build([(0, &RouteKey::Default)]).unwrap_or_default();
+        let stages = api
+            .stages
+            .into_iter()
+            .map(|s| snapshot::Stage {
+                name: s.name,
+                access_log: s.access_log,
+                view: StageView {
+                    variables: s.view.variables,
+                    integrations: vec![self.target.clone()],
+                    is_canary: false,
+                },
+                canary: None,
+                throttle: None,
+                route_throttles: vec![None],
+                route_caches: vec![self.cache.clone()],
+            })
+            .collect();
+        snapshot::Api {
+            name: api.name,
+            private: false,
+            router,
+            routes: vec![snapshot::Route {
+                key: Arc::from("$default"),
+                integration: Arc::from(LINK),
+                api_key_required: false,
+                authorizer: None,
+                scopes: vec![],
+                validate: None,
+                request_transform: None,
+                response_transform: None,
+            }],
+            stages,
+            responses: api.responses,
+            policy: api.policy,
+            cors: None,
+            binary: api.binary,
+            edge: Some(Protected { router: api.router, protected }),
+        }
+    }
+}
+
+/// The origin's path for a forwarded request: the client's normalised path and its query.
+pub fn forward_uri(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    }
+}
