@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
         authorizer: None,
         jwt: false,
         client_cert: None,
+        api_key_id: None,
         body: body.as_bytes(),
         binary: false,
     };

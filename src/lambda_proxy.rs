@@ -48,6 +48,8 @@ pub struct Request<'a> {
     /// The authorizer was a JWT one (v2: `authorizer.jwt`) rather than Lambda-style.
     pub jwt: bool,
     pub client_cert: Option<&'a crate::tls::ClientCert>,
+    /// The id of the API key the request was admitted with (v1 `identity.apiKeyId`).
+    pub api_key_id: Option<&'a str>,
     pub body: &'a [u8],
     /// The body goes base64-encoded (binary media type, or not UTF-8).
     pub binary: bool,
@@ -136,7 +138,25 @@ struct Identity<'a> {
     user_agent: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_cert: Option<CertInfo<'a>>,
+    /// The key's id; the key itself never leaves the gateway (`apiKey` stays null).
+    api_key_id: Option<&'a str>,
+    // AWS's IAM and Cognito fields, null for requests they do not apply to
+    api_key: Null,
+    access_key: Null,
+    account_id: Null,
+    caller: Null,
+    cognito_authentication_provider: Null,
+    cognito_authentication_type: Null,
+    cognito_identity_id: Null,
+    cognito_identity_pool_id: Null,
+    principal_org_id: Null,
+    user: Null,
+    user_arn: Null,
 }
+
+/// A field AWS sends as `null`.
+#[derive(Serialize, Default)]
+struct Null(Option<()>);
 
 #[derive(Serialize)]
 struct CertInfo<'a> {
@@ -261,6 +281,18 @@ fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
                 source_ip: r.source_ip,
                 user_agent: crate::request::header(r.headers, http::header::USER_AGENT),
                 client_cert: cert(r),
+                api_key_id: r.api_key_id,
+                api_key: Null::default(),
+                access_key: Null::default(),
+                account_id: Null::default(),
+                caller: Null::default(),
+                cognito_authentication_provider: Null::default(),
+                cognito_authentication_type: Null::default(),
+                cognito_identity_id: Null::default(),
+                cognito_identity_pool_id: Null::default(),
+                principal_org_id: Null::default(),
+                user: Null::default(),
+                user_arn: Null::default(),
             },
             path: r.path,
             protocol: r.protocol,
@@ -537,6 +569,7 @@ mod tests {
             authorizer: None,
             jwt: false,
             client_cert: None,
+            api_key_id: None,
             body,
             binary: false,
         }

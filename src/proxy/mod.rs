@@ -301,6 +301,7 @@ impl Gateway {
                 authorizer: ctx.principal.as_deref(),
                 jwt,
                 client_cert: ctx.client_cert.as_deref(),
+                api_key_id: ctx.api_key_id.as_deref(),
                 body,
                 binary,
             };

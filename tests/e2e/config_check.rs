@@ -57,7 +57,7 @@ fn bad_configs_are_refused_with_their_location() {
             ":3:",
             "unknown key `colour`",
         ),
-        ("[edge]\norigins = [\"https://127.0.0.1:1\"]\n", ":1:", "not supported yet"),
+        ("[edge]\norigins = [\"ftp://127.0.0.1:1\"]\n", ":2:", "must start with http:// or https://"),
         (
             "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.q]\ntype = \"aws\"\nservice = \"s q s\"\nendpoint = \"http://127.0.0.1:1\"\n",
             ":6:1:",

@@ -19,6 +19,7 @@ mod protocol_safety;
 mod reload_upgrade;
 mod routing;
 mod seams;
+mod serverless;
 mod service;
 mod sigv4;
 mod tls;
