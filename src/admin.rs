@@ -97,6 +97,31 @@ impl ServeHttp for Admin {
                     }),
                 )
             }
+            (_, p) if p.starts_with("/@connections/") || p.starts_with("/%40connections/") => {
+                let raw = p.split_once("connections/").map(|(_, id)| id).unwrap_or("");
+                let Some(id) = crate::websocket::manage::decode_id(raw) else {
+                    return json(400, serde_json::json!({"message": "bad connection id"}));
+                };
+                let method = req.method.clone();
+                let mut body = Vec::new();
+                loop {
+                    match session.read_request_body().await {
+                        Ok(Some(b)) if body.len() + b.len() <= 16 << 20 => body.extend_from_slice(&b),
+                        Ok(Some(_)) => return json(413, serde_json::json!({"message": "the message is too large"})),
+                        Ok(None) => break,
+                        Err(_) => return json(400, serde_json::json!({"message": "the body was not received"})),
+                    }
+                }
+                let a = crate::websocket::manage::handle(&method, &id, bytes::Bytes::from(body), None);
+                let mut r = Response::builder()
+                    .status(a.status)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header(http::header::CONTENT_LENGTH, a.body.len());
+                if let Some(t) = a.error_type {
+                    r = r.header("x-amzn-errortype", t);
+                }
+                r.body(a.body).unwrap_or_default()
+            }
             (_, p) if p.starts_with("/cache/") => {
                 if req.method != http::Method::DELETE {
                     return json(405, serde_json::json!({"message": "Method Not Allowed"}));

@@ -157,6 +157,7 @@ impl Edge {
             cors: None,
             binary: api.binary,
             edge: Some(Protected { router: api.router, protected }),
+            websocket: None,
         }
     }
 }

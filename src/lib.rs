@@ -52,3 +52,4 @@ pub mod transform;
 pub mod upstream;
 pub mod validation;
 pub mod vpc_link;
+pub mod websocket;

@@ -25,9 +25,18 @@ pub struct Reloader {
 
 /// Loads the config at `path` and swaps it in; returns whether it succeeded.
 pub fn reload_now(shared: &Shared, path: &Path) -> bool {
+    reload(shared, path, false)
+}
+
+/// As [`reload_now`]; with `only_if_changed`, an unchanged config is neither swapped nor
+/// counted (a check, not a reload somebody asked for).
+fn reload(shared: &Shared, path: &Path, only_if_changed: bool) -> bool {
     match crate::config::load(path) {
         Ok(snap) => {
             let old = shared.load();
+            if only_if_changed && old.version == snap.version {
+                return true;
+            }
             if old.listeners != snap.listeners {
                 log::warn!("config reload: listener, TLS client-auth, thread or process settings changed; they take effect after a restart or a graceful upgrade (-u)");
             }
@@ -104,19 +113,24 @@ impl BackgroundService for Reloader {
             None
         };
         let mut dirs: HashSet<PathBuf> = HashSet::new();
-        let rewatch = |watcher: &mut Option<notify::RecommendedWatcher>, dirs: &mut HashSet<PathBuf>| {
-            let Some(w) = watcher else { return };
+        // returns whether a directory was added: a file there may have changed before it was
+        // watched (between the snapshot swap and now), so the caller checks once more
+        let rewatch = |watcher: &mut Option<notify::RecommendedWatcher>, dirs: &mut HashSet<PathBuf>| -> bool {
+            let Some(w) = watcher else { return false };
             let want: HashSet<PathBuf> =
                 watched_set(&self.shared).iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
             for d in dirs.difference(&want) {
                 let _ = w.unwatch(d);
             }
+            let mut added = false;
             for d in want.difference(dirs) {
+                added = true;
                 if let Err(e) = w.watch(d, RecursiveMode::NonRecursive) {
                     log::warn!("cannot watch {}: {e}", d.display());
                 }
             }
             *dirs = want;
+            added
         };
         rewatch(&mut watcher, &mut dirs);
         // Ready only now: changes to the config are watched, and every public listener
@@ -132,6 +146,8 @@ impl BackgroundService for Reloader {
         crate::lifecycle::notify::ready(self.upgraded);
         crate::lifecycle::daemon::report_ready();
         let mut early_hup = crate::lifecycle::take_early_hup();
+        let mut check_again = false;
+        let mut checking = false;
 
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
         let mut summaries = tokio::time::interval(Duration::from_secs(1));
@@ -146,6 +162,11 @@ impl BackgroundService for Reloader {
                 _ = std::future::ready(()), if early_hup => {
                     early_hup = false;
                     log::info!("SIGHUP (received while starting): reloading {}", self.path.display());
+                }
+                _ = std::future::ready(()), if check_again => {
+                    check_again = false;
+                    checking = true;
+                    log::debug!("newly watched directories: checking {} once more", self.path.display());
                 }
                 _ = summaries.tick() => {
                     crate::observability::errors::flush_upstream_summaries();
@@ -181,13 +202,14 @@ impl BackgroundService for Reloader {
             }
             let (shared, path) = (self.shared.clone(), self.path.clone());
             crate::lifecycle::notify::reloading();
-            let ok = tokio::task::spawn_blocking(move || reload_now(&shared, &path)).await.unwrap_or(false);
+            let check = std::mem::take(&mut checking);
+            let ok = tokio::task::spawn_blocking(move || reload(&shared, &path, check)).await.unwrap_or(false);
             crate::lifecycle::notify::ready(false);
             if ok {
                 if let Ok(mut f) = files.lock() {
                     *f = watched_set(&self.shared);
                 }
-                rewatch(&mut watcher, &mut dirs);
+                check_again = rewatch(&mut watcher, &mut dirs);
             }
         }
     }

@@ -105,6 +105,8 @@ pub struct Api {
     /// Forwarded to `[edge].origins` (an `endpoint = "edge"` API on an edge node): which of
     /// the API's own routes need a credential, for the edge cache.
     pub edge: Option<crate::edge::Protected>,
+    /// `protocol = "websocket"`: the API's WebSocket settings and route table.
+    pub websocket: Option<Arc<crate::websocket::WsApi>>,
 }
 
 #[derive(Clone)]

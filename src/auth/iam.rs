@@ -57,10 +57,15 @@ impl Policy {
 
     /// Whether `execute-api:Invoke` on `arn` is allowed: some Allow matches and no Deny does.
     pub fn allows(&self, arn: &str) -> bool {
+        self.allows_action(INVOKE, arn)
+    }
+
+    /// Whether `action` (`execute-api:ManageConnections`, ...) on `arn` is allowed.
+    pub fn allows_action(&self, action: &str, arn: &str) -> bool {
         let hit = |allow: bool| {
             self.statements.iter().any(|s| {
                 s.allow == allow
-                    && s.actions.iter().any(|a| wildcard(a, INVOKE))
+                    && s.actions.iter().any(|a| wildcard(a, action))
                     && s.resources.iter().any(|r| wildcard(r, arn))
             })
         };

@@ -64,6 +64,8 @@ pub struct Signed<'a> {
     /// SHA-256 (hex) of the body, when the gateway read it.
     pub body_sha256: Option<String>,
     pub method_arn: &'a str,
+    /// The IAM action the policy must allow (`execute-api:Invoke`, `execute-api:ManageConnections`).
+    pub action: &'a str,
     pub now: u64,
 }
 
@@ -166,7 +168,7 @@ impl SigV4Authorizer {
         if expected.len() != given.len() || !openssl::memcmp::eq(expected.as_bytes(), given.as_bytes()) {
             return Err(Refused::Invalid("signature"));
         }
-        if !cred.policy.allows(r.method_arn) {
+        if !cred.policy.allows_action(r.action, r.method_arn) {
             return Err(Refused::Denied);
         }
         Ok(cred.principal.clone())

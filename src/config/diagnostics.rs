@@ -7,10 +7,6 @@ impl Compiler {
         self.errors.push((p, m.into()));
     }
 
-    pub(super) fn unsupported(&mut self, p: KeyPath, what: &str) {
-        self.err(p, format!("{what} is not supported yet by this version of edgegate; remove it"));
-    }
-
     /// Resolves a path relative to the config's directory, checks it exists and folds its
     /// contents into the version hash.
     pub(super) fn file(&mut self, p: KeyPath, name: &str) -> Option<(PathBuf, Vec<u8>)> {

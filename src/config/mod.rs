@@ -12,6 +12,7 @@ mod limits;
 pub mod model;
 mod server;
 pub mod units;
+mod websocket;
 
 use crate::responses::{CustomResponse, Overrides, ResponseType};
 use crate::routing::{parse_route_key, RouteKey, Router};
@@ -409,17 +410,17 @@ impl Compiler {
         env: &mut minijinja::Environment<'static>,
         authorizers: &HashMap<String, snapshot::Authorizer>,
     ) -> Option<snapshot::Api> {
-        if a.protocol == Protocol::Websocket {
-            self.unsupported(p.key("protocol"), "WebSocket APIs (protocol = \"websocket\")");
-        }
+        let ws = a.protocol == Protocol::Websocket;
         self.base_path(p.key("base_path"), &a.base_path);
         for (k, present) in [
             ("route_selection", a.route_selection.is_some()),
             ("idle_timeout", a.idle_timeout.is_some()),
             ("max_connection_duration", a.max_connection_duration.is_some()),
+            ("max_message_size", a.max_message_size.is_some()),
+            ("management", a.management.is_some()),
         ] {
-            if present {
-                self.unsupported(p.key(k), &format!("`{k}`"));
+            if present && !ws {
+                self.err(p.key(k), format!("`{k}` is a WebSocket API setting (protocol = \"websocket\")"));
             }
         }
         if a.stages.is_empty() {
@@ -451,9 +452,13 @@ impl Compiler {
         let mut seen = HashSet::new();
         for (ri, r) in a.routes.iter().enumerate() {
             let rp = route_at(p, a, ri);
-            match parse_route_key(&r.route) {
-                Ok(k) => keys.push((ri, k)),
-                Err(m) => self.err(rp.key("route"), m),
+            if ws {
+                self.ws_route(&rp, r);
+            } else {
+                match parse_route_key(&r.route) {
+                    Ok(k) => keys.push((ri, k)),
+                    Err(m) => self.err(rp.key("route"), m),
+                }
             }
             if !seen.insert(r.route.as_str()) {
                 self.err(rp.key("route"), format!("route {:?} is defined twice", r.route));
@@ -586,6 +591,7 @@ impl Compiler {
             })
             .collect();
         let policy = a.policy.as_ref().map(|pol| self.policy(&p.key("policy"), pol));
+        let websocket = if ws { Some(Arc::new(self.ws_api(p, a, authorizers, &stages)?)) } else { None };
         Some(snapshot::Api {
             name: Arc::from(a.name.as_str()),
             private: a.endpoint == EndpointType::Private,
@@ -597,6 +603,7 @@ impl Compiler {
             cors,
             binary,
             edge: None,
+            websocket,
         })
         .map(|api| match (&self.edge, a.endpoint) {
             (Some(edge), EndpointType::Edge) => edge.forwarding(api),

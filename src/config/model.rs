@@ -249,6 +249,8 @@ pub struct Api {
     pub route_selection: Option<String>,
     pub idle_timeout: Option<Dur>,
     pub max_connection_duration: Option<Dur>,
+    pub max_message_size: Option<Size>,
+    pub management: Option<Management>,
     #[serde(default)]
     pub stages: BTreeMap<String, Stage>,
     #[serde(default)]
@@ -262,6 +264,13 @@ pub struct Api {
     pub imported_routes_from: Option<usize>,
     #[serde(skip)]
     pub imported_integrations: std::collections::HashSet<String>,
+}
+
+/// `management = { authorizer = "NAME" }` on a WebSocket API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Management {
+    pub authorizer: String,
 }
 
 #[derive(Debug, Deserialize)]

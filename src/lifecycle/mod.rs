@@ -97,6 +97,11 @@ fn begin_drain(grace: Duration) {
     stop();
 }
 
+/// When the grace period of the drain in progress ends (long-lived connections close before).
+pub fn drain_deadline() -> Option<Instant> {
+    DRAIN_START.lock().ok().and_then(|g| *g).map(|(start, grace)| start + grace)
+}
+
 /// Resolves when draining is over: [`LINGER`] has passed and no request is in flight, or the
 /// grace period has ended.
 pub async fn drained() {

@@ -45,6 +45,11 @@ pub struct Entry<'a> {
     pub connection_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_type: Option<&'a str>,
+    /// A WebSocket connection's messages from and to the client (its CONNECTION line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_out: Option<u64>,
 }
 
 struct Writer {

@@ -92,6 +92,7 @@ impl Gateway {
                     host: req.uri.authority().map(|a| a.as_str()).unwrap_or(""),
                     body_sha256,
                     method_arn: &arn,
+                    action: "execute-api:Invoke",
                     now: super::unix_now(),
                 };
                 authz.authorize(&signed).map_err(refuse)?

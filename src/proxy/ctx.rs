@@ -57,6 +57,8 @@ pub struct RequestCtx {
     pub pending_error: Option<ResponseType>,
     /// The integration response body, collected for a `response_transform` body template.
     pub response_body: Option<bytes::BytesMut>,
+    /// A WebSocket connection served by this request (its access-log line).
+    pub websocket: Option<super::websocket::WsLog>,
 }
 
 /// Where the request was routed.
@@ -69,6 +71,8 @@ pub struct RouteMatch {
     pub params: Vec<(String, String)>,
     pub variables: Arc<BTreeMap<String, String>>,
     pub integration: Option<Arc<Integration>>,
+    /// The stage's canary view was chosen (a WebSocket connection keeps it for its messages).
+    pub canary: bool,
 }
 
 #[derive(Default)]
@@ -129,6 +133,7 @@ impl RequestCtx {
             error_message: None,
             pending_error: None,
             response_body: None,
+            websocket: None,
         }
     }
 

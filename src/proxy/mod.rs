@@ -7,6 +7,7 @@ mod cache_hooks;
 pub mod ctx;
 pub mod forwarded;
 mod transforms;
+mod websocket;
 
 use crate::observability::{access_log, errors, metrics};
 use crate::responses::{self, Counted, Refusal, ResponseType};
@@ -225,6 +226,7 @@ impl Gateway {
                     params: vec![],
                     variables: stage.view.variables.clone(),
                     integration: None,
+                    canary: false,
                 });
                 return Err(ResponseType::AccessDenied);
             }
@@ -233,6 +235,20 @@ impl Gateway {
             Some((share, canary)) if fastrand::f64() < *share => canary,
             _ => &stage.view,
         };
+        if let Some(ws) = &api.websocket {
+            // every request of a WebSocket API is a handshake ($connect) or a management call
+            ctx.route = Some(RouteMatch {
+                path: rest.to_string(),
+                api: mount.api,
+                stage: mount.stage,
+                route: ws.connect,
+                params: vec![],
+                variables: view.variables.clone(),
+                integration: ws.connect.map(|i| view.integrations[i].clone()),
+                canary: view.is_canary,
+            });
+            return Ok(());
+        }
         let m = api.router.find(&req.method, rest);
         let mut rm = RouteMatch {
             path: rest.to_string(),
@@ -245,6 +261,7 @@ impl Gateway {
                 .unwrap_or_default(),
             variables: view.variables.clone(),
             integration: None,
+            canary: view.is_canary,
         };
         let Some(m) = m else {
             ctx.route = Some(rm);
@@ -643,6 +660,9 @@ impl ProxyHttp for Gateway {
         if let Err(t) = routed {
             self.gateway_response(session, ctx, t).await?;
             return Ok(true);
+        }
+        if let Some(ws) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].websocket.clone()) {
+            return self.websocket(session, ctx, ws).await;
         }
         if let Err(refusal) = self.admit(session, ctx).await {
             self.refuse(session, ctx, refusal).await?;
@@ -1125,7 +1145,10 @@ impl ProxyHttp for Gateway {
                 api_key_id: ctx.api_key_id.as_deref(),
                 cache: ctx.cache_result,
                 principal_id: ctx.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
-                ..Default::default()
+                connection_id: ctx.websocket.as_ref().map(|w| w.connection_id.as_str()),
+                event_type: ctx.websocket.as_ref().map(|_| "CONNECTION"),
+                messages_in: ctx.websocket.as_ref().map(|w| w.messages_in),
+                messages_out: ctx.websocket.as_ref().map(|w| w.messages_out),
             };
             access_log::write(&entry);
         }

@@ -25,3 +25,4 @@ mod sigv4;
 mod tls;
 mod transforms;
 mod vpc_link;
+mod websocket;

@@ -1,0 +1,175 @@
+//! WebSocket APIs in the proxy: the handshake (admission, `$connect`, then the connection,
+//! then `$disconnect`) and the AWS-style management API on the public listener.
+
+use super::{body, Gateway, RequestCtx};
+use crate::responses::{Refusal, ResponseType};
+use crate::websocket::{self, conn, manage, WsApi};
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use std::sync::Arc;
+
+/// What the connection-level access-log line says.
+pub struct WsLog {
+    pub connection_id: String,
+    pub messages_in: u64,
+    pub messages_out: u64,
+}
+
+impl Gateway {
+    /// Serves a request routed to a WebSocket API; always answers (returns `true`).
+    pub(super) async fn websocket(&self, session: &mut Session, ctx: &mut RequestCtx, ws: Arc<WsApi>) -> Result<bool> {
+        let Some(m) = ctx.route.as_ref() else { return Ok(false) };
+        if let Some((_, raw_id)) = manage::split_path(&m.path) {
+            let raw_id = raw_id.to_string();
+            self.manage_public(session, ctx, &ws, &raw_id).await?;
+            return Ok(true);
+        }
+        let key = match websocket::check_handshake(session.req_header()) {
+            Ok(k) => k,
+            Err(why) => {
+                let r = Refusal::new(ResponseType::Default4xx).with_status(426).with_message(why);
+                let r = Refusal { headers: vec![("upgrade", "websocket".into())], ..r };
+                self.refuse(session, ctx, r).await?;
+                return Ok(true);
+            }
+        };
+        if let Err(refusal) = self.admit(session, ctx).await {
+            self.refuse(session, ctx, refusal).await?;
+            return Ok(true);
+        }
+        let snap = ctx.snap.clone();
+        let Some(m) = ctx.route.as_ref() else { return Ok(false) };
+        let api = &snap.apis[m.api];
+        let stage = &api.stages[m.stage];
+        let view = match (&stage.canary, m.canary) {
+            (Some((_, c)), true) => c,
+            _ => &stage.view,
+        };
+        let req = session.req_header();
+        let info = Arc::new(conn::Info {
+            api: api.name.clone(),
+            stage: stage.name.clone(),
+            ws: ws.clone(),
+            integrations: view.integrations.clone(),
+            route_keys: api.routes.iter().map(|r| r.key.clone()).collect(),
+            principal: ctx.principal.clone(),
+            source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            user_agent: crate::request::header(&req.headers, http::header::USER_AGENT)
+                .map(|u| u.into_owned())
+                .unwrap_or_default(),
+            domain: ctx.host.clone(),
+            log: stage.access_log && snap.settings.access_log != crate::snapshot::AccessLogTarget::Off,
+        });
+        let id = websocket::new_id();
+        if let Some(ci) = ws.connect {
+            let started = std::time::Instant::now();
+            let query = req.uri.query().map(str::to_string);
+            let answer = conn::call(&info, &id, ci, "CONNECT", None, Bytes::new(), false, query.as_deref()).await;
+            ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
+            match answer {
+                Ok(a) if (200..300).contains(&a.status) => ctx.upstream.status = Some(a.status),
+                Ok(a) => {
+                    // the handshake is refused with the integration's status
+                    ctx.upstream.status = Some(a.status);
+                    let status = if (400..600).contains(&a.status) { a.status } else { 502 };
+                    let mut h = ResponseHeader::build(status, Some(2))?;
+                    h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                    session.set_keepalive(None);
+                    let body = Bytes::from(crate::responses::message_body("the $connect route refused the connection"));
+                    self.send(session, ctx, h, body).await?;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    log::warn!("websocket $connect of {}: {e}", api.name);
+                    ctx.error_message = Some("the $connect integration failed".into());
+                    session.set_keepalive(None);
+                    self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        let (c, rx) = websocket::register(
+            id.clone(),
+            info.api.clone(),
+            info.stage.clone(),
+            info.source_ip.clone(),
+            info.user_agent.clone(),
+            ws.max_message,
+        );
+        ctx.outcome.status = 101;
+        let served = conn::serve(session, info.clone(), c.clone(), rx, &key).await;
+        websocket::unregister(&c);
+        let ended = match served {
+            Ok(e) => e,
+            Err(e) => {
+                log::debug!("websocket {id}: {e}");
+                conn::Ended { messages_in: 0, messages_out: 0, close_code: 1006, reason: "the connection failed" }
+            }
+        };
+        conn::disconnect(&info, &id, &ended).await;
+        ctx.websocket =
+            Some(WsLog { connection_id: id, messages_in: ended.messages_in, messages_out: ended.messages_out });
+        Ok(true)
+    }
+
+    /// `POST|GET|DELETE /{stage}{base_path}/@connections/{id}`, SigV4-authorized by the
+    /// API's `management.authorizer` for `execute-api:ManageConnections`.
+    async fn manage_public(&self, session: &mut Session, ctx: &mut RequestCtx, ws: &WsApi, raw_id: &str) -> Result<()> {
+        let answer = |status: u16, kind: &'static str, message: &str| manage::Answer {
+            status,
+            error_type: Some(kind),
+            body: serde_json::json!({"message": message}).to_string().into_bytes(),
+        };
+        let a = 'a: {
+            let Some((auth_name, crate::snapshot::Authorizer::SigV4(authz))) = &ws.management else {
+                break 'a answer(403, "ForbiddenException", "this API has no management authorizer");
+            };
+            let Some(id) = manage::decode_id(raw_id) else {
+                break 'a answer(400, "BadRequestException", "bad connection id");
+            };
+            let body = match body::read_all(session, ctx, 1 << 20).await {
+                Ok(b) => b.clone(),
+                Err(body::BodyError::TooLarge) => {
+                    break 'a answer(413, "PayloadTooLargeException", "the message is too large")
+                }
+                Err(body::BodyError::Broken) => {
+                    break 'a answer(400, "BadRequestException", "the body was not received")
+                }
+            };
+            let snap = ctx.snap.clone();
+            let Some(m) = ctx.route.as_ref() else { break 'a answer(404, "NotFoundException", "no such API") };
+            let (api, stage) = (&snap.apis[m.api].name, &snap.apis[m.api].stages[m.stage].name);
+            let req = session.req_header();
+            let arn = format!("arn:edgegate:execute-api:{api}/{stage}/{}/@connections/{id}", req.method);
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+            let signed = crate::auth::sigv4::Signed {
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                query: req.uri.query().unwrap_or(""),
+                headers: &req.headers,
+                host: req.uri.authority().map(|a| a.as_str()).unwrap_or(""),
+                body_sha256: Some(digest),
+                method_arn: &arn,
+                action: "execute-api:ManageConnections",
+                now: super::unix_now(),
+            };
+            match authz.authorize(&signed) {
+                Ok(p) => ctx.principal = Some(p),
+                Err(r) => {
+                    let (_, stage_name, _) = ctx.labels();
+                    let labels = [&**api, stage_name, &**auth_name, r.reason()];
+                    crate::observability::metrics::AUTH_FAILURES.with_label_values(&labels).inc();
+                    break 'a answer(403, "ForbiddenException", "Forbidden");
+                }
+            }
+            manage::handle(&req.method, &id, body, Some((api, stage)))
+        };
+        let mut h = ResponseHeader::build(a.status, Some(3))?;
+        h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        if let Some(t) = a.error_type {
+            h.insert_header("x-amzn-errortype", t)?;
+        }
+        self.send(session, ctx, h, Bytes::from(a.body)).await
+    }
+}

@@ -1,0 +1,358 @@
+//! One WebSocket connection, from the accepted handshake to `$disconnect`.
+
+use super::frames::Socket;
+use super::{Conn, Push, WsApi};
+use crate::auth::Principal;
+use crate::observability::{access_log, metrics};
+use crate::outbound::{Call, Endpoint, CLIENT};
+use crate::snapshot::Integration;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, Semaphore};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
+
+/// Message integrations running at once for one connection; the next message waits.
+const IN_FLIGHT: usize = 16;
+
+/// What every event of a connection carries.
+pub struct Info {
+    pub api: Arc<str>,
+    pub stage: Arc<str>,
+    pub ws: Arc<WsApi>,
+    /// The integrations of the stage view the handshake was routed with, by route index.
+    pub integrations: Vec<Arc<Integration>>,
+    pub route_keys: Vec<Arc<str>>,
+    pub principal: Option<Arc<Principal>>,
+    pub source_ip: String,
+    pub user_agent: String,
+    pub domain: String,
+    pub log: bool,
+}
+
+/// How a connection ended, for the log and `$disconnect`.
+pub struct Ended {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub close_code: u16,
+    pub reason: &'static str,
+}
+
+/// An event's integration call: the message (or nothing) POSTed with the connection's context
+/// in headers. `Err` is the reason for the log.
+#[allow(clippy::too_many_arguments)]
+pub async fn call(
+    info: &Info,
+    conn_id: &str,
+    route: usize,
+    event_type: &str,
+    message_id: Option<&str>,
+    body: Bytes,
+    binary: bool,
+    query: Option<&str>,
+) -> Result<crate::outbound::Answer, String> {
+    let Some(Integration::Http(t)) = info.integrations.get(route).map(|i| &**i) else {
+        return Err("the route's integration is not http".into());
+    };
+    let ep = Endpoint {
+        addr: t.addr,
+        tls: t.tls,
+        host: t.host.clone(),
+        sni: t.sni.clone(),
+        target: t.request_uri("", &[], query),
+        url: format!("{}://{}{}", if t.tls { "https" } else { "http" }, t.host, t.request_uri("", &[], None)),
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut headers: Vec<(String, String)> = vec![
+        ("x-edgegate-connection-id".into(), conn_id.into()),
+        ("x-edgegate-route-key".into(), info.route_keys.get(route).map(|k| k.to_string()).unwrap_or_default()),
+        ("x-edgegate-event-type".into(), event_type.into()),
+        ("x-edgegate-api".into(), info.api.to_string()),
+        ("x-edgegate-stage".into(), info.stage.to_string()),
+        ("x-edgegate-domain".into(), info.domain.clone()),
+        ("x-request-id".into(), request_id),
+        ("x-forwarded-for".into(), info.source_ip.clone()),
+        ("user-agent".into(), info.user_agent.clone()),
+        ("content-type".into(), if binary { "application/octet-stream" } else { "text/plain; charset=utf-8" }.into()),
+    ];
+    if let Some(m) = message_id {
+        headers.push(("x-edgegate-message-id".into(), m.into()));
+    }
+    if let Some(p) = &info.principal {
+        headers.push(("x-edgegate-principal-id".into(), p.principal_id.clone()));
+        for (k, v) in p.context.iter().chain(p.claims.iter()) {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
+                _ => continue,
+            };
+            let name = format!("x-edgegate-authorizer-{}", k.to_ascii_lowercase());
+            if http::HeaderName::from_bytes(name.as_bytes()).is_ok() && http::HeaderValue::from_str(&v).is_ok() {
+                headers.push((name, v));
+            }
+        }
+    }
+    let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let call = Call { method: "POST", headers: &refs, body: Some(body), timeout: t.timeout, max_answer: 10 << 20 };
+    CLIENT.send(&ep, call).await.map_err(|e| e.to_string())
+}
+
+/// AWS's error frame for a message no route takes, or whose integration failed.
+fn error_frame(message: &str, conn_id: &str, request_id: &str) -> Push {
+    Push::Text(serde_json::json!({"message": message, "connectionId": conn_id, "requestId": request_id}).to_string())
+}
+
+fn log_event(info: &Info, conn_id: &str, event: &'static str, route: &str, status: u16, started: Instant) {
+    if !info.log {
+        return;
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    access_log::write(&access_log::Entry {
+        request_id: &request_id,
+        ip: info.source_ip.clone(),
+        request_time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        http_method: "POST",
+        path: "",
+        route_key: route,
+        status,
+        protocol: "WebSocket",
+        latency: started.elapsed().as_millis() as u64,
+        api_id: &info.api,
+        stage: &info.stage,
+        user_agent: &info.user_agent,
+        principal_id: info.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
+        connection_id: Some(conn_id),
+        event_type: Some(event),
+        ..Default::default()
+    });
+}
+
+/// Writes the 101 and serves the connection until it closes; `$disconnect` is the caller's.
+pub async fn serve(
+    session: &mut Session,
+    info: Arc<Info>,
+    conn: Arc<Conn>,
+    mut rx: mpsc::Receiver<Push>,
+    key: &str,
+) -> pingora::Result<Ended> {
+    let mut h = ResponseHeader::build(101, Some(4))?;
+    h.insert_header(http::header::UPGRADE, "websocket")?;
+    h.insert_header(http::header::CONNECTION, "Upgrade")?;
+    h.insert_header("sec-websocket-accept", super::accept_key(key.as_bytes()))?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(h), false).await?;
+    session.as_mut().set_read_timeout(None);
+
+    let ws = info.ws.clone();
+    let mut sock = Socket::new(ws.max_message);
+    let started = Instant::now();
+    let mut last_active = Instant::now();
+    let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<Push>();
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let seq = Arc::new(AtomicU64::new(0));
+    let labels = [&*info.api, &*info.stage, "in"];
+    let labels_out = [&*info.api, &*info.stage, "out"];
+    let mut ended = Ended { messages_in: 0, messages_out: 0, close_code: 1006, reason: "the client went away" };
+    // set when we sent a close frame: the client's reply is awaited this long
+    let mut closing: Option<Instant> = None;
+
+    loop {
+        let mut deadline = ws.idle_timeout.map(|t| last_active + t);
+        let mut why = "idle timeout";
+        if let Some(max) = ws.max_duration.map(|t| started + t) {
+            if deadline.is_none_or(|d| max < d) {
+                deadline = Some(max);
+                why = "maximum connection duration";
+            }
+        }
+        if let Some(end) = crate::lifecycle::drain_deadline() {
+            // leave time for the close handshake and $disconnect before the process ends
+            let end = end.checked_sub(Duration::from_millis(1500)).unwrap_or(end);
+            if deadline.is_none_or(|d| end < d) {
+                deadline = Some(end);
+                why = "the gateway is shutting down";
+            }
+        }
+        if let Some(c) = closing {
+            deadline = Some(c + Duration::from_secs(1));
+        }
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut out_msgs: Vec<Push> = Vec::new();
+        tokio::select! {
+            read = session.read_request_body() => match read {
+                Ok(Some(bytes)) => sock.feed(&bytes),
+                Ok(None) | Err(_) => break,
+            },
+            Some(p) = rx.recv() => out_msgs.push(p),
+            Some(p) = answers_rx.recv() => out_msgs.push(p),
+            _ = sleep => {
+                if closing.is_some() {
+                    break; // no close reply in time
+                }
+                ended.close_code = 1001;
+                ended.reason = why;
+                let _ = sock.ws.close(Some(CloseFrame { code: CloseCode::Away, reason: why.into() }));
+                closing = Some(Instant::now());
+            }
+        }
+        for p in out_msgs {
+            let m = match p {
+                Push::Text(t) => Message::Text(t.into()),
+                Push::Binary(b) => Message::Binary(b),
+                Push::Close(code, reason) => {
+                    ended.close_code = code;
+                    ended.reason = reason;
+                    let _ = sock.ws.close(Some(CloseFrame { code: code.into(), reason: reason.into() }));
+                    closing.get_or_insert_with(Instant::now);
+                    continue;
+                }
+            };
+            if sock.ws.send(m).is_ok() {
+                ended.messages_out += 1;
+                metrics::WS_MESSAGES.with_label_values(&labels_out).inc();
+                conn.touch();
+            }
+        }
+        // every complete message the fed bytes hold
+        let mut done = false;
+        loop {
+            match sock.ws.read() {
+                Ok(Message::Text(t)) => {
+                    last_active = Instant::now();
+                    conn.touch();
+                    ended.messages_in += 1;
+                    metrics::WS_MESSAGES.with_label_values(&labels).inc();
+                    let route = ws.select(Some(t.as_str()));
+                    dispatch(&info, &conn, route, Bytes::from(t), false, &answers_tx, &slots, &seq).await;
+                }
+                Ok(Message::Binary(b)) => {
+                    last_active = Instant::now();
+                    conn.touch();
+                    ended.messages_in += 1;
+                    metrics::WS_MESSAGES.with_label_values(&labels).inc();
+                    dispatch(&info, &conn, ws.default, b, true, &answers_tx, &slots, &seq).await;
+                }
+                Ok(Message::Close(frame)) => {
+                    // tungstenite queues the reply; the next read says the connection closed
+                    if closing.is_none() {
+                        ended.close_code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
+                        ended.reason = "the client closed";
+                    }
+                }
+                Ok(_) => last_active = Instant::now(), // ping, pong: answered by tungstenite
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(tungstenite::Error::Capacity(_)) => {
+                    ended.close_code = 1009;
+                    ended.reason = "message too big";
+                    let _ = sock.ws.close(Some(CloseFrame { code: CloseCode::Size, reason: "message too big".into() }));
+                    closing.get_or_insert_with(Instant::now);
+                    break;
+                }
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    log::debug!("websocket {}: {e}", conn.id);
+                    ended.close_code = 1002;
+                    ended.reason = "protocol error";
+                    let _ =
+                        sock.ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: "protocol error".into() }));
+                    closing.get_or_insert_with(Instant::now);
+                    break;
+                }
+            }
+        }
+        if let Some(out) = sock.take_output() {
+            if session.write_response_body(Some(out), false).await.is_err() {
+                break;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(ended)
+}
+
+/// Routes one message: its integration runs in its own task (at most [`IN_FLIGHT`] at once),
+/// and its answer, if any, is queued back to the client.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    info: &Arc<Info>,
+    conn: &Arc<Conn>,
+    route: Option<usize>,
+    body: Bytes,
+    binary: bool,
+    answers: &mpsc::UnboundedSender<Push>,
+    slots: &Arc<Semaphore>,
+    seq: &Arc<AtomicU64>,
+) {
+    let message_id = format!("{}-{}", conn.id.trim_end_matches('='), seq.fetch_add(1, Ordering::Relaxed));
+    let Some(route) = route else {
+        let _ = answers.send(error_frame("Forbidden", &conn.id, &message_id));
+        log_event(info, &conn.id, "MESSAGE", "", 403, Instant::now());
+        return;
+    };
+    let Ok(permit) = slots.clone().acquire_owned().await else { return };
+    let (info, conn, answers) = (info.clone(), conn.clone(), answers.clone());
+    tokio::spawn(async move {
+        let _permit = permit;
+        let started = Instant::now();
+        let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from(""));
+        let r = call(&info, &conn.id, route, "MESSAGE", Some(&message_id), body, binary, None).await;
+        let status = match r {
+            Ok(a) if (200..300).contains(&a.status) => {
+                if !a.body.is_empty() {
+                    let p = match std::str::from_utf8(&a.body) {
+                        Ok(t) => Push::Text(t.to_string()),
+                        Err(_) => Push::Binary(a.body.clone()),
+                    };
+                    let _ = answers.send(p);
+                }
+                a.status
+            }
+            Ok(a) => {
+                log::warn!("websocket {} route {key}: the integration answered {}", conn.id, a.status);
+                let _ = answers.send(error_frame("Internal server error", &conn.id, &message_id));
+                a.status
+            }
+            Err(e) => {
+                log::warn!("websocket {} route {key}: {e}", conn.id);
+                let _ = answers.send(error_frame("Internal server error", &conn.id, &message_id));
+                502
+            }
+        };
+        log_event(&info, &conn.id, "MESSAGE", &key, status, started);
+    });
+}
+
+/// `$disconnect`, after the connection is gone (bounded by its integration's timeout, or by a
+/// second while the process shuts down).
+pub async fn disconnect(info: &Info, conn_id: &str, ended: &Ended) {
+    let Some(route) = info.ws.disconnect else { return };
+    let started = Instant::now();
+    let limit = if crate::lifecycle::draining() { Duration::from_secs(1) } else { Duration::from_secs(30) };
+    let body = Bytes::from(serde_json::json!({"closeCode": ended.close_code, "reason": ended.reason}).to_string());
+    let r = tokio::time::timeout(limit, call(info, conn_id, route, "DISCONNECT", None, body, false, None)).await;
+    let status = match r {
+        Ok(Ok(a)) => a.status,
+        Ok(Err(e)) => {
+            log::warn!("websocket {conn_id}: $disconnect: {e}");
+            502
+        }
+        Err(_) => 504,
+    };
+    let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from("$disconnect"));
+    log_event(info, conn_id, "DISCONNECT", &key, status, started);
+}

@@ -1,0 +1,366 @@
+//! WebSocket APIs end to end: real WebSocket clients (tungstenite, and boto3 for the
+//! management API) against the binary, with an http integration that records every event.
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tungstenite::protocol::{Role, WebSocket};
+use tungstenite::Message;
+
+/// What the integration received: (event type, route key, connection id, the authorizer's
+/// `team` context value, body).
+type Events = Arc<Mutex<Vec<(String, String, String, String, Vec<u8>)>>>;
+
+/// The integration: `$connect` refuses `?deny`, `echo` answers `echo:` + the message,
+/// `silent` answers nothing, `$default` answers `default:` + the message.
+fn backend() -> (String, Events) {
+    let events: Events = Arc::new(Mutex::new(vec![]));
+    let e2 = events.clone();
+    let url = serve_raw(move |req, _| {
+        let h = |n: &str| req.header(n).unwrap_or_default();
+        let (kind, route) = (h("x-edgegate-event-type"), h("x-edgegate-route-key"));
+        e2.lock().expect("lock").push((
+            kind.clone(),
+            route.clone(),
+            h("x-edgegate-connection-id"),
+            h("x-edgegate-authorizer-team"),
+            req.body.clone(),
+        ));
+        let (status, body): (u16, Vec<u8>) = match (kind.as_str(), route.as_str()) {
+            ("CONNECT", _) if req.target.contains("deny") => (403, b"{}".to_vec()),
+            ("MESSAGE", "echo") => (200, [b"echo:".as_slice(), &req.body].concat()),
+            ("MESSAGE", "silent") => (200, vec![]),
+            ("MESSAGE", "broken") => (500, b"oops".to_vec()),
+            ("MESSAGE", _) => (200, [b"default:".as_slice(), &req.body].concat()),
+            _ => (200, vec![]),
+        };
+        let mut out = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        out
+    });
+    (url, events)
+}
+
+fn authorizer() -> Service {
+    serve(|_, body| {
+        let ev: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let ok = ev["headers"]["x-token"] == "good";
+        (200, format!("{{\"isAuthorized\": {ok}, \"context\": {{\"team\": \"blue\"}}}}"))
+    })
+}
+
+fn chat(backend: &str, auth: &str, extra: &str) -> String {
+    format!(
+        r#"
+[authorizers.tok]
+type = "request"
+uri = "{auth}/authorize"
+identity_sources = ["$request.header.x-token"]
+response = "simple"
+result_ttl = "0s"
+
+[[apis]]
+name = "chat"
+protocol = "websocket"
+base_path = "/chat"
+route_selection = "$request.body.action"
+max_message_size = "1KiB"
+{extra}
+[apis.stages.prod]
+[apis.integrations.be]
+type = "http"
+uri = "{backend}/ws"
+[[apis.routes]]
+route = "$connect"
+integration = "be"
+authorizer = "tok"
+[[apis.routes]]
+route = "echo"
+integration = "be"
+[[apis.routes]]
+route = "silent"
+integration = "be"
+[[apis.routes]]
+route = "broken"
+integration = "be"
+[[apis.routes]]
+route = "$default"
+integration = "be"
+[[apis.routes]]
+route = "$disconnect"
+integration = "be"
+"#
+    )
+}
+
+type Client = WebSocket<TcpStream>;
+
+/// A handshake; `Err(status)` when refused.
+fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes()).expect("write");
+    // the head, byte by byte: what follows belongs to the WebSocket
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).expect("read head") == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if status != 101 {
+        return Err(status);
+    }
+    assert!(text.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{text}");
+    Ok(WebSocket::from_raw_socket(s, Role::Client, None))
+}
+
+fn recv(c: &mut Client) -> Message {
+    loop {
+        match c.read().expect("a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => return m,
+        }
+    }
+}
+
+fn text(c: &mut Client) -> String {
+    match recv(c) {
+        Message::Text(t) => t.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// The close code the client sees (reading until the connection ends).
+fn close_code(c: &mut Client) -> Option<u16> {
+    loop {
+        match c.read() {
+            Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn events_of(events: &Events, kind: &str) -> Vec<(String, String, String, String, Vec<u8>)> {
+    events.lock().expect("lock").iter().filter(|e| e.0 == kind).cloned().collect()
+}
+
+fn connection_id(events: &Events) -> String {
+    events_of(events, "CONNECT").last().map(|e| e.2.clone()).expect("a CONNECT event")
+}
+
+fn gauge(gw: &Gateway) -> Option<f64> {
+    let key = "edgegate_websocket_connections{api=\"chat\",stage=\"prod\"} ";
+    gw.metrics().lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn connect_route_message_and_disconnect() {
+    let (be, events) = backend();
+    let auth = authorizer();
+    let gw = Gateway::start(|d, p| format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "")));
+
+    // admission runs on the handshake: no token, a bad one; $connect may refuse
+    assert_eq!(connect(gw.addr(), "/prod/chat", &[]).err(), Some(401));
+    assert_eq!(connect(gw.addr(), "/prod/chat", &[("x-token", "bad")]).err(), Some(403));
+    assert_eq!(connect(gw.addr(), "/prod/chat?deny=1", &[("x-token", "good")]).err(), Some(403));
+    assert_eq!(events_of(&events, "CONNECT").len(), 1, "only admitted handshakes reach $connect");
+    assert!(events_of(&events, "DISCONNECT").is_empty(), "a refused handshake leaves no connection");
+    // a plain request to a WebSocket API
+    let r = gw.get("/prod/chat");
+    assert_eq!(r.status, 426, "{}", r.text());
+
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    assert_eq!(id.len(), 16, "{id}");
+    eventually("the connection gauge", || gauge(&gw) == Some(1.0));
+
+    c.send(Message::Text(r#"{"action":"echo","n":1}"#.into())).expect("send");
+    assert_eq!(text(&mut c), r#"echo:{"action":"echo","n":1}"#);
+    let m = events_of(&events, "MESSAGE").pop().expect("message event");
+    assert_eq!((m.1.as_str(), m.2.as_str(), m.3.as_str()), ("echo", id.as_str(), "blue"), "{m:?}");
+    // unmatched, not JSON, binary: $default
+    c.send(Message::Text(r#"{"action":"nope"}"#.into())).expect("send");
+    assert_eq!(text(&mut c), r#"default:{"action":"nope"}"#);
+    c.send(Message::Text("plain words".into())).expect("send");
+    assert_eq!(text(&mut c), "default:plain words");
+    c.send(Message::Binary(vec![0xff, 0x00, 0x01].into())).expect("send");
+    match recv(&mut c) {
+        Message::Binary(b) => assert_eq!(&b[..], b"default:\xff\x00\x01"),
+        other => panic!("{other:?}"),
+    }
+    // an integration error: AWS's error frame
+    c.send(Message::Text(r#"{"action":"broken"}"#.into())).expect("send");
+    let err: serde_json::Value = serde_json::from_str(&text(&mut c)).expect("json");
+    assert_eq!((err["message"].as_str(), err["connectionId"].as_str()), (Some("Internal server error"), Some(&*id)));
+    // a route without an answer sends nothing back
+    c.send(Message::Text(r#"{"action":"silent"}"#.into())).expect("send");
+    c.send(Message::Text(r#"{"action":"echo","after":"silent"}"#.into())).expect("send");
+    assert_eq!(text(&mut c), r#"echo:{"action":"echo","after":"silent"}"#, "silent answers nothing");
+
+    // the management API on the admin listener
+    let enc = id.replace('=', "%3D").replace('+', "%2B").replace('/', "%2F");
+    let r = send(gw.admin(), "POST", &format!("/@connections/{enc}"), &[], b"pushed to you");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(text(&mut c), "pushed to you");
+    let r = get(gw.admin(), &format!("/@connections/{enc}"), &[]);
+    assert_eq!(r.status, 200);
+    let info = r.json();
+    assert!(info["connectedAt"].is_string() && info["lastActiveAt"].is_string(), "{info}");
+    assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
+    let r = send(gw.admin(), "POST", &format!("/@connections/{enc}"), &[], &[b'x'; 2048]);
+    assert_eq!((r.status, r.header("x-amzn-errortype")), (413, Some("PayloadTooLargeException")));
+    let r = send(gw.admin(), "DELETE", &format!("/@connections/{enc}"), &[], b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(close_code(&mut c), Some(1000));
+    eventually("$disconnect", || events_of(&events, "DISCONNECT").iter().any(|e| e.2 == id));
+    let r = send(gw.admin(), "POST", &format!("/@connections/{enc}"), &[], b"late");
+    assert_eq!((r.status, r.header("x-amzn-errortype")), (410, Some("GoneException")));
+    eventually("the gauge back to 0", || gauge(&gw) == Some(0.0));
+    let line = gw.wait_log("\"eventType\":\"CONNECTION\"");
+    assert!(line.contains(&id) && line.contains("\"messagesIn\":7"), "{line}");
+    gw.wait_log("\"eventType\":\"MESSAGE\"");
+}
+
+#[test]
+fn limits_close_with_their_codes_and_disconnect_fires() {
+    let (be, events) = backend();
+    let auth = authorizer();
+    let gw = Gateway::start(|d, p| {
+        format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "idle_timeout = \"700ms\""))
+    });
+    // a message over max_message_size: 1009
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    c.send(Message::Text("x".repeat(2000).into())).expect("send");
+    assert_eq!(close_code(&mut c), Some(1009));
+    eventually("$disconnect after 1009", || events_of(&events, "DISCONNECT").iter().any(|e| e.2 == id));
+    let d = events_of(&events, "DISCONNECT").into_iter().find(|e| e.2 == id).expect("event");
+    assert!(String::from_utf8_lossy(&d.4).contains("1009"), "{:?}", String::from_utf8_lossy(&d.4));
+    // idle: 1001
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    let t = std::time::Instant::now();
+    assert_eq!(close_code(&mut c), Some(1001));
+    assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
+    eventually("$disconnect after idle", || events_of(&events, "DISCONNECT").iter().any(|e| e.2 == id));
+    // the client closes with its own code
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    c.close(Some(tungstenite::protocol::CloseFrame { code: 4001u16.into(), reason: "bye".into() })).expect("close");
+    let _ = close_code(&mut c);
+    eventually("$disconnect after the client's close", || {
+        events_of(&events, "DISCONNECT").iter().any(|e| e.2 == id && String::from_utf8_lossy(&e.4).contains("4001"))
+    });
+    // an unmasked frame is a protocol error: 1002
+    drop(c);
+    let mut c2 = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    c2.get_mut().write_all(&[0x81, 0x02, b'h', b'i']).expect("raw frame");
+    assert_eq!(close_code(&mut c2), Some(1002));
+}
+
+#[test]
+fn no_default_route_answers_with_awss_error_frame() {
+    let (be, _events) = backend();
+    let auth = authorizer();
+    let gw = Gateway::start(|d, p| {
+        let cfg =
+            chat(&be, &auth.base, "").replace("[[apis.routes]]\nroute = \"$default\"\nintegration = \"be\"\n", "");
+        format!("{}{cfg}", server_section(d, p, "watch = false"))
+    });
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    c.send(Message::Text(r#"{"action":"unknown"}"#.into())).expect("send");
+    let v: serde_json::Value = serde_json::from_str(&text(&mut c)).expect("json");
+    assert_eq!(v["message"], "Forbidden");
+    assert!(v["connectionId"].is_string() && v["requestId"].is_string(), "{v}");
+}
+
+/// The management API on the public listener, as an AWS SDK calls it: boto3's
+/// `apigatewaymanagementapi` client, SigV4-signed, `@` raw and the id percent-encoded.
+#[test]
+fn boto3_manages_connections_on_the_public_listener() {
+    let python = ["target/peers/bin/python3", "python3"]
+        .into_iter()
+        .map(|p| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
+        .find(|p| {
+            std::process::Command::new(p).args(["-c", "import boto3"]).output().is_ok_and(|o| o.status.success())
+        });
+    let Some(python) = python else {
+        assert!(std::env::var_os("EDGEGATE_REQUIRE_PEERS").is_none(), "boto3 is not installed");
+        eprintln!("skipped: boto3 is not installed (./dev test installs it)");
+        return;
+    };
+    let (be, events) = backend();
+    let auth = authorizer();
+    let gw = Gateway::start(|d, p| {
+        std::fs::write(
+            d.join("credentials.toml"),
+            r#"[[credentials]]
+access_key_id = "AKBACKEND"
+secret = "backend-secret"
+principal = "chat-backend"
+policies = ['{"Statement": [{"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": "arn:edgegate:execute-api:chat/prod/*"}]}']
+[[credentials]]
+access_key_id = "AKINVOKER"
+secret = "invoker-secret"
+principal = "someone"
+policies = ['{"Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}]}']
+"#,
+        )
+        .expect("credentials");
+        let iam = "[authorizers.iam]\ntype = \"sigv4\"\nservice = \"execute-api\"\nregion = \"us-east-1\"\ncredentials = \"credentials.toml\"\n";
+        format!(
+            "{}{iam}{}",
+            server_section(d, p, "watch = false"),
+            chat(&be, &auth.base, "management = { authorizer = \"iam\" }")
+        )
+    });
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    let script = format!(
+        r#"
+import json, sys, boto3, botocore
+def client(ak, sk):
+    return boto3.client("apigatewaymanagementapi", endpoint_url="http://{addr}/prod/chat", region_name="us-east-1",
+                        aws_access_key_id=ak, aws_secret_access_key=sk)
+c = client("AKBACKEND", "backend-secret")
+out = {{}}
+c.post_to_connection(ConnectionId=sys.argv[1], Data=b"from boto3")
+out["get"] = c.get_connection(ConnectionId=sys.argv[1])["Identity"]["SourceIp"]
+for name, call in [("wrong_secret", lambda: client("AKBACKEND", "nope").post_to_connection(ConnectionId=sys.argv[1], Data=b"x")),
+                   ("no_permission", lambda: client("AKINVOKER", "invoker-secret").post_to_connection(ConnectionId=sys.argv[1], Data=b"x")),
+                   ("gone", lambda: c.post_to_connection(ConnectionId="AAAAAAAAAAAAAA==", Data=b"x"))]:
+    try:
+        call()
+        out[name] = "accepted"
+    except botocore.exceptions.ClientError as e:
+        out[name] = [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+c.delete_connection(ConnectionId=sys.argv[1])
+print(json.dumps(out))
+"#,
+        addr = gw.addr()
+    );
+    let out = std::process::Command::new(&python).arg("-c").arg(&script).arg(&id).output().expect("python");
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), gw.stderr());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["get"], "127.0.0.1", "{v}");
+    assert_eq!(v["wrong_secret"], serde_json::json!(["ForbiddenException", 403]), "{v}");
+    assert_eq!(v["no_permission"], serde_json::json!(["ForbiddenException", 403]), "{v}");
+    assert_eq!(v["gone"], serde_json::json!(["GoneException", 410]), "{v}");
+    assert_eq!(text(&mut c), "from boto3");
+    assert_eq!(close_code(&mut c), Some(1000), "delete_connection closed it");
+}
