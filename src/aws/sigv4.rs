@@ -5,23 +5,18 @@
 //! services), the query decoded, re-encoded and sorted, the signed headers trimmed and folded.
 
 use crate::throttle::quota::{civil_from_days, days_from_civil};
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
 use sha2::{Digest, Sha256};
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// SHA-256 of an empty body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/// HMAC-SHA256 (the `hmac` crate: no per-call provider lookups, unlike an OpenSSL MAC key).
 pub fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let run = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
-        let k = PKey::hmac(key)?;
-        let mut s = Signer::new(MessageDigest::sha256(), &k)?;
-        s.update(data)?;
-        s.sign_to_vec()
-    };
-    run().unwrap_or_default()
+    use hmac::Mac;
+    let Ok(mut m) = hmac::Hmac::<Sha256>::new_from_slice(key) else { return Vec::new() };
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

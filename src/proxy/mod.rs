@@ -121,10 +121,12 @@ impl Gateway {
         ctx.outcome.status = h.status.as_u16();
         ctx.outcome.response_bytes = body.len();
         let head_only = session.req_header().method == http::Method::HEAD;
-        session.write_response_header(Box::new(h), head_only).await?;
+        // head and body in one write (one flush), not two
+        let mut tasks = vec![pingora::protocols::http::HttpTask::Header(Box::new(h), head_only)];
         if !head_only {
-            session.write_response_body(Some(body), true).await?;
+            tasks.push(pingora::protocols::http::HttpTask::Body(Some(body), true));
         }
+        session.write_response_tasks(tasks).await?;
         Ok(())
     }
 
