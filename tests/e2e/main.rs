@@ -22,6 +22,7 @@ mod seams;
 mod serverless;
 mod service;
 mod sigv4;
+mod streaming;
 mod tls;
 mod transforms;
 mod vpc_link;
