@@ -97,12 +97,20 @@ impl ServeHttp for Admin {
                     }),
                 )
             }
-            (_, p) if p.starts_with("/@connections/") || p.starts_with("/%40connections/") => {
-                let raw = p.split_once("connections/").map(|(_, id)| id).unwrap_or("");
-                let Some(id) = crate::websocket::manage::decode_id(raw) else {
+            (_, p) if p.starts_with("/@connections") || p.starts_with("/%40connections") => {
+                let raw = p.split_once("connections").map(|(_, id)| id.trim_start_matches('/')).unwrap_or("");
+                let broadcast = raw.is_empty();
+                let id = if broadcast { Some(String::new()) } else { crate::websocket::manage::decode_id(raw) };
+                let Some(id) = id else {
                     return json(400, serde_json::json!({"message": "bad connection id"}));
                 };
                 let method = req.method.clone();
+                if broadcast && method != http::Method::POST {
+                    return json(
+                        405,
+                        serde_json::json!({"message": "POST /@connections broadcasts; one connection is /@connections/{id}"}),
+                    );
+                }
                 let mut body = Vec::new();
                 loop {
                     match session.read_request_body().await {
@@ -112,7 +120,13 @@ impl ServeHttp for Admin {
                         Err(_) => return json(400, serde_json::json!({"message": "the body was not received"})),
                     }
                 }
-                let a = crate::websocket::manage::handle(&method, &id, bytes::Bytes::from(body), None);
+                let snap = self.shared.load_full();
+                let cluster = snap.cluster.as_ref().map(|(c, _)| c);
+                let a = if broadcast {
+                    crate::websocket::manage::broadcast(&body, None, cluster).await
+                } else {
+                    crate::websocket::manage::handle_any(&method, &id, bytes::Bytes::from(body), None, cluster).await
+                };
                 let mut r = Response::builder()
                     .status(a.status)
                     .header(http::header::CONTENT_TYPE, "application/json")

@@ -122,6 +122,10 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.fds.clone() }));
     server
         .add_service(background_service("vpc-link-health", crate::vpc_link::HealthChecker { shared: shared.clone() }));
+    server.add_service(background_service(
+        "websocket-relay",
+        crate::websocket::cluster::Relay { shared: shared.clone() },
+    ));
     let reloader = server.add_service(background_service(
         "config-reload",
         Reloader { shared, path: args.config, upgraded: args.upgrade },

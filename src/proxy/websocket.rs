@@ -98,8 +98,15 @@ impl Gateway {
             ws.max_message,
         );
         ctx.outcome.status = 101;
+        let cluster = snap.cluster.as_ref().map(|(c, _)| c.clone());
+        if let Some(cl) = &cluster {
+            websocket::cluster::announce(cl, &id);
+        }
         let served = conn::serve(session, info.clone(), c.clone(), rx, &key).await;
         websocket::unregister(&c);
+        if let Some(cl) = &cluster {
+            websocket::cluster::retire(cl, &id);
+        }
         let ended = match served {
             Ok(e) => e,
             Err(e) => {
@@ -163,7 +170,9 @@ impl Gateway {
                     break 'a answer(403, "ForbiddenException", "Forbidden");
                 }
             }
-            manage::handle(&req.method, &id, body, Some((api, stage)))
+            let method = req.method.clone();
+            let cluster = snap.cluster.as_ref().map(|(c, _)| c);
+            manage::handle_any(&method, &id, body, Some((api, stage)), cluster).await
         };
         let mut h = ResponseHeader::build(a.status, Some(3))?;
         h.insert_header(http::header::CONTENT_TYPE, "application/json")?;

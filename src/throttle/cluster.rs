@@ -123,7 +123,13 @@ impl Cluster {
         })
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+    /// The Redis client (a WebSocket node's own pub/sub connection is made from it).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The shared, reconnecting connection.
+    pub async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
         self.conn
             .get_or_try_init(|| async {
                 let cfg = redis::aio::ConnectionManagerConfig::new()

@@ -11,6 +11,7 @@
 //! `$disconnect` runs on every close. Open connections are in the node's [`REGISTRY`], which
 //! the management API ([`manage`]) reads: `POST|GET|DELETE /@connections/{id}`.
 
+pub mod cluster;
 pub mod conn;
 pub mod frames;
 pub mod manage;
@@ -130,12 +131,12 @@ impl Conn {
 /// This node's open connections by id.
 pub static REGISTRY: Lazy<DashMap<String, Arc<Conn>>> = Lazy::new(DashMap::new);
 
-/// A new connection id: 10 random bytes in base64, like AWS's (`L0SM9cOFvHcCIhw=`), so ids
-/// carry `=` and `+`/`/` that clients must percent-encode in management URLs.
+/// A new connection id: 10 random bytes in base64 (the URL-safe alphabet, never `/`), like
+/// AWS's (`L0SM9cOFvHcCIhw=`): ids end in `=`, which clients percent-encode in management URLs.
 pub fn new_id() -> String {
     use base64::Engine;
     let bytes: [u8; 10] = std::array::from_fn(|_| fastrand::u8(..));
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
 }
 
 /// Registers a connection; the receiver is the connection's queue.

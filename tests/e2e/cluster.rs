@@ -5,14 +5,14 @@ use crate::common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct Redis {
+pub struct Redis {
     child: Child,
-    port: u16,
+    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub fn start() -> Redis {
         let dir = tempfile::tempdir().expect("dir");
         let port = free_port();
         let child = Command::new("redis-server")
@@ -27,7 +27,7 @@ impl Redis {
         Redis { child, port, _dir: dir }
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

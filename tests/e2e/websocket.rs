@@ -364,3 +364,65 @@ print(json.dumps(out))
     assert_eq!(text(&mut c), "from boto3");
     assert_eq!(close_code(&mut c), Some(1000), "delete_connection closed it");
 }
+
+/// Two nodes on one Redis: either node's management API reaches a connection the other holds
+/// (POST, GET with the holder's data, DELETE), a broadcast reaches connections on both, and a
+/// dead node's connections are reported Gone.
+#[test]
+fn management_reaches_connections_on_other_nodes_through_redis() {
+    let redis = crate::cluster::Redis::start();
+    let (be, events) = backend();
+    let auth = authorizer();
+    let cluster = format!("[cluster]\nredis = \"redis://127.0.0.1:{}/0\"\n", redis.port);
+    let node = || {
+        Gateway::start(|d, p| {
+            format!("{}{cluster}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, ""))
+        })
+    };
+    let (a, mut b) = (node(), node());
+    let mut on_a = connect(a.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id_a = connection_id(&events);
+    let mut on_b = connect(b.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id_b = connection_id(&events);
+    let enc = |id: &str| id.replace('=', "%3D").replace('+', "%2B").replace('/', "%2F");
+    // node B's admin API, for A's connection (once the registry has it)
+    eventually("B reaches A's connection", || {
+        send(b.admin(), "POST", &format!("/@connections/{}", enc(&id_a)), &[], b"via b").status == 200
+    });
+    assert_eq!(text(&mut on_a), "via b");
+    let r = get(b.admin(), &format!("/@connections/{}", enc(&id_a)), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["identity"]["sourceIp"], "127.0.0.1");
+    // one broadcast from A reaches both nodes' connections
+    let body = serde_json::json!({"ids": [id_a, id_b, "AAAAAAAAAAAAAA=="], "data": "to all"}).to_string();
+    let r = send(a.admin(), "POST", "/@connections", &[("content-type", "application/json")], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["delivered"], 2, "{}", r.text());
+    assert_eq!(r.json()["gone"], serde_json::json!(["AAAAAAAAAAAAAA=="]));
+    assert_eq!(text(&mut on_a), "to all");
+    assert_eq!(text(&mut on_b), "to all");
+    // DELETE through A closes B's connection
+    let r = send(a.admin(), "DELETE", &format!("/@connections/{}", enc(&id_b)), &[], b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(close_code(&mut on_b), Some(1000));
+    // a node that dies: its connections are Gone from the other node within the heartbeat TTL
+    let mut on_b2 = connect(b.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id_b2 = connection_id(&events);
+    eventually("A reaches B's new connection", || {
+        send(a.admin(), "POST", &format!("/@connections/{}", enc(&id_b2)), &[], b"hi").status == 200
+    });
+    assert_eq!(text(&mut on_b2), "hi");
+    b.signal("KILL");
+    let _ = b.child.take().map(|mut c| c.wait());
+    let t = std::time::Instant::now();
+    let deadline = t + Duration::from_secs(25);
+    loop {
+        let r = send(a.admin(), "POST", &format!("/@connections/{}", enc(&id_b2)), &[], b"anyone?");
+        if r.status == 410 {
+            assert_eq!(r.header("x-amzn-errortype"), Some("GoneException"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {} after {:?}", r.status, t.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
