@@ -426,3 +426,49 @@ fn management_reaches_connections_on_other_nodes_through_redis() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// A config reload keeps open connections (they finish on the snapshot they started with);
+/// a graceful upgrade lets the old process keep them until `grace_period`, then closes each
+/// with 1001 and runs `$disconnect`, and a reconnecting client lands on the new process.
+#[test]
+fn reloads_keep_connections_and_upgrades_close_them_with_1001() {
+    let (be, events) = backend();
+    let auth = authorizer();
+    let mut gw = Gateway::start(|d, p| {
+        format!(
+            "{}{}",
+            server_section(d, p, "watch = false").replace("grace_period = \"1s\"", "grace_period = \"3s\""),
+            chat(&be, &auth.base, "")
+        )
+    });
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    let text_now = std::fs::read_to_string(&gw.config).expect("config");
+    gw.write_config(&text_now.replace("[apis.stages.prod]", "[apis.stages.prod]\nvariables = { v = \"2\" }"));
+    gw.signal("HUP");
+    eventually("the reload", || gw.metrics().contains("edgegate_config_reloads_total{result=\"ok\"} 1"));
+    c.send(Message::Text(r#"{"action":"echo","after":"reload"}"#.into())).expect("send");
+    assert_eq!(text(&mut c), r#"echo:{"action":"echo","after":"reload"}"#, "the connection survived the reload");
+
+    let mut old = gw.child.take().expect("old process");
+    let started = std::time::Instant::now();
+    gw.child = Some(gw.spawn(&["-u"]));
+    // still served by the old process for a while
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(Message::Text(r#"{"action":"echo","during":"upgrade"}"#.into())).expect("send");
+    assert_eq!(text(&mut c), r#"echo:{"action":"echo","during":"upgrade"}"#);
+    assert_eq!(close_code(&mut c), Some(1001), "closed as the grace period ends");
+    assert!(started.elapsed() >= Duration::from_millis(1000), "{:?}", started.elapsed());
+    eventually("$disconnect for the old process's connection", || {
+        events_of(&events, "DISCONNECT").iter().any(|e| e.2 == id && String::from_utf8_lossy(&e.4).contains("1001"))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while old.try_wait().expect("wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the old process did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // the client reconnects: the new process
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted by the new process");
+    c.send(Message::Text(r#"{"action":"echo","on":"new"}"#.into())).expect("send");
+    assert_eq!(text(&mut c), r#"echo:{"action":"echo","on":"new"}"#);
+}
