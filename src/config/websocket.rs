@@ -107,7 +107,12 @@ impl Compiler {
                 self.err(p.key(k), format!("{k} must be above 0 (leave it out for no limit)"));
             }
         }
+        let reg = &crate::throttle::REGISTRY;
+        let rate = crate::websocket::CONNECTION_RATE;
+        let connection_rate =
+            stages.iter().map(|s| reg.bucket(&format!("wsconn:{}:{}", a.name, s.name), rate, rate as u64)).collect();
         Some(crate::websocket::WsApi {
+            connection_rate,
             selection,
             idle_timeout: a.idle_timeout.map(|d| d.0),
             max_duration: a.max_connection_duration.map(|d| d.0),

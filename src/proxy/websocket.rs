@@ -34,6 +34,16 @@ impl Gateway {
                 return Ok(true);
             }
         };
+        let stage_index = ctx.route.as_ref().map_or(0, |m| m.stage);
+        let rate = ws.connection_rate.get(stage_index).map(|b| b.take(crate::throttle::bucket::now_ns()));
+        if rate.is_some_and(|d| !d.allowed) {
+            let r = Refusal {
+                counted: crate::responses::Counted::Throttled("connections"),
+                ..Refusal::new(ResponseType::Throttled)
+            };
+            self.refuse(session, ctx, r).await?;
+            return Ok(true);
+        }
         if let Err(refusal) = self.admit(session, ctx).await {
             self.refuse(session, ctx, refusal).await?;
             return Ok(true);

@@ -43,7 +43,12 @@ pub struct WsApi {
     pub default: Option<usize>,
     /// `management.authorizer`: the public `@connections` API, with this (SigV4) authorizer.
     pub management: Option<(Arc<str>, crate::snapshot::Authorizer)>,
+    /// New connections per second, per stage (by stage index), on this node: AWS's 500/s.
+    pub connection_rate: Vec<Arc<crate::throttle::bucket::Bucket>>,
 }
+
+/// AWS's limit on new connections per second (per stage here, per node).
+pub const CONNECTION_RATE: f64 = 500.0;
 
 impl WsApi {
     /// The route for a message: text is parsed as JSON and the selection expression's value
@@ -229,6 +234,7 @@ mod tests {
             disconnect: None,
             default: Some(0),
             management: None,
+            connection_rate: vec![],
         };
         assert_eq!(api.select(Some(r#"{"action":"send"}"#)), Some(1));
         assert_eq!(api.select(Some(r#"{"action":"other"}"#)), Some(0));

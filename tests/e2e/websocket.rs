@@ -472,3 +472,36 @@ fn reloads_keep_connections_and_upgrades_close_them_with_1001() {
     c.send(Message::Text(r#"{"action":"echo","on":"new"}"#.into())).expect("send");
     assert_eq!(text(&mut c), r#"echo:{"action":"echo","on":"new"}"#);
 }
+
+/// New connections are limited per stage (AWS's 500 per second), before any authorizer runs.
+#[test]
+fn new_connections_are_rate_limited_per_stage() {
+    let (be, _events) = backend();
+    let auth = authorizer();
+    let gw = Gateway::start(|d, p| format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "")));
+    let addr = gw.addr();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut counts = (0usize, 0usize);
+                for _ in 0..150 {
+                    // no token: 401 when admitted this far, 429 when the connection rate refused it
+                    match connect(addr, "/prod/chat", &[]).err() {
+                        Some(429) => counts.1 += 1,
+                        Some(401) => counts.0 += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                counts
+            })
+        })
+        .collect();
+    let (mut admitted, mut limited) = (0, 0);
+    for t in threads {
+        let (a, l) = t.join().expect("thread");
+        admitted += a;
+        limited += l;
+    }
+    assert!(admitted >= 500 && limited > 0, "admitted {admitted}, limited {limited}");
+    assert!(gw.metrics().contains("edgegate_throttled_total{api=\"chat\",reason=\"connections\",stage=\"prod\"}"));
+}
