@@ -216,12 +216,24 @@ impl Compiler {
                     return None;
                 }
             };
-            if !(c.redis.starts_with("redis://") || c.redis.starts_with("rediss://") || c.redis.starts_with("unix://"))
-            {
-                self.err(p.key("redis"), format!("{:?} must be a redis:// URL", c.redis));
+            let urls: Vec<&str> = match &c.redis {
+                model::RedisTarget::One(u) => vec![u.as_str()],
+                model::RedisTarget::Seeds(v) => v.iter().map(String::as_str).collect(),
+            };
+            let url_ok = |u: &str| ["redis://", "rediss://", "unix://"].iter().any(|s| u.starts_with(s));
+            let sentinel = urls.len() == 1 && urls[0].starts_with("redis-sentinel://");
+            if urls.is_empty() || (!sentinel && !urls.iter().all(|u| url_ok(u))) || urls.iter().any(|u| u.contains(' ')) {
+                self.err(
+                    p.key("redis"),
+                    format!("{urls:?}: give a redis:// URL, a list of them (the seed nodes of a Redis Cluster), or redis-sentinel://HOST:PORT[,HOST:PORT]/MASTER_NAME"),
+                );
                 return None;
             }
-            match crate::throttle::REGISTRY.cluster(&c.redis) {
+            if urls.len() > 1 && urls.iter().any(|u| u.starts_with("unix://")) {
+                self.err(p.key("redis"), "Redis Cluster seed nodes are redis:// URLs");
+                return None;
+            }
+            match crate::throttle::REGISTRY.cluster(&urls.join(" ")) {
                 Ok(cl) => Some((cl, mode)),
                 Err(m) => {
                     self.err(p.key("redis"), m);

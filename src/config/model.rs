@@ -191,9 +191,17 @@ pub struct Throttle {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    pub redis: String,
+    pub redis: RedisTarget,
     #[serde(default)]
     pub on_redis_error: Option<String>,
+}
+
+/// `[cluster] redis`: one URL (or a `redis-sentinel://` one), or the seed nodes of a Redis Cluster.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RedisTarget {
+    One(String),
+    Seeds(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]

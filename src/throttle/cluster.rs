@@ -9,7 +9,9 @@
 
 use super::bucket::Decision;
 use once_cell::sync::Lazy;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::Sentinel;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -102,45 +104,178 @@ pub struct QuotaSpec<'a> {
     pub expire_at: u64,
 }
 
+/// Where the shared state lives: one Redis, a Redis Cluster (seed nodes), or the master a
+/// set of Sentinels names.
+enum Backend {
+    Single {
+        client: redis::Client,
+        conn: OnceCell<ConnectionManager>,
+    },
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        seeds: Vec<redis::Client>,
+        conn: OnceCell<ClusterConnection>,
+    },
+    Sentinel {
+        sentinel: tokio::sync::Mutex<Sentinel>,
+        service: String,
+        db: i64,
+        conn: tokio::sync::Mutex<Option<(redis::Client, ConnectionManager)>>,
+    },
+}
+
+/// A connection of any backend (commands and scripts run the same on each).
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct Cluster {
+    /// The configured target, as written (`[cluster] redis`): its identity across reloads.
     pub url: String,
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    backend: Backend,
     script: redis::Script,
     /// Distinguishes the keys of one config's plans from another deployment's on the same Redis.
     pub prefix: String,
 }
 
-impl Cluster {
-    pub fn new(url: &str) -> Result<Cluster, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid redis URL {url:?}: {e}"))?;
-        Ok(Cluster {
-            url: url.to_string(),
-            client,
-            conn: OnceCell::new(),
-            script: redis::Script::new(SCRIPT),
-            prefix: "edgegate:".into(),
-        })
-    }
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_millis(250))
+        .set_response_timeout(Duration::from_millis(250))
+        .set_number_of_retries(1)
+        .set_max_delay(1000)
+}
 
-    /// The Redis client (a WebSocket node's own pub/sub connection is made from it).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+impl Cluster {
+    /// `spec`: one `redis://` URL; several separated by spaces (the seed nodes of a Redis
+    /// Cluster); or `redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]`.
+    pub fn new(spec: &str) -> Result<Cluster, String> {
+        let bad = |e: redis::RedisError| format!("invalid redis target {spec:?}: {e}");
+        let backend = if let Some(rest) = spec.strip_prefix("redis-sentinel://") {
+            let mut parts = rest.split('/');
+            let hosts = parts.next().unwrap_or("");
+            let service = parts.next().filter(|s| !s.is_empty()).ok_or_else(|| {
+                format!("{spec:?}: name the master: redis-sentinel://HOST:PORT[,HOST:PORT]/MASTER_NAME[/DB]")
+            })?;
+            let db = match parts.next() {
+                Some(d) => d.parse().map_err(|_| format!("{spec:?}: the database must be a number"))?,
+                None => 0,
+            };
+            let nodes: Vec<String> =
+                hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("redis://{h}")).collect();
+            if nodes.is_empty() {
+                return Err(format!("{spec:?} names no sentinel"));
+            }
+            Backend::Sentinel {
+                sentinel: tokio::sync::Mutex::new(Sentinel::build(nodes).map_err(bad)?),
+                service: service.to_string(),
+                db,
+                conn: tokio::sync::Mutex::new(None),
+            }
+        } else if spec.contains(' ') {
+            let urls: Vec<&str> = spec.split_whitespace().collect();
+            let seeds = urls.iter().map(|u| redis::Client::open(*u)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+            let client = redis::cluster::ClusterClientBuilder::new(urls)
+                .connection_timeout(Duration::from_millis(250))
+                .response_timeout(Duration::from_millis(250))
+                .retries(1)
+                .build()
+                .map_err(bad)?;
+            Backend::Cluster { client, seeds, conn: OnceCell::new() }
+        } else {
+            Backend::Single { client: redis::Client::open(spec).map_err(bad)?, conn: OnceCell::new() }
+        };
+        Ok(Cluster { url: spec.to_string(), backend, script: redis::Script::new(SCRIPT), prefix: "edgegate:".into() })
     }
 
     /// The shared, reconnecting connection.
-    pub async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        self.conn
-            .get_or_try_init(|| async {
-                let cfg = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Duration::from_millis(250))
-                    .set_response_timeout(Duration::from_millis(250))
-                    .set_number_of_retries(1)
-                    .set_max_delay(1000);
-                ConnectionManager::new_with_config(self.client.clone(), cfg).await
-            })
-            .await
-            .cloned()
+    pub async fn connection(&self) -> redis::RedisResult<Conn> {
+        match &self.backend {
+            Backend::Single { client, conn } => conn
+                .get_or_try_init(|| ConnectionManager::new_with_config(client.clone(), manager_config()))
+                .await
+                .cloned()
+                .map(Conn::Single),
+            Backend::Cluster { client, conn, .. } => {
+                conn.get_or_try_init(|| client.get_async_connection()).await.cloned().map(Conn::Cluster)
+            }
+            Backend::Sentinel { conn, .. } => {
+                let mut g = conn.lock().await;
+                if let Some((_, c)) = g.as_ref() {
+                    return Ok(Conn::Single(c.clone()));
+                }
+                let client = self.sentinel_master().await?;
+                let c = ConnectionManager::new_with_config(client.clone(), manager_config()).await?;
+                *g = Some((client, c.clone()));
+                Ok(Conn::Single(c))
+            }
+        }
+    }
+
+    async fn sentinel_master(&self) -> redis::RedisResult<redis::Client> {
+        let Backend::Sentinel { sentinel, service, db, .. } = &self.backend else {
+            return Err(redis::RedisError::from((redis::ErrorKind::ClientError, "not a sentinel target")));
+        };
+        let info = redis::sentinel::SentinelNodeConnectionInfo {
+            tls_mode: None,
+            redis_connection_info: Some(redis::RedisConnectionInfo { db: *db, ..Default::default() }),
+        };
+        sentinel.lock().await.async_master_for(service, Some(&info)).await
+    }
+
+    /// After a failed command: a Sentinel target asks the Sentinels for the master again (a
+    /// failover moves it); the other backends reconnect by themselves.
+    pub async fn failed(&self) {
+        if let Backend::Sentinel { conn, .. } = &self.backend {
+            *conn.lock().await = None;
+        }
+    }
+
+    /// A new pub/sub connection: to the one Redis, to the master, or to the first seed that
+    /// answers (Redis Cluster propagates PUBLISH to every node).
+    pub async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        match &self.backend {
+            Backend::Single { client, .. } => client.get_async_pubsub().await,
+            Backend::Sentinel { .. } => self.sentinel_master().await?.get_async_pubsub().await,
+            Backend::Cluster { seeds, .. } => {
+                let mut last = redis::RedisError::from((redis::ErrorKind::IoError, "no seed node answered"));
+                for s in seeds {
+                    match s.get_async_pubsub().await {
+                        Ok(p) => return Ok(p),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+        }
     }
 
     /// Runs the checks of one request. `Err` means Redis did not answer.
@@ -154,15 +289,29 @@ impl Cluster {
     ) -> redis::RedisResult<Verdict> {
         let mut conn = self.connection().await?;
         let p = &self.prefix;
-        let k1 = plan_bucket.map(|(n, _)| format!("{p}b:{n}:{key_id}")).unwrap_or_else(|| format!("{p}none"));
-        let k2 = route_bucket.map(|(n, _)| format!("{p}b:{n}:{key_id}")).unwrap_or_else(|| format!("{p}none"));
-        let k3 = quota.map(|q| format!("{p}q:{}:{}:{key_id}", q.name, q.period)).unwrap_or_else(|| format!("{p}none"));
+        // every key of one API key carries it as a hash tag: one slot in a Redis Cluster, so the
+        // script's keys never cross slots
+        let k1 = plan_bucket
+            .map(|(n, _)| format!("{p}b:{n}:{{{key_id}}}"))
+            .unwrap_or_else(|| format!("{p}none:{{{key_id}}}"));
+        let k2 = route_bucket
+            .map(|(n, _)| format!("{p}b:{n}:{{{key_id}}}"))
+            .unwrap_or_else(|| format!("{p}none:{{{key_id}}}"));
+        let k3 = quota
+            .map(|q| format!("{p}q:{}:{}:{{{key_id}}}", q.name, q.period))
+            .unwrap_or_else(|| format!("{p}none:{{{key_id}}}"));
         let (i1, c1) = plan_bucket.map(|(_, s)| (s.interval_us, s.capacity_us)).unwrap_or((0, 0));
         let (i2, c2) = route_bucket.map(|(_, s)| (s.interval_us, s.capacity_us)).unwrap_or((0, 0));
         let (limit, expire_at) = quota.map(|q| (q.limit, q.expire_at)).unwrap_or((0, 0));
         let mut inv = self.script.prepare_invoke();
         inv.key(&k1).key(&k2).key(&k3).arg(i1).arg(c1).arg(i2).arg(c2).arg(limit).arg(expire_at);
-        let r: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        let r: Vec<i64> = match inv.invoke_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.failed().await;
+                return Err(e);
+            }
+        };
         let spec_of = |level: i64| if level == 1 { plan_bucket.map(|b| b.1) } else { route_bucket.map(|b| b.1) };
         match r.first().copied() {
             Some(0) => {

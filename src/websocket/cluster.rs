@@ -117,9 +117,10 @@ pub async fn remote(
     let payload = serde_json::to_string(&msg).unwrap_or_default();
     let sent: redis::RedisResult<u64> =
         redis::cmd("PUBLISH").arg(channel(&node)).arg(payload).query_async(&mut conn).await;
+    // (on a Redis Cluster PUBLISH counts only the receiving node's subscribers: wait anyway)
     let answer = match sent {
-        Ok(n) if n > 0 => tokio::time::timeout(WAIT, rx).await.ok().and_then(Result::ok),
-        _ => None,
+        Ok(_) => tokio::time::timeout(WAIT, rx).await.ok().and_then(Result::ok),
+        Err(_) => None,
     };
     PENDING.remove(&seq);
     answer.unwrap_or_else(|| Answer {
@@ -160,7 +161,7 @@ impl BackgroundService for Relay {
 }
 
 async fn serve(cluster: &Arc<Cluster>, shared: &Shared) -> redis::RedisResult<()> {
-    let mut pubsub = cluster.client().get_async_pubsub().await?;
+    let mut pubsub = cluster.pubsub().await?;
     pubsub.subscribe(channel(&NODE)).await?;
     let mut messages = pubsub.into_on_message();
     let mut beat = tokio::time::interval(Duration::from_secs(5));

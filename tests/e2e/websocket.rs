@@ -505,3 +505,33 @@ fn new_connections_are_rate_limited_per_stage() {
     assert!(admitted >= 500 && limited > 0, "admitted {admitted}, limited {limited}");
     assert!(gw.metrics().contains("edgegate_throttled_total{api=\"chat\",reason=\"connections\",stage=\"prod\"}"));
 }
+
+/// The connection registry on a three-master Redis Cluster: management calls and broadcasts
+/// reach connections held by the other node.
+#[test]
+fn management_across_nodes_on_a_redis_cluster() {
+    let rc = crate::cluster::RedisCluster::start();
+    let (be, events) = backend();
+    let auth = authorizer();
+    let cluster = format!("[cluster]\nredis = {}\n", rc.seeds());
+    let node = || {
+        Gateway::start(|d, p| {
+            format!("{}{cluster}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, ""))
+        })
+    };
+    let (a, b) = (node(), node());
+    let mut on_a = connect(a.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id_a = connection_id(&events);
+    let mut on_b = connect(b.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id_b = connection_id(&events);
+    let enc = |id: &str| id.replace('=', "%3D");
+    eventually("B reaches A's connection", || {
+        send(b.admin(), "POST", &format!("/@connections/{}", enc(&id_a)), &[], b"via b").status == 200
+    });
+    assert_eq!(text(&mut on_a), "via b");
+    let body = serde_json::json!({"ids": [id_a, id_b], "data": "both"}).to_string();
+    let r = send(b.admin(), "POST", "/@connections", &[], body.as_bytes());
+    assert_eq!(r.json()["delivered"], 2, "{}", r.text());
+    assert_eq!(text(&mut on_a), "both");
+    assert_eq!(text(&mut on_b), "both");
+}
