@@ -84,22 +84,32 @@ impl Gateway {
                 let req = session.req_header();
                 let path = ctx.route.as_ref().map(|m| m.path.as_str()).unwrap_or("/");
                 let arn = method_arn(&api.name, &stage.name, req.method.as_str(), path);
-                let signed = crate::auth::sigv4::Signed {
-                    method: req.method.as_str(),
-                    path: req.uri.path(),
-                    query: req.uri.query().unwrap_or(""),
-                    headers: &req.headers,
-                    host: req.uri.authority().map(|a| a.as_str()).unwrap_or(""),
-                    body_sha256,
-                    method_arn: &arn,
-                    action: "execute-api:Invoke",
-                    now: super::unix_now(),
-                };
-                authz.authorize(&signed).map_err(refuse)?
+                authz.authorize(&signed(req, body_sha256, &arn, "execute-api:Invoke")).map_err(refuse)?
             }
         };
         ctx.principal = Some(principal);
         Ok(())
+    }
+}
+
+/// What a SigV4 authorizer checks of a request: its method, path, query and headers as
+/// received, the body's digest, and the ARN and action the policy must allow.
+pub(super) fn signed<'a>(
+    req: &'a pingora::http::RequestHeader,
+    body_sha256: Option<String>,
+    arn: &'a str,
+    action: &'a str,
+) -> crate::auth::sigv4::Signed<'a> {
+    crate::auth::sigv4::Signed {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query().unwrap_or(""),
+        headers: &req.headers,
+        host: req.uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        body_sha256,
+        method_arn: arn,
+        action,
+        now: super::unix_now(),
     }
 }
 

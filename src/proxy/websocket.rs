@@ -160,17 +160,7 @@ impl Gateway {
             let req = session.req_header();
             let arn = format!("arn:edgegate:execute-api:{api}/{stage}/{}/@connections/{id}", req.method);
             let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-            let signed = crate::auth::sigv4::Signed {
-                method: req.method.as_str(),
-                path: req.uri.path(),
-                query: req.uri.query().unwrap_or(""),
-                headers: &req.headers,
-                host: req.uri.authority().map(|a| a.as_str()).unwrap_or(""),
-                body_sha256: Some(digest),
-                method_arn: &arn,
-                action: "execute-api:ManageConnections",
-                now: super::unix_now(),
-            };
+            let signed = super::admission::signed(req, Some(digest), &arn, "execute-api:ManageConnections");
             match authz.authorize(&signed) {
                 Ok(p) => ctx.principal = Some(p),
                 Err(r) => {

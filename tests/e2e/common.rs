@@ -615,6 +615,16 @@ impl Service {
     }
 }
 
+/// A simple-response request authorizer (`response = "simple"`): it allows the callers whose
+/// `x-token` header is `good`, and puts `{"team": "blue"}` in their context.
+pub fn token_authorizer() -> Service {
+    serve(|_, body| {
+        let ev: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let ok = ev["headers"]["x-token"] == "good";
+        (200, format!("{{\"isAuthorized\": {ok}, \"context\": {{\"team\": \"blue\"}}}}"))
+    })
+}
+
 pub fn serve(handler: impl Fn(&str, &[u8]) -> (u16, String) + Send + Sync + 'static) -> Service {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", l.local_addr().expect("addr"));

@@ -45,14 +45,6 @@ stage = "prod"
     )
 }
 
-fn authorizer() -> Service {
-    serve(|_, body| {
-        let ev: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let ok = ev["headers"]["x-token"] == "good";
-        (200, format!("{{\"isAuthorized\": {ok}}}"))
-    })
-}
-
 /// A regional node: no `[edge]`, so it serves the edge API itself; it believes the
 /// forwarding headers of loopback peers (its edges).
 fn regional(origin: &Origin, auth: &Service) -> Gateway {
@@ -85,7 +77,7 @@ fn url(g: &Gateway) -> String {
 
 #[test]
 fn an_edge_forwards_to_the_regional_node_which_runs_the_api() {
-    let (origin, auth) = (Origin::start("o"), authorizer());
+    let (origin, auth) = (Origin::start("o"), token_authorizer());
     let reg = regional(&origin, &auth);
     let e = edge(&[url(&reg)], &auth);
 
@@ -136,7 +128,7 @@ fn an_edge_forwards_to_the_regional_node_which_runs_the_api() {
 
 #[test]
 fn the_edge_caches_public_answers_and_never_credentialed_ones() {
-    let (origin, auth) = (Origin::start("o"), authorizer());
+    let (origin, auth) = (Origin::start("o"), token_authorizer());
     let reg = regional(&origin, &auth);
     let e = edge(&[url(&reg)], &auth);
     let first = e.get("/prod/items/1?x=1");
@@ -179,7 +171,7 @@ fn the_edge_caches_public_answers_and_never_credentialed_ones() {
 
 #[test]
 fn the_first_healthy_origin_wins_and_a_dead_one_fails_over() {
-    let auth = authorizer();
+    let auth = token_authorizer();
     let (oa, ob) = (Origin::start("a"), Origin::start("b"));
     let ra = regional(&oa, &auth);
     let rb = regional(&ob, &auth);
@@ -211,7 +203,7 @@ fn the_first_healthy_origin_wins_and_a_dead_one_fails_over() {
 
 #[test]
 fn edge_config_errors_name_their_key() {
-    let auth = authorizer();
+    let auth = token_authorizer();
     let check = |extra_edge: &str, origins: &[&str]| -> String {
         let d = tempfile::tempdir().expect("dir");
         let p = Ports::new();

@@ -43,14 +43,6 @@ fn backend() -> (String, Events) {
     (url, events)
 }
 
-fn authorizer() -> Service {
-    serve(|_, body| {
-        let ev: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let ok = ev["headers"]["x-token"] == "good";
-        (200, format!("{{\"isAuthorized\": {ok}, \"context\": {{\"team\": \"blue\"}}}}"))
-    })
-}
-
 fn chat(backend: &str, auth: &str, extra: &str) -> String {
     format!(
         r#"
@@ -171,7 +163,7 @@ fn gauge(gw: &Gateway) -> Option<f64> {
 #[test]
 fn connect_route_message_and_disconnect() {
     let (be, events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let gw = Gateway::start(|d, p| format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "")));
 
     // admission runs on the handshake: no token, a bad one; $connect may refuse
@@ -239,7 +231,7 @@ fn connect_route_message_and_disconnect() {
 #[test]
 fn limits_close_with_their_codes_and_disconnect_fires() {
     let (be, events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let gw = Gateway::start(|d, p| {
         format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "idle_timeout = \"700ms\""))
     });
@@ -276,7 +268,7 @@ fn limits_close_with_their_codes_and_disconnect_fires() {
 #[test]
 fn no_default_route_answers_with_awss_error_frame() {
     let (be, _events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let gw = Gateway::start(|d, p| {
         let cfg =
             chat(&be, &auth.base, "").replace("[[apis.routes]]\nroute = \"$default\"\nintegration = \"be\"\n", "");
@@ -305,7 +297,7 @@ fn boto3_manages_connections_on_the_public_listener() {
         return;
     };
     let (be, events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let gw = Gateway::start(|d, p| {
         std::fs::write(
             d.join("credentials.toml"),
@@ -372,7 +364,7 @@ print(json.dumps(out))
 fn management_reaches_connections_on_other_nodes_through_redis() {
     let redis = crate::cluster::Redis::start();
     let (be, events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let cluster = format!("[cluster]\nredis = \"redis://127.0.0.1:{}/0\"\n", redis.port);
     let node = || {
         Gateway::start(|d, p| {
@@ -433,7 +425,7 @@ fn management_reaches_connections_on_other_nodes_through_redis() {
 #[test]
 fn reloads_keep_connections_and_upgrades_close_them_with_1001() {
     let (be, events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let mut gw = Gateway::start(|d, p| {
         format!(
             "{}{}",
@@ -477,7 +469,7 @@ fn reloads_keep_connections_and_upgrades_close_them_with_1001() {
 #[test]
 fn new_connections_are_rate_limited_per_stage() {
     let (be, _events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let gw = Gateway::start(|d, p| format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "")));
     let addr = gw.addr();
     let threads: Vec<_> = (0..8)
@@ -512,7 +504,7 @@ fn new_connections_are_rate_limited_per_stage() {
 fn management_across_nodes_on_a_redis_cluster() {
     let rc = crate::cluster::RedisCluster::start();
     let (be, events) = backend();
-    let auth = authorizer();
+    let auth = token_authorizer();
     let cluster = format!("[cluster]\nredis = {}\n", rc.seeds());
     let node = || {
         Gateway::start(|d, p| {
