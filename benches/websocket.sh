@@ -36,14 +36,14 @@ hz=$(getconf CLK_TCK)
 
 # 1. idle connections
 before=$(rss)
-timeout 600 "$py" benches/ws_load.py idle "$url" "$n" 15 > "$tmp/idle.out" &
+timeout 600 "$py" benches/ws_load.py idle "$url" "$n" 15 > "$tmp/idle.out" 2>"$tmp/idle.err" &
 load=$!
 for _ in $(seq 600); do grep -q '^open' "$tmp/idle.out" 2>/dev/null && break; sleep 0.5; done
 sleep 2
 after=$(rss)
 open=$(curl -s http://127.0.0.1:18091/metrics | awk '/^edgegate_websocket_connections/ {s += $2} END {print s}')
 echo "idle: $open connections, RSS $before KiB -> $after KiB: $(( (after - before) / (open > 0 ? open : 1) )) KiB per connection"
-wait $load || true
+wait $load || tail -3 "$tmp/idle.err"
 
 # 2. messages to an http integration
 c0=$(cpu)

@@ -8,10 +8,19 @@ import asyncio, http.client, json, sys, time
 import websockets
 
 
-async def idle(url, n, hold):
-    conns = []
+async def open_paced(url, n, **kw):
+    """Opens n connections at 400 a second (the gateway admits 500 new ones a second per stage)."""
+    conns, start = [], time.monotonic()
     for i in range(n):
-        conns.append(await websockets.connect(url, ping_interval=None, max_queue=1))
+        conns.append(await websockets.connect(url, ping_interval=None, **kw))
+        delay = start + (i + 1) / 400 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return conns
+
+
+async def idle(url, n, hold):
+    conns = await open_paced(url, n, max_queue=1)
     print(f"open {len(conns)}", flush=True)
     await asyncio.sleep(hold)
     for c in conns:
@@ -19,7 +28,7 @@ async def idle(url, n, hold):
 
 
 async def messages(url, n, rate, secs):
-    conns = [await websockets.connect(url, ping_interval=None) for _ in range(n)]
+    conns = await open_paced(url, n)
     sent = 0
     start = time.monotonic()
 

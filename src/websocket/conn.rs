@@ -12,6 +12,7 @@ use pingora::proxy::Session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
@@ -146,7 +147,8 @@ pub async fn serve(
     h.insert_header("sec-websocket-accept", super::accept_key(key.as_bytes()))?;
     session.set_keepalive(None);
     session.write_response_header(Box::new(h), false).await?;
-    session.as_mut().set_read_timeout(None);
+    let mut stream = take_stream(session).await?;
+    let mut buf = [0u8; 2048];
 
     let ws = info.ws.clone();
     let mut sock = Socket::new(ws.max_message);
@@ -189,9 +191,9 @@ pub async fn serve(
         };
         let mut out_msgs: Vec<Push> = Vec::new();
         tokio::select! {
-            read = session.read_request_body() => match read {
-                Ok(Some(bytes)) => sock.feed(&bytes),
-                Ok(None) | Err(_) => break,
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sock.feed(&buf[..n]),
             },
             Some(p) = rx.recv() => out_msgs.push(p),
             Some(p) = answers_rx.recv() => out_msgs.push(p),
@@ -274,7 +276,7 @@ pub async fn serve(
             }
         }
         if let Some(out) = sock.take_output() {
-            if session.write_response_body(Some(out), false).await.is_err() {
+            if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
                 break;
             }
         }
@@ -283,6 +285,48 @@ pub async fn serve(
         }
     }
     Ok(ended)
+}
+
+/// Takes the upgraded connection's own stream out of Pingora's HTTP/1.1 session, which would
+/// otherwise hold its 64 KiB body buffer for the connection's whole life: the session left
+/// behind is a stand-in that carries the handshake's request line and `User-Agent` (what the
+/// proxy's logging phase reads) over an in-memory pipe.
+async fn take_stream(session: &mut Session) -> pingora::Result<pingora::protocols::Stream> {
+    use pingora::protocols::http::ServerSession;
+    use tokio::io::AsyncWriteExt as _;
+    let req = session.req_header();
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\n",
+        req.method,
+        req.uri,
+        crate::request::header(&req.headers, "host").unwrap_or_default()
+    );
+    if let Some(ua) = crate::request::header(&req.headers, http::header::USER_AGENT) {
+        head.push_str(&format!("User-Agent: {ua}\r\n"));
+    }
+    head.push_str("\r\n");
+    let (ours, mut theirs) = tokio::io::duplex(head.len().max(64));
+    let _ = theirs.write_all(head.as_bytes()).await;
+    drop(theirs);
+    let mut stand_in = ServerSession::new_http1(Box::new(ours));
+    if !matches!(stand_in.read_request().await, Ok(true)) {
+        return pingora::Error::e_explain(pingora::ErrorType::InternalError, "websocket: the stand-in session");
+    }
+    stand_in.set_keepalive(None);
+    let taken = std::mem::replace(&mut session.downstream_session, Box::new(stand_in));
+    match *taken {
+        ServerSession::H1(h1) => {
+            let mut stream = h1.into_inner();
+            stream.flush().await.map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::WriteError, "websocket: flushing the 101", e)
+            })?;
+            Ok(stream)
+        }
+        other => {
+            session.downstream_session = Box::new(other);
+            pingora::Error::e_explain(pingora::ErrorType::InternalError, "websocket APIs are served over HTTP/1.1")
+        }
+    }
 }
 
 /// Routes one message: its integration runs in its own task (at most [`IN_FLIGHT`] at once),
