@@ -323,7 +323,7 @@ async fn take_stream(session: &mut Session) -> pingora::Result<pingora::protocol
             Ok(stream)
         }
         other => {
-            session.downstream_session = Box::new(other);
+            *session.downstream_session = other;
             pingora::Error::e_explain(pingora::ErrorType::InternalError, "websocket APIs are served over HTTP/1.1")
         }
     }
