@@ -52,5 +52,22 @@ c1=$(cpu)
 sent=$(echo "$out" | sed 's/.*"sent": \([0-9]*\).*/\1/')
 echo "messages: $out; gateway CPU $(( (c1 - c0) * 1000000 / hz / (sent > 0 ? sent : 1) )) µs per message (connect and close included)"
 
-# 3. management POSTs
-echo "management: $(timeout 60 "$py" benches/ws_load.py manage 127.0.0.1:18091 "$url" 5)"
+# 3. management POSTs: node-local, then through a second node and Redis (both nodes on one
+#    redis-server, [cluster] added to the same config)
+echo "management, node-local: $(timeout 60 "$py" benches/ws_load.py manage 127.0.0.1:18091 127.0.0.1:18091 "$url" 5)"
+redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --pidfile "$tmp/redis.pid" --dir "$tmp" >/dev/null
+kill $gw; wait $gw 2>/dev/null || true
+for node in a b; do
+    port=$([ $node = a ] && echo 18090 || echo 18092); admin=$((port + 1))
+    sed -e "s/127.0.0.1:18090/127.0.0.1:$port/; s/127.0.0.1:18091/127.0.0.1:$admin/" \
+        -e "s|/tmp/edgegate-wsbench|$tmp/$node|g" benches/websocket.toml > "$tmp/$node.toml"
+    printf '\n[cluster]\nredis = "redis://127.0.0.1:18379/0"\n' >> "$tmp/$node.toml"
+done
+target/release/edgegate -c "$tmp/a.toml" >"$tmp/a.log" 2>&1 &
+gw=$!
+target/release/edgegate -c "$tmp/b.toml" >"$tmp/b.log" 2>&1 &
+gw_b=$!
+trap 'kill $gw $gw_b 2>/dev/null; kill "$(cat "$tmp/nginx.pid")" "$(cat "$tmp/redis.pid")" 2>/dev/null; rm -rf "$tmp"' EXIT
+for p in 18091 18093; do for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$p/readyz && break; sleep 0.1; done; done
+sleep 1
+echo "management, cross-node (connection on A, POSTs to B's admin): $(timeout 60 "$py" benches/ws_load.py manage 127.0.0.1:18093 127.0.0.1:18091 "$url" 5)"

@@ -2,7 +2,8 @@
 
     ws_load.py idle URL N HOLD_SECS            open N connections, hold them, print "open N"
     ws_load.py messages URL N RATE SECS        N connections, each RATE messages/s for SECS
-    ws_load.py manage ADMIN URL SECS           management POSTs to one connection, keep-alive
+    ws_load.py manage ADMIN HOME_ADMIN URL SECS  management POSTs to one connection, keep-alive,
+                                               sent to ADMIN (HOME_ADMIN: the holding node's)
 """
 import asyncio, http.client, json, sys, time
 import websockets
@@ -48,7 +49,7 @@ async def messages(url, n, rate, secs):
         await c.close()
 
 
-async def manage(admin, url, secs):
+async def manage(admin, home_admin, url, secs):
     async with websockets.connect(url, ping_interval=None, max_queue=None) as ws:
         await ws.send(json.dumps({"action": "whoami"}))
         conn_id = None
@@ -83,4 +84,4 @@ if __name__ == "__main__":
     elif mode == "messages":
         asyncio.run(messages(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])))
     else:
-        asyncio.run(manage(sys.argv[2], sys.argv[3], float(sys.argv[4])))
+        asyncio.run(manage(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])))
