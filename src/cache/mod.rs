@@ -290,6 +290,8 @@ pub fn apply_304(stored: &ResponseHeader, fields: &HeaderMap) -> ResponseHeader 
 /// fields it names, and `Keep-Alive`, `Proxy-Connection`; they are neither stored nor
 /// forwarded.
 pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    // a 101's `Connection: Upgrade` and `Upgrade` are the switch itself: they reach the client
+    let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let named: Vec<String> = resp
         .headers
         .get_all(http::header::CONNECTION)
@@ -297,13 +299,16 @@ pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && !(switching && t == "upgrade"))
         .collect();
     for n in &named {
         resp.remove_header(n.as_str());
     }
     for n in ["connection", "keep-alive", "proxy-connection"] {
         resp.remove_header(n);
+    }
+    if switching && resp.headers.contains_key(http::header::UPGRADE) {
+        let _ = resp.insert_header(http::header::CONNECTION, "Upgrade");
     }
 }
 
@@ -419,6 +424,16 @@ mod tests {
         assert!(r.headers.get("x-hop").is_none() && r.headers.get("keep-alive").is_none());
         assert!(r.headers.get("connection").is_none());
         assert_eq!(r.headers.get("x-end").map(|v| v.as_bytes()), Some(&b"2"[..]));
+        // a 101 keeps what makes it a switch, and loses the rest
+        let mut r = ResponseHeader::build(101, None).expect("head");
+        for (k, v) in [("connection", "Upgrade, x-hop"), ("upgrade", "websocket"), ("x-hop", "1"), ("keep-alive", "5")]
+        {
+            r.append_header(k, v).expect("header");
+        }
+        strip_hop_by_hop(&mut r);
+        assert_eq!(r.headers.get("connection").map(|v| v.as_bytes()), Some(&b"Upgrade"[..]));
+        assert_eq!(r.headers.get("upgrade").map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert!(r.headers.get("x-hop").is_none() && r.headers.get("keep-alive").is_none());
     }
 
     fn key(

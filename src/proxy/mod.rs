@@ -994,10 +994,7 @@ impl ProxyHttp for Gateway {
         ctx.upstream.status = Some(resp.status.as_u16());
         // before the cache stores it: this hop's headers go, and an HTTP/1.0 origin's answer
         // is an HTTP/1.1 answer to our clients
-        if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
-            // (a 101's Connection and Upgrade are the switch itself: they stay)
-            crate::cache::strip_hop_by_hop(resp);
-        }
+        crate::cache::strip_hop_by_hop(resp);
         resp.set_version(http::Version::HTTP_11);
         if resp.status == http::StatusCode::NOT_MODIFIED && ctx.cache.is_some() {
             ctx.revalidation = Some(resp.headers.clone());
