@@ -97,8 +97,8 @@ impl ServeHttp for Admin {
                     }),
                 )
             }
-            (_, p) if p.starts_with("/@connections") || p.starts_with("/%40connections") => {
-                let raw = p.split_once("connections").map(|(_, id)| id.trim_start_matches('/')).unwrap_or("");
+            (_, p) if crate::websocket::manage::connections_path(p).is_some() => {
+                let raw = crate::websocket::manage::connections_path(p).unwrap_or_default();
                 let broadcast = raw.is_empty();
                 let id = if broadcast { Some(String::new()) } else { crate::websocket::manage::decode_id(raw) };
                 let Some(id) = id else {

@@ -39,14 +39,15 @@ pub fn decode_id(segment: &str) -> Option<String> {
     (!id.is_empty() && !id.contains('/') && id.len() <= 128).then_some(id)
 }
 
-/// Splits `.../@connections/{id}` (`@` raw or as `%40`) into the prefix and the raw id.
-pub fn split_path(path: &str) -> Option<(&str, &str)> {
-    for marker in ["/@connections/", "/%40connections/"] {
-        if let Some(i) = path.find(marker) {
-            return Some((&path[..i], &path[i + marker.len()..]));
-        }
+/// A management path (below the admin root, or below a WebSocket API's stage and base path):
+/// `/@connections` (`@` raw or as `%40`) gives `Some("")` (a broadcast), `/@connections/{id}`
+/// gives the raw id; anything else, `None`.
+pub fn connections_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/@connections").or_else(|| path.strip_prefix("/%40connections"))?;
+    match rest {
+        "" => Some(""),
+        r => r.strip_prefix('/').filter(|id| !id.is_empty()),
     }
-    None
 }
 
 /// Runs one management call on this node's registry; `scope` (API, stage) limits it to the
@@ -150,9 +151,12 @@ mod tests {
 
     #[test]
     fn paths_and_ids() {
-        assert_eq!(split_path("/prod/chat/@connections/abc%3D"), Some(("/prod/chat", "abc%3D")));
-        assert_eq!(split_path("/prod/chat/%40connections/abc"), Some(("/prod/chat", "abc")));
-        assert_eq!(split_path("/@connections/x"), Some(("", "x")));
+        assert_eq!(connections_path("/@connections/abc%3D"), Some("abc%3D"));
+        assert_eq!(connections_path("/%40connections/abc"), Some("abc"));
+        assert_eq!(connections_path("/@connections"), Some(""));
+        assert_eq!(connections_path("/@connections/"), None);
+        assert_eq!(connections_path("/@connectionsX/y"), None);
+        assert_eq!(connections_path("/x/@connections/y"), None, "only at the root of the API");
         assert_eq!(decode_id("L0SM9cOFvHcCIhw%3D").as_deref(), Some("L0SM9cOFvHcCIhw="));
         assert_eq!(decode_id("a%2Fb"), None);
         assert_eq!(decode_id(""), None);
