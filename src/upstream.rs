@@ -155,6 +155,20 @@ fn parse_template(p: &str) -> Result<Vec<Part>, String> {
 }
 
 impl HttpTarget {
+    /// The target as an outbound call's endpoint (the uri's path and fixed query; the client's
+    /// `query` after them), for calls the gateway makes itself (WebSocket events).
+    pub fn endpoint(&self, query: Option<&str>) -> crate::outbound::Endpoint {
+        let scheme = if self.tls { "https" } else { "http" };
+        crate::outbound::Endpoint {
+            addr: self.addr,
+            tls: self.tls,
+            host: self.host.clone(),
+            sni: self.sni.clone(),
+            target: self.request_uri("", &[], query),
+            url: format!("{scheme}://{}{}", self.host, self.request_uri("", &[], None)),
+        }
+    }
+
     /// Parameters the uri path needs that the route does not provide.
     pub fn missing_params<'a>(&'a self, route_params: &[String]) -> Vec<&'a str> {
         match &self.path {

@@ -20,7 +20,7 @@ impl Gateway {
     /// Serves a request routed to a WebSocket API; always answers (returns `true`).
     pub(super) async fn websocket(&self, session: &mut Session, ctx: &mut RequestCtx, ws: Arc<WsApi>) -> Result<bool> {
         let Some(m) = ctx.route.as_ref() else { return Ok(false) };
-        if let Some((_, raw_id)) = manage::split_path(&m.path) {
+        if let Some(raw_id) = manage::connections_path(&m.path).filter(|id| !id.is_empty()) {
             let raw_id = raw_id.to_string();
             self.manage_public(session, ctx, &ws, &raw_id).await?;
             return Ok(true);
@@ -57,7 +57,9 @@ impl Gateway {
             _ => &stage.view,
         };
         let req = session.req_header();
-        let info = Arc::new(conn::Info {
+        let id = websocket::new_id();
+        let info = Arc::new(conn::Info::new(conn::Handshake {
+            conn_id: id.clone(),
             api: api.name.clone(),
             stage: stage.name.clone(),
             ws: ws.clone(),
@@ -70,12 +72,11 @@ impl Gateway {
                 .unwrap_or_default(),
             domain: ctx.host.clone(),
             log: stage.access_log && snap.settings.access_log != crate::snapshot::AccessLogTarget::Off,
-        });
-        let id = websocket::new_id();
+        }));
         if let Some(ci) = ws.connect {
             let started = std::time::Instant::now();
             let query = req.uri.query().map(str::to_string);
-            let answer = conn::call(&info, &id, ci, "CONNECT", None, Bytes::new(), false, query.as_deref()).await;
+            let answer = conn::call(&info, ci, "CONNECT", None, Bytes::new(), false, query.as_deref()).await;
             ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
             match answer {
                 Ok(a) if (200..300).contains(&a.status) => ctx.upstream.status = Some(a.status),
@@ -124,7 +125,7 @@ impl Gateway {
                 conn::Ended { messages_in: 0, messages_out: 0, close_code: 1006, reason: "the connection failed" }
             }
         };
-        conn::disconnect(&info, &id, &ended).await;
+        conn::disconnect(&info, &ended).await;
         ctx.websocket =
             Some(WsLog { connection_id: id, messages_in: ended.messages_in, messages_out: ended.messages_out });
         Ok(true)

@@ -21,12 +21,32 @@ use tungstenite::Message;
 /// Message integrations running at once for one connection; the next message waits.
 const IN_FLIGHT: usize = 16;
 
-/// What every event of a connection carries.
+/// What every event of a connection carries, worked out once at the handshake.
 pub struct Info {
+    pub conn_id: String,
     pub api: Arc<str>,
     pub stage: Arc<str>,
     pub ws: Arc<WsApi>,
     /// The integrations of the stage view the handshake was routed with, by route index.
+    pub integrations: Vec<Arc<Integration>>,
+    /// Their outbound endpoints and timeouts (`None`: not an http integration).
+    endpoints: Vec<Option<(Endpoint, Duration)>>,
+    pub route_keys: Vec<Arc<str>>,
+    pub principal: Option<Arc<Principal>>,
+    pub source_ip: String,
+    pub user_agent: String,
+    pub log: bool,
+    /// The headers every event of the connection carries (its id, API, stage, domain, client,
+    /// user agent, and the authorizer's result).
+    headers: Vec<(String, String)>,
+}
+
+/// The connection as the handshake established it.
+pub struct Handshake {
+    pub conn_id: String,
+    pub api: Arc<str>,
+    pub stage: Arc<str>,
+    pub ws: Arc<WsApi>,
     pub integrations: Vec<Arc<Integration>>,
     pub route_keys: Vec<Arc<str>>,
     pub principal: Option<Arc<Principal>>,
@@ -34,6 +54,55 @@ pub struct Info {
     pub user_agent: String,
     pub domain: String,
     pub log: bool,
+}
+
+impl Info {
+    pub fn new(h: Handshake) -> Info {
+        let endpoints = h
+            .integrations
+            .iter()
+            .map(|i| match &**i {
+                Integration::Http(t) => Some((t.endpoint(None), t.timeout)),
+                _ => None,
+            })
+            .collect();
+        let mut headers: Vec<(String, String)> = vec![
+            ("x-edgegate-connection-id".into(), h.conn_id.clone()),
+            ("x-edgegate-api".into(), h.api.to_string()),
+            ("x-edgegate-stage".into(), h.stage.to_string()),
+            ("x-edgegate-domain".into(), h.domain),
+            ("x-forwarded-for".into(), h.source_ip.clone()),
+            ("user-agent".into(), h.user_agent.clone()),
+        ];
+        if let Some(p) = &h.principal {
+            headers.push(("x-edgegate-principal-id".into(), p.principal_id.clone()));
+            for (k, v) in p.context.iter().chain(p.claims.iter()) {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
+                    _ => continue,
+                };
+                let name = format!("x-edgegate-authorizer-{}", k.to_ascii_lowercase());
+                if http::HeaderName::from_bytes(name.as_bytes()).is_ok() && http::HeaderValue::from_str(&v).is_ok() {
+                    headers.push((name, v));
+                }
+            }
+        }
+        Info {
+            conn_id: h.conn_id,
+            api: h.api,
+            stage: h.stage,
+            ws: h.ws,
+            integrations: h.integrations,
+            endpoints,
+            route_keys: h.route_keys,
+            principal: h.principal,
+            source_ip: h.source_ip,
+            user_agent: h.user_agent,
+            log: h.log,
+            headers,
+        }
+    }
 }
 
 /// How a connection ended, for the log and `$disconnect`.
@@ -45,11 +114,9 @@ pub struct Ended {
 }
 
 /// An event's integration call: the message (or nothing) POSTed with the connection's context
-/// in headers. `Err` is the reason for the log.
-#[allow(clippy::too_many_arguments)]
+/// in headers (`query`: the handshake's, for `$connect`). `Err` is the reason for the log.
 pub async fn call(
     info: &Info,
-    conn_id: &str,
     route: usize,
     event_type: &str,
     message_id: Option<&str>,
@@ -57,50 +124,28 @@ pub async fn call(
     binary: bool,
     query: Option<&str>,
 ) -> Result<crate::outbound::Answer, String> {
-    let Some(Integration::Http(t)) = info.integrations.get(route).map(|i| &**i) else {
+    let Some((ep, timeout)) = info.endpoints.get(route).and_then(Option::as_ref) else {
         return Err("the route's integration is not http".into());
     };
-    let ep = Endpoint {
-        addr: t.addr,
-        tls: t.tls,
-        host: t.host.clone(),
-        sni: t.sni.clone(),
-        target: t.request_uri("", &[], query),
-        url: format!("{}://{}{}", if t.tls { "https" } else { "http" }, t.host, t.request_uri("", &[], None)),
+    let with_query = match (query, info.integrations.get(route).map(|i| &**i)) {
+        (Some(q), Some(Integration::Http(t))) if !q.is_empty() => Some(t.endpoint(Some(q))),
+        _ => None,
     };
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut headers: Vec<(String, String)> = vec![
-        ("x-edgegate-connection-id".into(), conn_id.into()),
-        ("x-edgegate-route-key".into(), info.route_keys.get(route).map(|k| k.to_string()).unwrap_or_default()),
-        ("x-edgegate-event-type".into(), event_type.into()),
-        ("x-edgegate-api".into(), info.api.to_string()),
-        ("x-edgegate-stage".into(), info.stage.to_string()),
-        ("x-edgegate-domain".into(), info.domain.clone()),
-        ("x-request-id".into(), request_id),
-        ("x-forwarded-for".into(), info.source_ip.clone()),
-        ("user-agent".into(), info.user_agent.clone()),
-        ("content-type".into(), if binary { "application/octet-stream" } else { "text/plain; charset=utf-8" }.into()),
-    ];
+    let route_key = info.route_keys.get(route).map(|k| &**k).unwrap_or("");
+    let content_type = if binary { "application/octet-stream" } else { "text/plain; charset=utf-8" };
+    let mut refs: Vec<(&str, &str)> = info.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    refs.extend([
+        ("x-edgegate-route-key", route_key),
+        ("x-edgegate-event-type", event_type),
+        ("x-request-id", request_id.as_str()),
+        ("content-type", content_type),
+    ]);
     if let Some(m) = message_id {
-        headers.push(("x-edgegate-message-id".into(), m.into()));
+        refs.push(("x-edgegate-message-id", m));
     }
-    if let Some(p) = &info.principal {
-        headers.push(("x-edgegate-principal-id".into(), p.principal_id.clone()));
-        for (k, v) in p.context.iter().chain(p.claims.iter()) {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
-                _ => continue,
-            };
-            let name = format!("x-edgegate-authorizer-{}", k.to_ascii_lowercase());
-            if http::HeaderName::from_bytes(name.as_bytes()).is_ok() && http::HeaderValue::from_str(&v).is_ok() {
-                headers.push((name, v));
-            }
-        }
-    }
-    let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let call = Call { method: "POST", headers: &refs, body: Some(body), timeout: t.timeout, max_answer: 10 << 20 };
-    CLIENT.send(&ep, call).await.map_err(|e| e.to_string())
+    let call = Call { method: "POST", headers: &refs, body: Some(body), timeout: *timeout, max_answer: 10 << 20 };
+    CLIENT.send(with_query.as_ref().unwrap_or(ep), call).await.map_err(|e| e.to_string())
 }
 
 /// AWS's error frame for a message no route takes, or whose integration failed.
@@ -108,7 +153,7 @@ fn error_frame(message: &str, conn_id: &str, request_id: &str) -> Push {
     Push::Text(serde_json::json!({"message": message, "connectionId": conn_id, "requestId": request_id}).to_string())
 }
 
-fn log_event(info: &Info, conn_id: &str, event: &'static str, route: &str, status: u16, started: Instant) {
+fn log_event(info: &Info, event: &'static str, route: &str, status: u16, started: Instant) {
     if !info.log {
         return;
     }
@@ -127,7 +172,7 @@ fn log_event(info: &Info, conn_id: &str, event: &'static str, route: &str, statu
         stage: &info.stage,
         user_agent: &info.user_agent,
         principal_id: info.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
-        connection_id: Some(conn_id),
+        connection_id: Some(&info.conn_id),
         event_type: Some(event),
         ..Default::default()
     });
@@ -345,7 +390,7 @@ async fn dispatch(
     let message_id = format!("{}-{}", conn.id.trim_end_matches('='), seq.fetch_add(1, Ordering::Relaxed));
     let Some(route) = route else {
         let _ = answers.send(error_frame("Forbidden", &conn.id, &message_id));
-        log_event(info, &conn.id, "MESSAGE", "", 403, Instant::now());
+        log_event(info, "MESSAGE", "", 403, Instant::now());
         return;
     };
     let Ok(permit) = slots.clone().acquire_owned().await else { return };
@@ -354,7 +399,7 @@ async fn dispatch(
         let _permit = permit;
         let started = Instant::now();
         let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from(""));
-        let r = call(&info, &conn.id, route, "MESSAGE", Some(&message_id), body, binary, None).await;
+        let r = call(&info, route, "MESSAGE", Some(&message_id), body, binary, None).await;
         let status = match r {
             Ok(a) if (200..300).contains(&a.status) => {
                 if !a.body.is_empty() {
@@ -377,18 +422,19 @@ async fn dispatch(
                 502
             }
         };
-        log_event(&info, &conn.id, "MESSAGE", &key, status, started);
+        log_event(&info, "MESSAGE", &key, status, started);
     });
 }
 
 /// `$disconnect`, after the connection is gone (bounded by its integration's timeout, or by a
 /// second while the process shuts down).
-pub async fn disconnect(info: &Info, conn_id: &str, ended: &Ended) {
+pub async fn disconnect(info: &Info, ended: &Ended) {
+    let conn_id = &info.conn_id;
     let Some(route) = info.ws.disconnect else { return };
     let started = Instant::now();
     let limit = if crate::lifecycle::draining() { Duration::from_secs(1) } else { Duration::from_secs(30) };
     let body = Bytes::from(serde_json::json!({"closeCode": ended.close_code, "reason": ended.reason}).to_string());
-    let r = tokio::time::timeout(limit, call(info, conn_id, route, "DISCONNECT", None, body, false, None)).await;
+    let r = tokio::time::timeout(limit, call(info, route, "DISCONNECT", None, body, false, None)).await;
     let status = match r {
         Ok(Ok(a)) => a.status,
         Ok(Err(e)) => {
@@ -398,5 +444,5 @@ pub async fn disconnect(info: &Info, conn_id: &str, ended: &Ended) {
         Err(_) => 504,
     };
     let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from("$disconnect"));
-    log_event(info, conn_id, "DISCONNECT", &key, status, started);
+    log_event(info, "DISCONNECT", &key, status, started);
 }
