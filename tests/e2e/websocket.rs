@@ -527,3 +527,30 @@ fn management_across_nodes_on_a_redis_cluster() {
     assert_eq!(text(&mut on_a), "both");
     assert_eq!(text(&mut on_b), "both");
 }
+
+/// What is not a handshake never reaches `$connect`: HTTP/2 (no Upgrade there; RFC 8441 is not
+/// served), a repeated `Sec-WebSocket-Key` (read under the one header rule: two keys are no
+/// key), and a management path below the API's root.
+#[test]
+fn malformed_handshakes_never_reach_connect() {
+    let (be, events) = backend();
+    let auth = token_authorizer();
+    let gw = Gateway::start(|d, p| format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "")));
+    let r = h2_request(gw.addr(), "GET", "/prod/chat", &[("x-token", "good")], None);
+    assert_eq!(r.status, 426, "HTTP/2: {}", r.text());
+    let r = h2_request(gw.addr(), "POST", "/prod/chat", &[("x-token", "good")], Some(b"{\"action\":\"echo\"}"));
+    assert_eq!(r.status, 426, "HTTP/2 with a body and no content-length: {}", r.text());
+    let raw = "GET /prod/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+               Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+               Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\nx-token: good\r\nConnection: close\r\n\r\n";
+    assert_eq!(request(gw.addr(), raw.as_bytes()).status, 426, "two keys");
+    let raw = "GET /prod/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+               Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %64GhlIHNhbXBsZSBub25jZQ==\r\nx-token: good\r\n\r\n";
+    assert_eq!(request(gw.addr(), raw.as_bytes()).status, 426, "a percent-encoded key is not base64");
+    let r = send(gw.addr(), "POST", "/prod/chat/x/@connections/AAAAAAAAAAAAAA%3D%3D", &[("x-token", "good")], b"x");
+    assert_eq!(r.status, 426, "not a management path: {}", r.text());
+    assert!(events.lock().expect("lock").is_empty(), "the integration received nothing");
+    // and a well-formed one still does
+    connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    assert_eq!(events_of(&events, "CONNECT").len(), 1);
+}
