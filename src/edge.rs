@@ -45,20 +45,50 @@ impl Protected {
     }
 }
 
-/// The `Via` pseudonym of this node: `1.1 HOSTNAME (edgegate)`.
-fn via() -> http::HeaderValue {
+/// The `Via` entry of this node: `1.1 HOSTNAME:PORT (edgegate)`, PORT being its first public
+/// listener's, so that two nodes on one host are told apart.
+fn via(port: Option<u16>) -> http::HeaderValue {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let host = host.trim();
     let host = if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) { "edge" } else { host };
-    http::HeaderValue::from_str(&format!("1.1 {host} (edgegate)"))
+    let by = match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    http::HeaderValue::from_str(&format!("1.1 {by} (edgegate)"))
         .unwrap_or_else(|_| http::HeaderValue::from_static("1.1 edge (edgegate)"))
+}
+
+/// Whether the request already passed this node: one of its `Via` entries (every line, every
+/// comma-separated entry) is this node's own. Such a request is answered 508 Loop Detected
+/// instead of forwarded again.
+pub fn looped(headers: &http::HeaderMap, own: &http::HeaderValue) -> bool {
+    let own = own.to_str().unwrap_or_default();
+    headers
+        .get_all(http::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.trim().eq_ignore_ascii_case(own))
+}
+
+/// Whether `origin` is one of this node's own listeners `own` (`host:port`): the same port,
+/// and the same address, or a wildcard listener reached over loopback.
+pub fn is_own_listener(origin: &std::net::SocketAddr, own: &[String]) -> bool {
+    own.iter().filter_map(|l| l.parse::<std::net::SocketAddr>().ok()).any(|l| {
+        l.port() == origin.port()
+            && (l.ip() == origin.ip()
+                || l.ip().is_unspecified() && (origin.ip().is_loopback() || origin.ip().is_unspecified()))
+    })
 }
 
 impl Edge {
     /// Compiles `origins` (URLs `http(s)://host[:port]`, names resolved now) into the
     /// forwarding target. `Err((index, message))` names the origin that is wrong.
+    /// `own` lists this node's listeners: an origin among them would forward to itself.
     pub fn new(
         origins: &[String],
+        own: &[String],
         check: Option<Check>,
         timeout: Duration,
         cache: Option<Arc<RouteCache>>,
@@ -76,6 +106,9 @@ impl Edge {
                     Some(i),
                     format!("origin {o:?} must be scheme://host[:port] only (the path is the client's)"),
                 ));
+            }
+            if is_own_listener(&t.addr, own) {
+                return Err((Some(i), format!("origin {o:?} is this node's own listener: it would forward to itself")));
             }
             if tls.is_some_and(|x| x != t.tls) {
                 return Err((Some(i), "origins must all be http:// or all https://".into()));
@@ -96,7 +129,8 @@ impl Edge {
         target.sni = snis[0].clone();
         target.host = String::new();
         target.connect_timeout = timeout.min(Duration::from_secs(5));
-        target.via = Some(via());
+        let port = own.first().and_then(|l| l.parse::<std::net::SocketAddr>().ok()).map(|a| a.port());
+        target.via = Some(via(port));
         Ok(Edge { link, target: Arc::new(Integration::Http(target)), cache })
     }
 
@@ -159,6 +193,26 @@ impl Edge {
             edge: Some(Protected { router: api.router, protected }),
             websocket: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loops_and_own_listeners() {
+        let own = via(Some(8080));
+        let mut h = http::HeaderMap::new();
+        h.append(http::header::VIA, "1.1 a".parse().expect("v"));
+        assert!(!looped(&h, &own));
+        h.append(http::header::VIA, format!("1.0 b, {}", own.to_str().expect("s")).parse().expect("v"));
+        assert!(looped(&h, &own));
+        let l = vec!["0.0.0.0:8080".to_string(), "127.0.0.2:9000".to_string()];
+        assert!(is_own_listener(&"127.0.0.1:8080".parse().expect("a"), &l));
+        assert!(is_own_listener(&"127.0.0.2:9000".parse().expect("a"), &l));
+        assert!(!is_own_listener(&"127.0.0.3:9000".parse().expect("a"), &l));
+        assert!(!is_own_listener(&"10.0.0.1:8080".parse().expect("a"), &l));
     }
 }
 

@@ -466,6 +466,54 @@ pub struct Answer {
 
 /// Maps the function's result to HTTP (API Gateway's proxy response rules); `Err` says why the
 /// result is malformed (the gateway answers 502).
+/// Fields that frame a message or belong to one hop: the gateway sets its own.
+fn framing_field(n: &HeaderName) -> bool {
+    use http::header::*;
+    [CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, UPGRADE, TE, TRAILER, PROXY_AUTHENTICATE]
+        .iter()
+        .any(|h| h == n)
+        || n == "keep-alive"
+        || n == "proxy-connection"
+}
+
+/// The fields a `Connection` header names (hop-by-hop by that naming).
+fn connection_named(headers: &[(HeaderName, HeaderValue)]) -> Vec<HeaderName> {
+    headers
+        .iter()
+        .filter(|(n, _)| *n == http::header::CONNECTION)
+        .filter_map(|(_, v)| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Fields that carry one value: sent once even when the function gives several.
+fn single_valued(n: &HeaderName) -> bool {
+    use http::header::*;
+    [
+        CONTENT_TYPE,
+        CONTENT_LOCATION,
+        CONTENT_RANGE,
+        CONTENT_DISPOSITION,
+        LOCATION,
+        ETAG,
+        LAST_MODIFIED,
+        EXPIRES,
+        DATE,
+        AGE,
+        RETRY_AFTER,
+        SERVER,
+        STRICT_TRANSPORT_SECURITY,
+        ACCESS_CONTROL_ALLOW_ORIGIN,
+        ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        ACCESS_CONTROL_MAX_AGE,
+    ]
+    .iter()
+    .any(|h| h == n)
+}
+
+/// Maps a function's result to the answer: a final status (200–599), the merged headers
+/// without framing or hop-by-hop fields, and the body (none for 204 and 304).
 pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
     let v: Value = serde_json::from_slice(result).map_err(|e| format!("the result is not JSON: {e}"))?;
     let structured = v.as_object().is_some_and(|o| o.contains_key("statusCode"));
@@ -488,7 +536,11 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or("statusCode is missing or not an HTTP status")?;
-    let mut headers = Vec::new();
+    // a final answer: never an interim 1xx (a client would wait for the real one) nor a
+    // 101 with no tunnel behind it
+    if !(200..=599).contains(&status.as_u16()) {
+        return Err(format!("statusCode {} is not a final HTTP status (200-599)", status.as_u16()));
+    }
     let value = |v: &Value| -> Result<HeaderValue, String> {
         let s = match v {
             Value::String(s) => s.clone(),
@@ -498,23 +550,39 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
         HeaderValue::from_str(&s).map_err(|_| format!("header value {s:?} is not valid"))
     };
     let name = |k: &str| HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("header name {k:?} is not valid"));
-    let mut single = Vec::new();
-    if let Some(Value::Object(h)) = o.get("headers") {
-        for (k, v) in h {
-            single.push((name(k)?, value(v)?));
-        }
-    }
+    // AWS merges `headers` and `multiValueHeaders`: a pair given in both appears once
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
     if let Some(Value::Object(m)) = o.get("multiValueHeaders") {
         for (k, vs) in m {
             let n = name(k)?;
-            // multiValueHeaders win over headers of the same name
-            single.retain(|(x, _)| *x != n);
             for v in vs.as_array().ok_or("multiValueHeaders values must be arrays")? {
                 headers.push((n.clone(), value(v)?));
             }
         }
     }
-    headers.extend(single);
+    if let Some(Value::Object(h)) = o.get("headers") {
+        for (k, v) in h {
+            let (n, v) = (name(k)?, value(v)?);
+            let given = headers.iter().any(|(x, y)| *x == n && (*y == v || single_valued(&n)));
+            if !given {
+                headers.push((n, v));
+            }
+        }
+    }
+    // one value for a single-valued field (the first given), and the gateway frames the
+    // answer itself: the function's hop-by-hop and framing fields never reach the client
+    let mut kept: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(headers.len());
+    let named = connection_named(&headers);
+    for (n, v) in headers {
+        if framing_field(&n) || named.iter().any(|x| *x == n) {
+            continue;
+        }
+        if single_valued(&n) && kept.iter().any(|(x, _)| *x == n) {
+            continue;
+        }
+        kept.push((n, v));
+    }
+    let mut headers = kept;
     if format == Format::V2 {
         if let Some(Value::Array(cs)) = o.get("cookies") {
             for c in cs {
@@ -538,6 +606,7 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
         Some(other) if format == Format::V2 => Bytes::from(other.to_string()),
         Some(_) => return Err("body must be a string".into()),
     };
+    let body = if matches!(status.as_u16(), 204 | 304) { Bytes::new() } else { body };
     Ok(Answer { status, headers, body })
 }
 

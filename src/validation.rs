@@ -95,12 +95,10 @@ impl Validator {
         let errors: Vec<String> = schema
             .iter_errors(&value)
             .take(MAX_ERRORS)
-            // the rule of the schema that failed, by its schema path: never the request's
-            // values or its property names (a client could put markup or secrets there)
-            .map(|e| {
-                let rule = e.schema_path.as_str();
-                format!("violates {}", if rule.is_empty() { "/" } else { rule })
-            })
+            // where in the body (its instance location) and which rule failed: never the
+            // request's values, nor property names the schema does not declare (a client
+            // could put markup or secrets there)
+            .map(|e| located(e.instance_path.as_str(), e.schema_path.as_str()))
             .collect();
         if errors.is_empty() {
             Ok(Some(value))
@@ -108,6 +106,28 @@ impl Validator {
             Err(Invalid::Body(format!("Invalid request body: {}", errors.join("; "))))
         }
     }
+}
+
+/// `/meta/tagcount violates type`: the failing value's JSON pointer in the body, with every
+/// segment that is neither an array index nor a property the failing schema path declares
+/// shown as `*`, and the rule (the schema keyword) that failed.
+fn located(instance: &str, schema: &str) -> String {
+    let declared: Vec<&str> = schema.split('/').collect();
+    let is_declared = |seg: &str| declared.windows(2).any(|w| w[0] == "properties" && w[1] == seg);
+    let mut at = String::new();
+    for seg in instance.split('/').skip(1) {
+        at.push('/');
+        if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() || is_declared(seg) {
+            at.push_str(seg);
+        } else {
+            at.push('*');
+        }
+    }
+    if at.is_empty() {
+        at.push('/');
+    }
+    let rule = schema.rsplit('/').next().filter(|r| !r.is_empty()).unwrap_or("schema");
+    format!("{at} violates {rule}")
 }
 
 #[cfg(test)]
@@ -154,7 +174,20 @@ mod tests {
         assert!(!m.contains("42") && !m.contains("hunter2"), "{m}");
         assert!(matches!(v.check_body(None, b"{nope"), Err(Invalid::Body(m)) if m.contains("not JSON")));
         assert!(matches!(v.check_body(None, b""), Err(Invalid::Body(_))));
-        assert!(matches!(v.check_body(None, b"[]"), Err(Invalid::Body(m)) if m.contains("violates /type")));
+        assert!(matches!(v.check_body(None, b"[]"), Err(Invalid::Body(m)) if m.contains("/ violates type")));
+        // the location in the body and the rule, not the schema path
+        let nested = Validator {
+            body: Some(
+                compile_schema(&json!({"type": "object", "properties": {"meta": {"type": "object",
+                    "properties": {"tagcount": {"type": "integer"}}, "additionalProperties": {"type": "string"}}}}))
+                .expect("schema"),
+            ),
+            ..pet()
+        };
+        let Err(Invalid::Body(m)) = nested.check_body(None, br#"{"meta": {"tagcount": "x"}}"#) else { panic!() };
+        assert!(m.ends_with("/meta/tagcount violates type"), "{m}");
+        let Err(Invalid::Body(m)) = nested.check_body(None, br#"{"meta": {"<b>hi</b>": 1}}"#) else { panic!() };
+        assert!(m.ends_with("/meta/* violates type") && !m.contains("<b>"), "{m}");
         // a property name the client chose is never echoed
         let strict = Validator {
             body: Some(compile_schema(&json!({"type": "object", "additionalProperties": false})).expect("schema")),

@@ -46,7 +46,13 @@ impl Compiler {
     }
 
     /// `[edge]`: the origins (first healthy wins, health-checked), and the edge cache.
-    pub(super) fn edge(&mut self, p: &KeyPath, e: &model::Edge, settings: &Settings) -> Option<Arc<crate::edge::Edge>> {
+    pub(super) fn edge(
+        &mut self,
+        p: &KeyPath,
+        e: &model::Edge,
+        settings: &Settings,
+        own: &[String],
+    ) -> Option<Arc<crate::edge::Edge>> {
         if self.links.contains_key(crate::edge::LINK) {
             self.err(
                 p.clone(),
@@ -77,7 +83,7 @@ impl Compiler {
             }
             None => crate::edge::Edge::cache(crate::cache::DEFAULT_TTL, crate::cache::DEFAULT_CAPACITY, true),
         };
-        match crate::edge::Edge::new(&e.origins, Some(check), settings.max_integration_timeout, cache) {
+        match crate::edge::Edge::new(&e.origins, own, Some(check), settings.max_integration_timeout, cache) {
             Ok(edge) => {
                 self.links.insert(crate::edge::LINK.to_string(), edge.link.clone());
                 Some(Arc::new(edge))

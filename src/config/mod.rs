@@ -244,7 +244,11 @@ impl Compiler {
         let authorizers = self.authorizers(&root, cfg);
         self.vpc_links(&root, cfg);
         if let Some(e) = &cfg.edge {
-            self.edge = self.edge(&root.key("edge"), e, &settings);
+            let s = &cfg.server;
+            let tls = cfg.tls.as_ref().map(|t| t.listen.as_slice()).unwrap_or_default();
+            let own: Vec<String> =
+                s.listen.iter().chain(tls).chain(&s.private_listen).chain([&s.admin_listen]).cloned().collect();
+            self.edge = self.edge(&root.key("edge"), e, &settings, &own);
         }
 
         let mut env = crate::templates::environment();

@@ -120,8 +120,8 @@ pub(super) fn method_arn(api: &str, stage: &str, method: &str, path: &str) -> St
 
 /// The SHA-256 of the body the integration will receive, read once through `proxy::body`
 /// whatever its framing (HTTP/1 length or chunked, HTTP/2 with or without
-/// `content-length`); `None` when the request declares `UNSIGNED-PAYLOAD`. A signed body
-/// over the pre-read limit is refused with 413 (send it with `UNSIGNED-PAYLOAD`).
+/// `content-length`) up to `server.max_body`; `None` when the request declares
+/// `UNSIGNED-PAYLOAD`.
 async fn signed_body_hash(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -131,9 +131,11 @@ async fn signed_body_hash(
     if req.headers.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD") {
         return Ok(None);
     }
-    let whole = body::read(session, ctx).await.map_err(|e| match e {
+    let max = ctx.snap.settings.max_body;
+    let whole = body::read(session, ctx, max).await.map_err(|e| match e {
         body::BodyError::TooLarge => Refused::Invalid("body_too_large"),
-        body::BodyError::Broken => Refused::Invalid("body"),
+        body::BodyError::LengthRequired => Refused::Invalid("body_length_required"),
+        body::BodyError::Broken | body::BodyError::Unreplayable => Refused::Invalid("body"),
     })?;
     let digest = <sha2::Sha256 as sha2::Digest>::digest(whole);
     Ok(Some(hex::encode(digest)))

@@ -6,11 +6,18 @@
 //! framing headers, or HTTP/2 `END_STREAM` on HEADERS), never guessed from the headers
 //! alone, so an HTTP/2 body without `content-length` is a body like any other.
 //!
-//! A body read here is kept in Pingora's retry buffer (64 KiB, [`PREREAD_LIMIT`]), which the
-//! proxy replays to the integration: the bytes the concerns checked are the bytes the origin
-//! receives. A body that may be larger is never read here; concerns that can work on a
-//! stream (validation, templates) collect it in `request_body_filter` instead, and a SigV4
-//! signed payload larger than the limit is refused with 413.
+//! A body that a concern must see whole before the integration is contacted (validation,
+//! body templates, a SigV4 signed payload) is read here up to `server.max_body`, before any
+//! byte of the request reaches the integration: a refused request sends nothing upstream.
+//! The proxy then forwards the bytes that were checked (`ctx.upstream.new_body`).
+//!
+//! Forwarding a body that was read ahead goes through Pingora's retry buffer: it replays
+//! that buffer when it is not truncated (64 KiB, [`PREREAD_LIMIT`]) and never reads the
+//! client again. So the buffer is switched on for the last 64 KiB of a body of declared
+//! length, and `request_body_filter` puts the whole body in its place. A body of unknown
+//! length (HTTP/1 chunked, HTTP/2 without `content-length`) can be buffered only whole, so
+//! on such routes it is limited to 64 KiB and a longer one is refused with 411 (send a
+//! `Content-Length`). Routes that need no decision on the body stream it unread.
 
 use crate::proxy::ctx::RequestCtx;
 use bytes::Bytes;
@@ -34,10 +41,34 @@ pub enum Framing {
 /// Why the body could not be read whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
-    /// Larger than [`PREREAD_LIMIT`] (declared, or found while reading).
+    /// Larger than the limit (declared, or found while reading).
     TooLarge,
     /// The client stopped sending, or sent a malformed body.
     Broken,
+    /// A body of unknown length longer than [`PREREAD_LIMIT`] on a route that reads it whole.
+    LengthRequired,
+    /// Read whole, but Pingora kept nothing to replay it from.
+    Unreplayable,
+}
+
+impl BodyError {
+    /// The gateway response for a body that could not be read whole.
+    pub fn refusal(self) -> crate::responses::Refusal {
+        use crate::responses::{Refusal, ResponseType};
+        match self {
+            BodyError::TooLarge => Refusal::new(ResponseType::RequestTooLarge),
+            BodyError::Broken => {
+                Refusal::new(ResponseType::BadRequestBody).with_message("the request body was not received")
+            }
+            BodyError::LengthRequired => Refusal::new(ResponseType::BadRequestBody)
+                .with_status(411)
+                .with_message("a body over 64 KiB needs a Content-Length on this route"),
+            BodyError::Unreplayable => {
+                log::warn!("a request body read whole could not be replayed to the integration");
+                Refusal::new(ResponseType::Default5xx)
+            }
+        }
+    }
 }
 
 /// The body's framing, from the connection.
@@ -64,39 +95,59 @@ pub fn has_body(session: &mut Session, ctx: &RequestCtx) -> bool {
     }
 }
 
-/// Whether the body can be read whole here: it is already, or it is declared small enough.
-/// A body of unknown length is not: reading it might pass the limit with part of it gone.
-pub fn can_read_ahead(session: &mut Session, ctx: &RequestCtx) -> bool {
-    ctx.body.is_some()
-        || match framing(session) {
-            Framing::Empty => true,
-            Framing::Length(n) => n <= PREREAD_LIMIT as u64,
-            Framing::Unknown => false,
-        }
-}
-
-/// The whole request body, read on first use and kept in `ctx.body` for every later
-/// concern. A body of unknown length is read up to [`PREREAD_LIMIT`]; past it the request
-/// is refused (`TooLarge`) and its connection must not be reused.
-pub async fn read<'c>(session: &mut Session, ctx: &'c mut RequestCtx) -> Result<&'c Bytes, BodyError> {
+/// The whole request body, up to `limit` bytes, read on first use (before the integration
+/// is contacted) and kept in `ctx.body` for every later concern; the proxy forwards these
+/// bytes (`ctx.upstream.new_body`). Past `limit` the request is refused (`TooLarge`) and
+/// its connection must not be reused.
+pub async fn read<'c>(session: &mut Session, ctx: &'c mut RequestCtx, limit: u64) -> Result<&'c Bytes, BodyError> {
     if ctx.body.is_none() {
         let whole = match framing(session) {
             Framing::Empty => Bytes::new(),
-            Framing::Length(n) if n > PREREAD_LIMIT as u64 => return Err(BodyError::TooLarge),
-            Framing::Length(_) | Framing::Unknown => read_limited(session).await?,
+            Framing::Length(n) if n > limit => return Err(BodyError::TooLarge),
+            Framing::Length(n) => read_declared(session, n).await?,
+            Framing::Unknown => read_unknown(session, limit.min(PREREAD_LIMIT as u64)).await?,
         };
+        if ctx.upstream.new_body.is_none() && !whole.is_empty() {
+            ctx.upstream.new_body = Some(whole.clone());
+        }
         ctx.body = Some(whole);
     }
     ctx.body.as_ref().ok_or(BodyError::Broken)
 }
 
-async fn read_limited(session: &mut Session) -> Result<Bytes, BodyError> {
+/// A body of declared length `n`, with the retry buffer on for its last [`PREREAD_LIMIT`]
+/// bytes so that Pingora has something to replay (`request_body_filter` swaps in the whole).
+async fn read_declared(session: &mut Session, n: u64) -> Result<Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::with_capacity(n as usize);
+    loop {
+        if n - buf.len() as u64 <= PREREAD_LIMIT as u64 {
+            session.enable_retry_buffering();
+        }
+        let Some(chunk) = session.read_request_body().await.map_err(|_| BodyError::Broken)? else { break };
+        if (buf.len() + chunk.len()) as u64 > n {
+            return Err(BodyError::Broken);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.len() as u64 != n {
+        return Err(BodyError::Broken);
+    }
+    if !buf.is_empty() && session.as_ref().get_retry_buffer().is_none() {
+        // one read carried more than the last 64 KiB to the end: nothing to replay
+        session.set_keepalive(None);
+        return Err(BodyError::Unreplayable);
+    }
+    Ok(buf.freeze())
+}
+
+/// A body of unknown length, buffered whole for the replay: at most `limit` bytes.
+async fn read_unknown(session: &mut Session, limit: u64) -> Result<Bytes, BodyError> {
     session.enable_retry_buffering();
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = session.read_request_body().await.map_err(|_| BodyError::Broken)? {
-        if buf.len() + chunk.len() > PREREAD_LIMIT {
+        if (buf.len() + chunk.len()) as u64 > limit {
             session.set_keepalive(None);
-            return Err(BodyError::TooLarge);
+            return Err(if limit < PREREAD_LIMIT as u64 { BodyError::TooLarge } else { BodyError::LengthRequired });
         }
         buf.extend_from_slice(&chunk);
     }

@@ -26,6 +26,8 @@ pub struct RequestCtx {
     pub forwarded_proto: Option<String>,
     pub forwarded_host: Option<String>,
     pub host: String,
+    /// The port of the listener the request came in on.
+    pub port: Option<u16>,
     pub client_cert: Option<Arc<ClientCert>>,
     pub route: Option<RouteMatch>,
     pub upstream: Upstream,
@@ -85,10 +87,8 @@ pub struct Upstream {
     /// VPC-link targets already tried for this request (never the same one twice).
     pub tried: Vec<String>,
     pub body_bytes: u64,
-    /// The request body to send instead of the client's (a transformed body).
+    /// The request body to send: the one read ahead and checked, or its transformed form.
     pub new_body: Option<bytes::Bytes>,
-    /// `Some` while the body is collected as it streams, to be checked and transformed at its end.
-    pub collected: Option<bytes::BytesMut>,
     /// Rendered `request_transform.set_headers`.
     pub set_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
@@ -116,6 +116,7 @@ impl RequestCtx {
             forwarded_proto: None,
             forwarded_host: None,
             host: String::new(),
+            port: None,
             client_cert: None,
             route: None,
             upstream: Upstream::default(),
@@ -134,6 +135,17 @@ impl RequestCtx {
             pending_error: None,
             response_body: None,
             websocket: None,
+        }
+    }
+
+    /// What the integration is told of the request's path to it (`forwarded::to_integration`).
+    pub fn hop(&self) -> super::forwarded::Hop<'_> {
+        super::forwarded::Hop {
+            xff: &self.xff,
+            proto: self.forwarded_proto.as_deref().unwrap_or(self.proto),
+            host: self.forwarded_host.as_deref().unwrap_or(&self.host),
+            port: self.port,
+            trusted_peer: self.trusted_peer,
         }
     }
 

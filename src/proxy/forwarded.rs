@@ -45,6 +45,67 @@ pub const UNTRUSTED_STRIPPED: [&str; 7] = [
     "true-client-ip",
 ];
 
+/// The gateway's reserved namespace: fields only the gateway sets (the caller's principal and
+/// authorizer context, WebSocket connection facts). A client's copies never reach an
+/// integration.
+pub const RESERVED_PREFIX: &str = "x-edgegate-";
+
+/// Whether `name` (lower case, as `http` stores it) is in the reserved namespace.
+pub fn is_reserved(name: &str) -> bool {
+    name.len() >= RESERVED_PREFIX.len() && name.as_bytes()[..RESERVED_PREFIX.len()] == *RESERVED_PREFIX.as_bytes()
+}
+
+/// What the gateway tells an integration about the request's path to it.
+pub struct Hop<'a> {
+    /// The X-Forwarded-For to send (the trusted chain plus the client, `Forwarded::xff`).
+    pub xff: &'a str,
+    pub proto: &'a str,
+    pub host: &'a str,
+    /// The listener's port.
+    pub port: Option<u16>,
+    /// The peer is one of `server.trusted_proxies`.
+    pub trusted_peer: bool,
+}
+
+impl Hop<'_> {
+    /// Whether a client's field `name` (lower case) is dropped on the way to an integration.
+    pub fn drops(&self, name: &str) -> bool {
+        is_reserved(name) || !self.trusted_peer && UNTRUSTED_STRIPPED.contains(&name)
+    }
+
+    /// The forwarding fields the gateway sets. X-Forwarded-Port is set unless a trusted
+    /// proxy sent one (`keep_port`).
+    pub fn fields(&self, keep_port: bool) -> impl Iterator<Item = (&'static str, std::borrow::Cow<'_, str>)> {
+        let port = self.port.filter(|_| !(keep_port && self.trusted_peer));
+        [("x-forwarded-for", self.xff.into()), ("x-forwarded-proto", self.proto.into()), ("x-forwarded-host", self.host.into())]
+            .into_iter()
+            .chain(port.map(|p| ("x-forwarded-port", p.to_string().into())))
+    }
+}
+
+/// Removes what a client may not say to an integration from `headers` and sets the
+/// forwarding fields the gateway vouches for. One rule for every integration (proxied http
+/// and VPC-link targets, the edge's origins, Lambda events, templates):
+/// - every field in the reserved `x-edgegate-` namespace goes;
+/// - X-Forwarded-For is the trusted chain plus the client address, as AWS appends it;
+/// - X-Forwarded-Proto, -Host and -Port are the gateway's (a trusted proxy's -Proto and -Host
+///   are believed, and its -Port kept);
+/// - from a peer that is not a trusted proxy, the other forwarding claims
+///   ([`UNTRUSTED_STRIPPED`]) go.
+pub fn to_integration(headers: &mut http::HeaderMap, hop: &Hop) {
+    let dropped: Vec<http::HeaderName> = headers.keys().filter(|k| hop.drops(k.as_str())).cloned().collect();
+    for k in dropped {
+        headers.remove(k);
+    }
+    let keep_port = headers.contains_key("x-forwarded-port");
+    for (name, v) in hop.fields(keep_port) {
+        match http::HeaderValue::from_str(&v) {
+            Ok(v) => headers.insert(name, v),
+            Err(_) => headers.remove(name),
+        };
+    }
+}
+
 pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(ip))
 }
@@ -104,6 +165,34 @@ mod tests {
 
     fn nets(s: &[&str]) -> Vec<IpNet> {
         s.iter().map(|c| c.parse().expect("cidr")).collect()
+    }
+
+    #[test]
+    fn integrations_get_only_what_the_gateway_vouches_for() {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "evil.test"),
+            ("x-real-ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-edgegate-principal-id", "admin"),
+            ("X-Edgegate-Authorizer-Role", "root"),
+            ("x-other", "kept"),
+        ] {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).expect("n"), v.parse().expect("v"));
+        }
+        let hop = Hop { xff: "127.0.0.9", proto: "https", host: "api.test", port: Some(8443), trusted_peer: false };
+        to_integration(&mut h, &hop);
+        assert_eq!(h.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"127.0.0.9"[..]));
+        assert_eq!(h.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
+        assert_eq!(h.get("x-forwarded-host").map(|v| v.as_bytes()), Some(&b"api.test"[..]));
+        assert_eq!(h.get("x-forwarded-port").map(|v| v.as_bytes()), Some(&b"8443"[..]));
+        for gone in ["x-real-ip", "forwarded", "true-client-ip", "x-edgegate-principal-id", "x-edgegate-authorizer-role"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert!(h.contains_key("x-other"));
     }
 
     #[test]

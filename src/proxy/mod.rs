@@ -109,9 +109,15 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
         mut h: ResponseHeader,
-        body: Bytes,
+        mut body: Bytes,
     ) -> Result<()> {
-        h.insert_header("content-length", body.len().to_string())?;
+        if matches!(h.status.as_u16(), 204 | 304) {
+            // no body, and no length of one (RFC 9110 8.6)
+            body = Bytes::new();
+            h.remove_header(&http::header::CONTENT_LENGTH);
+        } else {
+            h.insert_header("content-length", body.len().to_string())?;
+        }
         h.insert_header("x-request-id", ctx.request_id.as_str())?;
         ratelimit_headers(&mut h, ctx)?;
         hsts(&mut h, ctx)?;
@@ -168,7 +174,14 @@ impl Gateway {
                         .map(|m| m.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
                         .unwrap_or_default(),
                     querystring: crate::request::query_map(req.uri.query()),
-                    header: crate::request::header_map(&req.headers),
+                    header: {
+                        let mut m = crate::request::header_map(&req.headers);
+                        let hop = ctx.hop();
+                        m.retain(|k, _| !hop.drops(k));
+                        let keep_port = m.contains_key("x-forwarded-port");
+                        m.extend(hop.fields(keep_port).map(|(k, v)| (k, v.into_owned())));
+                        m
+                    },
                 },
                 body: body.0,
                 json: body.1,
@@ -184,6 +197,7 @@ impl Gateway {
             _ => uuid::Uuid::new_v4().to_string(),
         };
         ctx.host = host_of(req);
+        ctx.port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
         ctx.proto = if tls.is_some() { "https" } else { "http" };
         ctx.client_cert =
@@ -302,11 +316,13 @@ impl Gateway {
                 .and_then(|r| r.authorizer.as_ref())
                 .is_some_and(|(_, a)| matches!(a, crate::snapshot::Authorizer::Jwt(_)));
             let source_ip = ctx.client_ip.map(|i| i.to_string()).unwrap_or_default();
+            let mut headers = req.headers.clone();
+            forwarded::to_integration(&mut headers, &ctx.hop());
             let r = Request {
                 method: req.method.as_str(),
                 path: req.uri.path(),
                 query: req.uri.query(),
-                headers: &req.headers,
+                headers: &headers,
                 route_key,
                 path_parameters: m.map(|m| m.params.as_slice()).unwrap_or(&[]),
                 stage_variables: m.map(|m| &*m.variables).unwrap_or(&NO_VARIABLES),
@@ -400,6 +416,12 @@ impl Gateway {
             Err(e) => return self.outbound_failed(session, ctx, &t.endpoint.url, &e).await,
         };
         ctx.upstream.status = Some(a.status);
+        if !(200..=599).contains(&a.status) {
+            // an interim or unknown status is never a final answer
+            errors::upstream(&t.endpoint.url, "malformed", &format!("the service answered status {}", a.status));
+            ctx.error_message = Some("Internal server error".into());
+            return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+        }
         let mut h = ResponseHeader::build(a.status, Some(4))?;
         for name in [http::header::CONTENT_TYPE, http::HeaderName::from_static("x-amzn-requestid")] {
             if let Some(v) = a.headers.get(&name) {
@@ -488,7 +510,7 @@ impl Gateway {
                 Err(body::BodyError::TooLarge) => {
                     return self.gateway_response(session, ctx, ResponseType::RequestTooLarge).await
                 }
-                Err(body::BodyError::Broken) => {
+                Err(_) => {
                     session.set_keepalive(None);
                     errors::downstream("body", &"request body does not match its framing");
                     return self.gateway_response(session, ctx, ResponseType::Default4xx).await;
@@ -666,6 +688,17 @@ impl ProxyHttp for Gateway {
         if let Some(ws) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].websocket.clone()) {
             return self.websocket(session, ctx, ws).await;
         }
+        if let Some(Integration::Http(crate::upstream::HttpTarget { via: Some(via), .. })) =
+            ctx.route.as_ref().and_then(|r| r.integration.as_deref())
+        {
+            if crate::edge::looped(&session.req_header().headers, via) {
+                // this node forwarded the request before: its origin leads back here
+                errors::upstream("edge", "loop", &"the request already carries this node's Via");
+                let r = Refusal::new(ResponseType::Default5xx).with_status(508).with_message("Loop Detected");
+                self.refuse(session, ctx, r).await?;
+                return Ok(true);
+            }
+        }
         if let Err(refusal) = self.admit(session, ctx).await {
             self.refuse(session, ctx, refusal).await?;
             return Ok(true);
@@ -690,13 +723,7 @@ impl ProxyHttp for Gateway {
             // the event or the service request carries the whole body (Lambda: 6 MiB at most)
             let limit = ctx.snap.settings.max_body.min(crate::aws::lambda::MAX_PAYLOAD as u64);
             if let Err(e) = body::read_all(session, ctx, limit).await {
-                let r = match e {
-                    body::BodyError::TooLarge => Refusal::new(ResponseType::RequestTooLarge),
-                    body::BodyError::Broken => {
-                        Refusal::new(ResponseType::BadRequestBody).with_message("the request body was not received")
-                    }
-                };
-                self.refuse(session, ctx, r).await?;
+                self.refuse(session, ctx, e.refusal()).await?;
                 return Ok(true);
             }
         }
@@ -851,7 +878,7 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -862,7 +889,8 @@ impl ProxyHttp for Gateway {
                 return Error::e_explain(ErrorType::HTTPStatus(413), "request body exceeds server.max_body");
             }
         }
-        self.filter_request_body(session, body, end_of_stream, ctx)
+        self.filter_request_body(body, end_of_stream, ctx);
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -973,25 +1001,37 @@ impl ProxyHttp for Gateway {
             }
         }
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
-        up.insert_header("x-forwarded-for", ctx.xff.as_str())?;
-        up.insert_header("x-forwarded-proto", ctx.forwarded_proto.as_deref().unwrap_or(ctx.proto))?;
-        up.insert_header("x-forwarded-host", ctx.forwarded_host.as_deref().unwrap_or(&ctx.host))?;
-        if !ctx.trusted_peer {
-            // what only a trusted proxy may say about the request; unkeyed by caches too
-            for h in forwarded::UNTRUSTED_STRIPPED {
-                up.remove_header(h);
-            }
+        // what the client may not say to the integration goes, and the gateway's forwarding
+        // fields are set (forwarded::to_integration, the one rule for every integration)
+        let hop = ctx.hop();
+        let dropped: Vec<http::HeaderName> = up.headers.keys().filter(|k| hop.drops(k.as_str())).cloned().collect();
+        for k in dropped {
+            up.remove_header(&k);
+        }
+        let keep_port = up.headers.contains_key("x-forwarded-port");
+        for (name, v) in hop.fields(keep_port) {
+            up.insert_header(name, &*v)?;
         }
         self.apply_request_transform(up, ctx)
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream.status = Some(resp.status.as_u16());
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS
+            && !crate::websocket::origin_accepts(&session.req_header().headers, &resp.headers)
+        {
+            // a tunnel opens only on a real WebSocket handshake answer for this client's key
+            let why = "the integration answered 101 without a valid Sec-WebSocket-Accept";
+            errors::upstream(&ctx.upstream.uri, "malformed", &why);
+            ctx.upstream.retries_left = 0;
+            ctx.pending_error = Some(ResponseType::IntegrationFailure);
+            return Error::e_explain(ErrorType::HTTPStatus(502), why);
+        }
         // before the cache stores it: this hop's headers go, and an HTTP/1.0 origin's answer
         // is an HTTP/1.1 answer to our clients
         crate::cache::strip_hop_by_hop(resp);

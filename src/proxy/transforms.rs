@@ -61,21 +61,12 @@ impl Gateway {
         let templated = route.request_transform.as_ref().is_some_and(|t| t.body.is_some()) && !binary;
         let checked = route.validate.as_ref().is_some_and(|v| v.body.is_some());
         if checked || templated {
-            // the body as every framing delivers it (proxy::body): read ahead when it is known
-            // to fit, else collected as it streams and checked before its end is forwarded
-            if body::can_read_ahead(session, ctx) {
-                let whole = body::read(session, ctx).await.map_err(|e| match e {
-                    body::BodyError::TooLarge => Refusal::new(ResponseType::RequestTooLarge),
-                    body::BodyError::Broken => {
-                        Refusal::new(ResponseType::BadRequestBody).with_message("the request body was not received")
-                    }
-                })?;
-                let whole = whole.clone();
-                if let Some(out) = self.process_body(session, ctx, &whole)? {
-                    ctx.upstream.new_body = Some(out);
-                }
-            } else {
-                ctx.upstream.collected = Some(bytes::BytesMut::new());
+            // the whole body, read before the integration is contacted (proxy::body): a
+            // refused request sends nothing upstream
+            let max = ctx.snap.settings.max_body;
+            let whole = body::read(session, ctx, max).await.map_err(body::BodyError::refusal)?.clone();
+            if let Some(out) = self.process_body(session, ctx, &whole)? {
+                ctx.upstream.new_body = Some(out);
             }
         }
         self.render_request_parts(session, ctx)
@@ -147,6 +138,11 @@ impl Gateway {
 
     /// Header changes and the body length of the integration request.
     pub(super) fn apply_request_transform(&self, up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(b) = &ctx.upstream.new_body {
+            // the body read ahead (checked, or transformed) goes with its own length
+            up.remove_header(&http::header::TRANSFER_ENCODING);
+            up.insert_header(http::header::CONTENT_LENGTH, b.len().to_string())?;
+        }
         let Some(t) = ctx.matched_route().and_then(|r| r.request_transform.clone()) else { return Ok(()) };
         for h in &t.remove_headers {
             up.remove_header(h);
@@ -154,50 +150,16 @@ impl Gateway {
         for (k, v) in std::mem::take(&mut ctx.upstream.set_headers) {
             up.insert_header(k, v)?;
         }
-        if let Some(b) = &ctx.upstream.new_body {
-            up.remove_header(&http::header::TRANSFER_ENCODING);
-            up.insert_header(http::header::CONTENT_LENGTH, b.len().to_string())?;
-        } else if ctx.upstream.collected.is_some() && t.body.is_some() {
-            up.remove_header(&http::header::CONTENT_LENGTH);
-            up.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-        }
         Ok(())
     }
 
-    /// The request body on its way to the integration: replaced by a transformed one, or
-    /// collected and checked before its end is forwarded.
-    pub(super) fn filter_request_body(
-        &self,
-        session: &Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
+    /// The request body on its way to the integration: the body read ahead (checked or
+    /// transformed) in place of what Pingora replays.
+    pub(super) fn filter_request_body(&self, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut RequestCtx) {
         // a `None` body tells Pingora the request body ended; an empty one sends nothing
         if let Some(b) = &ctx.upstream.new_body {
             *body = Some(if end_of_stream { b.clone() } else { Bytes::new() });
-            return Ok(());
         }
-        let Some(buf) = ctx.upstream.collected.as_mut() else { return Ok(()) };
-        if let Some(b) = body.replace(Bytes::new()) {
-            buf.extend_from_slice(&b);
-        }
-        if !end_of_stream {
-            return Ok(());
-        }
-        let whole = ctx.upstream.collected.take().unwrap_or_default().freeze();
-        match self.process_body(session, ctx, &whole) {
-            Ok(Some(out)) => *body = Some(out),
-            Ok(None) => *body = Some(whole),
-            Err(r) => {
-                let status = r.status.unwrap_or(r.response.status());
-                ctx.pending_error = Some(r.response);
-                ctx.error_message = r.message;
-                ctx.status_override = r.status;
-                return Error::e_explain(ErrorType::HTTPStatus(status), "request body refused");
-            }
-        }
-        Ok(())
     }
 
     /// `response_transform` (status, headers; starts collecting for a body template) and

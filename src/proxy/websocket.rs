@@ -151,9 +151,7 @@ impl Gateway {
                 Err(body::BodyError::TooLarge) => {
                     break 'a answer(413, "PayloadTooLargeException", "the message is too large")
                 }
-                Err(body::BodyError::Broken) => {
-                    break 'a answer(400, "BadRequestException", "the body was not received")
-                }
+                Err(_) => break 'a answer(400, "BadRequestException", "the body was not received"),
             };
             let snap = ctx.snap.clone();
             let Some(m) = ctx.route.as_ref() else { break 'a answer(404, "NotFoundException", "no such API") };

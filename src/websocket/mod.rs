@@ -193,6 +193,10 @@ pub fn check_handshake(req: &pingora::http::RequestHeader) -> Result<String, &'s
     if req.method != http::Method::GET {
         return Err("a WebSocket handshake is a GET");
     }
+    if req.version != http::Version::HTTP_11 {
+        // RFC 6455 4.1: HTTP/1.1 or later; HTTP/1.0 has no Upgrade, HTTP/2 its own way
+        return Err("a WebSocket handshake needs HTTP/1.1");
+    }
     if !h("upgrade").is_some_and(|u| u.split(',').any(|t| t.trim() == "websocket")) {
         return Err("this is a WebSocket API: the request must be an Upgrade: websocket handshake");
     }
@@ -207,6 +211,19 @@ pub fn check_handshake(req: &pingora::http::RequestHeader) -> Result<String, &'s
         Ok(k) if k.len() == 16 => Ok(key),
         _ => Err("Sec-WebSocket-Key must be 16 bytes in base64"),
     }
+}
+
+/// Whether an origin's 101 to a request's `Upgrade: websocket` is a WebSocket handshake
+/// answer for that request: its `Upgrade` is websocket and its `Sec-WebSocket-Accept` is the
+/// one the client's key asks for (RFC 6455 4.2.2). Anything else is no tunnel to open.
+pub fn origin_accepts(req: &http::HeaderMap, resp: &http::HeaderMap) -> bool {
+    let Some(key) = crate::request::header(req, "sec-websocket-key") else { return false };
+    if key.contains(',') {
+        return false; // repeated keys: no single answer is right
+    }
+    let upgrade = crate::request::header(resp, "upgrade").is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
+    let accept = crate::request::header(resp, "sec-websocket-accept");
+    upgrade && accept.is_some_and(|a| a.trim() == accept_key(key.trim().as_bytes()))
 }
 
 #[cfg(test)]
