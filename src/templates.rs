@@ -86,21 +86,24 @@ pub fn name_for(base: &str, text: &str) -> String {
 ///   a whole JSON value).
 /// - `request_transform.path`: every value is percent-encoded as one path segment (`/`,
 ///   `%`, `?`, `#` and `..` included), so a value never adds segments or climbs the path.
+/// - AWS service form bodies ([`name_for_service`]): every value is form-encoded, so a value
+///   never adds a parameter (`| urlencode` gives the same, never twice).
 pub fn environment() -> minijinja::Environment<'static> {
     use minijinja::AutoEscape;
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     // canonical percent-encoding (RFC 3986: only unreserved characters stay), as AWS form
     // bodies and query strings expect; minijinja's own keeps `/`
-    env.add_filter("urlencode", |v: minijinja::Value| -> String {
-        const UNRESERVED: &percent_encoding::AsciiSet =
-            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    // (its output is final: never escaped again)
+    env.add_filter("urlencode", |v: minijinja::Value| -> minijinja::Value {
         let s = if v.is_undefined() || v.is_none() { String::new() } else { v.to_string() };
-        percent_encoding::utf8_percent_encode(&s, UNRESERVED).to_string()
+        minijinja::Value::from_safe_string(form_encode(&s))
     });
     env.set_auto_escape_callback(|name| {
         if name.ends_with(":path") {
             AutoEscape::Custom("path")
+        } else if name.ends_with("+form") {
+            AutoEscape::Custom("form")
         } else if name.starts_with("gw:") || name.ends_with("+json") {
             AutoEscape::Custom("json")
         } else {
@@ -124,11 +127,32 @@ pub fn environment() -> minijinja::Environment<'static> {
         }
         let escaped = match mode {
             "path" => encode_segment(&text),
+            "form" => form_encode(&text),
             _ => json_string_content(&text),
         };
         write(out, &escaped)
     });
     env
+}
+
+/// `s` percent-encoded for a form body or a query string (RFC 3986: only unreserved
+/// characters stay), as AWS's canonical encoding has it.
+pub fn form_encode(s: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+/// The name an AWS service request template is compiled under: a JSON body (see
+/// [`name_for`]) gets the JSON escape, anything else is a form body whose values are
+/// form-encoded (`?msg=a%26Action%3DDeleteQueue` stays one value).
+pub fn name_for_service(base: &str, text: &str) -> String {
+    let n = name_for(base, text);
+    if n.ends_with("+json") {
+        n
+    } else {
+        format!("{base}+form")
+    }
 }
 
 /// `s` as JSON string content, without the quotes.

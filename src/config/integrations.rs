@@ -99,6 +99,25 @@ impl Compiler {
         }
     }
 
+    /// A Lambda or AWS endpoint carries signed requests, session tokens and client data:
+    /// `http://` only on loopback, unless the integration says `allow_insecure_endpoint`.
+    fn secure_endpoint(&mut self, at: &KeyPath, url: &str, allowed: bool) -> Option<()> {
+        match crate::outbound::Endpoint::parse(url) {
+            Ok(ep) if ep.tls || ep.is_loopback() || allowed => Some(()),
+            Ok(_) => {
+                self.err(
+                    at.clone(),
+                    format!("{url:?} is http:// off loopback: signed requests and credentials would travel in clear (use https://, or set allow_insecure_endpoint = true)"),
+                );
+                None
+            }
+            Err(e) => {
+                self.err(at.clone(), e.to_string());
+                None
+            }
+        }
+    }
+
     /// `text` with the stage's variables substituted; an unknown one is an error at `at`.
     fn stage_substituted(
         &mut self,
@@ -138,6 +157,7 @@ impl Compiler {
             ("method", i.method.is_some()),
             ("path", i.path.is_some()),
             ("request_template", i.request_template.is_some()),
+            ("allow_insecure_endpoint", i.allow_insecure_endpoint.is_some()),
             ("headers", i.headers.is_some()),
             ("link", i.link.is_some()),
             ("status", i.status.is_some()),
@@ -150,8 +170,18 @@ impl Compiler {
             "http" => &["uri", "timeout", "retries", "tls_verify"],
             "mock" => &["status", "headers", "body"],
             "vpc_link" => &["link", "timeout", "retries"],
-            "lambda" => &["function", "endpoint", "payload_format", "region", "timeout"],
-            "aws" => &["service", "region", "endpoint", "method", "path", "request_template", "headers", "timeout"],
+            "lambda" => &["function", "endpoint", "payload_format", "region", "timeout", "allow_insecure_endpoint"],
+            "aws" => &[
+                "service",
+                "region",
+                "endpoint",
+                "method",
+                "path",
+                "request_template",
+                "headers",
+                "timeout",
+                "allow_insecure_endpoint",
+            ],
             other => {
                 self.err(
                     p.key("type"),
@@ -186,7 +216,7 @@ impl Compiler {
                 if let Some(t) = &i.request_template {
                     let text = stage_vars_as_template(t);
                     if let Err(e) =
-                        env.add_template_owned(crate::templates::name_for(&format!("aws:{tname}"), &text), text)
+                        env.add_template_owned(crate::templates::name_for_service(&format!("aws:{tname}"), &text), text)
                     {
                         self.err(p.key("request_template"), format!("template error: {e}"));
                     }
@@ -365,6 +395,9 @@ impl Compiler {
                     Some(e) => Some(self.stage_substituted(&ip.key("endpoint"), sp, e, vars)?),
                     None => None,
                 };
+                if let Some(e) = &endpoint {
+                    self.secure_endpoint(&ip.key("endpoint"), e, i.allow_insecure_endpoint == Some(true))?;
+                }
                 let path = match upstream::substitute_stage_vars(i.path.as_deref().unwrap_or("/"), vars) {
                     Ok(p) => p,
                     Err(e) => {
@@ -385,7 +418,7 @@ impl Compiler {
                 let template = i
                     .request_template
                     .as_ref()
-                    .map(|t| crate::templates::name_for(&format!("aws:{tname}"), &stage_vars_as_template(t)));
+                    .map(|t| crate::templates::name_for_service(&format!("aws:{tname}"), &stage_vars_as_template(t)));
                 let timeout = integration_timeout(i, settings);
                 Some(snapshot::Integration::Aws(crate::aws::service::Target {
                     service,
@@ -403,6 +436,9 @@ impl Compiler {
                     Some(e) => Some(self.stage_substituted(&ip.key("endpoint"), sp, e, vars)?),
                     None => None,
                 };
+                if let Some(e) = &endpoint {
+                    self.secure_endpoint(&ip.key("endpoint"), e, i.allow_insecure_endpoint == Some(true))?;
+                }
                 let name = match upstream::substitute_stage_vars(name, vars) {
                     Ok(n) => n,
                     Err(e) => {
@@ -462,6 +498,9 @@ fn parse_check(t: &toml::Table) -> Result<crate::vpc_link::Check, (&'static str,
         "http" => {
             if !path.starts_with('/') {
                 return Err(("path", format!("path {path:?} must start with /")));
+            }
+            if path.parse::<http::uri::PathAndQuery>().is_err() || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                return Err(("path", format!("path {path:?} is not a request target (no spaces or control characters such as CR/LF)")));
             }
             Some(path)
         }

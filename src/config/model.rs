@@ -344,6 +344,9 @@ pub struct Integration {
     pub method: Option<String>,
     pub path: Option<String>,
     pub request_template: Option<String>,
+    /// Lambda and AWS service endpoints: allow `http://` off loopback (signed requests,
+    /// session tokens and client data then travel in clear).
+    pub allow_insecure_endpoint: Option<bool>,
     // aws and mock
     pub headers: Option<BTreeMap<String, String>>,
     // vpc_link

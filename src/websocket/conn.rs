@@ -207,6 +207,8 @@ pub async fn serve(
     let mut ended = Ended { messages_in: 0, messages_out: 0, close_code: 1006, reason: "the client went away" };
     // set when we sent a close frame: the client's reply is awaited this long
     let mut closing: Option<Instant> = None;
+    // draining (SIGTERM, or a graceful upgrade) starts: the deadline below moves up
+    let mut stop = crate::lifecycle::stop_watch();
 
     loop {
         let mut deadline = ws.idle_timeout.map(|t| last_active + t);
@@ -242,6 +244,7 @@ pub async fn serve(
             },
             Some(p) = rx.recv() => out_msgs.push(p),
             Some(p) = answers_rx.recv() => out_msgs.push(p),
+            Ok(()) = stop.changed() => {}
             _ = sleep => {
                 if closing.is_some() {
                     break; // no close reply in time

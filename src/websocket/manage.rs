@@ -73,10 +73,15 @@ pub fn handle(method: &http::Method, id: &str, body: Bytes, scope: Option<(&str,
             }
         }
         http::Method::GET => Answer { status: 200, error_type: None, body: conn.describe().to_string().into_bytes() },
-        http::Method::DELETE => match conn.push(Push::Close(1000, "closed by the management API")) {
-            Ok(()) | Err(true) => Answer { status: 204, error_type: None, body: Vec::new() },
-            Err(false) => gone(id),
-        },
+        http::Method::DELETE => {
+            // gone at once for every later call, here and through the cluster relay; the
+            // close frame follows on the connection's own task
+            super::unregister(&conn);
+            match conn.close(1000, "closed by the management API") {
+                true => Answer { status: 204, error_type: None, body: Vec::new() },
+                false => gone(id),
+            }
+        }
         _ => error(405, "BadRequestException", "use POST, GET or DELETE"),
     }
 }
@@ -127,11 +132,15 @@ pub async fn broadcast(
     if req.ids.len() > 10_000 {
         return bad("at most 10000 ids a call");
     }
-    let calls = req.ids.iter().map(|id| handle_any(&http::Method::POST, id, data.clone(), scope, cluster));
+    // each connection gets the message at most once, however often its id is listed
+    let mut seen = std::collections::HashSet::with_capacity(req.ids.len());
+    let mut ids = req.ids;
+    ids.retain(|id| seen.insert(id.clone()));
+    let calls = ids.iter().map(|id| handle_any(&http::Method::POST, id, data.clone(), scope, cluster));
     let answers = futures_util::future::join_all(calls).await;
     let mut delivered = 0;
     let (mut gone, mut failed) = (Vec::new(), Vec::new());
-    for (id, a) in req.ids.iter().zip(answers) {
+    for (id, a) in ids.iter().zip(answers) {
         match a.status {
             200 => delivered += 1,
             410 => gone.push(id.clone()),

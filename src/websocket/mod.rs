@@ -122,6 +122,22 @@ impl Conn {
         }
     }
 
+    /// Queues a close frame, waiting for room when the queue is full; `false`: the
+    /// connection is already gone.
+    pub fn close(&self, code: u16, reason: &'static str) -> bool {
+        match self.tx.try_send(Push::Close(code, reason)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(p)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(p).await;
+                });
+                true
+            }
+        }
+    }
+
     /// AWS's GetConnection answer.
     pub fn describe(&self) -> serde_json::Value {
         let fmt = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
