@@ -469,9 +469,7 @@ pub struct Answer {
 /// Fields that frame a message or belong to one hop: the gateway sets its own.
 fn framing_field(n: &HeaderName) -> bool {
     use http::header::*;
-    [CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, UPGRADE, TE, TRAILER, PROXY_AUTHENTICATE]
-        .iter()
-        .any(|h| h == n)
+    [CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, UPGRADE, TE, TRAILER, PROXY_AUTHENTICATE].iter().any(|h| h == n)
         || n == "keep-alive"
         || n == "proxy-connection"
 }

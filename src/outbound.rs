@@ -100,6 +100,9 @@ pub struct Call<'a> {
     pub max_answer: usize,
 }
 
+/// Interim (1xx) answers skipped before a final one; more is a broken peer.
+const MAX_INTERIM: u32 = 8;
+
 /// The process's outbound client (its connection pool is shared by every caller).
 pub static CLIENT: Lazy<Client> = Lazy::new(Client::new);
 
@@ -153,11 +156,22 @@ impl Client {
         }
         session.finish_request_body().await.map_err(|e| send(e.to_string()))?;
         let receive = |why: String| OutboundError::Receive { url: url(), why };
-        session.read_response_header().await.map_err(|e| receive(e.to_string()))?;
-        let (status, headers) = session
-            .response_header()
-            .map(|h| (h.status.as_u16(), h.headers.clone()))
-            .ok_or_else(|| receive("no head".into()))?;
+        // interim answers (100 Continue, 103 Early Hints) are skipped, as RFC 9110 15.2 asks
+        // of a client; a 101 is no answer to a plain request
+        let mut interim = 0;
+        let (status, headers) = loop {
+            session.read_response_header().await.map_err(|e| receive(e.to_string()))?;
+            let (status, headers) = session
+                .response_header()
+                .map(|h| (h.status.as_u16(), h.headers.clone()))
+                .ok_or_else(|| receive("no head".into()))?;
+            match status {
+                101 => return Err(receive("101 Switching Protocols to a plain request".into())),
+                100..=199 if interim < MAX_INTERIM => interim += 1,
+                100..=199 => return Err(receive("too many interim (1xx) answers".into())),
+                _ => break (status, headers),
+            }
+        };
         let mut buf = bytes::BytesMut::new();
         while let Some(chunk) = session.read_response_body().await.map_err(|e| receive(e.to_string()))? {
             if buf.len() + chunk.len() > call.max_answer {

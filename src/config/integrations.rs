@@ -499,8 +499,13 @@ fn parse_check(t: &toml::Table) -> Result<crate::vpc_link::Check, (&'static str,
             if !path.starts_with('/') {
                 return Err(("path", format!("path {path:?} must start with /")));
             }
-            if path.parse::<http::uri::PathAndQuery>().is_err() || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-                return Err(("path", format!("path {path:?} is not a request target (no spaces or control characters such as CR/LF)")));
+            if path.parse::<http::uri::PathAndQuery>().is_err()
+                || path.bytes().any(|b| b.is_ascii_control() || b == b' ')
+            {
+                return Err((
+                    "path",
+                    format!("path {path:?} is not a request target (no spaces or control characters such as CR/LF)"),
+                ));
             }
             Some(path)
         }

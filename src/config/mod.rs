@@ -482,7 +482,8 @@ impl Compiler {
             if let Some(c) = &r.cache {
                 self.check_cache(&rp.key("cache"), c, false, Some(&r.route));
                 // AWS: a method's cache settings need the stage cache first
-                let stage_cached = a.stages.values().any(|s| s.cache.as_ref().is_some_and(|c| c.ttl.is_none_or(|t| !t.0.is_zero())));
+                let stage_cached =
+                    a.stages.values().any(|s| s.cache.as_ref().is_some_and(|c| c.ttl.is_none_or(|t| !t.0.is_zero())));
                 let turns_on = c.ttl.is_none_or(|t| !t.0.is_zero());
                 if turns_on && !stage_cached {
                     self.err(

@@ -77,9 +77,13 @@ impl Hop<'_> {
     /// proxy sent one (`keep_port`).
     pub fn fields(&self, keep_port: bool) -> impl Iterator<Item = (&'static str, std::borrow::Cow<'_, str>)> {
         let port = self.port.filter(|_| !(keep_port && self.trusted_peer));
-        [("x-forwarded-for", self.xff.into()), ("x-forwarded-proto", self.proto.into()), ("x-forwarded-host", self.host.into())]
-            .into_iter()
-            .chain(port.map(|p| ("x-forwarded-port", p.to_string().into())))
+        [
+            ("x-forwarded-for", self.xff.into()),
+            ("x-forwarded-proto", self.proto.into()),
+            ("x-forwarded-host", self.host.into()),
+        ]
+        .into_iter()
+        .chain(port.map(|p| ("x-forwarded-port", p.to_string().into())))
     }
 }
 
@@ -189,7 +193,9 @@ mod tests {
         assert_eq!(h.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
         assert_eq!(h.get("x-forwarded-host").map(|v| v.as_bytes()), Some(&b"api.test"[..]));
         assert_eq!(h.get("x-forwarded-port").map(|v| v.as_bytes()), Some(&b"8443"[..]));
-        for gone in ["x-real-ip", "forwarded", "true-client-ip", "x-edgegate-principal-id", "x-edgegate-authorizer-role"] {
+        for gone in
+            ["x-real-ip", "forwarded", "true-client-ip", "x-edgegate-principal-id", "x-edgegate-authorizer-role"]
+        {
             assert!(!h.contains_key(gone), "{gone}");
         }
         assert!(h.contains_key("x-other"));

@@ -25,5 +25,6 @@ mod sigv4;
 mod streaming;
 mod tls;
 mod transforms;
+mod trust;
 mod vpc_link;
 mod websocket;
