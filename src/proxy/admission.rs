@@ -80,7 +80,8 @@ impl Gateway {
             }
             Authorizer::SigV4(authz) => {
                 let refuse = |r: crate::auth::sigv4::Refused| Refusal::auth(name, r.reason(), r.response_type());
-                let body_sha256 = signed_body_hash(session, ctx).await.map_err(refuse)?;
+                // a body that cannot be read whole is refused as such (413, 411, 400)
+                let body_sha256 = signed_body_hash(session, ctx).await.map_err(body::BodyError::refusal)?;
                 let req = session.req_header();
                 let path = ctx.route.as_ref().map(|m| m.path.as_str()).unwrap_or("/");
                 let arn = method_arn(&api.name, &stage.name, req.method.as_str(), path);
@@ -122,21 +123,13 @@ pub(super) fn method_arn(api: &str, stage: &str, method: &str, path: &str) -> St
 /// whatever its framing (HTTP/1 length or chunked, HTTP/2 with or without
 /// `content-length`) up to `server.max_body`; `None` when the request declares
 /// `UNSIGNED-PAYLOAD`.
-async fn signed_body_hash(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Option<String>, crate::auth::sigv4::Refused> {
-    use crate::auth::sigv4::Refused;
+async fn signed_body_hash(session: &mut Session, ctx: &mut RequestCtx) -> Result<Option<String>, body::BodyError> {
     let req = session.req_header();
     if req.headers.get("x-amz-content-sha256").is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD") {
         return Ok(None);
     }
     let max = ctx.snap.settings.max_body;
-    let whole = body::read(session, ctx, max).await.map_err(|e| match e {
-        body::BodyError::TooLarge => Refused::Invalid("body_too_large"),
-        body::BodyError::LengthRequired => Refused::Invalid("body_length_required"),
-        body::BodyError::Broken | body::BodyError::Unreplayable => Refused::Invalid("body"),
-    })?;
+    let whole = body::read(session, ctx, max).await?;
     let digest = <sha2::Sha256 as sha2::Digest>::digest(whole);
     Ok(Some(hex::encode(digest)))
 }

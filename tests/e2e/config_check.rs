@@ -16,6 +16,20 @@ fn check_text(text: &str) -> (bool, String, std::path::PathBuf, tempfile::TempDi
     (ok, out, p, dir)
 }
 
+/// What the trust review's checks still accept: an insecure endpoint the integration allows,
+/// a route cache under a stage cache, a form template (escaped by default).
+#[test]
+fn deliberate_choices_pass_check() {
+    for text in [
+        "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.f]\ntype = \"lambda\"\nfunction = \"f\"\nendpoint = \"http://192.0.2.7:9000\"\nallow_insecure_endpoint = true\n",
+        "[[apis]]\nname = \"a\"\n[apis.stages.prod]\ncache = { ttl = \"30s\" }\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\ncache = { ttl = \"60s\" }\n",
+        "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\ncache = { ttl = \"0s\" }\n",
+    ] {
+        let (ok, out, _, _dir) = check_text(text);
+        assert!(ok, "refused: {out}\n{text}");
+    }
+}
+
 #[test]
 fn every_shipped_config_passes_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
@@ -116,6 +130,28 @@ fn bad_configs_are_refused_with_their_location() {
             "status remapping",
         ),
         ("[[apis]]\nname = \"a\"\ncors = { allow_origins = [\"app.example.com\"] }\n[apis.stages.prod]\n", ":3:", "must be \"*\" or an origin"),
+        // the trust review's config checks
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.f]\ntype = \"lambda\"\nfunction = \"f\"\nendpoint = \"http://192.0.2.7:9000\"\n",
+            ":7:1:",
+            "http:// off loopback",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.q]\ntype = \"aws\"\nservice = \"sqs\"\nendpoint = \"http://192.0.2.7\"\n",
+            ":7:1:",
+            "allow_insecure_endpoint",
+        ),
+        (
+            "[[vpc_links]]\nname = \"l\"\ntargets = [\"127.0.0.1:1\"]\nhealth_check = { kind = \"http\", path = \"/h\\r\\nX-Evil: 1\" }\n",
+            ":4:",
+            "control characters",
+        ),
+        (
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\nintegration = { type = \"mock\" }\ncache = { ttl = \"60s\" }\n",
+            ":7:",
+            "no stage of this API has a cache",
+        ),
+        ("[server]\nlisten = [\"127.0.0.1:18081\"]\n[edge]\norigins = [\"http://127.0.0.1:18081\"]\n", ":4:", "own listener"),
     ];
     for (text, at, phrase) in cases {
         let (ok, out, path, _dir) = check_text(text);

@@ -101,10 +101,11 @@ fn sigv4_body_integrity_holds_on_every_framing() {
     assert_eq!(request(gw.addr(), raw.as_bytes()).status, 200);
     let bodies: Vec<Vec<u8>> = origin.requests().iter().map(|s| s.body.clone()).collect();
     assert_eq!(bodies, vec![signed.to_vec(); 3]);
-    // a signed body over the pre-read limit, of unknown length: 413, nothing forwarded
+    // a signed body over the pre-read limit, of unknown length: 411 (send a content-length),
+    // nothing forwarded
     let big = vec![b'a'; 70 * 1024];
     let r = h2_request(gw.addr(), "POST", "/prod/items", &refs(&signed_headers(&big)), Some(&big));
-    assert_eq!(r.status, 413);
+    assert_eq!(r.status, 411);
     assert_eq!(origin.count(), 3);
 }
 
@@ -142,7 +143,11 @@ fn validation_sees_h2_bodies_without_content_length() {
     assert_eq!(origin.requests()[0].body, br#"{"name": "rex"}"#.to_vec());
     let big = format!(r#"{{"name": 1, "pad": "{}"}}"#, "x".repeat(80 * 1024));
     let r = h2_request(gw.addr(), "POST", "/prod/pets", &ct, Some(big.as_bytes()));
-    assert_eq!(r.status, 400, "a large streamed body is still checked");
+    assert_eq!(r.status, 411, "a body of unknown length over 64 KiB cannot be read whole: Length Required");
+    assert_eq!(origin.count(), 1, "and nothing of it reaches the origin");
+    let h = [("content-type", "application/json"), ("content-length", &*big.len().to_string())];
+    let r = h2_request(gw.addr(), "POST", "/prod/pets", &h, Some(big.as_bytes()));
+    assert_eq!(r.status, 400, "a large body of declared length is checked whole");
     assert_eq!(origin.count(), 1);
 }
 
@@ -332,11 +337,11 @@ integration = {{ type = "mock", headers = {{ "content-type" = "application/json"
     );
     assert_eq!(r.status, 200);
     let seen = &origin.requests()[2];
-    for h in
-        ["forwarded", "x-forwarded-prefix", "x-forwarded-port", "x-http-method-override", "x-real-ip", "true-client-ip"]
-    {
+    for h in ["forwarded", "x-forwarded-prefix", "x-http-method-override", "x-real-ip", "true-client-ip"] {
         assert_eq!(seen.header(h), None, "{h} from an untrusted peer reaches the origin");
     }
+    let port = gw.addr().port().to_string();
+    assert_eq!(seen.header("x-forwarded-port"), Some(port.as_str()), "the gateway's own port, not the client's claim");
     let r = gw.get("/prod/m?q=x%22%2C%20%22admin%22%3A%20true%2C%20%22y%22%3A%20%22");
     let j: serde_json::Value = serde_json::from_str(&r.text()).expect("one JSON document");
     assert_eq!(j.as_object().map(|o| o.len()), Some(1), "no key injected: {}", r.text());

@@ -386,16 +386,20 @@ fn management_reaches_connections_on_other_nodes_through_redis() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["identity"]["sourceIp"], "127.0.0.1");
     // one broadcast from A reaches both nodes' connections
-    let body = serde_json::json!({"ids": [id_a, id_b, "AAAAAAAAAAAAAA=="], "data": "to all"}).to_string();
+    let body = serde_json::json!({"ids": [id_a, id_b, id_b, id_a, "AAAAAAAAAAAAAA=="], "data": "to all"}).to_string();
     let r = send(a.admin(), "POST", "/@connections", &[("content-type", "application/json")], body.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["delivered"], 2, "{}", r.text());
     assert_eq!(r.json()["gone"], serde_json::json!(["AAAAAAAAAAAAAA=="]));
     assert_eq!(text(&mut on_a), "to all");
     assert_eq!(text(&mut on_b), "to all");
-    // DELETE through A closes B's connection
+    // DELETE through A closes B's connection, and it is gone at once through the relay
     let r = send(a.admin(), "DELETE", &format!("/@connections/{}", enc(&id_b)), &[], b"");
     assert_eq!(r.status, 204, "{}", r.text());
+    let r = send(a.admin(), "POST", &format!("/@connections/{}", enc(&id_b)), &[], b"late");
+    assert_eq!(r.status, 410, "POST after DELETE, relayed: {}", r.text());
+    assert_eq!(get(a.admin(), &format!("/@connections/{}", enc(&id_b)), &[]).status, 410);
+    assert_eq!(send(a.admin(), "DELETE", &format!("/@connections/{}", enc(&id_b)), &[], b"").status, 410);
     assert_eq!(close_code(&mut on_b), Some(1000));
     // a node that dies: its connections are Gone from the other node within the heartbeat TTL
     let mut on_b2 = connect(b.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
@@ -553,4 +557,105 @@ fn malformed_handshakes_never_reach_connect() {
     // and a well-formed one still does
     connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
     assert_eq!(events_of(&events, "CONNECT").len(), 1);
+}
+
+/// Items 10–12 of the trust review: an HTTP/1.0 upgrade is refused before any authorizer; a
+/// deleted connection is gone at once for POST, GET and DELETE; a broadcast delivers once per
+/// connection however often its id is listed.
+#[test]
+fn deleted_connections_are_gone_at_once_and_broadcasts_deduplicate() {
+    let (be, events) = backend();
+    let auth = token_authorizer();
+    let gw = Gateway::start(|d, p| format!("{}{}", server_section(d, p, "watch = false"), chat(&be, &auth.base, "")));
+    let raw = "GET /prod/chat HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+               Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-token: good\r\n\r\n";
+    let r = request(gw.addr(), raw.as_bytes());
+    assert!(r.status == 426 || r.status == 400, "HTTP/1.0: {}", r.status);
+    assert_eq!(auth.hits(), 0, "no authorizer ran for an HTTP/1.0 upgrade");
+    assert!(events.lock().expect("lock").is_empty(), "$connect never saw it");
+
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    let enc = id.replace('=', "%3D").replace('+', "%2B").replace('/', "%2F");
+    let body = serde_json::json!({"ids": [id, id, id], "data": "once"}).to_string();
+    let r = send(gw.admin(), "POST", "/@connections", &[], body.as_bytes());
+    assert_eq!(r.json()["delivered"], 1, "{}", r.text());
+    send(gw.admin(), "POST", &format!("/@connections/{enc}"), &[], b"marker");
+    assert_eq!(text(&mut c), "once");
+    assert_eq!(text(&mut c), "marker", "one copy of the broadcast, then the next message");
+
+    let r = send(gw.admin(), "DELETE", &format!("/@connections/{enc}"), &[], b"");
+    assert_eq!(r.status, 204);
+    // at once: no window in which the connection answers as if alive
+    let r = send(gw.admin(), "POST", &format!("/@connections/{enc}"), &[], b"late");
+    assert_eq!((r.status, r.header("x-amzn-errortype")), (410, Some("GoneException")), "POST after DELETE");
+    assert_eq!(get(gw.admin(), &format!("/@connections/{enc}"), &[]).status, 410, "GET after DELETE");
+    assert_eq!(send(gw.admin(), "DELETE", &format!("/@connections/{enc}"), &[], b"").status, 410, "DELETE twice");
+    assert_eq!(close_code(&mut c), Some(1000));
+    eventually("$disconnect", || events_of(&events, "DISCONNECT").iter().any(|e| e.2 == id));
+    eventually("the gauge back to 0", || gauge(&gw) == Some(0.0));
+}
+
+/// Item 9: `systemctl stop` (the unit's own ExecStop line) closes open connections with 1001
+/// and fires `$disconnect` before the process exits, even on a connection that is quiet.
+#[test]
+fn stop_closes_connections_with_1001_and_disconnect() {
+    let (be, events) = backend();
+    let auth = token_authorizer();
+    let mut gw = Gateway::start(|d, p| {
+        format!(
+            "{}{}",
+            server_section(d, p, "watch = false").replace("grace_period = \"1s\"", "grace_period = \"3s\""),
+            chat(&be, &auth.base, "")
+        )
+    });
+    let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
+    let id = connection_id(&events);
+    let unit =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/edgegate.service"))
+            .expect("unit");
+    let stop = unit.lines().find_map(|l| l.strip_prefix("ExecStop=")).expect("an ExecStop line");
+    let pid = gw.child.as_ref().expect("child").id().to_string();
+    let status = std::process::Command::new("sh").arg("-c").arg(stop.replace("$MAINPID", &pid)).status().expect("stop");
+    assert!(status.success(), "{stop}");
+    assert_eq!(close_code(&mut c), Some(1001), "a close frame, not a cut");
+    eventually("$disconnect with 1001", || {
+        events_of(&events, "DISCONNECT").iter().any(|e| e.2 == id && String::from_utf8_lossy(&e.4).contains("1001"))
+    });
+    let mut child = gw.child.take().expect("child");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the process did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Item 13: on http routes, an origin's 101 opens a tunnel only when it is a WebSocket answer
+/// to this client's key; otherwise 502 and no tunnel.
+#[test]
+fn passthrough_needs_a_valid_accept_from_the_origin() {
+    let origin = serve_raw(|req, _| {
+        let accept = match req.target.as_str() {
+            "/right" => edgegate::websocket::accept_key(req.header("sec-websocket-key").unwrap_or_default().as_bytes()),
+            "/none" => {
+                return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                    .to_vec()
+            }
+            _ => "bm90IHRoZSByaWdodCBvbmU=".to_string(),
+        };
+        format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
+            .into_bytes()
+    });
+    let gw = Gateway::start(|d, p| {
+        format!(
+            "{}[[apis]]\nname = \"h\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /{{p}}\"\nintegration = {{ type = \"http\", uri = \"{origin}/{{p}}\" }}\n",
+            server_section(d, p, "watch = false")
+        )
+    });
+    for (path, want) in [("/prod/wrong", 502), ("/prod/none", 502), ("/prod/right", 101)] {
+        match connect(gw.addr(), path, &[]) {
+            Ok(_) => assert_eq!(want, 101, "{path}: a tunnel opened"),
+            Err(s) => assert_eq!(s, want, "{path}"),
+        }
+    }
 }
