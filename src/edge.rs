@@ -196,6 +196,14 @@ impl Edge {
     }
 }
 
+/// The origin's path for a forwarded request: the client's normalised path and its query.
+pub fn forward_uri(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,13 +221,5 @@ mod tests {
         assert!(is_own_listener(&"127.0.0.2:9000".parse().expect("a"), &l));
         assert!(!is_own_listener(&"127.0.0.3:9000".parse().expect("a"), &l));
         assert!(!is_own_listener(&"10.0.0.1:8080".parse().expect("a"), &l));
-    }
-}
-
-/// The origin's path for a forwarded request: the client's normalised path and its query.
-pub fn forward_uri(path: &str, query: Option<&str>) -> String {
-    match query {
-        Some(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path.to_string(),
     }
 }

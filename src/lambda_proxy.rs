@@ -572,7 +572,7 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
     let mut kept: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(headers.len());
     let named = connection_named(&headers);
     for (n, v) in headers {
-        if framing_field(&n) || named.iter().any(|x| *x == n) {
+        if framing_field(&n) || named.contains(&n) {
             continue;
         }
         if single_valued(&n) && kept.iter().any(|(x, _)| *x == n) {

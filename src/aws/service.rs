@@ -90,3 +90,20 @@ mod tests {
         );
     }
 }
+
+/// The head of the client's answer made from a service's: a final status (200–599; an
+/// interim or unknown one is `Err`, a 502), and of the service's fields only `Content-Type`
+/// and `x-amzn-RequestId` (the gateway frames the answer itself).
+pub fn answer_head(
+    status: u16,
+    headers: &http::HeaderMap,
+) -> Result<(u16, Vec<(http::HeaderName, http::HeaderValue)>), String> {
+    if !(200..=599).contains(&status) {
+        return Err(format!("the service answered status {status}, not a final answer"));
+    }
+    let kept = [http::header::CONTENT_TYPE, http::HeaderName::from_static("x-amzn-requestid")]
+        .into_iter()
+        .filter_map(|name| headers.get(&name).cloned().map(|v| (name, v)))
+        .collect();
+    Ok((status, kept))
+}

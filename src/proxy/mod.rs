@@ -416,17 +416,17 @@ impl Gateway {
             Err(e) => return self.outbound_failed(session, ctx, &t.endpoint.url, &e).await,
         };
         ctx.upstream.status = Some(a.status);
-        if !(200..=599).contains(&a.status) {
-            // an interim or unknown status is never a final answer
-            errors::upstream(&t.endpoint.url, "malformed", &format!("the service answered status {}", a.status));
-            ctx.error_message = Some("Internal server error".into());
-            return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
-        }
-        let mut h = ResponseHeader::build(a.status, Some(4))?;
-        for name in [http::header::CONTENT_TYPE, http::HeaderName::from_static("x-amzn-requestid")] {
-            if let Some(v) = a.headers.get(&name) {
-                h.insert_header(name, v.clone())?;
+        let (status, fields) = match crate::aws::service::answer_head(a.status, &a.headers) {
+            Ok(head) => head,
+            Err(why) => {
+                errors::upstream(&t.endpoint.url, "malformed", &why);
+                ctx.error_message = Some("Internal server error".into());
+                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
             }
+        };
+        let mut h = ResponseHeader::build(status, Some(fields.len() + 4))?;
+        for (name, v) in fields {
+            h.insert_header(name, v)?;
         }
         self.answer_made(session, ctx, h, a.body).await
     }
