@@ -906,3 +906,22 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// Writes `credentials.toml` in `dir` with one key (`access_key`/`secret`) allowed to invoke
+/// everything, and returns the `[authorizers.iam]` section (sigv4, execute-api, us-east-1)
+/// that reads it.
+pub fn allow_all_sigv4(dir: &Path, access_key: &str, secret: &str) -> String {
+    std::fs::write(
+        dir.join("credentials.toml"),
+        format!(
+            r#"[[credentials]]
+access_key_id = "{access_key}"
+secret = "{secret}"
+policies = ['{{"Statement": [{{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}}]}}']
+"#
+        ),
+    )
+    .expect("credentials");
+    "[authorizers.iam]\ntype = \"sigv4\"\nservice = \"execute-api\"\nregion = \"us-east-1\"\ncredentials = \"credentials.toml\"\n"
+        .to_string()
+}

@@ -13,17 +13,7 @@ const SECRET: &str = "probe-secret";
 fn gateway(origin: &Origin) -> Gateway {
     let url = origin.url();
     Gateway::start(move |d, p| {
-        std::fs::write(
-            d.join("credentials.toml"),
-            format!(
-                r#"[[credentials]]
-access_key_id = "AKPROBE"
-secret = "{SECRET}"
-policies = ['{{"Statement": [{{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}}]}}']
-"#
-            ),
-        )
-        .expect("credentials");
+        let iam = allow_all_sigv4(d, "AKPROBE", SECRET);
         format!(
             r#"{server}
 [authorizers.jwt]
@@ -32,12 +22,7 @@ algorithms = ["HS256"]
 secret = "{SECRET}"
 issuer = "https://issuer.test/"
 audience = ["probe-api"]
-[authorizers.iam]
-type = "sigv4"
-service = "execute-api"
-region = "us-east-1"
-credentials = "credentials.toml"
-clock_skew = "5m"
+{iam}clock_skew = "5m"
 
 [[apis]]
 name = "p"

@@ -16,25 +16,10 @@ fn now() -> u64 {
 fn sigv4_gateway(origin: &Origin) -> Gateway {
     let url = origin.url();
     Gateway::start(|d, p| {
-        std::fs::write(
-            d.join("credentials.toml"),
-            format!(
-                r#"[[credentials]]
-access_key_id = "AKSEAM"
-secret = "{SECRET}"
-policies = ['{{"Statement": [{{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}}]}}']
-"#
-            ),
-        )
-        .expect("credentials");
+        let iam = allow_all_sigv4(d, "AKSEAM", SECRET);
         format!(
             r#"{server}
-[authorizers.iam]
-type = "sigv4"
-service = "execute-api"
-region = "us-east-1"
-credentials = "credentials.toml"
-[[apis]]
+{iam}[[apis]]
 name = "s"
 [apis.stages.prod]
 [[apis.routes]]

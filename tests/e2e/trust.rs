@@ -15,25 +15,10 @@ const SECRET: &str = "trust-secret";
 fn body_gateway(origin: &Origin) -> Gateway {
     let url = origin.url();
     Gateway::start(move |d, p| {
-        std::fs::write(
-            d.join("credentials.toml"),
-            format!(
-                r#"[[credentials]]
-access_key_id = "AKTRUST"
-secret = "{SECRET}"
-policies = ['{{"Statement": [{{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}}]}}']
-"#
-            ),
-        )
-        .expect("credentials");
+        let iam = allow_all_sigv4(d, "AKTRUST", SECRET);
         format!(
             r#"{server}
-[authorizers.iam]
-type = "sigv4"
-service = "execute-api"
-region = "us-east-1"
-credentials = "credentials.toml"
-[[apis]]
+{iam}[[apis]]
 name = "b"
 [apis.stages.prod]
 [[apis.routes]]
@@ -402,22 +387,9 @@ fn aws_service_interim_answers_are_never_final() {
             _ => b"HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: 5\r\n\r\n<ok/>".to_vec(),
         }
     });
-    let gw = Gateway::start_with_env(
-        |d, p| {
-            format!(
-                r#"{server}
-[[apis]]
-name = "q"
-[apis.stages.prod]
-[[apis.routes]]
-route = "POST /q"
-integration = {{ type = "aws", service = "sqs", endpoint = "{base}", path = "/", timeout = "2s" }}
-"#,
-                server = server_section(d, p, "")
-            )
-        },
-        &[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "sk")],
-    );
+    let gw = aws_gateway(&format!(
+        "[[apis.routes]]\nroute = \"POST /q\"\nintegration = {{ type = \"aws\", service = \"sqs\", endpoint = \"{base}\", path = \"/\", timeout = \"2s\" }}\n"
+    ));
     for (body, want) in [("continue", 200), ("only-interim", 502), ("switch", 502), ("many", 502), ("plain", 200)] {
         let raw = format!(
             "POST /prod/q HTTP/1.1\r\nHost: q\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -432,6 +404,14 @@ integration = {{ type = "aws", service = "sqs", endpoint = "{base}", path = "/",
         assert!(r.status == want || (want == 502 && r.status == 504), "h2 {body}: {}", r.status);
     }
     assert!(!gw.stderr().contains("panicked"), "{}", gw.stderr());
+}
+
+/// A gateway with AWS credentials in its environment and API `q` (stage `prod`) of `routes`.
+fn aws_gateway(routes: &str) -> Gateway {
+    Gateway::start_with_env(
+        |d, p| format!("{}[[apis]]\nname = \"q\"\n[apis.stages.prod]\n{routes}", server_section(d, p, "")),
+        &[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "sk")],
+    )
 }
 
 /// Items 6 and 7: forwarding claims of an untrusted client and the gateway's reserved
@@ -592,25 +572,12 @@ fn aws_form_templates_escape_client_values() {
         b2.lock().expect("lock").push(String::from_utf8_lossy(&req.body).to_string());
         b"HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: 5\r\n\r\n<ok/>".to_vec()
     });
-    let gw = Gateway::start_with_env(
-        |d, p| {
-            format!(
-                r#"{server}
-[[apis]]
-name = "q"
-[apis.stages.prod]
-[[apis.routes]]
-route = "POST /plain"
-integration = {{ type = "aws", service = "sqs", endpoint = "{base}", path = "/", request_template = "Action=SendMessage&MessageBody={{{{ input.params.querystring.msg }}}}" }}
-[[apis.routes]]
-route = "POST /filtered"
-integration = {{ type = "aws", service = "sqs", endpoint = "{base}", path = "/", request_template = "Action=SendMessage&MessageBody={{{{ input.params.querystring.msg | urlencode }}}}" }}
-"#,
-                server = server_section(d, p, "")
-            )
-        },
-        &[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "sk")],
-    );
+    let tpl = |name: &str, filter: &str| {
+        format!(
+            "[[apis.routes]]\nroute = \"POST /{name}\"\nintegration = {{ type = \"aws\", service = \"sqs\", endpoint = \"{base}\", path = \"/\", request_template = \"Action=SendMessage&MessageBody={{{{ input.params.querystring.msg{filter} }}}}\" }}\n"
+        )
+    };
+    let gw = aws_gateway(&(tpl("plain", "") + &tpl("filtered", " | urlencode")));
     for path in ["/prod/plain", "/prod/filtered"] {
         let r = send(gw.addr(), "POST", &format!("{path}?msg=hi%26Action%3DDeleteQueue"), &[], b"");
         assert_eq!(r.status, 200, "{path}");

@@ -155,6 +155,17 @@ fn connection_id(events: &Events) -> String {
     events_of(events, "CONNECT").last().map(|e| e.2.clone()).expect("a CONNECT event")
 }
 
+/// The chat API with `grace_period = "3s"`: time for a connection to see the drain.
+fn chat_gateway_with_3s_grace(be: &str, auth: &str) -> Gateway {
+    Gateway::start(|d, p| {
+        format!(
+            "{}{}",
+            server_section(d, p, "watch = false").replace("grace_period = \"1s\"", "grace_period = \"3s\""),
+            chat(be, auth, "")
+        )
+    })
+}
+
 fn gauge(gw: &Gateway) -> Option<f64> {
     let key = "edgegate_websocket_connections{api=\"chat\",stage=\"prod\"} ";
     gw.metrics().lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok())
@@ -430,13 +441,7 @@ fn management_reaches_connections_on_other_nodes_through_redis() {
 fn reloads_keep_connections_and_upgrades_close_them_with_1001() {
     let (be, events) = backend();
     let auth = token_authorizer();
-    let mut gw = Gateway::start(|d, p| {
-        format!(
-            "{}{}",
-            server_section(d, p, "watch = false").replace("grace_period = \"1s\"", "grace_period = \"3s\""),
-            chat(&be, &auth.base, "")
-        )
-    });
+    let mut gw = chat_gateway_with_3s_grace(&be, &auth.base);
     let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
     let id = connection_id(&events);
     let text_now = std::fs::read_to_string(&gw.config).expect("config");
@@ -602,13 +607,7 @@ fn deleted_connections_are_gone_at_once_and_broadcasts_deduplicate() {
 fn stop_closes_connections_with_1001_and_disconnect() {
     let (be, events) = backend();
     let auth = token_authorizer();
-    let mut gw = Gateway::start(|d, p| {
-        format!(
-            "{}{}",
-            server_section(d, p, "watch = false").replace("grace_period = \"1s\"", "grace_period = \"3s\""),
-            chat(&be, &auth.base, "")
-        )
-    });
+    let mut gw = chat_gateway_with_3s_grace(&be, &auth.base);
     let mut c = connect(gw.addr(), "/prod/chat", &[("x-token", "good")]).expect("accepted");
     let id = connection_id(&events);
     let unit =
