@@ -58,12 +58,15 @@ impl Gateway {
             Authorizer::Lambda(authz) => {
                 let req = session.req_header();
                 let m = ctx.route.as_ref().ok_or(Refusal::new(ResponseType::Default5xx))?;
+                // the authorizer is told what integrations are told (forwarded::to_integration)
+                let mut headers = req.headers.clone();
+                super::forwarded::to_integration(&mut headers, &ctx.hop());
                 let call = crate::auth::lambda::Call {
                     method_arn: method_arn(&api.name, &stage.name, req.method.as_str(), &m.path),
                     resource: route.key.split_once(' ').map(|(_, p)| p).unwrap_or(&route.key),
                     path: &m.path,
                     method: req.method.as_str(),
-                    headers: &req.headers,
+                    headers: &headers,
                     query: crate::request::query_map(req.uri.query()),
                     path_params: &m.params,
                     stage_variables: &m.variables,

@@ -589,3 +589,55 @@ fn aws_form_templates_escape_client_values() {
     }
     assert_eq!(bodies.lock().expect("lock").len(), 4);
 }
+
+/// Items 6 and 7 for request authorizers: the event an authorizer decides on carries what
+/// integrations are told, not what the client claimed.
+#[test]
+fn authorizers_see_what_integrations_see() {
+    let events: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let e2 = events.clone();
+    let auth = serve(move |_, body| {
+        let ev: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        e2.lock().expect("lock").push(ev);
+        (200, "{\"isAuthorized\": true}".into())
+    });
+    let origin = Origin::start("o");
+    let url = origin.url();
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[authorizers.tok]
+type = "request"
+uri = "{auth}/authorize"
+identity_sources = ["$request.header.x-token"]
+response = "simple"
+result_ttl = "0s"
+[[apis]]
+name = "a"
+[apis.stages.prod]
+[[apis.routes]]
+route = "GET /x"
+integration = {{ type = "http", uri = "{url}/x" }}
+authorizer = "tok"
+"#,
+            server = server_section(d, p, ""),
+            auth = auth.base
+        )
+    });
+    let forged = [
+        ("x-token", "t"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-real-ip", "6.6.6.6"),
+        ("x-edgegate-principal-id", "admin"),
+    ];
+    assert_eq!(get(gw.addr(), "/prod/x", &forged).status, 200);
+    assert_eq!(h2_request(gw.addr(), "GET", "/prod/x", &forged, None).status, 200);
+    let events = events.lock().expect("lock");
+    assert_eq!(events.len(), 2);
+    for ev in events.iter() {
+        let h = &ev["headers"];
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1", "{h}");
+        assert!(h.get("x-real-ip").is_none() && h.get("x-edgegate-principal-id").is_none(), "{h}");
+        assert_eq!(h["x-token"], "t");
+    }
+}
