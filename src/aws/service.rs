@@ -79,18 +79,6 @@ pub fn url(service: &str, region: &str, endpoint: Option<&str>, path: &str) -> S
     format!("{base}{path}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn service_urls() {
-        assert_eq!(super::url("sqs", "eu-west-1", None, "/"), "https://sqs.eu-west-1.amazonaws.com/");
-        assert_eq!(
-            super::url("s3", "us-east-1", Some("http://127.0.0.1:5000/"), "bucket/key"),
-            "http://127.0.0.1:5000/bucket/key"
-        );
-    }
-}
-
 /// The head of the client's answer made from a service's: a final status (200–599; an
 /// interim or unknown one is `Err`, a 502), and of the service's fields only `Content-Type`
 /// and `x-amzn-RequestId` (the gateway frames the answer itself).
@@ -106,4 +94,16 @@ pub fn answer_head(
         .filter_map(|name| headers.get(&name).cloned().map(|v| (name, v)))
         .collect();
     Ok((status, kept))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn service_urls() {
+        assert_eq!(super::url("sqs", "eu-west-1", None, "/"), "https://sqs.eu-west-1.amazonaws.com/");
+        assert_eq!(
+            super::url("s3", "us-east-1", Some("http://127.0.0.1:5000/"), "bucket/key"),
+            "http://127.0.0.1:5000/bucket/key"
+        );
+    }
 }
