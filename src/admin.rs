@@ -123,9 +123,9 @@ impl ServeHttp for Admin {
                 let snap = self.shared.load_full();
                 let cluster = snap.cluster.as_ref().map(|(c, _)| c);
                 let a = if broadcast {
-                    crate::websocket::manage::broadcast(&body, None, cluster).await
+                    crate::websocket::reach::broadcast(&body, None, cluster).await
                 } else {
-                    crate::websocket::manage::handle_any(&method, &id, bytes::Bytes::from(body), None, cluster).await
+                    crate::websocket::reach::handle_any(&method, &id, bytes::Bytes::from(body), None, cluster).await
                 };
                 let mut r = Response::builder()
                     .status(a.status)

@@ -60,7 +60,7 @@ pub struct RequestCtx {
     /// The integration response body, collected for a `response_transform` body template.
     pub response_body: Option<bytes::BytesMut>,
     /// A WebSocket connection served by this request (its access-log line).
-    pub websocket: Option<super::websocket::WsLog>,
+    pub websocket: Option<WsLog>,
 }
 
 /// Where the request was routed.
@@ -166,4 +166,11 @@ impl RequestCtx {
             None => ("", "", ""),
         }
     }
+}
+
+/// What the connection-level access-log line says.
+pub struct WsLog {
+    pub connection_id: String,
+    pub messages_in: u64,
+    pub messages_out: u64,
 }

@@ -1,6 +1,7 @@
 //! WebSocket APIs in the proxy: the handshake (admission, `$connect`, then the connection,
 //! then `$disconnect`) and the AWS-style management API on the public listener.
 
+use super::ctx::WsLog;
 use super::{body, Gateway, RequestCtx};
 use crate::responses::{Refusal, ResponseType};
 use crate::websocket::{self, conn, manage, WsApi};
@@ -8,13 +9,6 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use std::sync::Arc;
-
-/// What the connection-level access-log line says.
-pub struct WsLog {
-    pub connection_id: String,
-    pub messages_in: u64,
-    pub messages_out: u64,
-}
 
 impl Gateway {
     /// Serves a request routed to a WebSocket API; always answers (returns `true`).
@@ -171,7 +165,7 @@ impl Gateway {
             }
             let method = req.method.clone();
             let cluster = snap.cluster.as_ref().map(|(c, _)| c);
-            manage::handle_any(&method, &id, body, Some((api, stage)), cluster).await
+            crate::websocket::reach::handle_any(&method, &id, body, Some((api, stage)), cluster).await
         };
         let mut h = ResponseHeader::build(a.status, Some(3))?;
         h.insert_header(http::header::CONTENT_TYPE, "application/json")?;

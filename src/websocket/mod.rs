@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod conn;
 pub mod frames;
 pub mod manage;
+pub mod reach;
 
 use dashmap::DashMap;
 use once_cell::sync::Lazy;
