@@ -32,6 +32,7 @@ pub mod cors;
 pub mod edge;
 pub mod framing;
 pub mod head_deadline;
+pub mod health;
 pub mod lambda_proxy;
 pub mod lifecycle;
 pub mod observability;

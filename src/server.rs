@@ -120,8 +120,7 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     let mut admin = Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone() });
     admin.add_tcp(&l.admin_listen);
     listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.fds.clone() }));
-    server
-        .add_service(background_service("vpc-link-health", crate::vpc_link::HealthChecker { shared: shared.clone() }));
+    server.add_service(background_service("vpc-link-health", crate::health::HealthChecker { shared: shared.clone() }));
     server.add_service(background_service(
         "websocket-relay",
         crate::websocket::cluster::Relay { shared: shared.clone() },

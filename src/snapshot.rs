@@ -109,25 +109,8 @@ pub struct Api {
     pub websocket: Option<Arc<crate::websocket::WsApi>>,
 }
 
-#[derive(Clone)]
-pub enum Authorizer {
-    Jwt(Arc<crate::auth::jwt::JwtAuthorizer>),
-    Lambda(Arc<crate::auth::lambda::LambdaAuthorizer>),
-    SigV4(Arc<crate::auth::sigv4::SigV4Authorizer>),
-}
-
-impl Authorizer {
-    /// The request headers that identify the caller to this authorizer.
-    pub fn identity_headers(&self, mut f: impl FnMut(&http::HeaderName)) {
-        match self {
-            Authorizer::Jwt(j) => f(j.identity_header()),
-            Authorizer::Lambda(l) => l.identity_headers(f),
-            Authorizer::SigV4(_) => f(&http::header::AUTHORIZATION),
-        }
-    }
-}
-
 pub use crate::api_keys::ApiKeys;
+pub use crate::auth::Authorizer;
 pub use crate::throttle::Plan;
 
 pub struct Route {
@@ -201,5 +184,12 @@ impl Snapshot {
             }
             crate::routing::strip_base(rest, &m.base_path).map(|r| (m, r))
         })
+    }
+}
+
+/// TLS handshakes find certificates in the running configuration.
+impl crate::tls::CertSource for ArcSwap<Snapshot> {
+    fn with_store(&self, f: &mut dyn FnMut(&crate::tls::CertStore)) {
+        f(&self.load().certs)
     }
 }

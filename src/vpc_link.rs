@@ -2,25 +2,21 @@
 //!
 //! Targets are `host:port` or `unix:/path`; selection is pingora-load-balancing's round robin,
 //! random, or consistent hashing (ketama) on the client IP. One background service
-//! ([`HealthChecker`]) runs each link's health check (HTTP or TCP, via pingora's checkers)
-//! on the running snapshot; health lives in a process-wide table keyed by link and target, so it
+//! (`health::HealthChecker`) runs each link's health check (HTTP or TCP, via pingora's
+//! checkers) on the running snapshot; health lives in a process-wide table keyed by link and target, so it
 //! survives reloads while a target stays in the config, and is exported as
 //! `edgegate_upstream_health{link,target}`. A target that failed to connect is not chosen again
 //! for the same request (failover with `retries`).
 
 use crate::observability::metrics;
-use crate::snapshot::Shared;
-use async_trait::async_trait;
 use dashmap::DashMap;
 use once_cell::sync::Lazy;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{Consistent, Random, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
-use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// `balance`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +61,7 @@ pub struct Link {
 }
 
 /// Health by (link, target); unknown means healthy (until a check says otherwise).
-static HEALTH: Lazy<DashMap<(String, String), bool>> = Lazy::new(DashMap::new);
+pub(crate) static HEALTH: Lazy<DashMap<(String, String), bool>> = Lazy::new(DashMap::new);
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,7 +210,8 @@ impl Link {
         self.targets.iter().any(|t| self.healthy(t))
     }
 
-    async fn run_checks(&self) {
+    /// Runs the link's health check on every target once, recording the results.
+    pub async fn run_checks(&self) {
         let Some(checker) = &self.checker else { return };
         let timeout = self.check.as_ref().map_or(Duration::from_secs(1), |c| c.timeout);
         // one target after the other, each bounded by the check's timeout
@@ -234,41 +231,8 @@ impl Link {
     }
 }
 
-/// Runs every link's health check on its interval, on whatever snapshot is current.
-pub struct HealthChecker {
-    pub shared: Shared,
-}
-
-#[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut last: HashMap<String, Instant> = HashMap::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let snap = self.shared.load_full();
-            for link in snap.links.values() {
-                let Some(c) = &link.check else {
-                    metrics_unknown(link);
-                    continue;
-                };
-                let due = last.get(&link.name).is_none_or(|t| t.elapsed() >= c.interval);
-                if due {
-                    last.insert(link.name.clone(), Instant::now());
-                    link.run_checks().await;
-                }
-            }
-            // forget links and targets the configuration no longer has
-            last.retain(|n, _| snap.links.contains_key(n));
-            HEALTH.retain(|(l, t), _| snap.links.get(l).is_some_and(|x| x.targets.contains(t)));
-        }
-    }
-}
-
-fn metrics_unknown(link: &Link) {
+/// Reports an unchecked link's targets as healthy.
+pub fn metrics_unknown(link: &Link) {
     for t in &link.targets {
         metrics::UPSTREAM_HEALTH.with_label_values(&[&link.name, t]).set(1.0);
     }

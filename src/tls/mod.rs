@@ -4,7 +4,6 @@
 
 pub mod certs;
 
-use crate::snapshot::Shared;
 use async_trait::async_trait;
 pub use certs::{CertKey, CertStore, ClientAuth, ClientCert};
 use openssl::ssl::{NameType, SslRef, SslVerifyMode, SslVersion};
@@ -14,18 +13,24 @@ use pingora::tls::ext;
 use std::any::Any;
 use std::sync::Arc;
 
-/// The handshake callbacks: certificate by SNI from the current snapshot, and the client
+/// Where handshakes find certificates: the running configuration's store (the snapshot
+/// implements it, so a reload rotates certificates).
+pub trait CertSource: Send + Sync + 'static {
+    fn with_store(&self, f: &mut dyn FnMut(&CertStore));
+}
+
+/// The handshake callbacks: certificate by SNI from the current store, and the client
 /// identity captured once the handshake (and its verification) is complete.
 pub struct Callbacks {
-    pub shared: Shared,
+    pub certs: Arc<dyn CertSource>,
 }
 
 #[async_trait]
 impl TlsAccept for Callbacks {
     async fn certificate_callback(&self, ssl: &mut SslRef) {
-        let snap = self.shared.load();
         let name = ssl.servername(NameType::HOST_NAME).unwrap_or("").to_string();
-        if let Some(c) = snap.certs.find(&name) {
+        self.certs.with_store(&mut |store| {
+            let Some(c) = store.find(&name) else { return };
             if let Err(e) = ext::ssl_use_certificate(ssl, &c.leaf).and_then(|_| ext::ssl_use_private_key(ssl, &c.key)) {
                 log::error!("TLS: cannot use certificate for {name:?}: {e}");
             }
@@ -34,7 +39,7 @@ impl TlsAccept for Callbacks {
                     log::error!("TLS: cannot add chain certificate: {e}");
                 }
             }
-        }
+        });
     }
 
     async fn handshake_complete_callback(&self, ssl: &SslRef) -> Option<Arc<dyn Any + Send + Sync>> {
@@ -55,21 +60,22 @@ pub struct ListenerTls {
     pub ca_file: Option<String>,
 }
 
-pub fn settings(shared: Shared, l: &ListenerTls) -> Result<TlsSettings, String> {
+pub fn settings(certs: Arc<dyn CertSource>, l: &ListenerTls) -> Result<TlsSettings, String> {
     let mut tls =
-        TlsSettings::with_callbacks(Box::new(Callbacks { shared: shared.clone() })).map_err(|e| e.to_string())?;
+        TlsSettings::with_callbacks(Box::new(Callbacks { certs: certs.clone() })).map_err(|e| e.to_string())?;
     tls.enable_h2();
     tls.set_min_proto_version(Some(l.min_version)).map_err(|e| e.to_string())?;
     l.profile.apply(&mut tls)?;
     // OCSP stapling: the response configured for the certificate this handshake uses
-    let snap = shared.clone();
     tls.set_status_callback(move |ssl| {
         let name = ssl.servername(NameType::HOST_NAME).unwrap_or("").to_string();
-        let s = snap.load();
-        match s.certs.find(&name).and_then(|c| c.ocsp.as_ref()) {
-            Some(der) => ssl.set_ocsp_status(der).map(|_| true),
-            None => Ok(false),
-        }
+        let mut stapled = Ok(false);
+        certs.with_store(&mut |store| {
+            if let Some(der) = store.find(&name).and_then(|c| c.ocsp.as_ref()) {
+                stapled = ssl.set_ocsp_status(der).map(|_| true);
+            }
+        });
+        stapled
     })
     .map_err(|e| e.to_string())?;
     use ClientAuth::*;

@@ -43,7 +43,7 @@ pub struct WsApi {
     pub disconnect: Option<usize>,
     pub default: Option<usize>,
     /// `management.authorizer`: the public `@connections` API, with this (SigV4) authorizer.
-    pub management: Option<(Arc<str>, crate::snapshot::Authorizer)>,
+    pub management: Option<(Arc<str>, crate::auth::Authorizer)>,
     /// New connections per second, per stage (by stage index), on this node: AWS's 500/s.
     pub connection_rate: Vec<Arc<crate::throttle::bucket::Bucket>>,
 }
