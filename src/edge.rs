@@ -1,7 +1,7 @@
 //! The edge role (`[edge]`): this node is an edge location in front of regional gateways.
 //!
 //! The role is a compile-time step list, not a branch in every phase: an `endpoint = "edge"`
-//! API on an edge node compiles ([`Edge::forwarding`]) into an API with one `$default` route
+//! API on an edge node compiles (`config::edge::forwarding`) into an API with one `$default` route
 //! whose integration forwards to `origins` (the first healthy one, health-checked like a VPC
 //! link, failing over on connect errors), with no authorizer, key, throttle, validation or
 //! transform of its own (the regional gateway runs those), the API's resource policy kept
@@ -16,8 +16,7 @@
 //! origin marks it shareable (RFC 9111 3.5: `public`, `s-maxage`, `must-revalidate`).
 
 use crate::cache::{KeyPart, RouteCache};
-use crate::routing::{RouteKey, Router};
-use crate::snapshot::{self, Integration, StageView};
+use crate::routing::Router;
 use crate::vpc_link::{Balance, Check, Link};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +27,17 @@ pub const LINK: &str = "edge";
 /// `[edge]`, compiled.
 pub struct Edge {
     pub link: Arc<Link>,
-    target: Arc<Integration>,
-    cache: Option<Arc<RouteCache>>,
+    /// The forwarding target: the origin group, with this node's `Via`.
+    pub target: crate::upstream::HttpTarget,
+    /// `[edge].cache`, the cache of every stage of an edge API.
+    pub cache: Option<Arc<RouteCache>>,
 }
 
 /// What an edge node keeps of an edge API's own routes: which of them need a credential.
 pub struct Protected {
-    router: Router,
-    protected: Vec<bool>,
+    pub router: Router,
+    /// By route index of `router`: the route needs a credential.
+    pub protected: Vec<bool>,
 }
 
 impl Protected {
@@ -131,7 +133,7 @@ impl Edge {
         target.connect_timeout = timeout.min(Duration::from_secs(5));
         let port = own.first().and_then(|l| l.parse::<std::net::SocketAddr>().ok()).map(|a| a.port());
         target.via = Some(via(port));
-        Ok(Edge { link, target: Arc::new(Integration::Http(target)), cache })
+        Ok(Edge { link, target, cache })
     }
 
     /// The edge cache's settings: `ttl` (default 300 s) over every query parameter and the
@@ -148,51 +150,6 @@ impl Edge {
             authorized: false,
             honor_origin,
         }))
-    }
-
-    /// An `endpoint = "edge"` API as this node serves it: forwarded to the origins.
-    pub fn forwarding(&self, api: snapshot::Api) -> snapshot::Api {
-        let protected = api.routes.iter().map(|r| r.authorizer.is_some() || r.api_key_required).collect();
-        let router = Router::build([(0, &RouteKey::Default)]).unwrap_or_default();
-        let stages = api
-            .stages
-            .into_iter()
-            .map(|s| snapshot::Stage {
-                name: s.name,
-                access_log: s.access_log,
-                view: StageView {
-                    variables: s.view.variables,
-                    integrations: vec![self.target.clone()],
-                    is_canary: false,
-                },
-                canary: None,
-                throttle: None,
-                route_throttles: vec![None],
-                route_caches: vec![self.cache.clone()],
-            })
-            .collect();
-        snapshot::Api {
-            name: api.name,
-            private: false,
-            router,
-            routes: vec![snapshot::Route {
-                key: Arc::from("$default"),
-                integration: Arc::from(LINK),
-                api_key_required: false,
-                authorizer: None,
-                scopes: vec![],
-                validate: None,
-                request_transform: None,
-                response_transform: None,
-            }],
-            stages,
-            responses: api.responses,
-            policy: api.policy,
-            cors: None,
-            binary: api.binary,
-            edge: Some(Protected { router: api.router, protected }),
-            websocket: None,
-        }
     }
 }
 

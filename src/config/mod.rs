@@ -6,6 +6,7 @@ mod authorizers;
 mod caching;
 mod content;
 mod diagnostics;
+mod edge;
 pub mod error;
 mod integrations;
 mod limits;
@@ -102,7 +103,7 @@ struct Compiler {
     /// `[[vpc_links]]`, compiled before the APIs that name them.
     links: HashMap<String, Arc<crate::vpc_link::Link>>,
     /// `[edge]`: `endpoint = "edge"` APIs are compiled to forward to its origins.
-    edge: Option<Arc<crate::edge::Edge>>,
+    edge: Option<(Arc<crate::edge::Edge>, Arc<snapshot::Integration>)>,
 }
 
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";
@@ -248,7 +249,9 @@ impl Compiler {
             let tls = cfg.tls.as_ref().map(|t| t.listen.as_slice()).unwrap_or_default();
             let own: Vec<String> =
                 s.listen.iter().chain(tls).chain(&s.private_listen).chain([&s.admin_listen]).cloned().collect();
-            self.edge = self.edge(&root.key("edge"), e, &settings, &own);
+            self.edge = self
+                .edge(&root.key("edge"), e, &settings, &own)
+                .map(|edge| (edge.clone(), Arc::new(snapshot::Integration::Http(edge.target.clone()))));
         }
 
         let mut env = crate::templates::environment();
@@ -632,7 +635,7 @@ impl Compiler {
             websocket,
         })
         .map(|api| match (&self.edge, a.endpoint) {
-            (Some(edge), EndpointType::Edge) => edge.forwarding(api),
+            (Some((edge, target)), EndpointType::Edge) => edge::forwarding(target, edge, api),
             _ => api,
         })
     }
