@@ -7,11 +7,6 @@ use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Set once every service has started; cleared when the process starts draining.
-pub static READY: AtomicBool = AtomicBool::new(false);
-pub static DRAINING: AtomicBool = AtomicBool::new(false);
 
 pub struct Admin {
     pub shared: Shared,
@@ -73,9 +68,9 @@ impl ServeHttp for Admin {
             (true, "/metrics") => reply(200, "text/plain; version=0.0.4", metrics::render()),
             (true, "/healthz") => json(200, serde_json::json!({"status": "ok"})),
             (true, "/readyz") => {
-                if DRAINING.load(Ordering::Acquire) {
+                if crate::lifecycle::draining() {
                     json(503, serde_json::json!({"status": "draining"}))
-                } else if READY.load(Ordering::Acquire) {
+                } else if crate::lifecycle::ready() {
                     json(200, serde_json::json!({"status": "ready"}))
                 } else {
                     json(503, serde_json::json!({"status": "starting"}))

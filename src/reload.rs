@@ -3,7 +3,6 @@
 //! A config that fails keeps the running one, logs `FILE:LINE:COL` errors and counts
 //! `edgegate_config_reloads_total{result="error"}`.
 
-use crate::admin::{DRAINING, READY};
 use crate::observability::{access_log, metrics};
 use crate::snapshot::Shared;
 use async_trait::async_trait;
@@ -142,7 +141,7 @@ impl BackgroundService for Reloader {
         crate::lifecycle::handover::acknowledge();
         write_pid_file(&l.pid_file);
         // ready last: whoever sees /readyz 200 (or READY=1) also finds the PID file written
-        READY.store(true, std::sync::atomic::Ordering::Release);
+        crate::lifecycle::set_ready();
         crate::lifecycle::notify::ready(self.upgraded);
         crate::lifecycle::daemon::report_ready();
         let mut early_hup = crate::lifecycle::take_early_hup();
@@ -187,7 +186,7 @@ impl BackgroundService for Reloader {
                     continue;
                 }
                 _ = shutdown.changed() => {
-                    DRAINING.store(true, std::sync::atomic::Ordering::Release);
+                    crate::lifecycle::mark_draining();
                     break;
                 }
                 _ = hup_recv => {

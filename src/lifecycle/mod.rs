@@ -14,7 +14,6 @@ pub mod daemon;
 pub mod handover;
 pub mod notify;
 
-use crate::admin::DRAINING;
 use async_trait::async_trait;
 use once_cell::sync::Lazy;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
@@ -77,6 +76,26 @@ pub fn in_flight() -> usize {
     IN_FLIGHT.load(Ordering::Acquire)
 }
 
+/// Set once every service has started (`/readyz`).
+static READY: AtomicBool = AtomicBool::new(false);
+/// Set when the process starts draining (`/readyz` turns 503, responses close connections).
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Every service has started: `/readyz` answers 200.
+pub fn set_ready() {
+    READY.store(true, Ordering::Release);
+}
+
+/// Whether every service has started.
+pub fn ready() -> bool {
+    READY.load(Ordering::Acquire)
+}
+
+/// The process stops taking new work: `/readyz` turns 503.
+pub fn mark_draining() {
+    DRAINING.store(true, Ordering::Release);
+}
+
 /// Whether this process is draining (responses close their connections).
 pub fn draining() -> bool {
     DRAINING.load(Ordering::Acquire)
@@ -90,7 +109,7 @@ pub const LINGER: Duration = Duration::from_millis(1000);
 
 /// Starts draining: responses close their connections, listeners stop accepting.
 fn begin_drain(grace: Duration) {
-    DRAINING.store(true, Ordering::Release);
+    mark_draining();
     if let Ok(mut g) = DRAIN_START.lock() {
         g.get_or_insert((Instant::now(), grace));
     }
