@@ -48,13 +48,13 @@ pub fn parse_document(bytes: &[u8]) -> Result<Value, String> {
     if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
         return Ok(v);
     }
-    let y: serde_yaml::Value = serde_yaml::from_slice(bytes).map_err(|e| format!("not JSON or YAML: {e}"))?;
+    let y: serde_yaml_ng::Value = serde_yaml_ng::from_slice(bytes).map_err(|e| format!("not JSON or YAML: {e}"))?;
     Ok(yaml_to_json(y))
 }
 
 /// YAML to JSON; non-string map keys (`200:`) become strings.
-pub fn yaml_to_json(y: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
+pub fn yaml_to_json(y: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
     match y {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
@@ -76,7 +76,7 @@ pub fn yaml_to_json(y: serde_yaml::Value) -> Value {
                         Y::String(s) => s,
                         Y::Number(n) => n.to_string(),
                         Y::Bool(b) => b.to_string(),
-                        other => serde_yaml::to_string(&other).unwrap_or_default().trim().to_string(),
+                        other => serde_yaml_ng::to_string(&other).unwrap_or_default().trim().to_string(),
                     };
                     (key, yaml_to_json(v))
                 })

@@ -56,7 +56,7 @@ impl Compiler {
         let (path, bytes) = self.file(p, name)?;
         let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
         let parsed = if yaml {
-            serde_yaml::from_slice::<serde_yaml::Value>(&bytes).map(crate::openapi::yaml_to_json).map_err(|e| {
+            serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(&bytes).map(crate::openapi::yaml_to_json).map_err(|e| {
                 let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
                 (line, col, e.to_string())
             })
