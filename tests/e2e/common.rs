@@ -925,3 +925,11 @@ policies = ['{{"Statement": [{{"Effect": "Allow", "Action": "execute-api:Invoke"
     "[authorizers.iam]\ntype = \"sigv4\"\nservice = \"execute-api\"\nregion = \"us-east-1\"\ncredentials = \"credentials.toml\"\n"
         .to_string()
 }
+
+/// An `[authorizers.NAME]` section: a simple-response request authorizer at `uri`, keyed on
+/// the `x-token` header, caching its decisions for `ttl`.
+pub fn token_authorizer_section(name: &str, uri: &str, ttl: &str) -> String {
+    format!(
+        "[authorizers.{name}]\ntype = \"request\"\nuri = \"{uri}\"\nidentity_sources = [\"$request.header.x-token\"]\nresponse = \"simple\"\nresult_ttl = \"{ttl}\"\n"
+    )
+}

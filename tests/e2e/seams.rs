@@ -154,19 +154,7 @@ fn repeated_identity_headers_and_uncached_authorizers() {
     let gw = Gateway::start(|d, p| {
         format!(
             r#"{server}
-[authorizers.cached]
-type = "request"
-uri = "{base}/"
-identity_sources = ["$request.header.X-Token"]
-response = "simple"
-result_ttl = "300s"
-[authorizers.uncached]
-type = "request"
-uri = "{base}/"
-identity_sources = ["$request.header.X-Token"]
-response = "simple"
-result_ttl = "0s"
-[[apis]]
+{cached}{uncached}[[apis]]
 name = "a"
 [apis.stages.prod]
 [[apis.routes]]
@@ -178,7 +166,9 @@ route = "GET /u/{{p}}"
 integration = {{ type = "http", uri = "{url}/u/{{p}}" }}
 authorizer = "uncached"
 "#,
-            server = server_section(d, p, "")
+            server = server_section(d, p, ""),
+            cached = token_authorizer_section("cached", &format!("{base}/"), "300s"),
+            uncached = token_authorizer_section("uncached", &format!("{base}/"), "0s")
         )
     });
     let r = get(gw.addr(), "/prod/open", &[("X-Token", "good")]);
@@ -384,13 +374,7 @@ fn limits_come_first_and_show_on_every_answer() {
     let gw = Gateway::start(|d, p| {
         format!(
             r#"{server}
-[authorizers.a]
-type = "request"
-uri = "{base}/"
-identity_sources = ["$request.header.X-Token"]
-response = "simple"
-result_ttl = "0s"
-[[apis]]
+{a}[[apis]]
 name = "l"
 [apis.stages.prod]
 throttle = {{ rate = 1, burst = 2 }}
@@ -403,7 +387,8 @@ route = "GET /guarded"
 integration = {{ type = "http", uri = "{url}" }}
 authorizer = "a"
 "#,
-            server = server_section(d, p, "max_header_size = \"4KiB\"\nmax_headers = 20")
+            server = server_section(d, p, "max_header_size = \"4KiB\"\nmax_headers = 20"),
+            a = token_authorizer_section("a", &format!("{base}/"), "0s")
         )
     });
     let r = gw.get("/prod/r");

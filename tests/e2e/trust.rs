@@ -606,13 +606,7 @@ fn authorizers_see_what_integrations_see() {
     let gw = Gateway::start(|d, p| {
         format!(
             r#"{server}
-[authorizers.tok]
-type = "request"
-uri = "{auth}/authorize"
-identity_sources = ["$request.header.x-token"]
-response = "simple"
-result_ttl = "0s"
-[[apis]]
+{tok}[[apis]]
 name = "a"
 [apis.stages.prod]
 [[apis.routes]]
@@ -621,7 +615,7 @@ integration = {{ type = "http", uri = "{url}/x" }}
 authorizer = "tok"
 "#,
             server = server_section(d, p, ""),
-            auth = auth.base
+            tok = token_authorizer_section("tok", &format!("{}/authorize", auth.base), "0s")
         )
     });
     let forged = [

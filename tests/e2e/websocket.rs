@@ -46,13 +46,7 @@ fn backend() -> (String, Events) {
 fn chat(backend: &str, auth: &str, extra: &str) -> String {
     format!(
         r#"
-[authorizers.tok]
-type = "request"
-uri = "{auth}/authorize"
-identity_sources = ["$request.header.x-token"]
-response = "simple"
-result_ttl = "0s"
-
+{tok}
 [[apis]]
 name = "chat"
 protocol = "websocket"
@@ -83,7 +77,8 @@ integration = "be"
 [[apis.routes]]
 route = "$disconnect"
 integration = "be"
-"#
+"#,
+        tok = token_authorizer_section("tok", &format!("{auth}/authorize"), "0s")
     )
 }
 
