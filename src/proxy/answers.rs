@@ -4,7 +4,8 @@
 //! calls its target, maps the result to one answer, stores it in the route's cache when it
 //! may be, and sends it.
 
-use super::{body, forwarded, invalidate_after_write, Gateway, NO_BODY, NO_VARIABLES};
+use super::cache_hooks::invalidate_after_write;
+use super::{body, forwarded, Gateway, NO_BODY, NO_VARIABLES};
 use crate::observability::errors;
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::ResponseType;

@@ -1,0 +1,166 @@
+//! Everything known of a request before admission: its id, host, client (the forwarding
+//! rule), TLS identity, and where it is routed (API, stage, route; the resource policy first).
+
+use super::{forwarded, Gateway};
+use crate::observability::metrics;
+use crate::proxy::ctx::{RequestCtx, RouteMatch};
+use crate::responses::ResponseType;
+use crate::routing;
+use crate::snapshot::Integration;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use std::sync::Arc;
+
+/// A caller's request id is kept only if it is short and plain.
+fn valid_request_id(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn host_of(req: &RequestHeader) -> String {
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let h = match raw.rfind(':') {
+        Some(i) if !raw.ends_with(']') && raw[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &raw[..i],
+        _ => raw,
+    };
+    h.to_ascii_lowercase()
+}
+
+impl Gateway {
+    /// Identity, forwarding headers and request id: everything known before routing.
+    pub(super) fn identify(&self, session: &Session, ctx: &mut RequestCtx) {
+        let req = session.req_header();
+        ctx.request_id = match req.headers.get("x-request-id") {
+            Some(v) if valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        ctx.host = host_of(req);
+        ctx.port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+        ctx.proto = if tls.is_some() { "https" } else { "http" };
+        ctx.client_cert =
+            tls.and_then(|t| t.extension.get::<crate::tls::certs::ClientCert>()).map(|c| Arc::new(c.clone()));
+        if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
+            // every X-Forwarded-For line, in order, as one list (request::header)
+            let xff = crate::request::header(&req.headers, "x-forwarded-for");
+            let f = forwarded::forwarded(peer, xff.as_deref(), &ctx.snap.settings.trusted_proxies);
+            if f.trusted_peer {
+                // one value each; a list (several lines or commas) is not believed
+                let keep = |n: &str| {
+                    crate::request::header(&req.headers, n).filter(|v| !v.contains(',')).map(|v| v.trim().to_string())
+                };
+                ctx.forwarded_proto = keep("x-forwarded-proto").filter(|p| p == "http" || p == "https");
+                ctx.forwarded_host = keep("x-forwarded-host");
+            }
+            ctx.trusted_peer = f.trusted_peer;
+            ctx.client_ip = f.client_ip;
+            ctx.xff = f.xff;
+        }
+    }
+
+    /// Finds API, stage and route; `Err` is the gateway response to send.
+    pub(super) fn route(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), ResponseType> {
+        let req = session.req_header();
+        let path = routing::normalize(req.uri.path()).map_err(|_| ResponseType::Default4xx)?;
+        let snap = ctx.snap.clone();
+        let Some((mount, rest)) = snap.resolve(&ctx.host, &path, self.private) else {
+            return Err(ResponseType::NotFound);
+        };
+        let api = &snap.apis[mount.api];
+        let stage = &api.stages[mount.stage];
+        // spec: [apis.policy] — before routes are matched, so a refused client learns nothing
+        if let Some(policy) = &api.policy {
+            if let Err(denied) = policy.check(ctx.client_ip, &req.headers) {
+                metrics::AUTH_FAILURES.with_label_values(&[&api.name, &stage.name, "policy", denied.reason()]).inc();
+                ctx.route = Some(RouteMatch {
+                    path: String::new(),
+                    api: mount.api,
+                    stage: mount.stage,
+                    route: None,
+                    params: vec![],
+                    variables: stage.view.variables.clone(),
+                    integration: None,
+                    canary: false,
+                });
+                return Err(ResponseType::AccessDenied);
+            }
+        }
+        let view = match &stage.canary {
+            Some((share, canary)) if fastrand::f64() < *share => canary,
+            _ => &stage.view,
+        };
+        if let Some(ws) = &api.websocket {
+            // every request of a WebSocket API is a handshake ($connect) or a management call
+            ctx.route = Some(RouteMatch {
+                path: rest.to_string(),
+                api: mount.api,
+                stage: mount.stage,
+                route: ws.connect,
+                params: vec![],
+                variables: view.variables.clone(),
+                integration: ws.connect.map(|i| view.integrations[i].clone()),
+                canary: view.is_canary,
+            });
+            return Ok(());
+        }
+        let m = api.router.find(&req.method, rest);
+        let mut rm = RouteMatch {
+            path: rest.to_string(),
+            api: mount.api,
+            stage: mount.stage,
+            route: m.as_ref().map(|m| m.route),
+            params: m
+                .as_ref()
+                .map(|m| m.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+                .unwrap_or_default(),
+            variables: view.variables.clone(),
+            integration: None,
+            canary: view.is_canary,
+        };
+        let Some(m) = m else {
+            ctx.route = Some(rm);
+            return Err(ResponseType::NotFound);
+        };
+        let integration = view.integrations[m.route].clone();
+        if let Integration::Http(t) = &*integration {
+            ctx.upstream.uri = if t.via.is_some() {
+                crate::edge::forward_uri(&path, req.uri.query())
+            } else {
+                t.request_uri(rest, &rm.params, req.uri.query())
+            };
+            ctx.upstream.retries_left = t.retries;
+        }
+        rm.integration = Some(integration);
+        ctx.route = Some(rm);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(valid_request_id(b"abc-123_x.y:z"));
+        assert!(!valid_request_id(b""));
+        assert!(!valid_request_id(b"a b"));
+        assert!(!valid_request_id(b"<script>"));
+        assert!(!valid_request_id(&[b'a'; 129]));
+    }
+
+    #[test]
+    fn host_strips_port_and_case() {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("req");
+        r.insert_header("host", "API.Example.com:8443").expect("h");
+        assert_eq!(host_of(&r), "api.example.com");
+        r.insert_header("host", "[::1]:80").expect("h");
+        assert_eq!(host_of(&r), "[::1]");
+    }
+}

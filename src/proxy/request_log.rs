@@ -1,0 +1,63 @@
+//! The end of every request (`logging`): its metrics and its access-log line.
+
+use crate::observability::{access_log, metrics};
+use crate::proxy::ctx::RequestCtx;
+use pingora::prelude::*;
+
+/// Counts the request and writes its access-log line (when the stage logs).
+pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
+    let status = if ctx.outcome.status != 0 {
+        ctx.outcome.status
+    } else {
+        session.response_written().map(|r| r.status.as_u16()).unwrap_or(0)
+    };
+    let elapsed = ctx.start.elapsed();
+    let (api, stage, route) = ctx.labels();
+    let req = session.req_header();
+    let method = metrics::method_label(&req.method);
+    let mut buf = itoa::Buffer::new();
+    metrics::REQUESTS.with_label_values(&[api, stage, route, method, buf.format(status)]).inc();
+    metrics::REQUEST_DURATION.with_label_values(&[api, stage, route]).observe(elapsed.as_secs_f64());
+    if let Some(result) = ctx.cache_result {
+        metrics::CACHE_REQUESTS.with_label_values(&[api, stage, result]).inc();
+    }
+    if let (Some(m), Some(ms)) = (&ctx.route, ctx.upstream.latency_ms) {
+        let integ = m.route.map(|r| &*ctx.snap.apis[m.api].routes[r].integration).unwrap_or("");
+        metrics::INTEGRATION_DURATION.with_label_values(&[api, stage, integ]).observe(ms as f64 / 1000.0);
+    }
+    let stage_logs = ctx.route.as_ref().map(|m| ctx.snap.apis[m.api].stages[m.stage].access_log).unwrap_or(true);
+    if stage_logs && ctx.snap.settings.access_log != crate::snapshot::AccessLogTarget::Off {
+        let protocol = match req.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        };
+        let entry = access_log::Entry {
+            request_id: &ctx.request_id,
+            ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            request_time: humantime::format_rfc3339_millis(ctx.received_at).to_string(),
+            http_method: req.method.as_str(),
+            path: req.uri.path(),
+            route_key: route,
+            status,
+            protocol,
+            response_length: ctx.outcome.response_bytes,
+            latency: elapsed.as_millis() as u64,
+            integration_latency: ctx.upstream.latency_ms,
+            integration_status: ctx.upstream.status,
+            api_id: api,
+            stage,
+            error_type: ctx.outcome.error_type.map(|t| t.name()),
+            user_agent: &crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
+            client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
+            api_key_id: ctx.api_key_id.as_deref(),
+            cache: ctx.cache_result,
+            principal_id: ctx.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
+            connection_id: ctx.websocket.as_ref().map(|w| w.connection_id.as_str()),
+            event_type: ctx.websocket.as_ref().map(|_| "CONNECTION"),
+            messages_in: ctx.websocket.as_ref().map(|w| w.messages_in),
+            messages_out: ctx.websocket.as_ref().map(|w| w.messages_out),
+        };
+        access_log::write(&entry);
+    }
+}

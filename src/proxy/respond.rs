@@ -1,0 +1,228 @@
+//! The answers the gateway gives itself: gateway responses (with the API's overrides and
+//! templates), refusals counted in the metrics, the one writer of a whole answer, the
+//! template variables of a request, and what an unproxied failure becomes.
+
+use super::{Gateway, NO_BODY, NO_VARIABLES};
+use crate::observability::{errors, metrics};
+use crate::proxy::ctx::RequestCtx;
+use crate::responses::{self, Counted, Refusal, ResponseType};
+use crate::snapshot::Integration;
+use crate::templates;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{ErrorSource, ErrorType};
+
+impl Gateway {
+    /// Sends a gateway response of type `t` (with the API's overrides when routed).
+    pub(super) async fn gateway_response(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        t: ResponseType,
+    ) -> Result<()> {
+        let snap = ctx.snap.clone();
+        let overrides = ctx.route.as_ref().map(|m| &snap.apis[m.api].responses);
+        let resolved = overrides.map(|o| o.resolve(t));
+        let status = ctx.status_override.take().or(resolved.as_ref().map(|r| r.status)).unwrap_or(t.status());
+        let message = ctx.error_message.take();
+        let message = message.as_deref().unwrap_or(t.message());
+        let body = match resolved.as_ref().and_then(|r| r.body_template) {
+            Some(name) => {
+                let v = self.template_vars(session, ctx, Some((message, t.name())), NO_BODY);
+                templates::render(&snap.templates, name, &v).unwrap_or_else(|e| {
+                    log::warn!("gateway response template {name}: {e}");
+                    responses::message_body(message)
+                })
+            }
+            None => responses::message_body(message),
+        };
+        let mut h = ResponseHeader::build(status, Some(4))?;
+        h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        for (k, v) in std::mem::take(&mut ctx.extra_headers) {
+            h.insert_header(k, v)?;
+        }
+        if let Some(r) = &resolved {
+            for (k, v) in r.headers {
+                h.insert_header(k.clone(), v.clone())?;
+            }
+        }
+        ctx.outcome.error_type = Some(t);
+        self.send(session, ctx, h, Bytes::from(body)).await
+    }
+
+    /// Answers a refused request: counts it, then sends its gateway response.
+    pub(super) async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal) -> Result<()> {
+        let (api, stage, _) = ctx.labels();
+        match &r.counted {
+            Counted::Auth { check, reason } => {
+                metrics::AUTH_FAILURES.with_label_values(&[api, stage, check, reason]).inc();
+            }
+            Counted::Throttled(reason) => {
+                metrics::THROTTLED.with_label_values(&[api, stage, reason]).inc();
+                ctx.ratelimit = None; // the refusal carries the fields of the limit that refused
+            }
+            Counted::Nothing => {}
+        }
+        ctx.status_override = r.status;
+        ctx.error_message = r.message;
+        ctx.extra_headers.extend(r.headers);
+        self.gateway_response(session, ctx, r.response).await
+    }
+
+    /// Writes a whole response made by the gateway.
+    pub(super) async fn send(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut h: ResponseHeader,
+        mut body: Bytes,
+    ) -> Result<()> {
+        if matches!(h.status.as_u16(), 204 | 304) {
+            // no body, and no length of one (RFC 9110 8.6)
+            body = Bytes::new();
+            h.remove_header(&http::header::CONTENT_LENGTH);
+        } else {
+            h.insert_header("content-length", body.len().to_string())?;
+        }
+        h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ratelimit_headers(&mut h, ctx)?;
+        hsts(&mut h, ctx)?;
+        if let Some(cors) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].cors.as_ref()) {
+            cors.apply(session.req_header().headers.get(http::header::ORIGIN), &mut h)?;
+        }
+        ctx.outcome.status = h.status.as_u16();
+        ctx.outcome.response_bytes = body.len();
+        let head_only = session.req_header().method == http::Method::HEAD;
+        // head and body in one write (one flush), not two
+        let mut tasks = vec![pingora::protocols::http::HttpTask::Header(Box::new(h), head_only)];
+        if !head_only {
+            tasks.push(pingora::protocols::http::HttpTask::Body(Some(body), true));
+        }
+        session.write_response_tasks(tasks).await?;
+        Ok(())
+    }
+
+    pub(super) fn template_vars<'a>(
+        &self,
+        session: &'a Session,
+        ctx: &'a RequestCtx,
+        error: Option<(&'a str, &'a str)>,
+        body: (&'a str, &'a serde_json::Value),
+    ) -> templates::Vars<'a> {
+        let (api, stage, route) = ctx.labels();
+        let req = session.req_header();
+        let epoch = ctx.received_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        templates::Vars {
+            context: templates::Context {
+                request_id: &ctx.request_id,
+                stage,
+                api_id: api,
+                route_key: route,
+                path: req.uri.path(),
+                http_method: req.method.as_str(),
+                domain_name: &ctx.host,
+                request_time: humantime::format_rfc3339_millis(ctx.received_at).to_string(),
+                request_time_epoch: epoch,
+                identity: templates::Identity {
+                    source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    user_agent: crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
+                    client_cert: ctx.client_cert.as_deref(),
+                },
+                error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
+                authorizer: ctx.principal.as_deref(),
+            },
+            stage_variables: ctx.route.as_ref().map(|m| &*m.variables).unwrap_or(&NO_VARIABLES),
+            input: templates::Input {
+                params: templates::Params {
+                    path: ctx
+                        .route
+                        .as_ref()
+                        .map(|m| m.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+                        .unwrap_or_default(),
+                    querystring: crate::request::query_map(req.uri.query()),
+                    header: {
+                        let mut m = crate::request::header_map(&req.headers);
+                        let hop = ctx.hop();
+                        m.retain(|k, _| !hop.drops(k));
+                        let keep_port = m.contains_key("x-forwarded-port");
+                        m.extend(hop.fields(keep_port).map(|(k, v)| (k, v.into_owned())));
+                        m
+                    },
+                },
+                body: body.0,
+                json: body.1,
+            },
+        }
+    }
+
+    /// What a request that failed after admission becomes (`fail_to_proxy`): the failure is
+    /// classified and logged, and a gateway response sent when nothing was written yet.
+    pub(super) async fn failed(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        use ErrorType::*;
+        match e.esource() {
+            ErrorSource::Upstream => {
+                let target = match ctx.route.as_ref().and_then(|r| r.integration.as_deref()) {
+                    Some(Integration::Http(t)) => t.addr.to_string(),
+                    _ => "integration".to_string(),
+                };
+                errors::upstream(&target, errors::upstream_kind(e), e);
+            }
+            ErrorSource::Downstream => errors::downstream(errors::downstream_error_kind(e), e),
+            _ if matches!(e.etype(), HTTPStatus(_)) => {}
+            _ => log::error!("request {}: {e}", ctx.request_id),
+        }
+        let t = match (e.etype(), e.esource()) {
+            _ if ctx.pending_error.is_some() => ctx.pending_error.take(),
+            (HTTPStatus(413), _) => Some(ResponseType::RequestTooLarge),
+            (HTTPStatus(c), _) if *c >= 500 => Some(ResponseType::Default5xx),
+            (HTTPStatus(_), _) => Some(ResponseType::Default4xx),
+            (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => {
+                Some(ResponseType::IntegrationTimeout)
+            }
+            (_, ErrorSource::Upstream) => Some(ResponseType::IntegrationFailure),
+            (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => None,
+            (_, ErrorSource::Downstream) => Some(ResponseType::Default4xx),
+            _ => Some(ResponseType::Default5xx),
+        };
+        let mut code = 0;
+        if let Some(t) = t {
+            ctx.outcome.error_type = Some(t);
+            if session.response_written().is_none() {
+                session.set_keepalive(None);
+                match self.gateway_response(session, ctx, t).await {
+                    Ok(()) => code = ctx.outcome.status,
+                    Err(err) => log::debug!("cannot send the error response: {err}"),
+                }
+            } else {
+                code = t.status();
+            }
+        }
+        if code != 0 {
+            ctx.outcome.status = code;
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+}
+
+/// `Strict-Transport-Security` for HTTPS answers on a custom domain with `hsts`.
+pub(super) fn hsts(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if ctx.proto == "https" {
+        if let Some(v) = ctx.snap.hsts.get(&ctx.host) {
+            h.insert_header(http::header::STRICT_TRANSPORT_SECURITY, v.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// IETF RateLimit fields for the most specific limit applied (key or route).
+pub(super) fn ratelimit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if let Some(d) = ctx.ratelimit {
+        let mut b = itoa::Buffer::new();
+        h.insert_header("ratelimit-limit", b.format(d.limit))?;
+        h.insert_header("ratelimit-remaining", b.format(d.remaining))?;
+        h.insert_header("ratelimit-reset", b.format(d.reset_secs))?;
+    }
+    Ok(())
+}
