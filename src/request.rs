@@ -9,9 +9,13 @@
 //! "the first" or "the last" line; a repeated identity header therefore keys caches on all
 //! of its values and reaches authorizers as the same joined value.
 
+use crate::tls::ClientCert;
 use http::header::{AsHeaderName, HeaderMap};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 fn separator(name: &str) -> &'static str {
     if name.eq_ignore_ascii_case("cookie") {
@@ -61,6 +65,204 @@ pub fn header_map(h: &HeaderMap) -> BTreeMap<&str, String> {
             .or_insert_with(|| v.into_owned());
     }
     m
+}
+
+// ---------------------------------------------------------------- the request view
+
+/// The scheme a request arrived on, or that a trusted proxy says the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http,
+    Https,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Http => "http",
+            Proto::Https => "https",
+        }
+    }
+
+    /// `http` or `https` exactly (a forwarded claim); anything else is not believed.
+    pub fn parse(s: &str) -> Option<Proto> {
+        match s {
+            "http" => Some(Proto::Http),
+            "https" => Some(Proto::Https),
+            _ => None,
+        }
+    }
+}
+
+/// The client as the gateway established it (`proxy::identify`, the forwarding rule of
+/// `proxy::forwarded`): set once, before routing, and read by every later concern.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's address: the peer, or the last untrusted hop a trusted proxy names.
+    pub ip: Option<IpAddr>,
+    /// The X-Forwarded-For chain the integration is told (ending in the peer).
+    pub xff: String,
+    /// The peer is one of `server.trusted_proxies`.
+    pub trusted_peer: bool,
+    /// The scheme of the connection to the gateway.
+    pub proto: Proto,
+    /// A trusted proxy's `X-Forwarded-Proto` (one value, `http` or `https`).
+    pub forwarded_proto: Option<Proto>,
+    /// A trusted proxy's `X-Forwarded-Host` (one value).
+    pub forwarded_host: Option<String>,
+    /// The Host the request named, lower case, without its port.
+    pub host: String,
+    /// The port of the listener the request came in on.
+    pub port: Option<u16>,
+    /// The verified client certificate of a mutual-TLS connection.
+    pub cert: Option<Arc<ClientCert>>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            ip: None,
+            xff: String::new(),
+            trusted_peer: false,
+            proto: Proto::Http,
+            forwarded_proto: None,
+            forwarded_host: None,
+            host: String::new(),
+            port: None,
+            cert: None,
+        }
+    }
+}
+
+impl Client {
+    /// The scheme the integration is told: the trusted proxy's, else the connection's.
+    pub fn told_proto(&self) -> Proto {
+        self.forwarded_proto.unwrap_or(self.proto)
+    }
+
+    /// The host the integration is told: the trusted proxy's, else the request's.
+    pub fn told_host(&self) -> &str {
+        self.forwarded_host.as_deref().unwrap_or(&self.host)
+    }
+
+    /// The client address as text (empty when unknown), as events and logs carry it.
+    pub fn source_ip(&self) -> String {
+        self.ip.map(|i| i.to_string()).unwrap_or_default()
+    }
+}
+
+/// The authenticated caller, for templates (`context.authorizer.*`), logs and the Lambda
+/// event.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Principal {
+    #[serde(rename = "principalId")]
+    pub principal_id: String,
+    /// JWT claims; for a Lambda-style authorizer, its answer's `context` (as before).
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    pub scopes: Vec<String>,
+    /// A Lambda-style authorizer's `context`, reachable as `context.authorizer.<key>` as in
+    /// AWS's `$context.authorizer.<key>`. Keys named like the fields above are left out.
+    #[serde(flatten)]
+    pub context: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Principal {
+    /// The keys of `context` that would shadow a field of the principal.
+    pub const RESERVED: [&'static str; 3] = ["principalId", "claims", "scopes"];
+}
+
+/// Who admission found the caller to be.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The caller as the route's authorizer established it.
+    pub principal: Option<Arc<Principal>>,
+    /// The authorizer was a JWT one (Lambda events: `authorizer.jwt`).
+    pub jwt: bool,
+    /// The API key that was checked (its id only: never the key).
+    pub api_key_id: Option<Arc<str>>,
+}
+
+/// Where a request was routed, by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    pub api: &'a str,
+    pub stage: &'a str,
+    /// `GET /pets/{id}`; empty when no route matched.
+    pub route_key: &'a str,
+    /// The path below the stage and base path, normalised: what routes match.
+    pub path: &'a str,
+    pub params: &'a [(String, String)],
+    pub variables: &'a BTreeMap<String, String>,
+}
+
+impl Matched<'_> {
+    /// The route's resource: `/pets/{id}` of `GET /pets/{id}`.
+    pub fn resource(&self) -> &str {
+        self.route_key.split_once(' ').map(|(_, p)| p).unwrap_or(self.route_key)
+    }
+}
+
+/// One request as every deciding concern reads it: built once the request is routed
+/// (`proxy::ctx::RequestCtx::view`), and taken by reference by admission, authorizers,
+/// the cache key, templates, Lambda events, AWS requests, the access log and WebSocket
+/// handshakes, so none of them keeps its own copy of the request. Header fields are read
+/// through the one repeated-field rule ([`RequestView::header`]).
+#[derive(Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Method, URI as received (path and query) and header fields.
+    pub head: &'a http::request::Parts,
+    pub route: Matched<'a>,
+    pub client: &'a Client,
+    pub caller: &'a Caller,
+    pub request_id: &'a str,
+    pub received_at: SystemTime,
+    /// The whole body, once a concern needed it read (`proxy::body`).
+    pub body: Option<&'a [u8]>,
+}
+
+impl<'a> RequestView<'a> {
+    pub fn method(&self) -> &'a str {
+        self.head.method.as_str()
+    }
+
+    /// The path as the client sent it.
+    pub fn raw_path(&self) -> &'a str {
+        self.head.uri.path()
+    }
+
+    pub fn query(&self) -> Option<&'a str> {
+        self.head.uri.query()
+    }
+
+    pub fn headers(&self) -> &'a HeaderMap {
+        &self.head.headers
+    }
+
+    /// A header field under the one rule (all lines, in order, joined).
+    pub fn header<K: AsHeaderName + AsRef<str>>(&self, name: K) -> Option<Cow<'a, str>> {
+        header(&self.head.headers, name)
+    }
+
+    pub fn api(&self) -> &'a str {
+        self.route.api
+    }
+
+    pub fn stage(&self) -> &'a str {
+        self.route.stage
+    }
+
+    /// The route key (`GET /pets/{id}`), empty when no route matched.
+    pub fn route(&self) -> &'a str {
+        self.route.route_key
+    }
+
+    pub fn user_agent(&self) -> Cow<'a, str> {
+        self.header(http::header::USER_AGENT).unwrap_or_default()
+    }
+
+    pub fn content_type(&self) -> Option<&'a str> {
+        self.head.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    }
 }
 
 // ---------------------------------------------------------------- query and media types

@@ -43,6 +43,39 @@ pub enum KeyPart {
     AllQuery,
 }
 
+/// What the cache did for a request (the `cache` access-log field, the metric label and
+/// `x-edgegate-cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    /// Not looked up (a body, an uncacheable request) or not storable.
+    Bypass,
+    Stale,
+    /// Found, but no longer fresh: refetched.
+    Expired,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Bypass => "bypass",
+            CacheResult::Stale => "stale",
+            CacheResult::Expired => "expired",
+        }
+    }
+
+    /// The `x-edgegate-cache` word: a refetched entry is a miss to the client.
+    pub fn header(self) -> &'static str {
+        match self {
+            CacheResult::Expired => "miss",
+            r => r.as_str(),
+        }
+    }
+}
+
 /// The compiled cache settings of one route in one stage.
 pub struct RouteCache {
     pub store: &'static Store,

@@ -32,7 +32,7 @@ impl Gateway {
         if snap.apis[ai].routes[ri].api_key_required {
             let (id, plan) =
                 crate::api_keys::check(snap.api_keys.as_ref(), &snap.plans, &session.req_header().headers, (ai, si))?;
-            ctx.api_key_id = Some(id.clone());
+            ctx.caller.api_key_id = Some(id.clone());
             if let Some(d) = throttle::admit::keyed(snap.cluster.as_ref(), plan, &id, (ai, si, ri)).await? {
                 ctx.ratelimit = Some(d);
             }
@@ -40,7 +40,7 @@ impl Gateway {
         Ok(())
     }
 
-    /// The route's authorizer; on success `ctx.principal` is the caller.
+    /// The route's authorizer; on success `ctx.caller.principal` is the caller.
     async fn authorize(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Refusal> {
         let snap = ctx.snap.clone();
         let Some((ai, si, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.stage, m.route)) else {
@@ -73,7 +73,7 @@ impl Gateway {
                     api: &api.name,
                     stage: &stage.name,
                     request_id: &ctx.request_id,
-                    source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    source_ip: ctx.client.source_ip(),
                 };
                 let (result, hit) = authz.authorize(&call).await;
                 crate::observability::metrics::AUTHORIZER_CACHE
@@ -91,7 +91,7 @@ impl Gateway {
                 authz.authorize(&signed(req, body_sha256, &arn, "execute-api:Invoke")).map_err(refuse)?
             }
         };
-        ctx.principal = Some(principal);
+        ctx.caller.principal = Some(principal);
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use super::cache_hooks::invalidate_after_write;
 use super::{body, forwarded, Gateway, NO_BODY, NO_VARIABLES};
 use crate::observability::errors;
 use crate::proxy::ctx::RequestCtx;
-use crate::responses::ResponseType;
+use crate::responses::{Refusal, ResponseType};
 use crate::snapshot::Integration;
 use crate::templates;
 use bytes::Bytes;
@@ -34,7 +34,7 @@ impl Gateway {
                 .matched_route()
                 .and_then(|r| r.authorizer.as_ref())
                 .is_some_and(|(_, a)| matches!(a, crate::snapshot::Authorizer::Jwt(_)));
-            let source_ip = ctx.client_ip.map(|i| i.to_string()).unwrap_or_default();
+            let source_ip = ctx.client.source_ip();
             let mut headers = req.headers.clone();
             forwarded::to_integration(&mut headers, &ctx.hop());
             let r = Request {
@@ -48,14 +48,14 @@ impl Gateway {
                 api_id: api,
                 stage,
                 request_id: &ctx.request_id,
-                domain_name: &ctx.host,
+                domain_name: &ctx.client.host,
                 source_ip: &source_ip,
                 protocol: if session.is_http2() { "HTTP/2.0" } else { "HTTP/1.1" },
-                received_at: ctx.received_at,
-                authorizer: ctx.principal.as_deref(),
+                received_at: ctx.timing.received_at,
+                authorizer: ctx.caller.principal.as_deref(),
                 jwt,
-                client_cert: ctx.client_cert.as_deref(),
-                api_key_id: ctx.api_key_id.as_deref(),
+                client_cert: ctx.client.cert.as_deref(),
+                api_key_id: ctx.caller.api_key_id.as_deref(),
                 body,
                 binary,
             };
@@ -64,9 +64,9 @@ impl Gateway {
         let started = std::time::Instant::now();
         let invoked = t.function.invoke(payload, t.timeout, &ctx.request_id).await;
         ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
-        let failure = |ctx: &mut RequestCtx, kind: &'static str, why: String| {
+        let failure = |kind: &'static str, why: String| {
             errors::upstream(&t.function.name, kind, &why);
-            ctx.error_message = Some("Internal server error".into());
+            Refusal::new(ResponseType::IntegrationFailure).with_message("Internal server error")
         };
         let result = match invoked {
             Ok(Invoked::Answer(b)) => {
@@ -75,8 +75,8 @@ impl Gateway {
             }
             Ok(Invoked::FunctionError { kind, message }) => {
                 ctx.upstream.status = Some(200);
-                failure(ctx, "function_error", format!("function {} failed ({kind}): {message}", t.function.name));
-                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+                let r = failure("function_error", format!("function {} failed ({kind}): {message}", t.function.name));
+                return self.refuse(session, ctx, r).await;
             }
             Ok(Invoked::Service { status, message }) => {
                 ctx.upstream.status = Some(status);
@@ -84,8 +84,8 @@ impl Gateway {
                     errors::upstream(&t.function.name, "throttled", &message);
                     return self.gateway_response(session, ctx, ResponseType::Throttled).await;
                 }
-                failure(ctx, "lambda", format!("Lambda answered {status} for {}: {message}", t.function.name));
-                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+                let r = failure("lambda", format!("Lambda answered {status} for {}: {message}", t.function.name));
+                return self.refuse(session, ctx, r).await;
             }
             Err(e) => return self.outbound_failed(session, ctx, &t.function.name, &e).await,
         };
@@ -98,8 +98,8 @@ impl Gateway {
                 self.answer_made(session, ctx, h, a.body).await
             }
             Err(why) => {
-                failure(ctx, "malformed", format!("function {} gave a malformed answer: {why}", t.function.name));
-                self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await
+                let r = failure("malformed", format!("function {} gave a malformed answer: {why}", t.function.name));
+                self.refuse(session, ctx, r).await
             }
         }
     }
@@ -139,8 +139,8 @@ impl Gateway {
             Ok(head) => head,
             Err(why) => {
                 errors::upstream(&t.endpoint.url, "malformed", &why);
-                ctx.error_message = Some("Internal server error".into());
-                return self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await;
+                let r = Refusal::new(ResponseType::IntegrationFailure).with_message("Internal server error");
+                return self.refuse(session, ctx, r).await;
             }
         };
         let mut h = ResponseHeader::build(status, Some(fields.len() + 4))?;
@@ -177,7 +177,9 @@ impl Gateway {
         invalidate_after_write(session, &h, ctx);
         if session.cache.enabled() {
             let stored = self.store_answer(session, ctx, &h, &body).await;
-            ctx.cache_result = Some(if stored { "miss" } else { "bypass" });
+            if let Some(c) = &mut ctx.cache {
+                c.result = Some(if stored { crate::cache::CacheResult::Miss } else { crate::cache::CacheResult::Bypass });
+            }
             h.insert_header("x-edgegate-cache", "miss")?;
         }
         self.send(session, ctx, h, body).await

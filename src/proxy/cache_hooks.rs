@@ -3,7 +3,7 @@
 //! which remembers keys whose answers were not storable so their requests skip the lock.
 
 use super::body;
-use crate::proxy::ctx::RequestCtx;
+use crate::proxy::ctx::{CacheResult, CacheState, RequestCtx};
 use crate::snapshot::Integration;
 use once_cell::sync::Lazy;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
@@ -30,13 +30,13 @@ pub fn overrides() -> CacheOptionOverrides {
 }
 
 /// The `x-edgegate-cache` / metric word for a cache phase.
-pub fn result(phase: CachePhase) -> &'static str {
+pub fn result(phase: CachePhase) -> CacheResult {
     match phase {
-        CachePhase::Hit | CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "hit",
-        CachePhase::Stale | CachePhase::StaleUpdating => "stale",
-        CachePhase::Expired => "expired",
-        CachePhase::Miss => "miss",
-        _ => "bypass",
+        CachePhase::Hit | CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheResult::Hit,
+        CachePhase::Stale | CachePhase::StaleUpdating => CacheResult::Stale,
+        CachePhase::Expired => CacheResult::Expired,
+        CachePhase::Miss => CacheResult::Miss,
+        _ => CacheResult::Bypass,
     }
 }
 
@@ -51,7 +51,7 @@ pub(super) fn invalidate_after_write(session: &Session, resp: &ResponseHeader, c
     {
         return;
     }
-    let (Some(rc), Some(m)) = (&ctx.cache, &ctx.route) else { return };
+    let (Some(rc), Some(m)) = (ctx.cache.as_ref().map(|c| &c.settings), &ctx.route) else { return };
     rc.store.purge_path(&m.path);
     // A URL may be in the client's space (behind the stage or base path) or in the
     // integration's (the origin's own Location): the prefix each puts before the route path.
@@ -71,7 +71,7 @@ pub(super) fn invalidate_after_write(session: &Session, resp: &ResponseHeader, c
         };
         let path = path.split(['?', '#']).next().unwrap_or("");
         let host_name = |h: &str| h.rsplit_once(':').map_or(h, |(n, _)| n).to_ascii_lowercase();
-        let ours = host.is_none_or(|h| host_name(h) == ctx.host);
+        let ours = host.is_none_or(|h| host_name(h) == ctx.client.host);
         let origins = host.is_none_or(|h| !origin_host.is_empty() && host_name(h) == host_name(origin_host));
         // over-invalidating both readings is safe; missing one is not
         for (applies, prefix) in [(ours, client_prefix), (origins, origin_prefix)] {
@@ -97,10 +97,11 @@ pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> 
     let Some(ri) = m.route else { return Ok(()) };
     let stage = &ctx.snap.apis[m.api].stages[m.stage];
     let Some(rc) = stage.route_caches.get(ri).and_then(|c| c.clone()) else { return Ok(()) };
+    let mut state = CacheState::new(rc.clone());
     if body::has_body(session, ctx) {
         // a body is an input no key covers (a "fat GET"): never looked up, never stored
-        ctx.cache_result = Some("bypass");
-        ctx.cache = Some(rc);
+        state.result = Some(CacheResult::Bypass);
+        ctx.cache = Some(state);
         return Ok(());
     }
     let req = session.req_header();
@@ -109,28 +110,26 @@ pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> 
     if let Some((_, a)) = &route.authorizer {
         a.identity_headers(|h| identity.push(h.clone()));
     }
-    ctx.cache_credential = crate::cache::carries_unkeyed_credential(&rc, &req.headers, &identity)
+    state.credential = crate::cache::carries_unkeyed_credential(&rc, &req.headers, &identity)
         || ctx.snap.apis[m.api].edge.as_ref().is_some_and(|p| p.requires_credential(&req.method, &m.path));
     let input = crate::cache::KeyInput {
         api: &ctx.snap.apis[m.api].name,
         stage: &stage.name,
         method: &req.method,
-        proto: ctx.forwarded_proto.as_deref().unwrap_or(ctx.proto),
-        host: ctx.forwarded_host.as_deref().unwrap_or(&ctx.host),
+        proto: ctx.client.told_proto().as_str(),
+        host: ctx.client.told_host(),
         path: &m.path,
         query: req.uri.query(),
         headers: &req.headers,
     };
-    let mut key = std::mem::take(&mut ctx.cache_key);
-    let keyed = crate::cache::build_key(&mut key, &rc, &input);
-    ctx.cache_key = key;
+    let keyed = crate::cache::build_key(&mut state.key, &rc, &input);
     if keyed.is_ok() {
         session.cache.enable(rc.store, None, Some(&*PREDICTOR), Some(lock()), Some(overrides()));
         session.cache.set_max_file_size_bytes(rc.store.max_entry());
     } else {
-        ctx.cache_result = Some("bypass");
+        state.result = Some(CacheResult::Bypass);
     }
-    ctx.cache = Some(rc);
+    ctx.cache = Some(state);
     Ok(())
 }
 
@@ -141,14 +140,14 @@ pub(super) fn storable(
     ctx: &mut RequestCtx,
 ) -> Result<pingora::cache::RespCacheable> {
     use pingora::cache::{CacheMeta, NoCacheReason, RespCacheable};
-    let Some(rc) = &ctx.cache else {
+    let Some(state) = &mut ctx.cache else {
         return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
     };
     // a 304 to a revalidation: its fields replace the stored ones (RFC 9111 4.3.4)
     let updated;
     // the 304's Date dates the freshened response for its age; the stored Date stays
     let mut dated = None;
-    let resp = match ctx.revalidation.take() {
+    let resp = match state.revalidation.take() {
         Some(fields) => {
             // from the stored header itself: Pingora's merge already took the 304's ETag
             let stored = session.cache.maybe_cache_meta().map_or(resp, |m| m.response_header());
@@ -162,7 +161,8 @@ pub(super) fn storable(
         }
         None => resp,
     };
-    if let Some(why) = crate::cache::not_storable(ctx.cache_credential, resp, rc.honor_origin) {
+    let rc = &state.settings;
+    if let Some(why) = crate::cache::not_storable(state.credential, resp, rc.honor_origin) {
         log::debug!("response not stored: {why}");
         return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
     }

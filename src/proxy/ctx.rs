@@ -1,66 +1,69 @@
 //! Per-request state, filled by the phases in order.
 
-use crate::responses::ResponseType;
+pub use crate::cache::CacheResult;
+use crate::request::{Caller, Client, Matched, RequestView};
+use crate::responses::{Refusal, ResponseType};
 use crate::snapshot::{Integration, Snapshot};
-use crate::tls::certs::ClientCert;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+/// The state of one request, grouped by who fills it: the phases fill it in order
+/// (`identify` → `route` → admission → integration → `logging`), and later phases read
+/// what earlier ones decided. Nothing in it is a mailbox: a refusal travels as a value
+/// (`pending`), a cache state as an enum.
 pub struct RequestCtx {
     /// The snapshot this request runs on, start to end.
     pub snap: Arc<Snapshot>,
-    pub start: Instant,
-    pub received_at: SystemTime,
     pub request_id: String,
+    pub timing: Timing,
     /// Counts this request as in flight until the context is dropped (draining waits on it).
     pub in_flight: crate::lifecycle::InFlight,
-    /// The header fields of an integration's 304 to a revalidation, to update the stored answer.
-    pub revalidation: Option<http::HeaderMap>,
-    pub client_ip: Option<IpAddr>,
-    pub xff: String,
-    /// The peer is one of `server.trusted_proxies`.
-    pub trusted_peer: bool,
-    pub proto: &'static str,
-    pub forwarded_proto: Option<String>,
-    pub forwarded_host: Option<String>,
-    pub host: String,
-    /// The port of the listener the request came in on.
-    pub port: Option<u16>,
-    pub client_cert: Option<Arc<ClientCert>>,
+    /// Who sent it and how (`identify`).
+    pub client: Client,
+    /// Who admission found the caller to be.
+    pub caller: Caller,
+    /// Where the request was routed (`identify::route`).
     pub route: Option<RouteMatch>,
-    pub upstream: Upstream,
     /// The whole request body once read (`proxy::body`), for every concern that needs it.
     pub body: Option<bytes::Bytes>,
-    pub outcome: Outcome,
-    /// The caller as the route's authorizer established it.
-    pub principal: Option<Arc<crate::auth::Principal>>,
-    /// The API key that was checked (its id only: never the key).
-    pub api_key_id: Option<Arc<str>>,
     /// The most specific key or route limit applied, for the RateLimit headers.
     pub ratelimit: Option<crate::throttle::bucket::Decision>,
-    /// A status that replaces the gateway response type's own (503 when Redis is required).
-    pub status_override: Option<u16>,
-    /// Extra headers for a gateway response (retry-after on 429s).
-    pub extra_headers: Vec<(&'static str, String)>,
-    /// The route's cache settings in this stage, when it has caching.
-    pub cache: Option<Arc<crate::cache::RouteCache>>,
-    /// The request carries a credential the cache key does not cover (its answer may be
-    /// per-user, `cache::carries_unkeyed_credential`).
-    pub cache_credential: bool,
-    /// The primary cache key, built in `request_cache_filter`.
-    pub cache_key: String,
-    /// hit, miss, bypass, stale or expired (the `cache` log field and metric label).
-    pub cache_result: Option<&'static str>,
-    /// A precise message for the next gateway response (what failed validation).
-    pub error_message: Option<String>,
-    /// The gateway response to send when a body check fails while the body streams.
-    pub pending_error: Option<ResponseType>,
-    /// The integration response body, collected for a `response_transform` body template.
-    pub response_body: Option<bytes::BytesMut>,
+    /// The route's cache in this stage, when it has one (`cache_hooks::enable`).
+    pub cache: Option<CacheState>,
+    pub upstream: Upstream,
+    /// The gateway response for a failure found in a phase that cannot answer itself (a
+    /// body check while the body streams, a VPC link with no target, a bad 101):
+    /// `fail_to_proxy` sends it.
+    pub pending: Option<Refusal>,
+    pub outcome: Outcome,
     /// A WebSocket connection served by this request (its access-log line).
     pub websocket: Option<WsLog>,
+}
+
+pub struct Timing {
+    pub start: Instant,
+    pub received_at: SystemTime,
+}
+
+/// A route's cache, for one request.
+pub struct CacheState {
+    pub settings: Arc<crate::cache::RouteCache>,
+    /// The request carries a credential the cache key does not cover (its answer may be
+    /// per-user, `cache::carries_unkeyed_credential`).
+    pub credential: bool,
+    /// The primary cache key (taken by `cache_key_callback`).
+    pub key: String,
+    /// What the cache did (the `cache` log field and metric label); `None` until known.
+    pub result: Option<CacheResult>,
+    /// The header fields of an integration's 304 to a revalidation, to update the stored answer.
+    pub revalidation: Option<http::HeaderMap>,
+}
+
+impl CacheState {
+    pub fn new(settings: Arc<crate::cache::RouteCache>) -> Self {
+        CacheState { settings, credential: false, key: String::new(), result: None, revalidation: None }
+    }
 }
 
 /// Where the request was routed.
@@ -79,6 +82,8 @@ pub struct RouteMatch {
 
 #[derive(Default)]
 pub struct Upstream {
+    /// The integration response body, collected for a `response_transform` body template.
+    pub response_body: Option<bytes::BytesMut>,
     pub uri: String,
     pub started: Option<Instant>,
     pub latency_ms: Option<u64>,
@@ -104,49 +109,53 @@ impl RequestCtx {
     pub fn new(snap: Arc<Snapshot>) -> Self {
         RequestCtx {
             snap,
-            start: Instant::now(),
-            received_at: SystemTime::now(),
             request_id: String::new(),
+            timing: Timing { start: Instant::now(), received_at: SystemTime::now() },
             in_flight: crate::lifecycle::InFlight::start(),
-            revalidation: None,
-            client_ip: None,
-            xff: String::new(),
-            trusted_peer: false,
-            proto: "http",
-            forwarded_proto: None,
-            forwarded_host: None,
-            host: String::new(),
-            port: None,
-            client_cert: None,
+            client: Client::default(),
+            caller: Caller::default(),
             route: None,
-            upstream: Upstream::default(),
             body: None,
-            outcome: Outcome::default(),
-            principal: None,
-            api_key_id: None,
             ratelimit: None,
-            extra_headers: Vec::new(),
-            status_override: None,
             cache: None,
-            cache_credential: false,
-            cache_key: String::new(),
-            cache_result: None,
-            error_message: None,
-            pending_error: None,
-            response_body: None,
+            upstream: Upstream::default(),
+            pending: None,
+            outcome: Outcome::default(),
             websocket: None,
         }
     }
 
     /// What the integration is told of the request's path to it (`forwarded::to_integration`).
     pub fn hop(&self) -> super::forwarded::Hop<'_> {
-        super::forwarded::Hop {
-            xff: &self.xff,
-            proto: self.forwarded_proto.as_deref().unwrap_or(self.proto),
-            host: self.forwarded_host.as_deref().unwrap_or(&self.host),
-            port: self.port,
-            trusted_peer: self.trusted_peer,
-        }
+        super::forwarded::Hop::of(&self.client)
+    }
+
+    /// What the cache did, when the route has a cache.
+    pub fn cache_result(&self) -> Option<CacheResult> {
+        self.cache.as_ref().and_then(|c| c.result)
+    }
+
+    /// The request as every deciding concern reads it (`request::RequestView`); `None`
+    /// before it is routed.
+    pub fn view<'a>(&'a self, head: &'a http::request::Parts) -> Option<RequestView<'a>> {
+        let m = self.route.as_ref()?;
+        let api = &self.snap.apis[m.api];
+        Some(RequestView {
+            head,
+            route: Matched {
+                api: &api.name,
+                stage: &api.stages[m.stage].name,
+                route_key: m.route.map(|r| &*api.routes[r].key).unwrap_or(""),
+                path: &m.path,
+                params: &m.params,
+                variables: &m.variables,
+            },
+            client: &self.client,
+            caller: &self.caller,
+            request_id: &self.request_id,
+            received_at: self.timing.received_at,
+            body: self.body.as_deref(),
+        })
     }
 
     /// The route the request matched, as the snapshot defines it.

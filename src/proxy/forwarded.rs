@@ -67,7 +67,18 @@ pub struct Hop<'a> {
     pub trusted_peer: bool,
 }
 
-impl Hop<'_> {
+impl<'a> Hop<'a> {
+    /// The hop of a client as `proxy::identify` established it.
+    pub fn of(c: &'a crate::request::Client) -> Hop<'a> {
+        Hop {
+            xff: &c.xff,
+            proto: c.told_proto().as_str(),
+            host: c.told_host(),
+            port: c.port,
+            trusted_peer: c.trusted_peer,
+        }
+    }
+
     /// Whether a client's field `name` (lower case) is dropped on the way to an integration.
     pub fn drops(&self, name: &str) -> bool {
         is_reserved(name) || !self.trusted_peer && UNTRUSTED_STRIPPED.contains(&name)

@@ -4,6 +4,7 @@
 use super::{forwarded, Gateway};
 use crate::observability::metrics;
 use crate::proxy::ctx::{RequestCtx, RouteMatch};
+use crate::request::Proto;
 use crate::responses::ResponseType;
 use crate::routing;
 use crate::snapshot::Integration;
@@ -40,11 +41,11 @@ impl Gateway {
             Some(v) if valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
-        ctx.host = host_of(req);
-        ctx.port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
+        ctx.client.host = host_of(req);
+        ctx.client.port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
-        ctx.proto = if tls.is_some() { "https" } else { "http" };
-        ctx.client_cert =
+        ctx.client.proto = if tls.is_some() { Proto::Https } else { Proto::Http };
+        ctx.client.cert =
             tls.and_then(|t| t.extension.get::<crate::tls::certs::ClientCert>()).map(|c| Arc::new(c.clone()));
         if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
             // every X-Forwarded-For line, in order, as one list (request::header)
@@ -55,12 +56,12 @@ impl Gateway {
                 let keep = |n: &str| {
                     crate::request::header(&req.headers, n).filter(|v| !v.contains(',')).map(|v| v.trim().to_string())
                 };
-                ctx.forwarded_proto = keep("x-forwarded-proto").filter(|p| p == "http" || p == "https");
-                ctx.forwarded_host = keep("x-forwarded-host");
+                ctx.client.forwarded_proto = keep("x-forwarded-proto").and_then(|p| Proto::parse(&p));
+                ctx.client.forwarded_host = keep("x-forwarded-host");
             }
-            ctx.trusted_peer = f.trusted_peer;
-            ctx.client_ip = f.client_ip;
-            ctx.xff = f.xff;
+            ctx.client.trusted_peer = f.trusted_peer;
+            ctx.client.ip = f.client_ip;
+            ctx.client.xff = f.xff;
         }
     }
 
@@ -69,14 +70,14 @@ impl Gateway {
         let req = session.req_header();
         let path = routing::normalize(req.uri.path()).map_err(|_| ResponseType::Default4xx)?;
         let snap = ctx.snap.clone();
-        let Some((mount, rest)) = snap.resolve(&ctx.host, &path, self.private) else {
+        let Some((mount, rest)) = snap.resolve(&ctx.client.host, &path, self.private) else {
             return Err(ResponseType::NotFound);
         };
         let api = &snap.apis[mount.api];
         let stage = &api.stages[mount.stage];
         // spec: [apis.policy] — before routes are matched, so a refused client learns nothing
         if let Some(policy) = &api.policy {
-            if let Err(denied) = policy.check(ctx.client_ip, &req.headers) {
+            if let Err(denied) = policy.check(ctx.client.ip, &req.headers) {
                 metrics::AUTH_FAILURES.with_label_values(&[&api.name, &stage.name, "policy", denied.reason()]).inc();
                 ctx.route = Some(RouteMatch {
                     path: String::new(),

@@ -19,7 +19,7 @@ use crate::snapshot::{Integration, Shared};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_hooks::invalidate_after_write;
-use ctx::RequestCtx;
+use ctx::{CacheResult, RequestCtx};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -163,7 +163,7 @@ impl ProxyHttp for Gateway {
             Some(Integration::Aws(_)) => self.aws_service(session, ctx).await?,
             _ => return Ok(true),
         }
-        if session.cache.enabled() && ctx.cache_result != Some("miss") {
+        if session.cache.enabled() && ctx.cache_result() != Some(CacheResult::Miss) {
             // not stored (an error, or not storable): waiters on the cache lock go on at once
             session.cache.disable(pingora::cache::NoCacheReason::Custom("lambda"));
         }
@@ -177,7 +177,8 @@ impl ProxyHttp for Gateway {
     }
 
     fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<pingora::cache::CacheKey> {
-        Ok(pingora::cache::CacheKey::new(std::mem::take(&mut ctx.cache_key), ""))
+        let key = ctx.cache.as_mut().map(|c| std::mem::take(&mut c.key)).unwrap_or_default();
+        Ok(pingora::cache::CacheKey::new(key, ""))
     }
 
     /// A fresh entry is refetched when the client may ask for that (`invalidate`) and did, or
@@ -190,7 +191,7 @@ impl ProxyHttp for Gateway {
         is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<pingora::cache::ForcedFreshness>> {
-        let (Some(rc), Some(m)) = (&ctx.cache, &ctx.route) else { return Ok(None) };
+        let (Some(rc), Some(m)) = (ctx.cache.as_ref().map(|c| &c.settings), &ctx.route) else { return Ok(None) };
         if is_fresh
             && (crate::cache::refresh_requested(rc, &session.req_header().headers)
                 || rc.store.purged(&m.path, meta.created()))
@@ -251,15 +252,15 @@ impl ProxyHttp for Gateway {
             None => HttpPeer::new(t.addr, t.tls, sni),
             Some(link) => {
                 // consistent hashing keys on the client address
-                let key = match ctx.client_ip {
+                let key = match ctx.client.ip {
                     Some(std::net::IpAddr::V4(a)) => a.octets().to_vec(),
                     Some(std::net::IpAddr::V6(a)) => a.octets().to_vec(),
                     None => Vec::new(),
                 };
                 let Some((target, backend)) = link.select(&key, &ctx.upstream.tried) else {
                     let why = if link.any_healthy() { "every healthy target failed" } else { "no healthy target" };
-                    ctx.pending_error = Some(ResponseType::IntegrationFailure);
-                    ctx.error_message = Some(format!("VPC link {}: {why}", link.name));
+                    let message = format!("VPC link {}: {why}", link.name);
+                    ctx.pending = Some(Refusal::new(ResponseType::IntegrationFailure).with_message(message));
                     return Error::e_explain(ErrorType::HTTPStatus(503), format!("vpc link {}: {why}", link.name));
                 };
                 if t.tls {
@@ -378,15 +379,15 @@ impl ProxyHttp for Gateway {
             let why = "the integration answered 101 without a valid Sec-WebSocket-Accept";
             errors::upstream(&ctx.upstream.uri, "malformed", &why);
             ctx.upstream.retries_left = 0;
-            ctx.pending_error = Some(ResponseType::IntegrationFailure);
+            ctx.pending = Some(Refusal::new(ResponseType::IntegrationFailure));
             return Error::e_explain(ErrorType::HTTPStatus(502), why);
         }
         // before the cache stores it: this hop's headers go, and an HTTP/1.0 origin's answer
         // is an HTTP/1.1 answer to our clients
         crate::cache::strip_hop_by_hop(resp);
         resp.set_version(http::Version::HTTP_11);
-        if resp.status == http::StatusCode::NOT_MODIFIED && ctx.cache.is_some() {
-            ctx.revalidation = Some(resp.headers.clone());
+        if let Some(c) = ctx.cache.as_mut().filter(|_| resp.status == http::StatusCode::NOT_MODIFIED) {
+            c.revalidation = Some(resp.headers.clone());
         }
         if let Some(s) = ctx.upstream.started {
             ctx.upstream.latency_ms = Some(s.elapsed().as_millis() as u64);
@@ -414,10 +415,9 @@ impl ProxyHttp for Gateway {
         ratelimit_headers(resp, ctx)?;
         ctx.outcome.status = resp.status.as_u16();
         invalidate_after_write(session, resp, ctx);
-        if ctx.cache.is_some() {
-            let result = ctx.cache_result.unwrap_or_else(|| cache_hooks::result(session.cache.phase()));
-            ctx.cache_result = Some(result);
-            resp.insert_header("x-edgegate-cache", if result == "expired" { "miss" } else { result })?;
+        if let Some(c) = &mut ctx.cache {
+            let result = *c.result.get_or_insert_with(|| cache_hooks::result(session.cache.phase()));
+            resp.insert_header("x-edgegate-cache", result.header())?;
         }
         Ok(())
     }

@@ -11,14 +11,14 @@ pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
     } else {
         session.response_written().map(|r| r.status.as_u16()).unwrap_or(0)
     };
-    let elapsed = ctx.start.elapsed();
+    let elapsed = ctx.timing.start.elapsed();
     let (api, stage, route) = ctx.labels();
     let req = session.req_header();
     let method = metrics::method_label(&req.method);
     let mut buf = itoa::Buffer::new();
     metrics::REQUESTS.with_label_values(&[api, stage, route, method, buf.format(status)]).inc();
     metrics::REQUEST_DURATION.with_label_values(&[api, stage, route]).observe(elapsed.as_secs_f64());
-    if let Some(result) = ctx.cache_result {
+    if let Some(result) = ctx.cache_result().map(|r| r.as_str()) {
         metrics::CACHE_REQUESTS.with_label_values(&[api, stage, result]).inc();
     }
     if let (Some(m), Some(ms)) = (&ctx.route, ctx.upstream.latency_ms) {
@@ -34,8 +34,8 @@ pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
         };
         let entry = access_log::Entry {
             request_id: &ctx.request_id,
-            ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-            request_time: humantime::format_rfc3339_millis(ctx.received_at).to_string(),
+            ip: ctx.client.source_ip(),
+            request_time: humantime::format_rfc3339_millis(ctx.timing.received_at).to_string(),
             http_method: req.method.as_str(),
             path: req.uri.path(),
             route_key: route,
@@ -49,10 +49,10 @@ pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
             stage,
             error_type: ctx.outcome.error_type.map(|t| t.name()),
             user_agent: &crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
-            client_cert: ctx.client_cert.as_deref().map(|c| c.subject.as_str()),
-            api_key_id: ctx.api_key_id.as_deref(),
-            cache: ctx.cache_result,
-            principal_id: ctx.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
+            client_cert: ctx.client.cert.as_deref().map(|c| c.subject.as_str()),
+            api_key_id: ctx.caller.api_key_id.as_deref(),
+            cache: ctx.cache_result().map(|r| r.as_str()),
+            principal_id: ctx.caller.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
             connection_id: ctx.websocket.as_ref().map(|w| w.connection_id.as_str()),
             event_type: ctx.websocket.as_ref().map(|_| "CONNECTION"),
             messages_in: ctx.websocket.as_ref().map(|w| w.messages_in),

@@ -22,34 +22,7 @@ impl Gateway {
         ctx: &mut RequestCtx,
         t: ResponseType,
     ) -> Result<()> {
-        let snap = ctx.snap.clone();
-        let overrides = ctx.route.as_ref().map(|m| &snap.apis[m.api].responses);
-        let resolved = overrides.map(|o| o.resolve(t));
-        let status = ctx.status_override.take().or(resolved.as_ref().map(|r| r.status)).unwrap_or(t.status());
-        let message = ctx.error_message.take();
-        let message = message.as_deref().unwrap_or(t.message());
-        let body = match resolved.as_ref().and_then(|r| r.body_template) {
-            Some(name) => {
-                let v = self.template_vars(session, ctx, Some((message, t.name())), NO_BODY);
-                templates::render(&snap.templates, name, &v).unwrap_or_else(|e| {
-                    log::warn!("gateway response template {name}: {e}");
-                    responses::message_body(message)
-                })
-            }
-            None => responses::message_body(message),
-        };
-        let mut h = ResponseHeader::build(status, Some(4))?;
-        h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        for (k, v) in std::mem::take(&mut ctx.extra_headers) {
-            h.insert_header(k, v)?;
-        }
-        if let Some(r) = &resolved {
-            for (k, v) in r.headers {
-                h.insert_header(k.clone(), v.clone())?;
-            }
-        }
-        ctx.outcome.error_type = Some(t);
-        self.send(session, ctx, h, Bytes::from(body)).await
+        self.answer_refusal(session, ctx, Refusal::new(t)).await
     }
 
     /// Answers a refused request: counts it, then sends its gateway response.
@@ -65,10 +38,40 @@ impl Gateway {
             }
             Counted::Nothing => {}
         }
-        ctx.status_override = r.status;
-        ctx.error_message = r.message;
-        ctx.extra_headers.extend(r.headers);
-        self.gateway_response(session, ctx, r.response).await
+        self.answer_refusal(session, ctx, r).await
+    }
+
+    /// The gateway response of a refusal: its type resolved through the API's overrides,
+    /// the refusal's own status, message and headers over the type's.
+    async fn answer_refusal(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal) -> Result<()> {
+        let t = r.response;
+        let snap = ctx.snap.clone();
+        let overrides = ctx.route.as_ref().map(|m| &snap.apis[m.api].responses);
+        let resolved = overrides.map(|o| o.resolve(t));
+        let status = r.status.or(resolved.as_ref().map(|r| r.status)).unwrap_or(t.status());
+        let message = r.message.as_deref().unwrap_or(t.message());
+        let body = match resolved.as_ref().and_then(|r| r.body_template) {
+            Some(name) => {
+                let v = self.template_vars(session, ctx, Some((message, t.name())), NO_BODY);
+                templates::render(&snap.templates, name, &v).unwrap_or_else(|e| {
+                    log::warn!("gateway response template {name}: {e}");
+                    responses::message_body(message)
+                })
+            }
+            None => responses::message_body(message),
+        };
+        let mut h = ResponseHeader::build(status, Some(4))?;
+        h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        for (k, v) in r.headers {
+            h.insert_header(k, v)?;
+        }
+        if let Some(r) = &resolved {
+            for (k, v) in r.headers {
+                h.insert_header(k.clone(), v.clone())?;
+            }
+        }
+        ctx.outcome.error_type = Some(t);
+        self.send(session, ctx, h, Bytes::from(body)).await
     }
 
     /// Writes a whole response made by the gateway.
@@ -113,7 +116,7 @@ impl Gateway {
     ) -> templates::Vars<'a> {
         let (api, stage, route) = ctx.labels();
         let req = session.req_header();
-        let epoch = ctx.received_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let epoch = ctx.timing.received_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         templates::Vars {
             context: templates::Context {
                 request_id: &ctx.request_id,
@@ -122,16 +125,16 @@ impl Gateway {
                 route_key: route,
                 path: req.uri.path(),
                 http_method: req.method.as_str(),
-                domain_name: &ctx.host,
-                request_time: humantime::format_rfc3339_millis(ctx.received_at).to_string(),
+                domain_name: &ctx.client.host,
+                request_time: humantime::format_rfc3339_millis(ctx.timing.received_at).to_string(),
                 request_time_epoch: epoch,
                 identity: templates::Identity {
-                    source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    source_ip: ctx.client.source_ip(),
                     user_agent: crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
-                    client_cert: ctx.client_cert.as_deref(),
+                    client_cert: ctx.client.cert.as_deref(),
                 },
                 error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
-                authorizer: ctx.principal.as_deref(),
+                authorizer: ctx.caller.principal.as_deref(),
             },
             stage_variables: ctx.route.as_ref().map(|m| &*m.variables).unwrap_or(&NO_VARIABLES),
             input: templates::Input {
@@ -173,8 +176,9 @@ impl Gateway {
             _ if matches!(e.etype(), HTTPStatus(_)) => {}
             _ => log::error!("request {}: {e}", ctx.request_id),
         }
+        let pending = ctx.pending.take();
         let t = match (e.etype(), e.esource()) {
-            _ if ctx.pending_error.is_some() => ctx.pending_error.take(),
+            _ if pending.is_some() => pending.as_ref().map(|r| r.response),
             (HTTPStatus(413), _) => Some(ResponseType::RequestTooLarge),
             (HTTPStatus(c), _) if *c >= 500 => Some(ResponseType::Default5xx),
             (HTTPStatus(_), _) => Some(ResponseType::Default4xx),
@@ -191,7 +195,8 @@ impl Gateway {
             ctx.outcome.error_type = Some(t);
             if session.response_written().is_none() {
                 session.set_keepalive(None);
-                match self.gateway_response(session, ctx, t).await {
+                let r = pending.unwrap_or_else(|| Refusal::new(t));
+                match self.answer_refusal(session, ctx, r).await {
                     Ok(()) => code = ctx.outcome.status,
                     Err(err) => log::debug!("cannot send the error response: {err}"),
                 }
@@ -208,8 +213,8 @@ impl Gateway {
 
 /// `Strict-Transport-Security` for HTTPS answers on a custom domain with `hsts`.
 pub(super) fn hsts(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
-    if ctx.proto == "https" {
-        if let Some(v) = ctx.snap.hsts.get(&ctx.host) {
+    if ctx.client.proto == crate::request::Proto::Https {
+        if let Some(v) = ctx.snap.hsts.get(&ctx.client.host) {
             h.insert_header(http::header::STRICT_TRANSPORT_SECURITY, v.clone())?;
         }
     }

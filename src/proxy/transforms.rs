@@ -208,7 +208,7 @@ impl Gateway {
             if session.req_header().version == http::Version::HTTP_11 {
                 resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
             }
-            ctx.response_body = Some(bytes::BytesMut::new());
+            ctx.upstream.response_body = Some(bytes::BytesMut::new());
         }
         Ok(())
     }
@@ -221,11 +221,11 @@ impl Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(buf) = ctx.response_body.as_mut() else { return Ok(()) };
+        let Some(buf) = ctx.upstream.response_body.as_mut() else { return Ok(()) };
         if let Some(b) = body.take() {
             buf.extend_from_slice(&b);
             if buf.len() as u64 > ctx.snap.settings.max_body {
-                ctx.response_body = None;
+                ctx.upstream.response_body = None;
                 return Error::e_explain(
                     ErrorType::InternalError,
                     "integration body exceeds server.max_body for its template",
@@ -235,7 +235,7 @@ impl Gateway {
         if !end_of_stream {
             return Ok(());
         }
-        let whole = ctx.response_body.take().unwrap_or_default().freeze();
+        let whole = ctx.upstream.response_body.take().unwrap_or_default().freeze();
         let Some(tpl) = ctx.matched_route().and_then(|r| r.response_transform.as_ref()).and_then(|t| t.body.as_ref())
         else {
             return Ok(());

@@ -59,12 +59,12 @@ impl Gateway {
             ws: ws.clone(),
             integrations: view.integrations.clone(),
             route_keys: api.routes.iter().map(|r| r.key.clone()).collect(),
-            principal: ctx.principal.clone(),
-            source_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            principal: ctx.caller.principal.clone(),
+            source_ip: ctx.client.source_ip(),
             user_agent: crate::request::header(&req.headers, http::header::USER_AGENT)
                 .map(|u| u.into_owned())
                 .unwrap_or_default(),
-            domain: ctx.host.clone(),
+            domain: ctx.client.host.clone(),
             log: stage.access_log && snap.settings.access_log != crate::snapshot::AccessLogTarget::Off,
         }));
         if let Some(ci) = ws.connect {
@@ -87,9 +87,9 @@ impl Gateway {
                 }
                 Err(e) => {
                     log::warn!("websocket $connect of {}: {e}", api.name);
-                    ctx.error_message = Some("the $connect integration failed".into());
                     session.set_keepalive(None);
-                    self.gateway_response(session, ctx, ResponseType::IntegrationFailure).await?;
+                    let r = Refusal::new(ResponseType::IntegrationFailure).with_message("the $connect integration failed");
+                    self.refuse(session, ctx, r).await?;
                     return Ok(true);
                 }
             }
@@ -155,7 +155,7 @@ impl Gateway {
             let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
             let signed = super::admission::signed(req, Some(digest), &arn, "execute-api:ManageConnections");
             match authz.authorize(&signed) {
-                Ok(p) => ctx.principal = Some(p),
+                Ok(p) => ctx.caller.principal = Some(p),
                 Err(r) => {
                     let (_, stage_name, _) = ctx.labels();
                     let labels = [&**api, stage_name, &**auth_name, r.reason()];
