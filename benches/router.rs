@@ -2,7 +2,7 @@
 //! X-Forwarded-For decision.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use edgegate::proxy::forwarded::forwarded;
+use edgegate::forwarded::forwarded;
 use edgegate::routing::{normalize, parse_route_key, Router};
 
 fn thousand_routes() -> Router {

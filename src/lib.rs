@@ -6,12 +6,12 @@
 //!
 //! | phase | module |
 //! |---|---|
-//! | `request_filter` | `framing` (refuse ambiguous HTTP/1 framing) → `proxy::forwarded` (client identity) → `routing` (stage, base path, domain, route) → `policy` → `cors` preflight → `auth` → `api_keys` → `throttle` → max_body → `validation` → `transform` (request parts; a body the route decides on read whole, up to `max_body`, before the integration is contacted) → mock integrations (`proxy::answers`); gateway answers via `responses` |
+//! | `request_filter` | `framing` (refuse ambiguous HTTP/1 framing) → `forwarded` (client identity) → `routing` (stage, base path, domain, route) → `policy` → `cors` preflight → `auth` → `api_keys` → `throttle` → max_body → `validation` → `transform` (request parts; a body the route decides on read whole, up to `max_body`, before the integration is contacted) → mock integrations (`proxy::answers`); gateway answers via `responses` |
 //! | `proxy_upstream_filter` | Lambda and AWS service answers made by the gateway (`proxy::answers`) |
 //! | cache phases | `cache` (key, client refresh, admin purges, storability) over `cache::store` (TinyUFO) |
 //! | `request_body_filter` | `server.max_body` on streamed bodies (413); the body read ahead in place of Pingora's replay |
 //! | `upstream_peer` | `upstream` (http integration target, timeouts, TLS) |
-//! | `upstream_request_filter` | upstream path/query, Host, `x-request-id`, `proxy::forwarded::to_integration`, request transform headers |
+//! | `upstream_request_filter` | upstream path/query, Host, `x-request-id`, `forwarded::to_integration`, request transform headers |
 //! | `upstream_response_filter` / `response_filter` | integration status and latency; response transform, CORS, `x-edgegate-cache`, `x-request-id` |
 //! | `response_body_filter` | response body templates |
 //! | `fail_to_connect` / `error_while_proxy` | retries (idempotent methods, `retries`) |
@@ -23,6 +23,7 @@
 //! services), `cli`.
 
 pub mod admin;
+pub mod admission;
 pub mod api_keys;
 pub mod auth;
 pub mod aws;
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod cors;
 pub mod edge;
+pub mod forwarded;
 pub mod framing;
 pub mod head_deadline;
 pub mod health;

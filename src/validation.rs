@@ -5,7 +5,6 @@
 
 use crate::request::{is_json, media_type};
 use http::HeaderName;
-use pingora::http::RequestHeader;
 
 /// How many schema errors one answer lists.
 const MAX_ERRORS: usize = 5;
@@ -36,9 +35,25 @@ pub fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validato
     jsonschema::validator_for(schema).map_err(|e| e.masked().to_string())
 }
 
+impl From<Invalid> for crate::responses::Refusal {
+    fn from(i: Invalid) -> crate::responses::Refusal {
+        match i {
+            Invalid::Parameters(m) => {
+                crate::responses::Refusal::new(crate::responses::ResponseType::BadRequestParameters).with_message(m)
+            }
+            Invalid::Body(m) => {
+                crate::responses::Refusal::new(crate::responses::ResponseType::BadRequestBody).with_message(m)
+            }
+            Invalid::MediaType(m) => crate::responses::Refusal::new(crate::responses::ResponseType::BadRequestBody)
+                .with_message(m)
+                .with_status(415),
+        }
+    }
+}
+
 impl Validator {
     /// Required query parameters and headers, all missing ones named (AWS's message).
-    pub fn check_params(&self, req: &RequestHeader) -> Result<(), Invalid> {
+    pub fn check_params(&self, req: &http::request::Parts) -> Result<(), Invalid> {
         let mut missing: Vec<&str> = vec![];
         if !self.query.is_empty() {
             let q = crate::request::query_map(req.uri.query());
@@ -153,7 +168,7 @@ mod tests {
     #[test]
     fn parameters_are_named() {
         let v = pet();
-        let mut r = RequestHeader::build("POST", b"/p?x=1", None).expect("req");
+        let mut r = pingora::http::RequestHeader::build("POST", b"/p?x=1", None).expect("req");
         assert_eq!(
             v.check_params(&r),
             Err(Invalid::Parameters("Missing required request parameters: [lang, x-client]".into()))

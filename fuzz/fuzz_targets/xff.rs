@@ -2,7 +2,7 @@
 //! trusted; an untrusted peer's header is never believed.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use edgegate::proxy::forwarded::{forwarded, is_trusted};
+use edgegate::forwarded::{forwarded, is_trusted};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         // without a chain the trusted peer itself is the client
         if is_trusted(&ip, &trusted) && !s.trim().is_empty() {
             // only when the whole chain was trusted
-            assert!(s.split(',').all(|e| edgegate::proxy::forwarded::parse_entry(e).is_some_and(|i| is_trusted(&i, &trusted))), "{s:?}");
+            assert!(s.split(',').all(|e| edgegate::forwarded::parse_entry(e).is_some_and(|i| is_trusted(&i, &trusted))), "{s:?}");
         }
     }
     let g = forwarded("203.0.113.9".parse().unwrap(), Some(s), &trusted);

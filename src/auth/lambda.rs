@@ -58,20 +58,12 @@ impl Source {
     }
 }
 
-/// What the request offers the authorizer.
+/// What the request offers the authorizer: the request view, and the header fields as
+/// integrations are told them (`forwarded::to_integration`).
 pub struct Call<'a> {
+    pub view: crate::request::RequestView<'a>,
     pub method_arn: String,
-    pub resource: &'a str,
-    pub path: &'a str,
-    pub method: &'a str,
     pub headers: &'a http::HeaderMap,
-    pub query: std::collections::BTreeMap<String, String>,
-    pub path_params: &'a [(String, String)],
-    pub stage_variables: &'a std::collections::BTreeMap<String, String>,
-    pub api: &'a str,
-    pub stage: &'a str,
-    pub request_id: &'a str,
-    pub source_ip: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,9 +185,9 @@ impl LambdaAuthorizer {
                 // all lines of a repeated header (request::header): the cache key and the
                 // event carry the same value, so one caller cannot take another's decision
                 Source::Header(h) => crate::request::header(c.headers, h).map(|v| v.into_owned()),
-                Source::Query(q) => c.query.get(q).cloned(),
-                Source::SourceIp => Some(c.source_ip.clone()),
-                Source::StageVariable(v) => c.stage_variables.get(v).cloned(),
+                Source::Query(q) => crate::request::query_map(c.view.query()).remove(q),
+                Source::SourceIp => Some(c.view.client.source_ip()),
+                Source::StageVariable(v) => c.view.route.variables.get(v).cloned(),
             })
             .map(|v| v.filter(|s| !s.is_empty()))
             .collect()
@@ -243,22 +235,24 @@ impl LambdaAuthorizer {
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), Value::from(v)))
                     .collect();
+                let v = &c.view;
                 let path_params: Map<String, Value> =
-                    c.path_params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+                    v.route.params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+                let (resource, path, method) = (v.route.resource(), v.route.path, v.method());
                 json!({
                     "type": "REQUEST",
                     "methodArn": c.method_arn,
-                    "resource": c.resource,
-                    "path": c.path,
-                    "httpMethod": c.method,
+                    "resource": resource,
+                    "path": path,
+                    "httpMethod": method,
                     "headers": headers,
-                    "queryStringParameters": c.query,
+                    "queryStringParameters": crate::request::query_map(v.query()),
                     "pathParameters": path_params,
-                    "stageVariables": c.stage_variables,
+                    "stageVariables": v.route.variables,
                     "requestContext": {
-                        "apiId": c.api, "stage": c.stage, "requestId": c.request_id, "httpMethod": c.method,
-                        "resourcePath": c.resource, "path": c.path,
-                        "identity": {"sourceIp": c.source_ip},
+                        "apiId": v.api(), "stage": v.stage(), "requestId": v.request_id, "httpMethod": method,
+                        "resourcePath": resource, "path": path,
+                        "identity": {"sourceIp": v.client.source_ip()},
                     },
                 })
             }
@@ -271,7 +265,7 @@ impl LambdaAuthorizer {
         let body = Bytes::from(self.event(c, values).to_string());
         let answer = match &self.s.target {
             Target::Http(endpoint) => {
-                let headers = [("content-type", "application/json"), ("x-request-id", c.request_id)];
+                let headers = [("content-type", "application/json"), ("x-request-id", c.view.request_id)];
                 let out = Out {
                     method: "POST",
                     headers: &headers,
@@ -293,7 +287,7 @@ impl LambdaAuthorizer {
             }
             Target::Lambda(f) => {
                 use crate::aws::lambda::Invoked;
-                match f.invoke(body, self.s.timeout, c.request_id).await {
+                match f.invoke(body, self.s.timeout, c.view.request_id).await {
                     Ok(Invoked::Answer(b)) => b,
                     Ok(Invoked::FunctionError { kind, message }) => {
                         log::warn!("authorizer function {} failed ({kind}): {message}", f.name);

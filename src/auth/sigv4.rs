@@ -69,6 +69,30 @@ pub struct Signed<'a> {
     pub now: u64,
 }
 
+impl<'a> Signed<'a> {
+    /// What a request view offers: its method, path, query and header fields as received,
+    /// the body's digest, and the ARN and action the policy must allow.
+    pub fn of(
+        view: &crate::request::RequestView<'a>,
+        body_sha256: Option<String>,
+        method_arn: &'a str,
+        action: &'a str,
+        now: u64,
+    ) -> Signed<'a> {
+        Signed {
+            method: view.method(),
+            path: view.raw_path(),
+            query: view.query().unwrap_or(""),
+            headers: view.headers(),
+            host: view.head.uri.authority().map(|a| a.as_str()).unwrap_or(""),
+            body_sha256,
+            method_arn,
+            action,
+            now,
+        }
+    }
+}
+
 fn kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
     s.split(',').map(str::trim).find_map(|p| p.strip_prefix(key)?.strip_prefix('='))
 }

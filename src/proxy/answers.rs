@@ -5,7 +5,8 @@
 //! may be, and sends it.
 
 use super::cache_hooks::invalidate_after_write;
-use super::{body, forwarded, Gateway, NO_BODY, NO_VARIABLES};
+use super::{body, Gateway, NO_BODY, NO_VARIABLES};
+use crate::forwarded;
 use crate::observability::errors;
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::{Refusal, ResponseType};
@@ -178,7 +179,8 @@ impl Gateway {
         if session.cache.enabled() {
             let stored = self.store_answer(session, ctx, &h, &body).await;
             if let Some(c) = &mut ctx.cache {
-                c.result = Some(if stored { crate::cache::CacheResult::Miss } else { crate::cache::CacheResult::Bypass });
+                c.result =
+                    Some(if stored { crate::cache::CacheResult::Miss } else { crate::cache::CacheResult::Bypass });
             }
             h.insert_header("x-edgegate-cache", "miss")?;
         }

@@ -38,38 +38,7 @@ pub enum Framing {
     Unknown,
 }
 
-/// Why the body could not be read whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyError {
-    /// Larger than the limit (declared, or found while reading).
-    TooLarge,
-    /// The client stopped sending, or sent a malformed body.
-    Broken,
-    /// A body of unknown length longer than [`PREREAD_LIMIT`] on a route that reads it whole.
-    LengthRequired,
-    /// Read whole, but Pingora kept nothing to replay it from.
-    Unreplayable,
-}
-
-impl BodyError {
-    /// The gateway response for a body that could not be read whole.
-    pub fn refusal(self) -> crate::responses::Refusal {
-        use crate::responses::{Refusal, ResponseType};
-        match self {
-            BodyError::TooLarge => Refusal::new(ResponseType::RequestTooLarge),
-            BodyError::Broken => {
-                Refusal::new(ResponseType::BadRequestBody).with_message("the request body was not received")
-            }
-            BodyError::LengthRequired => Refusal::new(ResponseType::BadRequestBody)
-                .with_status(411)
-                .with_message("a body over 64 KiB needs a Content-Length on this route"),
-            BodyError::Unreplayable => {
-                log::warn!("a request body read whole could not be replayed to the integration");
-                Refusal::new(ResponseType::Default5xx)
-            }
-        }
-    }
-}
+pub use crate::request::BodyError;
 
 /// The body's framing, from the connection.
 pub fn framing(session: &mut Session) -> Framing {

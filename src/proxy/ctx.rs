@@ -41,6 +41,9 @@ pub struct RequestCtx {
     pub websocket: Option<WsLog>,
 }
 
+/// Stage variables of a request that was not routed.
+pub(super) static NO_VARIABLES: BTreeMap<String, String> = BTreeMap::new();
+
 pub struct Timing {
     pub start: Instant,
     pub received_at: SystemTime,
@@ -126,8 +129,8 @@ impl RequestCtx {
     }
 
     /// What the integration is told of the request's path to it (`forwarded::to_integration`).
-    pub fn hop(&self) -> super::forwarded::Hop<'_> {
-        super::forwarded::Hop::of(&self.client)
+    pub fn hop(&self) -> crate::forwarded::Hop<'_> {
+        crate::forwarded::Hop::of(&self.client)
     }
 
     /// What the cache did, when the route has a cache.
@@ -135,27 +138,32 @@ impl RequestCtx {
         self.cache.as_ref().and_then(|c| c.result)
     }
 
-    /// The request as every deciding concern reads it (`request::RequestView`); `None`
-    /// before it is routed.
-    pub fn view<'a>(&'a self, head: &'a http::request::Parts) -> Option<RequestView<'a>> {
-        let m = self.route.as_ref()?;
-        let api = &self.snap.apis[m.api];
-        Some(RequestView {
+    /// The request as every deciding concern reads it (`request::RequestView`). Before it
+    /// is routed, its route names are empty.
+    pub fn view<'a>(&'a self, head: &'a http::request::Parts) -> RequestView<'a> {
+        let route = match &self.route {
+            Some(m) => {
+                let api = &self.snap.apis[m.api];
+                Matched {
+                    api: &api.name,
+                    stage: &api.stages[m.stage].name,
+                    route_key: m.route.map(|r| &*api.routes[r].key).unwrap_or(""),
+                    path: &m.path,
+                    params: &m.params,
+                    variables: &m.variables,
+                }
+            }
+            None => Matched { api: "", stage: "", route_key: "", path: "", params: &[], variables: &NO_VARIABLES },
+        };
+        RequestView {
             head,
-            route: Matched {
-                api: &api.name,
-                stage: &api.stages[m.stage].name,
-                route_key: m.route.map(|r| &*api.routes[r].key).unwrap_or(""),
-                path: &m.path,
-                params: &m.params,
-                variables: &m.variables,
-            },
+            route,
             client: &self.client,
             caller: &self.caller,
             request_id: &self.request_id,
             received_at: self.timing.received_at,
             body: self.body.as_deref(),
-        })
+        }
     }
 
     /// The route the request matched, as the snapshot defines it.

@@ -1,11 +1,11 @@
 //! Everything known of a request before admission: its id, host, client (the forwarding
 //! rule), TLS identity, and where it is routed (API, stage, route; the resource policy first).
 
-use super::{forwarded, Gateway};
-use crate::observability::metrics;
+use super::Gateway;
+use crate::forwarded;
 use crate::proxy::ctx::{RequestCtx, RouteMatch};
 use crate::request::Proto;
-use crate::responses::ResponseType;
+use crate::responses::{Refusal, ResponseType};
 use crate::routing;
 use crate::snapshot::Integration;
 use pingora::http::RequestHeader;
@@ -66,19 +66,19 @@ impl Gateway {
     }
 
     /// Finds API, stage and route; `Err` is the gateway response to send.
-    pub(super) fn route(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), ResponseType> {
+    pub(super) fn route(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
         let req = session.req_header();
-        let path = routing::normalize(req.uri.path()).map_err(|_| ResponseType::Default4xx)?;
+        let path = routing::normalize(req.uri.path()).map_err(|_| Refusal::new(ResponseType::Default4xx))?;
         let snap = ctx.snap.clone();
         let Some((mount, rest)) = snap.resolve(&ctx.client.host, &path, self.private) else {
-            return Err(ResponseType::NotFound);
+            return Err(Refusal::new(ResponseType::NotFound));
         };
         let api = &snap.apis[mount.api];
         let stage = &api.stages[mount.stage];
-        // spec: [apis.policy] — before routes are matched, so a refused client learns nothing
+        // admission step 1, the resource policy: before routes are matched, so a refused
+        // client learns nothing of them
         if let Some(policy) = &api.policy {
-            if let Err(denied) = policy.check(ctx.client.ip, &req.headers) {
-                metrics::AUTH_FAILURES.with_label_values(&[&api.name, &stage.name, "policy", denied.reason()]).inc();
+            if let Err(refusal) = crate::admission::policy(policy, &ctx.view(req)) {
                 ctx.route = Some(RouteMatch {
                     path: String::new(),
                     api: mount.api,
@@ -89,7 +89,7 @@ impl Gateway {
                     integration: None,
                     canary: false,
                 });
-                return Err(ResponseType::AccessDenied);
+                return Err(refusal);
             }
         }
         let view = match &stage.canary {
@@ -126,7 +126,7 @@ impl Gateway {
         };
         let Some(m) = m else {
             ctx.route = Some(rm);
-            return Err(ResponseType::NotFound);
+            return Err(Refusal::new(ResponseType::NotFound));
         };
         let integration = view.integrations[m.route].clone();
         if let Integration::Http(t) = &*integration {

@@ -1,12 +1,11 @@
 //! `Gateway`: the one `ProxyHttp` implementation. Each phase is thin and calls the module
 //! that owns the concern (see the phase map in `lib.rs`).
 
-mod admission;
+pub mod admission;
 mod answers;
 pub mod body;
 mod cache_hooks;
 pub mod ctx;
-pub mod forwarded;
 mod identify;
 mod request_log;
 mod respond;
@@ -36,8 +35,7 @@ pub struct Gateway {
 impl Gateway {}
 
 static NULL: serde_json::Value = serde_json::Value::Null;
-/// Stage variables of a request that was not routed.
-static NO_VARIABLES: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+use ctx::NO_VARIABLES;
 /// Template input when there is no body.
 const NO_BODY: (&str, &serde_json::Value) = ("", &NULL);
 
@@ -97,7 +95,7 @@ impl ProxyHttp for Gateway {
         let routed = self.route(session, ctx);
         // CORS preflights are answered by the gateway, with or without an OPTIONS route and
         // before any authorizer (browsers send them without credentials)
-        if matches!(routed, Ok(()) | Err(ResponseType::NotFound))
+        if matches!(&routed, Ok(()) | Err(Refusal { response: ResponseType::NotFound, .. }))
             && crate::cors::Cors::is_preflight(session.req_header())
         {
             if let Some(cors) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].cors.as_ref()) {
@@ -106,8 +104,8 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
-        if let Err(t) = routed {
-            self.gateway_response(session, ctx, t).await?;
+        if let Err(r) = routed {
+            self.refuse(session, ctx, r).await?;
             return Ok(true);
         }
         if let Some(ws) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].websocket.clone()) {

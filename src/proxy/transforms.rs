@@ -7,21 +7,10 @@ use crate::proxy::ctx::RequestCtx;
 use crate::responses::{Refusal, ResponseType};
 use crate::snapshot::Integration;
 use crate::templates;
-use crate::validation::Invalid;
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-
-impl From<Invalid> for Refusal {
-    fn from(i: Invalid) -> Refusal {
-        match i {
-            Invalid::Parameters(m) => Refusal::new(ResponseType::BadRequestParameters).with_message(m),
-            Invalid::Body(m) => Refusal::new(ResponseType::BadRequestBody).with_message(m),
-            Invalid::MediaType(m) => Refusal::new(ResponseType::BadRequestBody).with_message(m).with_status(415),
-        }
-    }
-}
 
 /// A template that fails at run time: 500, the details go to the log.
 fn internal() -> Refusal {
@@ -39,61 +28,29 @@ fn content_type(req: &RequestHeader) -> Option<&str> {
 }
 
 impl Gateway {
-    /// Validation and request transforms, after access checks and before the integration.
+    /// Request transforms, after admission and before the integration: the body template
+    /// (the whole body read first), then header, query and path templates.
     pub(super) async fn prepare_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Refusal> {
-        let Some(r) = ctx.matched_route() else { return Ok(()) };
-        if r.validate.is_none() && r.request_transform.is_none() {
-            return Ok(()); // most routes: no snapshot clone, nothing read
-        }
-        let snap = ctx.snap.clone();
-        let Some(m) = ctx.route.as_ref() else { return Ok(()) };
-        let api = &snap.apis[m.api];
-        let Some(route) = m.route.map(|ri| &api.routes[ri]) else { return Ok(()) };
-        let has_body = body::has_body(session, ctx);
-        let req = session.req_header();
-        if let Some(v) = &route.validate {
-            v.check_params(req)?;
-            if has_body {
-                v.check_media_type(content_type(req))?;
-            }
-        }
-        let binary = api.binary.matches(content_type(req));
-        let templated = route.request_transform.as_ref().is_some_and(|t| t.body.is_some()) && !binary;
-        let checked = route.validate.as_ref().is_some_and(|v| v.body.is_some());
-        if checked || templated {
-            // the whole body, read before the integration is contacted (proxy::body): a
-            // refused request sends nothing upstream
+        let Some(t) = ctx.matched_route().and_then(|r| r.request_transform.clone()) else { return Ok(()) };
+        let binary =
+            ctx.route.as_ref().is_some_and(|m| ctx.snap.apis[m.api].binary.matches(content_type(session.req_header())));
+        if let Some(tpl) = t.body.as_ref().filter(|_| !binary) {
+            // the whole body, read before the integration is contacted (proxy::body)
             let max = ctx.snap.settings.max_body;
             let whole = body::read(session, ctx, max).await.map_err(body::BodyError::refusal)?.clone();
-            if let Some(out) = self.process_body(session, ctx, &whole)? {
-                ctx.upstream.new_body = Some(out);
-            }
+            let out = self.render_body(session, ctx, tpl, &whole)?;
+            ctx.upstream.new_body = Some(out);
         }
         self.render_request_parts(session, ctx)
     }
 
-    /// Checks a whole request body and renders the body template; `Some` is the new body.
-    pub(super) fn process_body(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-        body: &[u8],
-    ) -> Result<Option<Bytes>, Refusal> {
-        let (Some(m), Some(route)) = (ctx.route.as_ref(), ctx.matched_route()) else { return Ok(None) };
-        let api = &ctx.snap.apis[m.api];
-        let mut json = None;
-        if let Some(v) = &route.validate {
-            json = v.check_body(content_type(session.req_header()), body)?;
-        }
-        let Some(t) = route.request_transform.as_ref().and_then(|t| t.body.as_ref()) else { return Ok(None) };
-        if api.binary.matches(content_type(session.req_header())) {
-            return Ok(None);
-        }
-        let json = json.unwrap_or_else(|| serde_json::from_slice(body).unwrap_or(serde_json::Value::Null));
+    /// Renders a request body template over the whole body.
+    fn render_body(&self, session: &Session, ctx: &RequestCtx, tpl: &str, body: &[u8]) -> Result<Bytes, Refusal> {
+        let json = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
         let text = std::str::from_utf8(body).unwrap_or("");
         let v = self.template_vars(session, ctx, None, (text, &json));
-        templates::render(&ctx.snap.templates, t, &v).map(|s| Some(Bytes::from(s))).map_err(|e| {
-            log::warn!("request body template {t}: {e}");
+        templates::render(&ctx.snap.templates, tpl, &v).map(Bytes::from).map_err(|e| {
+            log::warn!("request body template {tpl}: {e}");
             internal()
         })
     }

@@ -88,7 +88,8 @@ impl Gateway {
                 Err(e) => {
                     log::warn!("websocket $connect of {}: {e}", api.name);
                     session.set_keepalive(None);
-                    let r = Refusal::new(ResponseType::IntegrationFailure).with_message("the $connect integration failed");
+                    let r =
+                        Refusal::new(ResponseType::IntegrationFailure).with_message("the $connect integration failed");
                     self.refuse(session, ctx, r).await?;
                     return Ok(true);
                 }
@@ -153,7 +154,9 @@ impl Gateway {
             let req = session.req_header();
             let arn = format!("arn:edgegate:execute-api:{api}/{stage}/{}/@connections/{id}", req.method);
             let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-            let signed = super::admission::signed(req, Some(digest), &arn, "execute-api:ManageConnections");
+            let view = ctx.view(req);
+            let action = "execute-api:ManageConnections";
+            let signed = crate::auth::sigv4::Signed::of(&view, Some(digest), &arn, action, super::unix_now());
             match authz.authorize(&signed) {
                 Ok(p) => ctx.caller.principal = Some(p),
                 Err(r) => {

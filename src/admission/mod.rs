@@ -1,0 +1,184 @@
+//! Admission: the ordered steps every routed request passes before its integration, the
+//! same for HTTP requests and WebSocket handshakes. Each step is a free function over the
+//! request view ([`RequestView`]) and the route's compiled [`Rules`]; the first refusal
+//! wins and is the one [`Refusal`] shape the proxy answers with.
+//!
+//! 1. resource policy ([`policy`]): runs as soon as the API is known, before its routes are
+//!    matched, so a refused client learns nothing of them (`proxy::identify::route`)
+//! 2. account, stage and route throttles ([`throttles`]): before authorizers, so floods of
+//!    unauthenticated requests cost no authorizer call and no signature check
+//! 3. the route's authorizer ([`authorize`]): JWT, Lambda-style or SigV4 (a signed payload
+//!    is hashed from the whole body, read once through the [`Incoming`] handle)
+//! 4. the API key ([`api_key`])
+//! 5. the key's usage plan: its buckets and quota ([`keyed_throttles`])
+//! 6. request validation ([`validate`]): parameters, media type, then the body read whole
+//!
+//! The pipeline reads the request only through [`Incoming`]: the proxy implements it over
+//! a Pingora session, and the in-process tests over plain values.
+
+use crate::auth::{Authorizer, Principal};
+use crate::request::{BodyError, Caller, RequestView};
+use crate::responses::{Refusal, ResponseType};
+use crate::throttle::bucket::{Bucket, Decision};
+use crate::throttle::cluster::{Cluster, OnError};
+use crate::validation::Validator;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The request as admission reads it.
+#[async_trait]
+pub trait Incoming: Send {
+    /// The request view as it stands (with the body once [`Incoming::read_body`] read it).
+    fn view(&self) -> RequestView<'_>;
+    /// Whether the request has a body, asked of the connection (not guessed from headers).
+    fn has_body(&mut self) -> bool;
+    /// Reads the whole body once, whatever its framing, up to `max` bytes.
+    async fn read_body(&mut self, max: u64) -> Result<(), BodyError>;
+}
+
+/// What the snapshot compiled for one route in one stage, as admission needs it.
+pub struct Rules<'a> {
+    pub account: &'a Bucket,
+    pub stage: Option<&'a Bucket>,
+    pub route: Option<&'a Bucket>,
+    /// The route's authorizer and its name (the auth-failure metric label).
+    pub authorizer: Option<(&'a str, &'a Authorizer)>,
+    /// Scopes a JWT must carry.
+    pub scopes: &'a [String],
+    /// The route requires an API key: the stage's keys and plans.
+    pub api_key: Option<KeyRules<'a>>,
+    pub validate: Option<&'a Validator>,
+    /// `server.max_body`: the most any step reads.
+    pub max_body: u64,
+    /// Unix seconds (SigV4 signing times are checked against it).
+    pub now: u64,
+}
+
+/// The API key rules of a route that requires a key.
+pub struct KeyRules<'a> {
+    pub keys: Option<&'a crate::api_keys::ApiKeys>,
+    pub plans: &'a HashMap<String, crate::throttle::Plan>,
+    /// (api, stage, route) indexes: where plans are attached and route throttles keyed.
+    pub at: (usize, usize, usize),
+    pub cluster: Option<&'a (Arc<Cluster>, OnError)>,
+}
+
+/// A request admitted: who the caller is, and the limit that applied.
+#[derive(Default)]
+pub struct Admitted {
+    pub caller: Caller,
+    /// The most specific key or route limit applied (the `ratelimit-*` fields).
+    pub ratelimit: Option<Decision>,
+}
+
+/// Steps 2–6, in order; step 1 ran before the route was matched.
+pub async fn admit(req: &mut dyn Incoming, rules: &Rules<'_>) -> Result<Admitted, Refusal> {
+    let mut admitted = Admitted { ratelimit: throttles(rules)?, ..Admitted::default() };
+    if let Some(a) = rules.authorizer {
+        let (principal, jwt) = authorize(req, a, rules).await?;
+        admitted.caller.principal = Some(principal);
+        admitted.caller.jwt = jwt;
+    }
+    if let Some(k) = &rules.api_key {
+        let (id, plan) = api_key(&req.view(), k)?;
+        if let Some(d) = keyed_throttles(k, plan, &id).await? {
+            admitted.ratelimit = Some(d);
+        }
+        admitted.caller.api_key_id = Some(id);
+    }
+    if let Some(v) = rules.validate {
+        validate(req, v, rules.max_body).await?;
+    }
+    Ok(admitted)
+}
+
+/// Step 1: the API's resource policy.
+pub fn policy(p: &crate::policy::Policy, view: &RequestView<'_>) -> Result<(), Refusal> {
+    p.check(view.client.ip, view.headers())
+        .map_err(|denied| Refusal::auth("policy", denied.reason(), ResponseType::AccessDenied))
+}
+
+/// Step 2: account, stage and route buckets.
+pub fn throttles(rules: &Rules<'_>) -> Result<Option<Decision>, Refusal> {
+    crate::throttle::admit::shared(rules.account, rules.stage, rules.route)
+}
+
+/// Step 3: the route's authorizer; the caller, and whether it was a JWT one.
+pub async fn authorize(
+    req: &mut dyn Incoming,
+    (name, authorizer): (&str, &Authorizer),
+    rules: &Rules<'_>,
+) -> Result<(Arc<Principal>, bool), Refusal> {
+    match authorizer {
+        Authorizer::Jwt(jwt) => {
+            let view = req.view();
+            let p = jwt.authorize_async(view.headers(), rules.scopes).await;
+            Ok((p.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?, true))
+        }
+        Authorizer::Lambda(authz) => {
+            let view = req.view();
+            // the authorizer is told what integrations are told (forwarded::to_integration)
+            let mut headers = view.headers().clone();
+            crate::forwarded::to_integration(&mut headers, &crate::forwarded::Hop::of(view.client));
+            let call = crate::auth::lambda::Call { view, method_arn: method_arn(&view), headers: &headers };
+            let (result, hit) = authz.authorize(&call).await;
+            crate::observability::metrics::AUTHORIZER_CACHE
+                .with_label_values(&[name, if hit { "hit" } else { "miss" }])
+                .inc();
+            Ok((result.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?, false))
+        }
+        Authorizer::SigV4(authz) => {
+            // the SHA-256 of the body the integration will receive, read once whatever its
+            // framing; a body that cannot be read whole is refused as such (413, 411, 400)
+            let unsigned =
+                req.view().headers().get("x-amz-content-sha256").is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD");
+            if !unsigned {
+                req.read_body(rules.max_body).await.map_err(BodyError::refusal)?;
+            }
+            let view = req.view();
+            let digest =
+                view.body.filter(|_| !unsigned).map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b)));
+            let arn = method_arn(&view);
+            let signed = crate::auth::sigv4::Signed::of(&view, digest, &arn, "execute-api:Invoke", rules.now);
+            let p = authz.authorize(&signed).map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?;
+            Ok((p, false))
+        }
+    }
+}
+
+/// Step 4: the API key the request presents, valid for this stage; its id and plan.
+pub fn api_key<'s>(view: &RequestView<'_>, k: &KeyRules<'s>) -> Result<(Arc<str>, &'s crate::throttle::Plan), Refusal> {
+    crate::api_keys::check(k.keys, k.plans, view.headers(), (k.at.0, k.at.1))
+}
+
+/// Step 5: the key's plan bucket, plan-per-route bucket and quota.
+pub async fn keyed_throttles(
+    k: &KeyRules<'_>,
+    plan: &crate::throttle::Plan,
+    id: &Arc<str>,
+) -> Result<Option<Decision>, Refusal> {
+    crate::throttle::admit::keyed(k.cluster, plan, id, k.at).await
+}
+
+/// Step 6: required parameters, the body's media type, then the body itself (read whole,
+/// up to `max`, before any byte of it reaches the integration).
+pub async fn validate(req: &mut dyn Incoming, v: &Validator, max: u64) -> Result<(), Refusal> {
+    v.check_params(req.view().head)?;
+    if req.has_body() {
+        v.check_media_type(req.view().content_type())?;
+    }
+    if v.body.is_none() {
+        return Ok(());
+    }
+    req.read_body(max).await.map_err(BodyError::refusal)?;
+    let view = req.view();
+    v.check_body(view.content_type(), view.body.unwrap_or_default())?;
+    Ok(())
+}
+
+/// `arn:edgegate:execute-api:{api}/{stage}/{METHOD}/{path}`: what IAM-like policies name.
+pub fn method_arn(view: &RequestView<'_>) -> String {
+    let path = view.route.path.trim_start_matches('/');
+    format!("arn:edgegate:execute-api:{}/{}/{}/{path}", view.api(), view.stage(), view.method())
+}
