@@ -25,26 +25,37 @@ fn bench(c: &mut Criterion) {
     let body = format!("{{\"data\":\"{}\"}}", "x".repeat(1010));
     let vars = [("flavour".to_string(), "vanilla".to_string())].into_iter().collect();
     let params = vec![("id".to_string(), "7".to_string())];
+    let head = http::Request::builder()
+        .method("POST")
+        .uri("/prod/pets/7?a=1&a=2&b=x%20y")
+        .body(())
+        .expect("request")
+        .into_parts()
+        .0;
+    let client = edgegate::request::Client {
+        ip: Some("192.0.2.1".parse().expect("ip")),
+        host: "api.example.com".into(),
+        ..Default::default()
+    };
+    let caller = edgegate::request::Caller::default();
     let req = || Request {
-        method: "POST",
-        path: "/prod/pets/7",
-        query: Some("a=1&a=2&b=x%20y"),
+        view: edgegate::request::RequestView {
+            head: &head,
+            route: edgegate::request::Matched {
+                api: "pets",
+                stage: "prod",
+                route_key: "POST /pets/{id}",
+                path: "/pets/7",
+                params: &params,
+                variables: &vars,
+            },
+            client: &client,
+            caller: &caller,
+            request_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            received_at: std::time::SystemTime::now(),
+            body: Some(body.as_bytes()),
+        },
         headers: &headers,
-        route_key: "POST /pets/{id}",
-        path_parameters: &params,
-        stage_variables: &vars,
-        api_id: "pets",
-        stage: "prod",
-        request_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
-        domain_name: "api.example.com",
-        source_ip: "192.0.2.1",
-        protocol: "HTTP/1.1",
-        received_at: std::time::SystemTime::now(),
-        authorizer: None,
-        jwt: false,
-        client_cert: None,
-        api_key_id: None,
-        body: body.as_bytes(),
         binary: false,
     };
     c.bench_function("lambda event 1.0 (1 KiB body) to JSON bytes", |b| {

@@ -3,6 +3,7 @@
 //! field as API Gateway does. Pure functions: the proxy reads the request once and invokes the
 //! function through `aws::lambda`.
 
+use crate::request::RequestView;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -26,33 +27,19 @@ pub struct Target {
     pub timeout: std::time::Duration,
 }
 
-/// Everything of a request an event holds.
+/// Everything of a request an event holds: the request view, and the header fields as
+/// integrations are told them (`forwarded::to_integration`).
 pub struct Request<'a> {
-    pub method: &'a str,
-    /// The path as the client sent it (`rawPath`, v1 `path`).
-    pub path: &'a str,
-    pub query: Option<&'a str>,
+    pub view: RequestView<'a>,
     pub headers: &'a HeaderMap,
-    /// `GET /pets/{id}`.
-    pub route_key: &'a str,
-    pub path_parameters: &'a [(String, String)],
-    pub stage_variables: &'a std::collections::BTreeMap<String, String>,
-    pub api_id: &'a str,
-    pub stage: &'a str,
-    pub request_id: &'a str,
-    pub domain_name: &'a str,
-    pub source_ip: &'a str,
-    pub protocol: &'a str,
-    pub received_at: SystemTime,
-    pub authorizer: Option<&'a crate::auth::Principal>,
-    /// The authorizer was a JWT one (v2: `authorizer.jwt`) rather than Lambda-style.
-    pub jwt: bool,
-    pub client_cert: Option<&'a crate::tls::ClientCert>,
-    /// The id of the API key the request was admitted with (v1 `identity.apiKeyId`).
-    pub api_key_id: Option<&'a str>,
-    pub body: &'a [u8],
     /// The body goes base64-encoded (binary media type, or not UTF-8).
     pub binary: bool,
+}
+
+impl<'a> Request<'a> {
+    fn body(&self) -> &'a [u8] {
+        self.view.body.unwrap_or_default()
+    }
 }
 
 /// AWS's `requestTime`: `09/Apr/2015:12:34:56 +0000`.
@@ -75,12 +62,12 @@ fn text(v: &HeaderValue) -> Cow<'_, str> {
 
 /// The body as the event carries it, and whether it is base64.
 fn body_field<'a>(r: &Request<'a>) -> (Option<Cow<'a, str>>, bool) {
-    if r.body.is_empty() {
+    if r.body().is_empty() {
         return (None, false);
     }
-    match (r.binary, std::str::from_utf8(r.body)) {
+    match (r.binary, std::str::from_utf8(r.body())) {
         (false, Ok(s)) => (Some(Cow::Borrowed(s)), false),
-        _ => (Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(r.body))), true),
+        _ => (Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(r.body()))), true),
     }
 }
 
@@ -134,7 +121,7 @@ fn non_empty<T>(empty: bool, v: T) -> Option<T> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Identity<'a> {
-    source_ip: &'a str,
+    source_ip: String,
     user_agent: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_cert: Option<CertInfo<'a>>,
@@ -169,7 +156,7 @@ struct CertInfo<'a> {
 }
 
 fn cert<'a>(r: &Request<'a>) -> Option<CertInfo<'a>> {
-    r.client_cert.map(|c| CertInfo { subject: &c.subject, issuer: &c.issuer, serial: &c.serial })
+    r.view.client.cert.as_deref().map(|c| CertInfo { subject: &c.subject, issuer: &c.issuer, serial: &c.serial })
 }
 
 /// The event for `r` in `format`, serialized.
@@ -220,13 +207,13 @@ struct Ctx1<'a> {
 }
 
 fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
-    let pairs = query_pairs(r.query);
-    let resource = r.route_key.split_once(' ').map_or(r.route_key, |(_, p)| p);
+    let pairs = query_pairs(r.view.query());
+    let resource = r.view.route().split_once(' ').map_or(r.view.route(), |(_, p)| p);
     let (body, b64) = body_field(r);
-    let authorizer = r.authorizer.map(|p| {
+    let authorizer = r.view.caller.principal.as_deref().map(|p| {
         let mut a = Map::new();
         a.insert("principalId".into(), Value::String(p.principal_id.clone()));
-        if r.jwt {
+        if r.view.caller.jwt {
             a.insert("claims".into(), Value::Object(p.claims.clone()));
             a.insert("scopes".into(), json!(p.scopes));
         } else {
@@ -254,12 +241,12 @@ fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
     let no_query = groups.is_empty();
     let q = Query { groups: groups.clone(), multi: false };
     let mq = Query { groups, multi: true };
-    let params = r.path_parameters;
-    let vars = r.stage_variables;
+    let params = r.view.route.params;
+    let vars = r.view.route.variables;
     V1 {
         resource,
-        path: r.path,
-        http_method: r.method,
+        path: r.view.raw_path(),
+        http_method: r.view.method(),
         headers: non_empty(headers.is_empty(), single),
         multi_value_headers: non_empty(headers.is_empty(), multi),
         query_string_parameters: non_empty(no_query, q),
@@ -271,17 +258,17 @@ fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
         stage_variables: non_empty(vars.is_empty(), vars),
         request_context: Ctx1 {
             account_id: "000000000000",
-            api_id: r.api_id,
+            api_id: r.view.api(),
             authorizer,
-            domain_name: r.domain_name,
-            domain_prefix: r.domain_name.split('.').next().unwrap_or(""),
-            extended_request_id: r.request_id,
-            http_method: r.method,
+            domain_name: r.view.client.host.as_str(),
+            domain_prefix: r.view.client.host.as_str().split('.').next().unwrap_or(""),
+            extended_request_id: r.view.request_id,
+            http_method: r.view.method(),
             identity: Identity {
-                source_ip: r.source_ip,
+                source_ip: r.view.client.source_ip(),
                 user_agent: crate::request::header(r.headers, http::header::USER_AGENT),
                 client_cert: cert(r),
-                api_key_id: r.api_key_id,
+                api_key_id: r.view.caller.api_key_id.as_deref(),
                 api_key: Null::default(),
                 access_key: Null::default(),
                 account_id: Null::default(),
@@ -294,14 +281,14 @@ fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
                 user: Null::default(),
                 user_arn: Null::default(),
             },
-            path: r.path,
-            protocol: r.protocol,
-            request_id: r.request_id,
-            request_time: clf_time(r.received_at),
-            request_time_epoch: epoch_ms(r.received_at),
-            resource_id: r.route_key,
+            path: r.view.raw_path(),
+            protocol: r.view.protocol(),
+            request_id: r.view.request_id,
+            request_time: clf_time(r.view.received_at),
+            request_time_epoch: epoch_ms(r.view.received_at),
+            resource_id: r.view.route(),
             resource_path: resource,
-            stage: r.stage,
+            stage: r.view.stage(),
         },
         body,
         is_base64_encoded: b64,
@@ -355,7 +342,7 @@ struct Http2<'a> {
     method: &'a str,
     path: &'a str,
     protocol: &'a str,
-    source_ip: &'a str,
+    source_ip: String,
     user_agent: Cow<'a, str>,
 }
 
@@ -391,7 +378,7 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
         })
     });
     let mut q: Vec<(Cow<'a, str>, String)> = Vec::new();
-    for (k, v) in query_pairs(r.query) {
+    for (k, v) in query_pairs(r.view.query()) {
         match q.iter_mut().find(|(x, _)| *x == k) {
             Some((_, s)) => {
                 s.push(',');
@@ -402,10 +389,10 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
     }
     let q = std::sync::Arc::new(q);
     let q2 = q.clone();
-    let params = r.path_parameters;
+    let params = r.view.route.params;
     let (body, b64) = body_field(r);
-    let authorizer = r.authorizer.map(|p| {
-        if r.jwt {
+    let authorizer = r.view.caller.principal.as_deref().map(|p| {
+        if r.view.caller.jwt {
             json!({"jwt": {"claims": p.claims, "scopes": if p.scopes.is_empty() { Value::Null } else { json!(p.scopes) }}})
         } else {
             let mut ctx = p.claims.clone();
@@ -415,9 +402,9 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
     });
     V2 {
         version: "2.0",
-        route_key: r.route_key,
-        raw_path: r.path,
-        raw_query_string: r.query.unwrap_or(""),
+        route_key: r.view.route(),
+        raw_path: r.view.raw_path(),
+        raw_query_string: r.view.query().unwrap_or(""),
         cookies,
         headers: joined,
         query_string_parameters: non_empty(
@@ -428,28 +415,28 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
             params.is_empty(),
             MapOf(move || params.iter().map(|(k, v)| (k.as_str(), crate::request::decode_component(v)))),
         ),
-        stage_variables: non_empty(r.stage_variables.is_empty(), r.stage_variables),
+        stage_variables: non_empty(r.view.route.variables.is_empty(), r.view.route.variables),
         request_context: Ctx2 {
             account_id: "000000000000",
-            api_id: r.api_id,
+            api_id: r.view.api(),
             authentication: cert(r).map(
                 |c| json!({"clientCert": {"subjectDN": c.subject, "issuerDN": c.issuer, "serialNumber": c.serial}}),
             ),
             authorizer,
-            domain_name: r.domain_name,
-            domain_prefix: r.domain_name.split('.').next().unwrap_or(""),
+            domain_name: r.view.client.host.as_str(),
+            domain_prefix: r.view.client.host.as_str().split('.').next().unwrap_or(""),
             http: Http2 {
-                method: r.method,
-                path: r.path,
-                protocol: r.protocol,
-                source_ip: r.source_ip,
+                method: r.view.method(),
+                path: r.view.raw_path(),
+                protocol: r.view.protocol(),
+                source_ip: r.view.client.source_ip(),
                 user_agent: crate::request::header(r.headers, http::header::USER_AGENT).unwrap_or_default(),
             },
-            request_id: r.request_id,
-            route_key: r.route_key,
-            stage: r.stage,
-            time: clf_time(r.received_at),
-            time_epoch: epoch_ms(r.received_at),
+            request_id: r.view.request_id,
+            route_key: r.view.route(),
+            stage: r.view.stage(),
+            time: clf_time(r.view.received_at),
+            time_epoch: epoch_ms(r.view.received_at),
         },
         body,
         is_base64_encoded: b64,
@@ -612,34 +599,52 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
 mod tests {
     use super::*;
 
+    struct Fixture {
+        head: http::request::Parts,
+        client: crate::request::Client,
+        caller: crate::request::Caller,
+    }
+
+    fn fixture() -> Fixture {
+        let head = http::Request::builder()
+            .method("POST")
+            .uri("/prod/pets/7?a=1&a=2&b=x%20y")
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
+        let client = crate::request::Client {
+            ip: Some("192.0.2.1".parse().expect("ip")),
+            host: "api.example.com".into(),
+            ..Default::default()
+        };
+        Fixture { head, client, caller: Default::default() }
+    }
+
     fn req<'a>(
+        f: &'a Fixture,
         h: &'a HeaderMap,
         vars: &'a std::collections::BTreeMap<String, String>,
         pp: &'a [(String, String)],
         body: &'a [u8],
     ) -> Request<'a> {
-        Request {
-            method: "POST",
-            path: "/prod/pets/7",
-            query: Some("a=1&a=2&b=x%20y"),
-            headers: h,
-            route_key: "POST /pets/{id}",
-            path_parameters: pp,
-            stage_variables: vars,
-            api_id: "pets",
-            stage: "prod",
+        let view = RequestView {
+            head: &f.head,
+            route: crate::request::Matched {
+                api: "pets",
+                stage: "prod",
+                route_key: "POST /pets/{id}",
+                path: "/pets/7",
+                params: pp,
+                variables: vars,
+            },
+            client: &f.client,
+            caller: &f.caller,
             request_id: "rid",
-            domain_name: "api.example.com",
-            source_ip: "192.0.2.1",
-            protocol: "HTTP/1.1",
             received_at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1428582896),
-            authorizer: None,
-            jwt: false,
-            client_cert: None,
-            api_key_id: None,
-            body,
-            binary: false,
-        }
+            body: Some(body),
+        };
+        Request { view, headers: h, binary: false }
     }
 
     #[test]
@@ -650,7 +655,8 @@ mod tests {
         h.append("cookie", "a=1; b=2".parse().expect("v"));
         let vars = [("v".to_string(), "1".to_string())].into_iter().collect();
         let pp = vec![("id".to_string(), "7".to_string())];
-        let r = req(&h, &vars, &pp, b"{\"x\":1}");
+        let f = fixture();
+        let r = req(&f, &h, &vars, &pp, b"{\"x\":1}");
         let e1: Value = serde_json::from_slice(&event(&r, Format::V1)).expect("json");
         assert_eq!(e1["resource"], "/pets/{id}");
         assert_eq!(e1["headers"]["x-m"], "2");
@@ -671,7 +677,7 @@ mod tests {
         assert_eq!(e2["queryStringParameters"], json!({"a": "1,2", "b": "x y"}));
         assert_eq!(e2["requestContext"]["http"]["method"], "POST");
         assert_eq!(e2["requestContext"]["time"], "09/Apr/2015:12:34:56 +0000");
-        let bin = Request { binary: true, ..req(&h, &vars, &pp, &[0xff, 0x00]) };
+        let bin = Request { binary: true, ..req(&f, &h, &vars, &pp, &[0xff, 0x00]) };
         let eb: Value = serde_json::from_slice(&event(&bin, Format::V2)).expect("json");
         assert_eq!((eb["body"].as_str(), eb["isBase64Encoded"].as_bool()), (Some("/wA="), Some(true)));
     }

@@ -260,6 +260,15 @@ impl<'a> RequestView<'a> {
         self.header(http::header::USER_AGENT).unwrap_or_default()
     }
 
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`, as events and logs name the protocol.
+    pub fn protocol(&self) -> &'static str {
+        match self.head.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        }
+    }
+
     pub fn content_type(&self) -> Option<&'a str> {
         self.head.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
     }

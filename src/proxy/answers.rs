@@ -5,7 +5,7 @@
 //! may be, and sends it.
 
 use super::cache_hooks::invalidate_after_write;
-use super::{body, Gateway, NO_BODY, NO_VARIABLES};
+use super::{body, Gateway, NO_BODY};
 use crate::forwarded;
 use crate::observability::errors;
 use crate::proxy::ctx::RequestCtx;
@@ -24,42 +24,11 @@ impl Gateway {
         let Some(integration) = ctx.route.as_ref().and_then(|r| r.integration.clone()) else { return Ok(()) };
         let Integration::Lambda(t) = &*integration else { return Ok(()) };
         let payload = {
-            let req = session.req_header();
-            let (api, stage, route_key) = ctx.labels();
-            let m = ctx.route.as_ref();
-            let api_cfg = m.map(|m| &ctx.snap.apis[m.api]);
-            let ct = crate::request::header(&req.headers, http::header::CONTENT_TYPE);
-            let body = ctx.body.as_deref().unwrap_or(&[]);
-            let binary = api_cfg.is_some_and(|a| a.binary.matches(ct.as_deref()));
-            let jwt = ctx
-                .matched_route()
-                .and_then(|r| r.authorizer.as_ref())
-                .is_some_and(|(_, a)| matches!(a, crate::snapshot::Authorizer::Jwt(_)));
-            let source_ip = ctx.client.source_ip();
-            let mut headers = req.headers.clone();
+            let view = ctx.view(session.req_header());
+            let binary = ctx.route.as_ref().is_some_and(|m| ctx.snap.apis[m.api].binary.matches(view.header(http::header::CONTENT_TYPE).as_deref()));
+            let mut headers = view.headers().clone();
             forwarded::to_integration(&mut headers, &ctx.hop());
-            let r = Request {
-                method: req.method.as_str(),
-                path: req.uri.path(),
-                query: req.uri.query(),
-                headers: &headers,
-                route_key,
-                path_parameters: m.map(|m| m.params.as_slice()).unwrap_or(&[]),
-                stage_variables: m.map(|m| &*m.variables).unwrap_or(&NO_VARIABLES),
-                api_id: api,
-                stage,
-                request_id: &ctx.request_id,
-                domain_name: &ctx.client.host,
-                source_ip: &source_ip,
-                protocol: if session.is_http2() { "HTTP/2.0" } else { "HTTP/1.1" },
-                received_at: ctx.timing.received_at,
-                authorizer: ctx.caller.principal.as_deref(),
-                jwt,
-                client_cert: ctx.client.cert.as_deref(),
-                api_key_id: ctx.caller.api_key_id.as_deref(),
-                body,
-                binary,
-            };
+            let r = Request { view, headers: &headers, binary };
             Bytes::from(event(&r, t.format))
         };
         let started = std::time::Instant::now();
