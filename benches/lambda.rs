@@ -2,7 +2,7 @@
 //! request with a 1 KiB JSON body and a dozen headers, and mapping a function's answer back.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use edgegate::lambda_proxy::{answer, event, Format, Request};
+use edgegate::integrations::lambda::{answer, event, Format, Request};
 
 fn bench(c: &mut Criterion) {
     let mut headers = http::HeaderMap::new();

@@ -2,8 +2,8 @@
 //! origin group's) health checks on their intervals, on whatever snapshot is current, and
 //! forgets links and targets a reload removed.
 
+use crate::integrations::vpc_link;
 use crate::snapshot::Shared;
-use crate::vpc_link;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;

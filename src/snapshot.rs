@@ -5,7 +5,6 @@
 use crate::responses::Overrides;
 use crate::routing::Router;
 use crate::tls::certs::CertStore;
-use crate::upstream::HttpTarget;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +29,7 @@ pub struct Snapshot {
     /// Custom domains with `hsts`: lower-case host -> `Strict-Transport-Security` (HTTPS only).
     pub hsts: HashMap<String, http::HeaderValue>,
     /// `[[vpc_links]]` by name (the health checker walks them).
-    pub links: HashMap<String, Arc<crate::vpc_link::Link>>,
+    pub links: HashMap<String, Arc<crate::integrations::vpc_link::Link>>,
     /// Mock bodies and gateway-response bodies.
     pub templates: minijinja::Environment<'static>,
     pub certs: CertStore,
@@ -104,7 +103,7 @@ pub struct Api {
     pub binary: crate::transform::BinaryTypes,
     /// Forwarded to `[edge].origins` (an `endpoint = "edge"` API on an edge node): which of
     /// the API's own routes need a credential, for the edge cache.
-    pub edge: Option<crate::edge::Protected>,
+    pub edge: Option<crate::integrations::edge::Protected>,
     /// `protocol = "websocket"`: the API's WebSocket settings and route table.
     pub websocket: Option<Arc<crate::websocket::WsApi>>,
 }
@@ -146,21 +145,8 @@ pub struct StageView {
     pub is_canary: bool,
 }
 
-pub enum Integration {
-    Http(HttpTarget),
-    Mock(Mock),
-    /// `type = "lambda"`: a Lambda proxy integration.
-    Lambda(crate::lambda_proxy::Target),
-    /// `type = "aws"`: a signed request to an AWS service.
-    Aws(crate::aws::service::Target),
-}
-
-pub struct Mock {
-    pub status: u16,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// Template name in `Snapshot::templates`.
-    pub body: Option<String>,
-}
+pub use crate::integrations::mock::Mock;
+pub use crate::integrations::Integration;
 
 impl Snapshot {
     /// Resolves the API and stage of a request: custom domain first, else `/{stage}/{base}`.

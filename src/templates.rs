@@ -3,6 +3,7 @@
 //! requestTime, requestTimeEpoch, identity.{sourceIp, userAgent, clientCert}, error.*),
 //! `stageVariables.*` and `input.{body, json, params.{path, querystring, header}}`.
 
+use crate::request::RequestView;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -66,6 +67,54 @@ pub struct Vars<'a> {
     #[serde(rename = "stageVariables")]
     pub stage_variables: &'a BTreeMap<String, String>,
     pub input: Input<'a>,
+}
+
+impl<'a> Vars<'a> {
+    /// The variables of a request: its view, the error of a gateway response, and a body
+    /// (the request's, or the integration's in response templates) as text and as JSON.
+    /// Header fields are the ones integrations are told (`forwarded::to_integration`).
+    pub fn of(
+        view: &RequestView<'a>,
+        error: Option<(&'a str, &'a str)>,
+        body: (&'a str, &'a serde_json::Value),
+    ) -> Vars<'a> {
+        let epoch = view.received_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let mut header = crate::request::header_map(view.headers());
+        let hop = crate::forwarded::Hop::of(view.client);
+        header.retain(|k, _| !hop.drops(k));
+        let keep_port = header.contains_key("x-forwarded-port");
+        header.extend(hop.fields(keep_port).map(|(k, v)| (k, v.into_owned())));
+        Vars {
+            context: Context {
+                request_id: view.request_id,
+                stage: view.stage(),
+                api_id: view.api(),
+                route_key: view.route(),
+                path: view.raw_path(),
+                http_method: view.method(),
+                domain_name: &view.client.host,
+                request_time: humantime::format_rfc3339_millis(view.received_at).to_string(),
+                request_time_epoch: epoch,
+                identity: Identity {
+                    source_ip: view.client.source_ip(),
+                    user_agent: view.user_agent(),
+                    client_cert: view.client.cert.as_deref(),
+                },
+                error: error.map(|(message, response_type)| ErrorInfo { message, response_type }),
+                authorizer: view.caller.principal.as_deref(),
+            },
+            stage_variables: view.route.variables,
+            input: Input {
+                params: Params {
+                    path: view.route.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+                    querystring: crate::request::query_map(view.query()),
+                    header,
+                },
+                body: body.0,
+                json: body.1,
+            },
+        }
+    }
 }
 
 /// Renders template `name`; a runtime error is returned for the caller to turn into a 500.

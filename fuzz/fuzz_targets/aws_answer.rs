@@ -2,7 +2,7 @@
 //! panics; only a final status (200–599) passes, with at most Content-Type and
 //! x-amzn-RequestId.
 #![no_main]
-use edgegate::aws::service::answer_head;
+use edgegate::integrations::aws::answer_head;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

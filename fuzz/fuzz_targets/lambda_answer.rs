@@ -2,7 +2,7 @@
 //! has a final status (200–599), valid header values (no CRLF), no framing or hop-by-hop
 //! field, a single-valued field at most once, and no body on a 204 or 304.
 #![no_main]
-use edgegate::lambda_proxy::{answer, Format};
+use edgegate::integrations::lambda::{answer, Format};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

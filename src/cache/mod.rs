@@ -98,7 +98,8 @@ pub enum Bypass {
     UnkeyedQuery,
 }
 
-/// Everything of a request the key is built from.
+/// Everything of a request the key is built from: a borrowed projection of the request view
+/// ([`KeyInput::of`]), so the key rules can be tested without a request.
 pub struct KeyInput<'a> {
     pub api: &'a str,
     pub stage: &'a str,
@@ -110,6 +111,23 @@ pub struct KeyInput<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+}
+
+impl<'a> KeyInput<'a> {
+    /// What a request view offers the key: the scheme and host the integration is told,
+    /// the normalised path below the stage, the query and header fields as received.
+    pub fn of(view: &crate::request::RequestView<'a>) -> KeyInput<'a> {
+        KeyInput {
+            api: view.api(),
+            stage: view.stage(),
+            method: &view.head.method,
+            proto: view.client.told_proto().as_str(),
+            host: view.client.told_host(),
+            path: view.route.path,
+            query: view.query(),
+            headers: view.headers(),
+        }
+    }
 }
 
 /// Builds the primary key into `out`. Every part is length-prefixed, so no value can spill

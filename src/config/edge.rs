@@ -3,7 +3,7 @@
 //! API's resource policy, binary types and gateway responses, and which of its own routes
 //! need a credential (for the edge cache).
 
-use crate::edge::{Edge, Protected, LINK};
+use crate::integrations::edge::{Edge, Protected, LINK};
 use crate::routing::{RouteKey, Router};
 use crate::snapshot::{self, Integration, StageView};
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use super::*;
 impl Compiler {
     /// `[[vpc_links]]`: target groups with balance and health checks.
     pub(super) fn vpc_links(&mut self, root: &KeyPath, cfg: &Config) {
-        use crate::vpc_link::{Balance, Link};
+        use crate::integrations::vpc_link::{Balance, Link};
         for (i, l) in cfg.vpc_links.iter().enumerate() {
             let p = root.key("vpc_links").idx(i);
             if self.links.contains_key(&l.name) {
@@ -52,11 +52,14 @@ impl Compiler {
         e: &model::Edge,
         settings: &Settings,
         own: &[String],
-    ) -> Option<Arc<crate::edge::Edge>> {
-        if self.links.contains_key(crate::edge::LINK) {
+    ) -> Option<Arc<crate::integrations::edge::Edge>> {
+        if self.links.contains_key(crate::integrations::edge::LINK) {
             self.err(
                 p.clone(),
-                format!("a [[vpc_links]] entry is named {:?}, the name of [edge]'s origin group", crate::edge::LINK),
+                format!(
+                    "a [[vpc_links]] entry is named {:?}, the name of [edge]'s origin group",
+                    crate::integrations::edge::LINK
+                ),
             );
             return None;
         }
@@ -68,7 +71,7 @@ impl Compiler {
                     return None;
                 }
             },
-            None => crate::vpc_link::Check {
+            None => crate::integrations::vpc_link::Check {
                 http_path: None,
                 interval: Duration::from_secs(5),
                 timeout: Duration::from_secs(1),
@@ -79,13 +82,25 @@ impl Compiler {
                 self.check_cache(&p.key("cache"), c, true, None);
                 let ttl = c.ttl.map(|d| d.0).unwrap_or(crate::cache::DEFAULT_TTL);
                 let capacity = c.capacity.map(|c| c.0).unwrap_or(crate::cache::DEFAULT_CAPACITY);
-                crate::edge::Edge::cache(ttl, capacity, c.origin_cache_control.as_deref() != Some("ignore"))
+                crate::integrations::edge::Edge::cache(
+                    ttl,
+                    capacity,
+                    c.origin_cache_control.as_deref() != Some("ignore"),
+                )
             }
-            None => crate::edge::Edge::cache(crate::cache::DEFAULT_TTL, crate::cache::DEFAULT_CAPACITY, true),
+            None => {
+                crate::integrations::edge::Edge::cache(crate::cache::DEFAULT_TTL, crate::cache::DEFAULT_CAPACITY, true)
+            }
         };
-        match crate::edge::Edge::new(&e.origins, own, Some(check), settings.max_integration_timeout, cache) {
+        match crate::integrations::edge::Edge::new(
+            &e.origins,
+            own,
+            Some(check),
+            settings.max_integration_timeout,
+            cache,
+        ) {
             Ok(edge) => {
-                self.links.insert(crate::edge::LINK.to_string(), edge.link.clone());
+                self.links.insert(crate::integrations::edge::LINK.to_string(), edge.link.clone());
                 Some(Arc::new(edge))
             }
             Err((Some(i), m)) => {
@@ -126,7 +141,7 @@ impl Compiler {
         text: &str,
         vars: &BTreeMap<String, String>,
     ) -> Option<String> {
-        match upstream::substitute_stage_vars(text, vars) {
+        match crate::integrations::http::substitute_stage_vars(text, vars) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.err(at.clone(), format!("{e} in stage `{}`", sp));
@@ -371,7 +386,7 @@ impl Compiler {
         match i.kind.as_str() {
             "http" => {
                 let uri = i.uri.as_deref()?;
-                let uri = match upstream::substitute_stage_vars(uri, vars) {
+                let uri = match crate::integrations::http::substitute_stage_vars(uri, vars) {
                     Ok(u) => u,
                     Err(e) => {
                         self.err(ip.key("uri"), format!("{e} in stage `{}`", sp));
@@ -379,8 +394,13 @@ impl Compiler {
                     }
                 };
                 let timeout = integration_timeout(i, settings);
-                match upstream::parse_target(tname, &uri, timeout, i.retries.unwrap_or(0), i.tls_verify.unwrap_or(true))
-                {
+                match crate::integrations::http::parse_target(
+                    tname,
+                    &uri,
+                    timeout,
+                    i.retries.unwrap_or(0),
+                    i.tls_verify.unwrap_or(true),
+                ) {
                     Ok(t) => Some(snapshot::Integration::Http(t)),
                     Err(e) => {
                         self.err(ip.key("uri"), e);
@@ -398,14 +418,15 @@ impl Compiler {
                 if let Some(e) = &endpoint {
                     self.secure_endpoint(&ip.key("endpoint"), e, i.allow_insecure_endpoint == Some(true))?;
                 }
-                let path = match upstream::substitute_stage_vars(i.path.as_deref().unwrap_or("/"), vars) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        self.err(ip.key("path"), format!("{e} in stage `{}`", sp));
-                        return None;
-                    }
-                };
-                let url = crate::aws::service::url(&service, &region, endpoint.as_deref(), &path);
+                let path =
+                    match crate::integrations::http::substitute_stage_vars(i.path.as_deref().unwrap_or("/"), vars) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.err(ip.key("path"), format!("{e} in stage `{}`", sp));
+                            return None;
+                        }
+                    };
+                let url = crate::integrations::aws::url(&service, &region, endpoint.as_deref(), &path);
                 let ep = match crate::outbound::Endpoint::parse(&url) {
                     Ok(e) => e,
                     Err(e) => {
@@ -420,7 +441,7 @@ impl Compiler {
                     .as_ref()
                     .map(|t| crate::templates::name_for_service(&format!("aws:{tname}"), &stage_vars_as_template(t)));
                 let timeout = integration_timeout(i, settings);
-                Some(snapshot::Integration::Aws(crate::aws::service::Target {
+                Some(snapshot::Integration::Aws(crate::integrations::aws::Target {
                     service,
                     region,
                     method,
@@ -439,7 +460,7 @@ impl Compiler {
                 if let Some(e) = &endpoint {
                     self.secure_endpoint(&ip.key("endpoint"), e, i.allow_insecure_endpoint == Some(true))?;
                 }
-                let name = match upstream::substitute_stage_vars(name, vars) {
+                let name = match crate::integrations::http::substitute_stage_vars(name, vars) {
                     Ok(n) => n,
                     Err(e) => {
                         self.err(ip.key("function"), format!("{e} in stage `{}`", sp));
@@ -455,11 +476,11 @@ impl Compiler {
                     }
                 };
                 let format = match i.payload_format.as_deref() {
-                    Some("1.0") => crate::lambda_proxy::Format::V1,
-                    _ => crate::lambda_proxy::Format::V2,
+                    Some("1.0") => crate::integrations::lambda::Format::V1,
+                    _ => crate::integrations::lambda::Format::V2,
                 };
                 let timeout = integration_timeout(i, settings);
-                Some(snapshot::Integration::Lambda(crate::lambda_proxy::Target { function, format, timeout }))
+                Some(snapshot::Integration::Lambda(crate::integrations::lambda::Target { function, format, timeout }))
             }
             "vpc_link" => {
                 let name = i.link.as_deref()?;
@@ -468,7 +489,12 @@ impl Compiler {
                     return None;
                 };
                 let timeout = integration_timeout(i, settings);
-                Some(snapshot::Integration::Http(upstream::link_target(tname, link, timeout, i.retries.unwrap_or(0))))
+                Some(snapshot::Integration::Http(crate::integrations::http::link_target(
+                    tname,
+                    link,
+                    timeout,
+                    i.retries.unwrap_or(0),
+                )))
             }
             "mock" => {
                 let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
@@ -481,7 +507,7 @@ impl Compiler {
 }
 
 /// `health_check = { kind = "http" | "tcp", path, interval, timeout }`.
-fn parse_check(t: &toml::Table) -> Result<crate::vpc_link::Check, (&'static str, String)> {
+fn parse_check(t: &toml::Table) -> Result<crate::integrations::vpc_link::Check, (&'static str, String)> {
     let dur = |k: &'static str, default: u64| -> Result<std::time::Duration, (&'static str, String)> {
         match t.get(k) {
             None => Ok(std::time::Duration::from_secs(default)),
@@ -517,7 +543,7 @@ fn parse_check(t: &toml::Table) -> Result<crate::vpc_link::Check, (&'static str,
     if interval.is_zero() || timeout.is_zero() || timeout > interval {
         return Err(("timeout", "interval and timeout must be above 0, and timeout at most interval".into()));
     }
-    Ok(crate::vpc_link::Check { http_path, interval, timeout })
+    Ok(crate::integrations::vpc_link::Check { http_path, interval, timeout })
 }
 
 /// `${stageVariables.NAME}` in a request template becomes `{{ stageVariables.NAME }}`, so one

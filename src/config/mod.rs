@@ -19,7 +19,6 @@ use crate::responses::{CustomResponse, Overrides, ResponseType};
 use crate::routing::{parse_route_key, RouteKey, Router};
 use crate::snapshot::{self, AccessLogTarget, Listeners, Mount, Settings, Snapshot, StageView};
 use crate::tls::CertStore;
-use crate::upstream;
 pub use error::{ConfigError, ConfigErrors, KeyPath, Locator};
 use model::*;
 use sha2::{Digest, Sha256};
@@ -101,9 +100,9 @@ struct Compiler {
     files: Vec<PathBuf>,
     hasher: Sha256,
     /// `[[vpc_links]]`, compiled before the APIs that name them.
-    links: HashMap<String, Arc<crate::vpc_link::Link>>,
+    links: HashMap<String, Arc<crate::integrations::vpc_link::Link>>,
     /// `[edge]`: `endpoint = "edge"` APIs are compiled to forward to its origins.
-    edge: Option<(Arc<crate::edge::Edge>, Arc<snapshot::Integration>)>,
+    edge: Option<(Arc<crate::integrations::edge::Edge>, Arc<snapshot::Integration>)>,
 }
 
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";

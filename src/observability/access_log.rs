@@ -38,7 +38,7 @@ pub struct Entry<'a> {
     pub cache: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'a str>,
-    pub user_agent: &'a str,
+    pub user_agent: std::borrow::Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cert: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +50,29 @@ pub struct Entry<'a> {
     pub messages_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_out: Option<u64>,
+}
+
+impl<'a> Entry<'a> {
+    /// The fields a request view gives; its outcome (status, lengths, latencies, cache,
+    /// error type) is the caller's to fill in.
+    pub fn of(view: &crate::request::RequestView<'a>) -> Entry<'a> {
+        Entry {
+            request_id: view.request_id,
+            ip: view.client.source_ip(),
+            request_time: humantime::format_rfc3339_millis(view.received_at).to_string(),
+            http_method: view.method(),
+            path: view.raw_path(),
+            route_key: view.route(),
+            protocol: view.protocol(),
+            api_id: view.api(),
+            stage: view.stage(),
+            user_agent: view.user_agent(),
+            client_cert: view.client.cert.as_deref().map(|c| c.subject.as_str()),
+            api_key_id: view.caller.api_key_id.as_deref(),
+            principal_id: view.caller.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
+            ..Default::default()
+        }
+    }
 }
 
 struct Writer {

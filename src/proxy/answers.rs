@@ -1,138 +1,87 @@
-//! Integrations whose answer the gateway makes itself, instead of proxying to a peer: Lambda
-//! proxy integrations (`lambda_proxy`, `aws::lambda`), AWS service integrations
-//! (`aws::service`) and mocks (`templates`). Each reads the whole body first (`proxy::body`),
-//! calls its target, maps the result to one answer, stores it in the route's cache when it
-//! may be, and sends it.
+//! Integrations whose answer the gateway makes itself (`integrations::Shape::Answer`:
+//! mock, Lambda, AWS service). The body is read as the integration asks
+//! (`integrations::BodyUse`) before the cache lookup; after it missed, the integration makes
+//! its answer from the request view, the answer is stored in the route's cache when it may
+//! be, and sent.
 
 use super::cache_hooks::invalidate_after_write;
-use super::{body, Gateway, NO_BODY};
-use crate::forwarded;
+use super::{body, Gateway};
+use crate::integrations::{Answer, BodyUse, Env};
 use crate::observability::errors;
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::{Refusal, ResponseType};
-use crate::snapshot::Integration;
-use crate::templates;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
 impl Gateway {
-    /// Invokes a Lambda proxy integration with the request's event and answers with its result.
-    pub(super) async fn lambda(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        use crate::aws::lambda::Invoked;
-        use crate::lambda_proxy::{answer, event, Request};
-        let Some(integration) = ctx.route.as_ref().and_then(|r| r.integration.clone()) else { return Ok(()) };
-        let Integration::Lambda(t) = &*integration else { return Ok(()) };
-        let payload = {
-            let view = ctx.view(session.req_header());
-            let binary = ctx.route.as_ref().is_some_and(|m| ctx.snap.apis[m.api].binary.matches(view.header(http::header::CONTENT_TYPE).as_deref()));
-            let mut headers = view.headers().clone();
-            forwarded::to_integration(&mut headers, &ctx.hop());
-            let r = Request { view, headers: &headers, binary };
-            Bytes::from(event(&r, t.format))
-        };
-        let started = std::time::Instant::now();
-        let invoked = t.function.invoke(payload, t.timeout, &ctx.request_id).await;
-        ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
-        let failure = |kind: &'static str, why: String| {
-            errors::upstream(&t.function.name, kind, &why);
-            Refusal::new(ResponseType::IntegrationFailure).with_message("Internal server error")
-        };
-        let result = match invoked {
-            Ok(Invoked::Answer(b)) => {
-                ctx.upstream.status = Some(200);
-                b
-            }
-            Ok(Invoked::FunctionError { kind, message }) => {
-                ctx.upstream.status = Some(200);
-                let r = failure("function_error", format!("function {} failed ({kind}): {message}", t.function.name));
-                return self.refuse(session, ctx, r).await;
-            }
-            Ok(Invoked::Service { status, message }) => {
-                ctx.upstream.status = Some(status);
-                if status == 429 {
-                    errors::upstream(&t.function.name, "throttled", &message);
-                    return self.gateway_response(session, ctx, ResponseType::Throttled).await;
-                }
-                let r = failure("lambda", format!("Lambda answered {status} for {}: {message}", t.function.name));
-                return self.refuse(session, ctx, r).await;
-            }
-            Err(e) => return self.outbound_failed(session, ctx, &t.function.name, &e).await,
-        };
-        match answer(&result, t.format) {
-            Ok(a) => {
-                let mut h = ResponseHeader::build(a.status, Some(a.headers.len() + 4))?;
-                for (k, v) in a.headers {
-                    h.append_header(k, v)?;
-                }
-                self.answer_made(session, ctx, h, a.body).await
-            }
-            Err(why) => {
-                let r = failure("malformed", format!("function {} gave a malformed answer: {why}", t.function.name));
-                self.refuse(session, ctx, r).await
-            }
-        }
-    }
-
-    /// Calls an AWS service integration: the request template (or the body as it came) is
-    /// the service request; the service's answer, success or error, is passed through.
-    pub(super) async fn aws_service(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let Some(integration) = ctx.route.as_ref().and_then(|r| r.integration.clone()) else { return Ok(()) };
-        let Integration::Aws(t) = &*integration else { return Ok(()) };
-        let body = ctx.body.clone().unwrap_or_default();
-        let payload = match &t.template {
-            None => body,
-            Some(name) => {
-                let text = std::str::from_utf8(&body).unwrap_or("");
-                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                let snap = ctx.snap.clone();
-                let rendered =
-                    templates::render(&snap.templates, name, &self.template_vars(session, ctx, None, (text, &json)));
-                match rendered {
-                    Ok(s) => Bytes::from(s),
-                    Err(e) => {
-                        log::warn!("aws integration template {name}: {e}");
-                        return self.gateway_response(session, ctx, ResponseType::Default5xx).await;
-                    }
-                }
-            }
-        };
-        let started = std::time::Instant::now();
-        let answer = t.call(payload, &ctx.request_id).await;
-        ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
-        let a = match answer {
-            Ok(a) => a,
-            Err(e) => return self.outbound_failed(session, ctx, &t.endpoint.url, &e).await,
-        };
-        ctx.upstream.status = Some(a.status);
-        let (status, fields) = match crate::aws::service::answer_head(a.status, &a.headers) {
-            Ok(head) => head,
-            Err(why) => {
-                errors::upstream(&t.endpoint.url, "malformed", &why);
-                let r = Refusal::new(ResponseType::IntegrationFailure).with_message("Internal server error");
-                return self.refuse(session, ctx, r).await;
-            }
-        };
-        let mut h = ResponseHeader::build(status, Some(fields.len() + 4))?;
-        for (name, v) in fields {
-            h.insert_header(name, v)?;
-        }
-        self.answer_made(session, ctx, h, a.body).await
-    }
-
-    /// A Lambda or AWS service call that got no answer: 504 `INTEGRATION_TIMEOUT` after its
-    /// deadline, else 502 `INTEGRATION_FAILURE`; counted and summarised per `target`.
-    async fn outbound_failed(
+    /// Reads the body as an answer integration needs it, before the cache lookup (a slow
+    /// client never holds the cache lock). `Err` is the refusal to send.
+    pub(super) async fn read_for_answer(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        target: &str,
-        e: &crate::outbound::OutboundError,
-    ) -> Result<()> {
-        let timeout = matches!(e, crate::outbound::OutboundError::Timeout { .. });
-        errors::upstream(target, if timeout { "timeout" } else { "connect" }, e);
-        let t = if timeout { ResponseType::IntegrationTimeout } else { ResponseType::IntegrationFailure };
-        self.gateway_response(session, ctx, t).await
+        use_: BodyUse,
+    ) -> std::result::Result<(), Refusal> {
+        let max = ctx.snap.settings.max_body;
+        match use_ {
+            BodyUse::Whole(limit) => {
+                body::read_all(session, ctx, max.min(limit)).await.map(|_| ()).map_err(|e| e.refusal())
+            }
+            BodyUse::Drain if ctx.body.is_some() || body::framing(session) == body::Framing::Empty => Ok(()),
+            BodyUse::Drain => match body::drain(session, max).await {
+                Ok(()) => Ok(()),
+                Err(body::BodyError::TooLarge) => Err(Refusal::new(ResponseType::RequestTooLarge)),
+                Err(_) => {
+                    session.set_keepalive(None);
+                    errors::downstream("body", &"request body does not match its framing");
+                    Err(Refusal::new(ResponseType::Default4xx))
+                }
+            },
+        }
+    }
+
+    /// Serves an answer integration: it makes the answer from the request view, and the
+    /// gateway sends it (storing it in the route's cache when it may) or the gateway
+    /// response of its failure.
+    pub(super) async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, a: &dyn Answer) -> Result<()> {
+        let snap = ctx.snap.clone();
+        let made = {
+            let view = ctx.view(session.req_header());
+            let binary = ctx
+                .route
+                .as_ref()
+                .is_some_and(|m| snap.apis[m.api].binary.matches(view.header(http::header::CONTENT_TYPE).as_deref()));
+            let started = std::time::Instant::now();
+            let made = a.answer(&view, &Env { templates: &snap.templates, binary }).await;
+            (made, started.elapsed())
+        };
+        let (made, took) = made;
+        let called = match &made {
+            Ok(m) => m.integration_status.is_some(),
+            Err(e) => !matches!(e, crate::integrations::IntegrationError::Template { .. }),
+        };
+        if called {
+            ctx.upstream.latency_ms = Some(took.as_millis() as u64);
+        }
+        match made {
+            Ok(m) => {
+                ctx.upstream.status = m.integration_status;
+                let mut h = ResponseHeader::build(m.status, Some(m.headers.len() + 4))?;
+                for (k, v) in m.headers {
+                    h.append_header(k, v)?;
+                }
+                if m.cacheable {
+                    self.answer_made(session, ctx, h, m.body).await
+                } else {
+                    self.send(session, ctx, h, m.body).await
+                }
+            }
+            Err(e) => {
+                ctx.upstream.status = e.integration_status();
+                self.refuse(session, ctx, e.refusal()).await
+            }
+        }
     }
 
     /// Sends an answer the gateway made from an integration's result (Lambda, AWS service):
@@ -189,44 +138,5 @@ impl Gateway {
             None => false,
         };
         written && session.cache.finish_miss_handler().await.is_ok()
-    }
-
-    pub(super) async fn mock(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let Some(Integration::Mock(m)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
-            return Ok(());
-        };
-        // the body is read (and checked) before the answer, as an integration would
-        if ctx.body.is_none() && body::framing(session) != body::Framing::Empty {
-            match body::drain(session, ctx.snap.settings.max_body).await {
-                Ok(()) => {}
-                Err(body::BodyError::TooLarge) => {
-                    return self.gateway_response(session, ctx, ResponseType::RequestTooLarge).await
-                }
-                Err(_) => {
-                    session.set_keepalive(None);
-                    errors::downstream("body", &"request body does not match its framing");
-                    return self.gateway_response(session, ctx, ResponseType::Default4xx).await;
-                }
-            }
-        }
-        let snap = ctx.snap.clone();
-        let body = match &m.body {
-            Some(name) => {
-                let v = self.template_vars(session, ctx, None, NO_BODY);
-                match templates::render(&snap.templates, name, &v) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        log::warn!("mock template {name}: {e}");
-                        return self.gateway_response(session, ctx, ResponseType::Default5xx).await;
-                    }
-                }
-            }
-            None => String::new(),
-        };
-        let mut h = ResponseHeader::build(m.status, Some(m.headers.len() + 2))?;
-        for (k, v) in &m.headers {
-            h.insert_header(k.clone(), v.clone())?;
-        }
-        self.send(session, ctx, h, Bytes::from(body)).await
     }
 }

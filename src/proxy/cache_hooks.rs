@@ -4,7 +4,6 @@
 
 use super::body;
 use crate::proxy::ctx::{CacheResult, CacheState, RequestCtx};
-use crate::snapshot::Integration;
 use once_cell::sync::Lazy;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::predictor::Predictor;
@@ -56,10 +55,7 @@ pub(super) fn invalidate_after_write(session: &Session, resp: &ResponseHeader, c
     // A URL may be in the client's space (behind the stage or base path) or in the
     // integration's (the origin's own Location): the prefix each puts before the route path.
     let client_prefix = req.uri.path().strip_suffix(m.path.as_str());
-    let origin_host = match m.integration.as_deref() {
-        Some(Integration::Http(t)) => t.host.as_str(),
-        _ => "",
-    };
+    let origin_host = m.integration.as_deref().and_then(|i| i.forward()).map_or("", |t| t.host.as_str());
     let origin_path = ctx.upstream.uri.split(['?', '#']).next().unwrap_or("");
     let origin_prefix = origin_path.strip_suffix(m.path.as_str());
     for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
@@ -112,16 +108,8 @@ pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> 
     }
     state.credential = crate::cache::carries_unkeyed_credential(&rc, &req.headers, &identity)
         || ctx.snap.apis[m.api].edge.as_ref().is_some_and(|p| p.requires_credential(&req.method, &m.path));
-    let input = crate::cache::KeyInput {
-        api: &ctx.snap.apis[m.api].name,
-        stage: &stage.name,
-        method: &req.method,
-        proto: ctx.client.told_proto().as_str(),
-        host: ctx.client.told_host(),
-        path: &m.path,
-        query: req.uri.query(),
-        headers: &req.headers,
-    };
+    let view = ctx.view(req);
+    let input = crate::cache::KeyInput::of(&view);
     let keyed = crate::cache::build_key(&mut state.key, &rc, &input);
     if keyed.is_ok() {
         session.cache.enable(rc.store, None, Some(&*PREDICTOR), Some(lock()), Some(overrides()));

@@ -42,7 +42,7 @@ pub struct RequestCtx {
 }
 
 /// Stage variables of a request that was not routed.
-pub(super) static NO_VARIABLES: BTreeMap<String, String> = BTreeMap::new();
+static NO_VARIABLES: BTreeMap<String, String> = BTreeMap::new();
 
 pub struct Timing {
     pub start: Instant,

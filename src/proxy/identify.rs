@@ -7,7 +7,6 @@ use crate::proxy::ctx::{RequestCtx, RouteMatch};
 use crate::request::Proto;
 use crate::responses::{Refusal, ResponseType};
 use crate::routing;
-use crate::snapshot::Integration;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use std::sync::Arc;
@@ -129,9 +128,9 @@ impl Gateway {
             return Err(Refusal::new(ResponseType::NotFound));
         };
         let integration = view.integrations[m.route].clone();
-        if let Integration::Http(t) = &*integration {
+        if let Some(t) = integration.forward() {
             ctx.upstream.uri = if t.via.is_some() {
-                crate::edge::forward_uri(&path, req.uri.query())
+                crate::integrations::edge::forward_uri(&path, req.uri.query())
             } else {
                 t.request_uri(rest, &rm.params, req.uri.query())
             };

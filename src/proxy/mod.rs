@@ -12,9 +12,10 @@ mod respond;
 mod transforms;
 mod websocket;
 
+use crate::integrations::{Integration, Shape};
 use crate::observability::errors;
 use crate::responses::{Refusal, ResponseType};
-use crate::snapshot::{Integration, Shared};
+use crate::snapshot::Shared;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_hooks::invalidate_after_write;
@@ -35,7 +36,6 @@ pub struct Gateway {
 impl Gateway {}
 
 static NULL: serde_json::Value = serde_json::Value::Null;
-use ctx::NO_VARIABLES;
 /// Template input when there is no body.
 const NO_BODY: (&str, &serde_json::Value) = ("", &NULL);
 
@@ -111,10 +111,8 @@ impl ProxyHttp for Gateway {
         if let Some(ws) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].websocket.clone()) {
             return self.websocket(session, ctx, ws).await;
         }
-        if let Some(Integration::Http(crate::upstream::HttpTarget { via: Some(via), .. })) =
-            ctx.route.as_ref().and_then(|r| r.integration.as_deref())
-        {
-            if crate::edge::looped(&session.req_header().headers, via) {
+        if let Some(via) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()?.via.as_ref()) {
+            if crate::integrations::edge::looped(&session.req_header().headers, via) {
                 // this node forwarded the request before: its origin leads back here
                 errors::upstream("edge", "loop", &"the request already carries this node's Via");
                 let r = Refusal::new(ResponseType::Default5xx).with_status(508).with_message("Loop Detected");
@@ -135,35 +133,27 @@ impl ProxyHttp for Gateway {
             self.refuse(session, ctx, refusal).await?;
             return Ok(true);
         }
-        if matches!(ctx.route.as_ref().and_then(|r| r.integration.as_deref()), Some(Integration::Mock(_))) {
-            self.mock(session, ctx).await?;
-            return Ok(true);
-        }
-        if matches!(
-            ctx.route.as_ref().and_then(|r| r.integration.as_deref()),
-            Some(Integration::Lambda(_) | Integration::Aws(_))
-        ) {
-            // the event or the service request carries the whole body (Lambda: 6 MiB at most)
-            let limit = ctx.snap.settings.max_body.min(crate::aws::lambda::MAX_PAYLOAD as u64);
-            if let Err(e) = body::read_all(session, ctx, limit).await {
-                self.refuse(session, ctx, e.refusal()).await?;
+        if let Some(Shape::Answer(a)) =
+            ctx.route.as_ref().and_then(|r| r.integration.clone()).as_deref().map(Integration::shape)
+        {
+            if let Err(refusal) = self.read_for_answer(session, ctx, a.body_use()).await {
+                self.refuse(session, ctx, refusal).await?;
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    /// After the cache lookup missed: a Lambda integration is invoked here and answered
-    /// (`lambda_proxy`), instead of proxying to an HTTP upstream.
+    /// After the cache lookup missed, before any peer is chosen: the one branch on the
+    /// integration's shape. A Forward integration goes on to `upstream_peer` (`true`); an
+    /// Answer integration makes its answer here (`proxy::answers`) and the request ends.
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match ctx.route.as_ref().and_then(|r| r.integration.as_deref()) {
-            Some(Integration::Lambda(_)) => self.lambda(session, ctx).await?,
-            Some(Integration::Aws(_)) => self.aws_service(session, ctx).await?,
-            _ => return Ok(true),
-        }
+        let Some(integration) = ctx.route.as_ref().and_then(|r| r.integration.clone()) else { return Ok(true) };
+        let Shape::Answer(a) = integration.shape() else { return Ok(true) };
+        self.answer(session, ctx, a).await?;
         if session.cache.enabled() && ctx.cache_result() != Some(CacheResult::Miss) {
             // not stored (an error, or not storable): waiters on the cache lock go on at once
-            session.cache.disable(pingora::cache::NoCacheReason::Custom("lambda"));
+            session.cache.disable(pingora::cache::NoCacheReason::Custom("answer"));
         }
         Ok(false)
     }
@@ -242,8 +232,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
-            return Error::e_explain(ErrorType::InternalError, "no http integration for this route");
+        let Some(t) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()) else {
+            return Error::e_explain(ErrorType::InternalError, "no forwarding integration for this route");
         };
         let mut sni = if t.tls { t.sni.clone() } else { String::new() };
         let mut peer = match &t.link {
@@ -330,7 +320,7 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(Integration::Http(t)) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()) else {
+        let Some(t) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()) else {
             return Ok(());
         };
         let uri: http::Uri =
@@ -401,9 +391,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         self.transform_response(session, resp, ctx)?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(Integration::Http(crate::upstream::HttpTarget { via: Some(via), .. })) =
-            ctx.route.as_ref().and_then(|r| r.integration.as_deref())
-        {
+        if let Some(via) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()?.via.as_ref()) {
             resp.append_header(http::header::VIA, via.clone())?;
         }
         // addressed to the gateway (a surrogate), read by the cache phase: not for clients

@@ -27,36 +27,20 @@ pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
     }
     let stage_logs = ctx.route.as_ref().map(|m| ctx.snap.apis[m.api].stages[m.stage].access_log).unwrap_or(true);
     if stage_logs && ctx.snap.settings.access_log != crate::snapshot::AccessLogTarget::Off {
-        let protocol = match req.version {
-            http::Version::HTTP_10 => "HTTP/1.0",
-            http::Version::HTTP_2 => "HTTP/2.0",
-            _ => "HTTP/1.1",
-        };
+        let ws = ctx.websocket.as_ref();
         let entry = access_log::Entry {
-            request_id: &ctx.request_id,
-            ip: ctx.client.source_ip(),
-            request_time: humantime::format_rfc3339_millis(ctx.timing.received_at).to_string(),
-            http_method: req.method.as_str(),
-            path: req.uri.path(),
-            route_key: route,
             status,
-            protocol,
             response_length: ctx.outcome.response_bytes,
             latency: elapsed.as_millis() as u64,
             integration_latency: ctx.upstream.latency_ms,
             integration_status: ctx.upstream.status,
-            api_id: api,
-            stage,
             error_type: ctx.outcome.error_type.map(|t| t.name()),
-            user_agent: &crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
-            client_cert: ctx.client.cert.as_deref().map(|c| c.subject.as_str()),
-            api_key_id: ctx.caller.api_key_id.as_deref(),
             cache: ctx.cache_result().map(|r| r.as_str()),
-            principal_id: ctx.caller.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
-            connection_id: ctx.websocket.as_ref().map(|w| w.connection_id.as_str()),
-            event_type: ctx.websocket.as_ref().map(|_| "CONNECTION"),
-            messages_in: ctx.websocket.as_ref().map(|w| w.messages_in),
-            messages_out: ctx.websocket.as_ref().map(|w| w.messages_out),
+            connection_id: ws.map(|w| w.connection_id.as_str()),
+            event_type: ws.map(|_| "CONNECTION"),
+            messages_in: ws.map(|w| w.messages_in),
+            messages_out: ws.map(|w| w.messages_out),
+            ..access_log::Entry::of(&ctx.view(req))
         };
         access_log::write(&entry);
     }

@@ -2,11 +2,10 @@
 //! templates), refusals counted in the metrics, the one writer of a whole answer, the
 //! template variables of a request, and what an unproxied failure becomes.
 
-use super::{Gateway, NO_BODY, NO_VARIABLES};
+use super::{Gateway, NO_BODY};
 use crate::observability::{errors, metrics};
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::{self, Counted, Refusal, ResponseType};
-use crate::snapshot::Integration;
 use crate::templates;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -107,6 +106,7 @@ impl Gateway {
         Ok(())
     }
 
+    /// The template variables of a request (`templates::Vars::of` over its view).
     pub(super) fn template_vars<'a>(
         &self,
         session: &'a Session,
@@ -114,50 +114,7 @@ impl Gateway {
         error: Option<(&'a str, &'a str)>,
         body: (&'a str, &'a serde_json::Value),
     ) -> templates::Vars<'a> {
-        let (api, stage, route) = ctx.labels();
-        let req = session.req_header();
-        let epoch = ctx.timing.received_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        templates::Vars {
-            context: templates::Context {
-                request_id: &ctx.request_id,
-                stage,
-                api_id: api,
-                route_key: route,
-                path: req.uri.path(),
-                http_method: req.method.as_str(),
-                domain_name: &ctx.client.host,
-                request_time: humantime::format_rfc3339_millis(ctx.timing.received_at).to_string(),
-                request_time_epoch: epoch,
-                identity: templates::Identity {
-                    source_ip: ctx.client.source_ip(),
-                    user_agent: crate::request::header(&req.headers, http::header::USER_AGENT).unwrap_or_default(),
-                    client_cert: ctx.client.cert.as_deref(),
-                },
-                error: error.map(|(message, response_type)| templates::ErrorInfo { message, response_type }),
-                authorizer: ctx.caller.principal.as_deref(),
-            },
-            stage_variables: ctx.route.as_ref().map(|m| &*m.variables).unwrap_or(&NO_VARIABLES),
-            input: templates::Input {
-                params: templates::Params {
-                    path: ctx
-                        .route
-                        .as_ref()
-                        .map(|m| m.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
-                        .unwrap_or_default(),
-                    querystring: crate::request::query_map(req.uri.query()),
-                    header: {
-                        let mut m = crate::request::header_map(&req.headers);
-                        let hop = ctx.hop();
-                        m.retain(|k, _| !hop.drops(k));
-                        let keep_port = m.contains_key("x-forwarded-port");
-                        m.extend(hop.fields(keep_port).map(|(k, v)| (k, v.into_owned())));
-                        m
-                    },
-                },
-                body: body.0,
-                json: body.1,
-            },
-        }
+        templates::Vars::of(&ctx.view(session.req_header()), error, body)
     }
 
     /// What a request that failed after admission becomes (`fail_to_proxy`): the failure is
@@ -166,10 +123,8 @@ impl Gateway {
         use ErrorType::*;
         match e.esource() {
             ErrorSource::Upstream => {
-                let target = match ctx.route.as_ref().and_then(|r| r.integration.as_deref()) {
-                    Some(Integration::Http(t)) => t.addr.to_string(),
-                    _ => "integration".to_string(),
-                };
+                let forward = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward());
+                let target = forward.map_or_else(|| "integration".to_string(), |t| t.addr.to_string());
                 errors::upstream(&target, errors::upstream_kind(e), e);
             }
             ErrorSource::Downstream => errors::downstream(errors::downstream_error_kind(e), e),

@@ -5,7 +5,6 @@
 use super::{body, Gateway, NO_BODY};
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::{Refusal, ResponseType};
-use crate::snapshot::Integration;
 use crate::templates;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -132,7 +131,7 @@ impl Gateway {
         if let Some(cors) = &api.cors {
             cors.apply(session.req_header().headers.get(http::header::ORIGIN), resp)?;
         }
-        if matches!(m.integration.as_deref(), Some(Integration::Lambda(_) | Integration::Aws(_))) {
+        if matches!(m.integration.as_deref().map(|i| i.shape()), Some(crate::integrations::Shape::Answer(_))) {
             // answers made by the gateway from a function or service result are not
             // transformed (yet); the same on a cache hit as on the miss that stored it
             return Ok(());

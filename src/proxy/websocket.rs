@@ -53,20 +53,14 @@ impl Gateway {
         let req = session.req_header();
         let id = websocket::new_id();
         let info = Arc::new(conn::Info::new(conn::Handshake {
+            view: ctx.view(req),
             conn_id: id.clone(),
-            api: api.name.clone(),
-            stage: stage.name.clone(),
             ws: ws.clone(),
             integrations: view.integrations.clone(),
             route_keys: api.routes.iter().map(|r| r.key.clone()).collect(),
-            principal: ctx.caller.principal.clone(),
-            source_ip: ctx.client.source_ip(),
-            user_agent: crate::request::header(&req.headers, http::header::USER_AGENT)
-                .map(|u| u.into_owned())
-                .unwrap_or_default(),
-            domain: ctx.client.host.clone(),
             log: stage.access_log && snap.settings.access_log != crate::snapshot::AccessLogTarget::Off,
         }));
+
         if let Some(ci) = ws.connect {
             let started = std::time::Instant::now();
             let query = req.uri.query().map(str::to_string);

@@ -42,22 +42,21 @@ pub struct Info {
 }
 
 /// The connection as the handshake established it.
-pub struct Handshake {
+pub struct Handshake<'a> {
+    /// The handshake request, admitted (its caller is the connection's).
+    pub view: crate::request::RequestView<'a>,
     pub conn_id: String,
-    pub api: Arc<str>,
-    pub stage: Arc<str>,
     pub ws: Arc<WsApi>,
     pub integrations: Vec<Arc<Integration>>,
     pub route_keys: Vec<Arc<str>>,
-    pub principal: Option<Arc<Principal>>,
-    pub source_ip: String,
-    pub user_agent: String,
-    pub domain: String,
     pub log: bool,
 }
 
 impl Info {
-    pub fn new(h: Handshake) -> Info {
+    pub fn new(h: Handshake<'_>) -> Info {
+        let v = &h.view;
+        let (source_ip, user_agent) = (v.client.source_ip(), v.user_agent().into_owned());
+        let principal = v.caller.principal.clone();
         let endpoints = h
             .integrations
             .iter()
@@ -68,13 +67,13 @@ impl Info {
             .collect();
         let mut headers: Vec<(String, String)> = vec![
             ("x-edgegate-connection-id".into(), h.conn_id.clone()),
-            ("x-edgegate-api".into(), h.api.to_string()),
-            ("x-edgegate-stage".into(), h.stage.to_string()),
-            ("x-edgegate-domain".into(), h.domain),
-            ("x-forwarded-for".into(), h.source_ip.clone()),
-            ("user-agent".into(), h.user_agent.clone()),
+            ("x-edgegate-api".into(), v.api().to_string()),
+            ("x-edgegate-stage".into(), v.stage().to_string()),
+            ("x-edgegate-domain".into(), v.client.host.clone()),
+            ("x-forwarded-for".into(), source_ip.clone()),
+            ("user-agent".into(), user_agent.clone()),
         ];
-        if let Some(p) = &h.principal {
+        if let Some(p) = &principal {
             headers.push(("x-edgegate-principal-id".into(), p.principal_id.clone()));
             for (k, v) in p.context.iter().chain(p.claims.iter()) {
                 let v = match v {
@@ -90,15 +89,15 @@ impl Info {
         }
         Info {
             conn_id: h.conn_id,
-            api: h.api,
-            stage: h.stage,
+            api: v.api().into(),
+            stage: v.stage().into(),
             ws: h.ws,
             integrations: h.integrations,
             endpoints,
             route_keys: h.route_keys,
-            principal: h.principal,
-            source_ip: h.source_ip,
-            user_agent: h.user_agent,
+            principal,
+            source_ip,
+            user_agent,
             log: h.log,
             headers,
         }
@@ -170,7 +169,7 @@ fn log_event(info: &Info, event: &'static str, route: &str, status: u16, started
         latency: started.elapsed().as_millis() as u64,
         api_id: &info.api,
         stage: &info.stage,
-        user_agent: &info.user_agent,
+        user_agent: info.user_agent.as_str().into(),
         principal_id: info.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
         connection_id: Some(&info.conn_id),
         event_type: Some(event),

@@ -96,6 +96,47 @@ pub fn answer_head(
     Ok((status, kept))
 }
 
+/// An AWS service integration answers with the service's answer, success or error: the
+/// request template (or the body as it came) is the service request.
+#[async_trait::async_trait]
+impl super::Answer for Target {
+    fn body_use(&self) -> super::BodyUse {
+        super::BodyUse::Whole(crate::aws::lambda::MAX_PAYLOAD as u64)
+    }
+
+    async fn answer(
+        &self,
+        view: &crate::request::RequestView<'_>,
+        env: &super::Env<'_>,
+    ) -> Result<super::Made, super::IntegrationError> {
+        use super::IntegrationError;
+        let body = view.body.unwrap_or_default();
+        let payload = match &self.template {
+            None => Bytes::copy_from_slice(body),
+            Some(name) => {
+                let text = std::str::from_utf8(body).unwrap_or("");
+                let json: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+                let vars = crate::templates::Vars::of(view, None, (text, &json));
+                let rendered = crate::templates::render(env.templates, name, &vars)
+                    .map_err(|e| IntegrationError::Template { name: name.clone(), why: e.to_string() })?;
+                Bytes::from(rendered)
+            }
+        };
+        let target = &self.endpoint.url;
+        let a = self
+            .call(payload, view.request_id)
+            .await
+            .map_err(|source| IntegrationError::Unreachable { target: target.clone(), source })?;
+        let (status, headers) = answer_head(a.status, &a.headers).map_err(|why| IntegrationError::Failed {
+            target: target.clone(),
+            kind: "malformed",
+            why,
+            status: Some(a.status),
+        })?;
+        Ok(super::Made { status, headers, body: a.body, integration_status: Some(a.status), cacheable: true })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -16,8 +16,8 @@
 //! origin marks it shareable (RFC 9111 3.5: `public`, `s-maxage`, `must-revalidate`).
 
 use crate::cache::{KeyPart, RouteCache};
+use crate::integrations::vpc_link::{Balance, Check, Link};
 use crate::routing::Router;
-use crate::vpc_link::{Balance, Check, Link};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub const LINK: &str = "edge";
 pub struct Edge {
     pub link: Arc<Link>,
     /// The forwarding target: the origin group, with this node's `Via`.
-    pub target: crate::upstream::HttpTarget,
+    pub target: crate::integrations::http::HttpTarget,
     /// `[edge].cache`, the cache of every stage of an edge API.
     pub cache: Option<Arc<RouteCache>>,
 }
@@ -102,8 +102,8 @@ impl Edge {
         let mut snis = Vec::with_capacity(origins.len());
         let mut tls = None;
         for (i, o) in origins.iter().enumerate() {
-            let t = crate::upstream::parse_target(LINK, o, timeout, 0, true).map_err(|e| (Some(i), e))?;
-            if !matches!(&t.path, crate::upstream::UriPath::Prefix(p) if p.is_empty()) || t.query.is_some() {
+            let t = crate::integrations::http::parse_target(LINK, o, timeout, 0, true).map_err(|e| (Some(i), e))?;
+            if !matches!(&t.path, crate::integrations::http::UriPath::Prefix(p) if p.is_empty()) || t.query.is_some() {
                 return Err((
                     Some(i),
                     format!("origin {o:?} must be scheme://host[:port] only (the path is the client's)"),
@@ -126,7 +126,7 @@ impl Edge {
             .map_err(|e| (None, e))?
             .with_snis(snis.clone());
         let link = Arc::new(link);
-        let mut target = crate::upstream::link_target(LINK, link.clone(), timeout, origins.len() as u32 - 1);
+        let mut target = crate::integrations::http::link_target(LINK, link.clone(), timeout, origins.len() as u32 - 1);
         target.tls = tls;
         target.sni = snis[0].clone();
         target.host = String::new();

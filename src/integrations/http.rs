@@ -38,7 +38,7 @@ pub struct HttpTarget {
     pub connect_timeout: Duration,
     pub retries: u32,
     /// A VPC link: the target is chosen per request from the link's group (`addr` unused).
-    pub link: Option<std::sync::Arc<crate::vpc_link::Link>>,
+    pub link: Option<std::sync::Arc<crate::integrations::vpc_link::Link>>,
     /// Forwarding (the edge role): the client's whole normalised path and query go to the
     /// target unchanged, with the client's own `Host`, and `Via` names this hop.
     pub via: Option<http::HeaderValue>,
@@ -47,7 +47,7 @@ pub struct HttpTarget {
 /// A `vpc_link` integration: proxy mode (the route path appended) to a target of `link`.
 pub fn link_target(
     name: &str,
-    link: std::sync::Arc<crate::vpc_link::Link>,
+    link: std::sync::Arc<crate::integrations::vpc_link::Link>,
     timeout: Duration,
     retries: u32,
 ) -> HttpTarget {

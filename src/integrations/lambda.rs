@@ -595,6 +595,53 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
     Ok(Answer { status, headers, body })
 }
 
+/// A Lambda proxy integration answers with its function's result, mapped as API Gateway
+/// maps it.
+#[async_trait::async_trait]
+impl super::Answer for Target {
+    fn body_use(&self) -> super::BodyUse {
+        // the event carries the whole body (Lambda's payload limit)
+        super::BodyUse::Whole(crate::aws::lambda::MAX_PAYLOAD as u64)
+    }
+
+    async fn answer(
+        &self,
+        view: &RequestView<'_>,
+        env: &super::Env<'_>,
+    ) -> Result<super::Made, super::IntegrationError> {
+        use super::IntegrationError;
+        use crate::aws::lambda::Invoked;
+        // the function is told what every integration is told (forwarded::to_integration)
+        let mut told = view.headers().clone();
+        crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(view.client));
+        let payload = Bytes::from(event(&Request { view: *view, headers: &told, binary: env.binary }, self.format));
+        let name = &self.function.name;
+        let failed = |kind, why, status| IntegrationError::Failed { target: name.clone(), kind, why, status };
+        let result = match self.function.invoke(payload, self.timeout, view.request_id).await {
+            Ok(Invoked::Answer(b)) => b,
+            Ok(Invoked::FunctionError { kind, message }) => {
+                return Err(failed("function_error", format!("function {name} failed ({kind}): {message}"), Some(200)))
+            }
+            Ok(Invoked::Service { status: 429, message }) => {
+                return Err(IntegrationError::Throttled { target: name.clone(), why: message, status: 429 })
+            }
+            Ok(Invoked::Service { status, message }) => {
+                return Err(failed("lambda", format!("Lambda answered {status} for {name}: {message}"), Some(status)))
+            }
+            Err(source) => return Err(IntegrationError::Unreachable { target: name.clone(), source }),
+        };
+        let a = answer(&result, self.format)
+            .map_err(|why| failed("malformed", format!("function {name} gave a malformed answer: {why}"), Some(200)))?;
+        Ok(super::Made {
+            status: a.status.as_u16(),
+            headers: a.headers,
+            body: a.body,
+            integration_status: Some(200),
+            cacheable: true,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
