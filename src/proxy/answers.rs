@@ -14,33 +14,32 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
-impl Gateway {
-    /// Reads the body as an answer integration needs it, before the cache lookup (a slow
-    /// client never holds the cache lock). `Err` is the refusal to send.
-    pub(super) async fn read_for_answer(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        use_: BodyUse,
-    ) -> std::result::Result<(), Refusal> {
-        let max = ctx.snap.settings.max_body;
-        match use_ {
-            BodyUse::Whole(limit) => {
-                body::read_all(session, ctx, max.min(limit)).await.map(|_| ()).map_err(|e| e.refusal())
-            }
-            BodyUse::Drain if ctx.body.is_some() || body::framing(session) == body::Framing::Empty => Ok(()),
-            BodyUse::Drain => match body::drain(session, max).await {
-                Ok(()) => Ok(()),
-                Err(body::BodyError::TooLarge) => Err(Refusal::new(ResponseType::RequestTooLarge)),
-                Err(_) => {
-                    session.set_keepalive(None);
-                    errors::downstream("body", &"request body does not match its framing");
-                    Err(Refusal::new(ResponseType::Default4xx))
-                }
-            },
+/// Reads the body as an answer integration needs it, before the cache lookup (a slow
+/// client never holds the cache lock). `Err` is the refusal to send.
+pub(super) async fn read_for_answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    use_: BodyUse,
+) -> std::result::Result<(), Refusal> {
+    let max = ctx.snap.settings.max_body;
+    match use_ {
+        BodyUse::Whole(limit) => {
+            body::read_all(session, ctx, max.min(limit)).await.map(|_| ()).map_err(|e| e.refusal())
         }
+        BodyUse::Drain if ctx.body.is_some() || body::framing(session) == body::Framing::Empty => Ok(()),
+        BodyUse::Drain => match body::drain(session, max).await {
+            Ok(()) => Ok(()),
+            Err(body::BodyError::TooLarge) => Err(Refusal::new(ResponseType::RequestTooLarge)),
+            Err(_) => {
+                session.set_keepalive(None);
+                errors::downstream("body", &"request body does not match its framing");
+                Err(Refusal::new(ResponseType::Default4xx))
+            }
+        },
     }
+}
 
+impl Gateway {
     /// Serves an answer integration: it makes the answer from the request view, and the
     /// gateway sends it (storing it in the route's cache when it may) or the gateway
     /// response of its failure.

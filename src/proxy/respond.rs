@@ -14,16 +14,6 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
 impl Gateway {
-    /// Sends a gateway response of type `t` (with the API's overrides when routed).
-    pub(super) async fn gateway_response(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        t: ResponseType,
-    ) -> Result<()> {
-        self.answer_refusal(session, ctx, Refusal::new(t)).await
-    }
-
     /// Answers a refused request: counts it, then sends its gateway response.
     pub(super) async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal) -> Result<()> {
         let (api, stage, _) = ctx.labels();

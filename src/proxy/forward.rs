@@ -1,0 +1,120 @@
+//! The Forward shape's Pingora phases: which peer a route's target is, what its request
+//! head says, and what is checked of its answer head. The target itself is
+//! `integrations::http` (with `vpc_link` and `edge`).
+
+use crate::observability::errors;
+use crate::proxy::ctx::RequestCtx;
+use crate::responses::{Refusal, ResponseType};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::ErrorType;
+use std::time::Duration;
+
+/// `upstream_peer`: the peer of the route's target.
+pub(super) fn peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let Some(t) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()) else {
+        return Error::e_explain(ErrorType::InternalError, "no forwarding integration for this route");
+    };
+    let mut sni = if t.tls { t.sni.clone() } else { String::new() };
+    let mut peer = match &t.link {
+        None => HttpPeer::new(t.addr, t.tls, sni),
+        Some(link) => {
+            // consistent hashing keys on the client address
+            let key = match ctx.client.ip {
+                Some(std::net::IpAddr::V4(a)) => a.octets().to_vec(),
+                Some(std::net::IpAddr::V6(a)) => a.octets().to_vec(),
+                None => Vec::new(),
+            };
+            let Some((target, backend)) = link.select(&key, &ctx.upstream.tried) else {
+                let why = if link.any_healthy() { "every healthy target failed" } else { "no healthy target" };
+                let message = format!("VPC link {}: {why}", link.name);
+                ctx.pending = Some(Refusal::new(ResponseType::IntegrationFailure).with_message(message));
+                return Error::e_explain(ErrorType::HTTPStatus(503), format!("vpc link {}: {why}", link.name));
+            };
+            if t.tls {
+                sni = link.sni_of(&target).to_string();
+            }
+            ctx.upstream.tried.push(target);
+            match backend.addr {
+                pingora::protocols::l4::socket::SocketAddr::Inet(sa) => HttpPeer::new(sa, t.tls, sni),
+                pingora::protocols::l4::socket::SocketAddr::Unix(ref ua) => {
+                    let path = ua.as_pathname().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                    HttpPeer::new_uds(&path, t.tls, sni)
+                        .map_err(|e| Error::because(ErrorType::InternalError, "unix target", e))?
+                }
+            }
+        }
+    };
+    peer.options.connection_timeout = Some(t.connect_timeout);
+    peer.options.total_connection_timeout = Some(t.connect_timeout);
+    peer.options.read_timeout = Some(t.timeout);
+    peer.options.write_timeout = Some(t.timeout);
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    if t.tls {
+        peer.options.verify_cert = t.tls_verify;
+        peer.options.verify_hostname = t.tls_verify;
+    }
+    ctx.upstream.started.get_or_insert_with(std::time::Instant::now);
+    Ok(Box::new(peer))
+}
+
+/// `upstream_request_filter`: the request head the peer receives.
+pub(super) fn request_head(up: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    let Some(t) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()) else {
+        return Ok(());
+    };
+    let uri: http::Uri =
+        ctx.upstream.uri.parse().map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?;
+    up.set_uri(uri);
+    match &t.via {
+        None => up.insert_header(http::header::HOST, t.host.as_str())?,
+        // forwarding: the client's Host stays (the origin routes on it)
+        Some(via) => {
+            let mut v = crate::request::header(&up.headers, "via").map(|v| v.into_owned()).unwrap_or_default();
+            if !v.is_empty() {
+                v.push_str(", ");
+            }
+            v.push_str(via.to_str().unwrap_or_default());
+            up.insert_header(http::header::VIA, v)?;
+        }
+    }
+    up.insert_header("x-request-id", ctx.request_id.as_str())?;
+    // what the client may not say to the integration goes, and the gateway's forwarding
+    // fields are set (forwarded::to_integration, the one rule for every integration)
+    let hop = ctx.hop();
+    let dropped: Vec<http::HeaderName> = up.headers.keys().filter(|k| hop.drops(k.as_str())).cloned().collect();
+    for k in dropped {
+        up.remove_header(&k);
+    }
+    let keep_port = up.headers.contains_key("x-forwarded-port");
+    for (name, v) in hop.fields(keep_port) {
+        up.insert_header(name, &*v)?;
+    }
+    Ok(())
+}
+
+/// `upstream_response_filter`: the peer's answer head, before the cache stores it.
+pub(super) fn response_head(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    ctx.upstream.status = Some(resp.status.as_u16());
+    if resp.status == http::StatusCode::SWITCHING_PROTOCOLS
+        && !crate::websocket::origin_accepts(&session.req_header().headers, &resp.headers)
+    {
+        // a tunnel opens only on a real WebSocket handshake answer for this client's key
+        let why = "the integration answered 101 without a valid Sec-WebSocket-Accept";
+        errors::upstream(&ctx.upstream.uri, "malformed", &why);
+        ctx.upstream.retries_left = 0;
+        ctx.pending = Some(Refusal::new(ResponseType::IntegrationFailure));
+        return Error::e_explain(ErrorType::HTTPStatus(502), why);
+    }
+    // before the cache stores it: this hop's headers go, and an HTTP/1.0 origin's answer
+    // is an HTTP/1.1 answer to our clients
+    crate::cache::strip_hop_by_hop(resp);
+    resp.set_version(http::Version::HTTP_11);
+    if let Some(c) = ctx.cache.as_mut().filter(|_| resp.status == http::StatusCode::NOT_MODIFIED) {
+        c.revalidation = Some(resp.headers.clone());
+    }
+    if let Some(s) = ctx.upstream.started {
+        ctx.upstream.latency_ms = Some(s.elapsed().as_millis() as u64);
+    }
+    Ok(())
+}
