@@ -3,13 +3,13 @@
 //! validation.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use edgegate::cache::{build_key, Invalidate, KeyInput, KeyPart, RouteCache, Store};
+use edgegate::cache::{build_key, Invalidate, KeyInput, KeyPart, RouteCache};
 use edgegate::validation::{compile_schema, Validator};
 use pingora::cache::storage::Storage;
 use std::collections::BTreeMap;
 
 fn bench(c: &mut Criterion) {
-    let store = Store::for_stage("bench", "prod", 64 << 20);
+    let store = edgegate::cache::Stores::default().for_stage("bench", "prod", 64 << 20);
     let rc = RouteCache {
         store,
         ttl: std::time::Duration::from_secs(300),

@@ -10,6 +10,8 @@ use pingora::protocols::http::ServerSession;
 
 pub struct Admin {
     pub shared: Shared,
+    /// The state that outlives reloads (the WebSocket registry is read here).
+    pub runtime: std::sync::Arc<crate::runtime::Runtime>,
 }
 
 fn reply(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -118,9 +120,11 @@ impl ServeHttp for Admin {
                 let snap = self.shared.load_full();
                 let cluster = snap.cluster.as_ref().map(|(c, _)| c);
                 let a = if broadcast {
-                    crate::websocket::reach::broadcast(&body, None, cluster).await
+                    crate::websocket::reach::broadcast(&self.runtime.connections, &body, None, cluster).await
                 } else {
-                    crate::websocket::reach::handle_any(&method, &id, bytes::Bytes::from(body), None, cluster).await
+                    let reg = &self.runtime.connections;
+                    crate::websocket::reach::handle_any(reg, &method, &id, bytes::Bytes::from(body), None, cluster)
+                        .await
                 };
                 let mut r = Response::builder()
                     .status(a.status)

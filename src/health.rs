@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// Runs every link's health check on its interval, on whatever snapshot is current.
 pub struct HealthChecker {
     pub shared: Shared,
+    /// The runtime's link health: what checks found, kept across reloads.
+    pub health: std::sync::Arc<vpc_link::Health>,
 }
 
 #[async_trait]
@@ -39,7 +41,7 @@ impl BackgroundService for HealthChecker {
             }
             // forget links and targets the configuration no longer has
             last.retain(|n, _| snap.links.contains_key(n));
-            vpc_link::HEALTH.retain(|(l, t), _| snap.links.get(l).is_some_and(|x| x.targets.contains(t)));
+            self.health.retain(|l, t| snap.links.get(l).is_some_and(|x| x.targets.iter().any(|x| x == t)));
         }
     }
 }

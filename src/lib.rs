@@ -46,6 +46,7 @@ pub mod reload;
 pub mod request;
 pub mod responses;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod templates;

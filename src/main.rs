@@ -105,7 +105,9 @@ fn main() -> ExitCode {
     // An absolute path, so that file watching and reloads do not depend on the working
     // directory; symbolic links are not resolved here: every reload follows them anew.
     let config = std::path::absolute(&cli.config).unwrap_or(cli.config.clone());
-    let snap = match edgegate::config::load(&config) {
+    // the state that outlives reloads, owned from here to the end of the process
+    let runtime = edgegate::runtime::Runtime::new();
+    let snap = match edgegate::config::load(&config, &runtime) {
         Ok(s) => s,
         Err(errs) => {
             eprintln!("{errs}");
@@ -127,7 +129,7 @@ fn main() -> ExitCode {
     );
     let shared = Arc::new(ArcSwap::from_pointee(snap));
     let args = edgegate::server::RunArgs { config, upgrade: cli.upgrade };
-    match edgegate::server::run(shared, args) {
+    match edgegate::server::run(shared, runtime, args) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("edgegate: {e}");

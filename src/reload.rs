@@ -17,20 +17,22 @@ use tokio::signal::unix::{signal, SignalKind};
 
 pub struct Reloader {
     pub shared: Shared,
+    /// What every compile takes its limiters, caches and link health from.
+    pub runtime: Arc<crate::runtime::Runtime>,
     pub path: PathBuf,
     /// This process took its sockets over from another (`-u`).
     pub upgraded: bool,
 }
 
 /// Loads the config at `path` and swaps it in; returns whether it succeeded.
-pub fn reload_now(shared: &Shared, path: &Path) -> bool {
-    reload(shared, path, false)
+pub fn reload_now(shared: &Shared, rt: &Arc<crate::runtime::Runtime>, path: &Path) -> bool {
+    reload(shared, rt, path, false)
 }
 
 /// As [`reload_now`]; with `only_if_changed`, an unchanged config is neither swapped nor
 /// counted (a check, not a reload somebody asked for).
-fn reload(shared: &Shared, path: &Path, only_if_changed: bool) -> bool {
-    match crate::config::load(path) {
+fn reload(shared: &Shared, rt: &Arc<crate::runtime::Runtime>, path: &Path, only_if_changed: bool) -> bool {
+    match crate::config::load(path, rt) {
         Ok(snap) => {
             let old = shared.load();
             if only_if_changed && old.version == snap.version {
@@ -173,7 +175,7 @@ impl BackgroundService for Reloader {
                 }
                 _ = sweep.tick() => {
                     // full per-key buckets carry no state: forget them, so memory follows active keys
-                    crate::throttle::REGISTRY.sweep();
+                    self.runtime.limiters.sweep();
                     // JWKS URLs: fetch again when jwks_refresh has passed
                     let jwts = self.shared.load().jwt_authorizers.clone();
                     if !jwts.is_empty() {
@@ -199,10 +201,10 @@ impl BackgroundService for Reloader {
                     log::info!("change detected: reloading {}", self.path.display());
                 }
             }
-            let (shared, path) = (self.shared.clone(), self.path.clone());
+            let (shared, rt, path) = (self.shared.clone(), self.runtime.clone(), self.path.clone());
             crate::lifecycle::notify::reloading();
             let check = std::mem::take(&mut checking);
-            let ok = tokio::task::spawn_blocking(move || reload(&shared, &path, check)).await.unwrap_or(false);
+            let ok = tokio::task::spawn_blocking(move || reload(&shared, &rt, &path, check)).await.unwrap_or(false);
             crate::lifecycle::notify::ready(false);
             if ok {
                 if let Ok(mut f) = files.lock() {

@@ -6,6 +6,7 @@ use crate::head_deadline::HeadDeadline;
 use crate::lifecycle::{self, handover, handover::OwnSockets};
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
+use crate::runtime::Runtime;
 use crate::snapshot::Shared;
 use crate::tls;
 use openssl::ssl::SslVersion;
@@ -15,6 +16,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub struct RunArgs {
     pub config: PathBuf,
@@ -61,7 +63,9 @@ fn listen_addresses(l: &crate::snapshot::Listeners) -> Vec<String> {
 /// The listening sockets are bound here, before Pingora starts (or received from the running
 /// instance with `-u`), so that a taken address fails fast with a clear message and the
 /// sockets can be handed over without Pingora's one-second polls (`lifecycle::handover`).
-pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, String> {
+/// `runtime` owns the state that outlives reloads (`runtime::Runtime`): the snapshot in
+/// `shared` was compiled with it, and every service here holds it or the part it needs.
+pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::convert::Infallible, String> {
     let l = shared.load().listeners.clone();
     let addrs = listen_addresses(&l);
     let sockets =
@@ -95,7 +99,7 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     let mut public = proxy_service(
         &server.configuration,
         "edgegate",
-        Gateway { shared: shared.clone(), private: false },
+        Gateway { shared: shared.clone(), runtime: runtime.clone(), private: false },
         &options,
         l.header_timeout,
     );
@@ -110,24 +114,28 @@ pub fn run(shared: Shared, args: RunArgs) -> Result<std::convert::Infallible, St
     // only once the listeners are up.
     let mut listeners = vec![server.add_service(own(public))];
     if !l.private_listen.is_empty() {
-        let gw = Gateway { shared: shared.clone(), private: true };
+        let gw = Gateway { shared: shared.clone(), runtime: runtime.clone(), private: true };
         let mut private = proxy_service(&server.configuration, "edgegate-private", gw, &options, l.header_timeout);
         for a in &l.private_listen {
             private.add_tcp(a);
         }
         listeners.push(server.add_service(own(private)));
     }
-    let mut admin = Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone() });
+    let mut admin =
+        Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone(), runtime: runtime.clone() });
     admin.add_tcp(&l.admin_listen);
     listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.fds.clone() }));
-    server.add_service(background_service("vpc-link-health", crate::health::HealthChecker { shared: shared.clone() }));
+    server.add_service(background_service(
+        "vpc-link-health",
+        crate::health::HealthChecker { shared: shared.clone(), health: runtime.link_health.clone() },
+    ));
     server.add_service(background_service(
         "websocket-relay",
-        crate::websocket::cluster::Relay { shared: shared.clone() },
+        crate::websocket::cluster::Relay { shared: shared.clone(), connections: runtime.connections.clone() },
     ));
     let reloader = server.add_service(background_service(
         "config-reload",
-        Reloader { shared, path: args.config, upgraded: args.upgrade },
+        Reloader { shared, runtime, path: args.config, upgraded: args.upgrade },
     ));
     for h in &listeners {
         reloader.add_dependency(h);

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let dir = std::env::temp_dir().join("edgegate-fuzz-config");
     let _ = std::fs::create_dir_all(&dir);
-    match edgegate::config::load_str(&dir.join("edgegate.toml"), s) {
+    match edgegate::config::load_str(&dir.join("edgegate.toml"), s, &edgegate::runtime::Runtime::new()) {
         Ok(_) => {}
         Err(errs) => {
             for e in errs.0 {

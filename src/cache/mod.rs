@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName, Method};
 use pingora::cache::cache_control::CacheControl;
 use pingora::http::ResponseHeader;
 use std::time::{Duration, SystemTime};
-pub use store::Store;
+pub use store::{Store, Stores};
 
 /// Default TTL when a stage has a cache and neither it nor the route says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -409,7 +409,7 @@ mod tests {
 
     fn rc(key: Vec<KeyPart>) -> RouteCache {
         RouteCache {
-            store: Store::for_stage("unit-key", "s", 1 << 20),
+            store: store::Stores::default().for_stage("unit-key", "s", 1 << 20),
             ttl: DEFAULT_TTL,
             key,
             invalidate: Invalidate::Never,

@@ -70,30 +70,50 @@ fn id(key: &HashBinary) -> u128 {
     u128::from_le_bytes(*key)
 }
 
-static STORES: once_cell::sync::Lazy<Mutex<HashMap<String, &'static Store>>> =
-    once_cell::sync::Lazy::new(Default::default);
-/// Capacity changes of the config being compiled.
-static RESIZES: once_cell::sync::Lazy<Mutex<Vec<(&'static Store, u64)>>> = once_cell::sync::Lazy::new(Default::default);
+/// How long waiters trust a fill in progress: the integration timeout ceiling, plus a margin.
+const LOCK_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
-impl Store {
-    fn new(capacity: u64) -> Store {
-        Store {
-            map: ArcSwap::from_pointee(new_map(capacity)),
-            capacity: AtomicU64::new(capacity),
-            purges: dashmap::DashMap::new(),
-            has_purges: AtomicBool::new(false),
+/// Every store by name, for the life of the process (`runtime::Runtime::caches`), with
+/// the pieces pingora-cache needs as `&'static`: the cache lock, which makes a stampede of
+/// misses for one key wait for a single integration request, and the predictor, which
+/// remembers keys whose answers were not storable so their requests skip the lock.
+pub struct Stores {
+    by_name: Mutex<HashMap<String, &'static Store>>,
+    /// Capacity changes of the config being compiled.
+    resizes: Mutex<Vec<(&'static Store, u64)>>,
+    pub lock: &'static pingora::cache::lock::CacheKeyLockImpl,
+    pub predictor: &'static pingora::cache::predictor::Predictor<16>,
+}
+
+impl Default for Stores {
+    fn default() -> Self {
+        Stores {
+            by_name: Default::default(),
+            resizes: Default::default(),
+            // one runtime per process: these live as long as it
+            lock: Box::leak(pingora::cache::lock::CacheLock::new_boxed(LOCK_AGE)),
+            predictor: Box::leak(Box::new(pingora::cache::predictor::Predictor::new(4096, None))),
         }
+    }
+}
+
+impl Stores {
+    /// How long a request waits on the cache lock for another's fill.
+    pub fn overrides(&self) -> pingora::cache::CacheOptionOverrides {
+        let mut o = pingora::cache::CacheOptionOverrides::default();
+        o.wait_timeout = Some(LOCK_AGE);
+        o
     }
 
     /// The store of `api`/`stage`, created on first use and kept across reloads (so cached
     /// entries survive a reload). A changed capacity starts an empty map of the new size.
-    pub fn for_stage(api: &str, stage: &str, capacity: u64) -> &'static Store {
-        let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn for_stage(&self, api: &str, stage: &str, capacity: u64) -> &'static Store {
+        let mut stores = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
         let name = format!("{api}/{stage}");
         if let Some(s) = stores.get(&name) {
             if s.capacity.load(Ordering::Relaxed) != capacity {
                 // applied by `commit_capacity_changes` once the whole config compiled
-                RESIZES.lock().unwrap_or_else(|e| e.into_inner()).push((s, capacity));
+                self.resizes.lock().unwrap_or_else(|e| e.into_inner()).push((s, capacity));
             }
             return s;
         }
@@ -106,8 +126,8 @@ impl Store {
 
     /// Applies the capacity changes of the config that just compiled: each changed store is
     /// flushed under its new capacity.
-    pub fn commit_capacity_changes() {
-        for (s, capacity) in std::mem::take(&mut *RESIZES.lock().unwrap_or_else(|e| e.into_inner())) {
+    pub fn commit_capacity_changes(&self) {
+        for (s, capacity) in std::mem::take(&mut *self.resizes.lock().unwrap_or_else(|e| e.into_inner())) {
             if s.capacity.swap(capacity, Ordering::Relaxed) != capacity {
                 s.flush();
             }
@@ -115,8 +135,19 @@ impl Store {
     }
 
     /// Forgets the capacity changes of a config that failed to compile.
-    pub fn discard_capacity_changes() {
-        RESIZES.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    pub fn discard_capacity_changes(&self) {
+        self.resizes.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl Store {
+    fn new(capacity: u64) -> Store {
+        Store {
+            map: ArcSwap::from_pointee(new_map(capacity)),
+            capacity: AtomicU64::new(capacity),
+            purges: dashmap::DashMap::new(),
+            has_purges: AtomicBool::new(false),
+        }
     }
 
     /// Drops every entry of the stage.
@@ -300,7 +331,7 @@ mod tests {
 
     #[tokio::test]
     async fn stores_reads_and_flushes() {
-        let store = Store::for_stage("unit", "a", 1 << 20);
+        let store = Stores::default().for_stage("unit", "a", 1 << 20);
         let key = CacheKey::new("k1", "");
         let span = pingora::cache::trace::Span::inactive().handle();
         assert!(store.lookup(&key, &span).await.expect("lookup").is_none());
@@ -321,7 +352,7 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_bounds_the_store() {
-        let store = Store::for_stage("unit", "b", 64 * 1024);
+        let store = Stores::default().for_stage("unit", "b", 64 * 1024);
         let span = pingora::cache::trace::Span::inactive().handle();
         for i in 0..200 {
             let key = CacheKey::new(format!("k{i}"), "");
@@ -341,7 +372,7 @@ mod tests {
 
     #[test]
     fn purges_are_per_path_and_in_time() {
-        let store = Store::for_stage("unit", "c", 1 << 20);
+        let store = Stores::default().for_stage("unit", "c", 1 << 20);
         let before = SystemTime::now() - std::time::Duration::from_secs(1);
         assert!(!store.purged("/a", before));
         store.purge_path("/a");

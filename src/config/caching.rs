@@ -66,7 +66,7 @@ impl Compiler {
             return a.routes.iter().map(|_| None).collect();
         }
         let capacity = sc.capacity.map(|c| c.0).unwrap_or(crate::cache::DEFAULT_CAPACITY);
-        let store = crate::cache::Store::for_stage(&a.name, sname, capacity);
+        let store = self.rt.caches.for_stage(&a.name, sname, capacity);
         a.routes
             .iter()
             .map(|r| {

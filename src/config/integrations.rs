@@ -36,7 +36,8 @@ impl Compiler {
                 self.err(p.key("sni"), "a TLS VPC link needs sni (the name its targets' certificates carry)");
                 continue;
             }
-            match Link::new(&l.name, &l.targets, balance, l.tls.unwrap_or(false), &sni, check) {
+            let health = self.rt.link_health.clone();
+            match Link::new(&l.name, &l.targets, balance, l.tls.unwrap_or(false), &sni, check, health) {
                 Ok(link) => {
                     self.links.insert(l.name.clone(), Arc::new(link));
                 }
@@ -83,14 +84,18 @@ impl Compiler {
                 let ttl = c.ttl.map(|d| d.0).unwrap_or(crate::cache::DEFAULT_TTL);
                 let capacity = c.capacity.map(|c| c.0).unwrap_or(crate::cache::DEFAULT_CAPACITY);
                 crate::integrations::edge::Edge::cache(
+                    &self.rt.caches,
                     ttl,
                     capacity,
                     c.origin_cache_control.as_deref() != Some("ignore"),
                 )
             }
-            None => {
-                crate::integrations::edge::Edge::cache(crate::cache::DEFAULT_TTL, crate::cache::DEFAULT_CAPACITY, true)
-            }
+            None => crate::integrations::edge::Edge::cache(
+                &self.rt.caches,
+                crate::cache::DEFAULT_TTL,
+                crate::cache::DEFAULT_CAPACITY,
+                true,
+            ),
         };
         match crate::integrations::edge::Edge::new(
             &e.origins,
@@ -98,6 +103,7 @@ impl Compiler {
             Some(check),
             settings.max_integration_timeout,
             cache,
+            self.rt.link_health.clone(),
         ) {
             Ok(edge) => {
                 self.links.insert(crate::integrations::edge::LINK.to_string(), edge.link.clone());

@@ -44,7 +44,8 @@ impl Compiler {
     }
 
     pub(super) fn plans(&mut self, root: &KeyPath, cfg: &Config) -> HashMap<String, snapshot::Plan> {
-        let reg = &crate::throttle::REGISTRY;
+        let rt = self.rt.clone();
+        let reg = &rt.limiters;
         let mut plans = HashMap::new();
         // (api, stage) and (api, stage, route) by their names in the contract's syntax
         let find_stage = |s: &str| -> Option<(usize, usize)> {

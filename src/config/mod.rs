@@ -17,6 +17,7 @@ mod websocket;
 
 use crate::responses::{CustomResponse, Overrides, ResponseType};
 use crate::routing::{parse_route_key, RouteKey, Router};
+use crate::runtime::Runtime;
 use crate::snapshot::{self, AccessLogTarget, Listeners, Mount, Settings, Snapshot, StageView};
 use crate::tls::CertStore;
 pub use error::{ConfigError, ConfigErrors, KeyPath, Locator};
@@ -28,31 +29,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Reads, validates and compiles the config at `path`.
-pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
+/// Reads, validates and compiles the config at `path`, with the state of `rt`.
+pub fn load(path: &Path, rt: &Arc<Runtime>) -> Result<Snapshot, ConfigErrors> {
     let src =
         std::fs::read_to_string(path).map_err(|e| ConfigErrors::single(path, format!("cannot read config: {e}")))?;
-    load_str(path, &src)
+    load_str(path, &src, rt)
 }
 
 /// As `load`, from text already read (`path` names it in errors and anchors relative paths).
-pub fn load_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
-    // Compiling registers no state until it succeeded (limiters, cache capacities): one
-    // compile at a time, then everything it staged is committed or discarded.
-    static COMPILING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
-    let result = compile_str(path, src);
+pub fn load_str(path: &Path, src: &str, rt: &Arc<Runtime>) -> Result<Snapshot, ConfigErrors> {
+    // Compiling changes no runtime state until it succeeded (limiters, cache capacities):
+    // one compile at a time, then everything it staged is committed or discarded.
+    let _one = rt.compile_lock();
+    let result = compile_str(path, src, rt);
     if result.is_ok() {
-        crate::throttle::REGISTRY.commit();
-        crate::cache::Store::commit_capacity_changes();
+        rt.limiters.commit();
+        rt.caches.commit_capacity_changes();
     } else {
-        crate::throttle::REGISTRY.discard();
-        crate::cache::Store::discard_capacity_changes();
+        rt.limiters.discard();
+        rt.caches.discard_capacity_changes();
     }
     result
 }
 
-fn compile_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
+fn compile_str(path: &Path, src: &str, rt: &Arc<Runtime>) -> Result<Snapshot, ConfigErrors> {
     let locator = Locator::new(src);
     let mut cfg: Config = toml::from_str(src).map_err(|e| {
         let (line, col) = e.span().map(|s| locator.line_col(s.start)).unwrap_or((1, 1));
@@ -61,6 +61,7 @@ fn compile_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut c = Compiler {
+        rt: rt.clone(),
         dir,
         known_authorizers: HashSet::new(),
         errors: vec![],
@@ -91,6 +92,8 @@ fn compile_str(path: &Path, src: &str) -> Result<Snapshot, ConfigErrors> {
 }
 
 struct Compiler {
+    /// Where limiters, cache stores and link health come from.
+    rt: Arc<Runtime>,
     dir: PathBuf,
     /// Every `[authorizers.*]` name, of any type (so routes name only defined ones).
     known_authorizers: HashSet<String>,
@@ -233,7 +236,7 @@ impl Compiler {
                 self.err(p.key("redis"), "Redis Cluster seed nodes are redis:// URLs");
                 return None;
             }
-            match crate::throttle::REGISTRY.cluster(&urls.join(" ")) {
+            match self.rt.limiters.cluster(&urls.join(" ")) {
                 Ok(cl) => Some((cl, mode)),
                 Err(m) => {
                     self.err(p.key("redis"), m);
@@ -339,7 +342,7 @@ impl Compiler {
         let account = {
             let t = cfg.defaults.as_ref().and_then(|d| d.throttle).unwrap_or(Throttle { rate: 10_000.0, burst: 5_000 });
             self.check_throttle(&root.key("defaults").key("throttle"), &t);
-            crate::throttle::REGISTRY.bucket("account", t.rate, t.burst)
+            self.rt.limiters.bucket("account", t.rate, t.burst)
         };
         let api_keys = cfg.api_keys.as_ref().map(|k| self.api_keys(&root.key("api_keys"), k));
         let plans = self.plans(&root, cfg);
@@ -558,7 +561,8 @@ impl Compiler {
                 vars.extend(c.variables.clone());
                 (c.percent / 100.0, self.stage_view(p, &sp.key("canary"), a, &keys, &vars, true, settings))
             });
-            let reg = &crate::throttle::REGISTRY;
+            let rt = self.rt.clone();
+            let reg = &rt.limiters;
             let throttle = s.throttle.map(|t| reg.bucket(&format!("stage:{}:{sname}", a.name), t.rate, t.burst));
             let route_throttles = a
                 .routes
@@ -666,7 +670,7 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        match load_str(Path::new("/tmp/t.toml"), text) {
+        match load_str(Path::new("/tmp/t.toml"), text, &Runtime::new()) {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(|e| format!("{}:{}: {}", e.line, e.col, e.message)).collect(),
         }
@@ -687,10 +691,11 @@ mod tests {
     #[test]
     fn a_failed_compile_registers_no_limiter() {
         let bad = "[defaults.throttle]\nrate = 77.0\nburst = 7\n[server]\nmax_headers = 0\n";
-        assert!(load_str(Path::new("/tmp/t.toml"), bad).is_err());
+        let rt = Runtime::new();
+        assert!(load_str(Path::new("/tmp/t.toml"), bad, &rt).is_err());
         let good = "[defaults.throttle]\nrate = 77.0\nburst = 7\n";
-        let a = load_str(Path::new("/tmp/t.toml"), good).expect("good");
-        let b = load_str(Path::new("/tmp/t.toml"), good).expect("good");
+        let a = load_str(Path::new("/tmp/t.toml"), good, &rt).expect("good");
+        let b = load_str(Path::new("/tmp/t.toml"), good, &rt).expect("good");
         assert!(Arc::ptr_eq(&a.account, &b.account), "a committed limiter is reused by the next load");
     }
 
@@ -700,7 +705,7 @@ mod tests {
     #[test]
     fn golden_shipped_config() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let snap = load(&root.join("conf/edgegate.toml")).expect("the shipped config compiles");
+        let snap = load(&root.join("conf/edgegate.toml"), &Runtime::new()).expect("the shipped config compiles");
         let mut out = String::new();
         let s = &snap.settings;
         out += &format!(

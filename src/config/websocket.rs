@@ -107,7 +107,8 @@ impl Compiler {
                 self.err(p.key(k), format!("{k} must be above 0 (leave it out for no limit)"));
             }
         }
-        let reg = &crate::throttle::REGISTRY;
+        let rt = self.rt.clone();
+        let reg = &rt.limiters;
         let rate = crate::websocket::CONNECTION_RATE;
         let connection_rate =
             stages.iter().map(|s| reg.bucket(&format!("wsconn:{}:{}", a.name, s.name), rate, rate as u64)).collect();

@@ -94,6 +94,7 @@ impl Edge {
         check: Option<Check>,
         timeout: Duration,
         cache: Option<Arc<RouteCache>>,
+        health: Arc<crate::integrations::vpc_link::Health>,
     ) -> Result<Edge, (Option<usize>, String)> {
         if origins.is_empty() {
             return Err((None, "[edge] needs at least one origin (a regional gateway URL)".into()));
@@ -122,7 +123,7 @@ impl Edge {
         let tls = tls.unwrap_or(false);
         // a TCP check is a plain connect; an HTTP check speaks the origins' scheme
         let check_tls = tls && check.as_ref().is_some_and(|c| c.http_path.is_some());
-        let link = Link::new(LINK, &targets, Balance::First, check_tls, &snis[0], check)
+        let link = Link::new(LINK, &targets, Balance::First, check_tls, &snis[0], check, health)
             .map_err(|e| (None, e))?
             .with_snis(snis.clone());
         let link = Arc::new(link);
@@ -138,12 +139,17 @@ impl Edge {
 
     /// The edge cache's settings: `ttl` (default 300 s) over every query parameter and the
     /// client's host, in its own store.
-    pub fn cache(ttl: Duration, capacity: u64, honor_origin: bool) -> Option<Arc<RouteCache>> {
+    pub fn cache(
+        stores: &crate::cache::Stores,
+        ttl: Duration,
+        capacity: u64,
+        honor_origin: bool,
+    ) -> Option<Arc<RouteCache>> {
         if ttl.is_zero() {
             return None;
         }
         Some(Arc::new(RouteCache {
-            store: crate::cache::Store::for_stage("[edge]", "", capacity),
+            store: stores.for_stage("[edge]", "", capacity),
             ttl,
             key: vec![KeyPart::AllQuery],
             invalidate: crate::cache::Invalidate::Never,

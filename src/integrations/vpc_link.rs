@@ -10,12 +10,12 @@
 
 use crate::observability::metrics;
 use dashmap::DashMap;
-use once_cell::sync::Lazy;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::{Consistent, Random, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `balance`.
@@ -58,10 +58,20 @@ pub struct Link {
     backends: Vec<(String, Backend)>,
     selector: Selector,
     checker: Option<Box<dyn HealthCheck + Send + Sync>>,
+    health: Arc<Health>,
 }
 
-/// Health by (link, target); unknown means healthy (until a check says otherwise).
-pub(crate) static HEALTH: Lazy<DashMap<(String, String), bool>> = Lazy::new(DashMap::new);
+/// Health by (link, target); unknown means healthy (until a check says otherwise). Owned
+/// by the runtime (`runtime::Runtime::link_health`): it outlives the links a reload drops.
+#[derive(Default)]
+pub struct Health(DashMap<(String, String), bool>);
+
+impl Health {
+    /// Forgets what no link of `keep` names any more (after a reload).
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        self.0.retain(|(l, t), _| keep(l, t));
+    }
+}
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,6 +98,7 @@ impl Link {
         tls: bool,
         sni: &str,
         check: Option<Check>,
+        health: Arc<Health>,
     ) -> Result<Link, String> {
         if targets.is_empty() {
             return Err("a VPC link needs at least one target".into());
@@ -138,6 +149,7 @@ impl Link {
             sni: sni.to_string(),
             snis: Vec::new(),
             check,
+            health,
             backends,
             selector,
             checker,
@@ -183,7 +195,7 @@ impl Link {
     }
 
     pub fn healthy(&self, target: &str) -> bool {
-        HEALTH.get(&(self.name.clone(), target.to_string())).is_none_or(|h| *h)
+        self.health.0.get(&(self.name.clone(), target.to_string())).is_none_or(|h| *h)
     }
 
     /// A healthy target not in `tried`, by the link's balance (`key`: the client IP for
@@ -218,7 +230,7 @@ impl Link {
         for (t, b) in &self.backends {
             let ok = matches!(tokio::time::timeout(timeout, checker.check(b)).await, Ok(Ok(())));
             let key = (self.name.clone(), t.clone());
-            let was = HEALTH.insert(key, ok);
+            let was = self.health.0.insert(key, ok);
             if was.is_none_or(|w| w != ok) {
                 if ok {
                     log::info!("vpc link {}: target {t} is healthy", self.name);

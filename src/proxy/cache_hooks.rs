@@ -1,32 +1,12 @@
-//! The process-wide pieces pingora-cache needs as `&'static`: the cache lock, which makes a
-//! stampede of misses for one key wait for a single integration request, and the predictor,
-//! which remembers keys whose answers were not storable so their requests skip the lock.
+//! The cache phases: turning the route's cache on (its key), storability, and invalidation
+//! after writes. The cache lock and the predictor pingora-cache needs as `&'static` are the
+//! runtime's (`cache::Stores`).
 
 use super::body;
 use crate::proxy::ctx::{CacheResult, CacheState, RequestCtx};
-use once_cell::sync::Lazy;
-use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora::cache::predictor::Predictor;
-use pingora::cache::{CacheOptionOverrides, CachePhase};
+use pingora::cache::CachePhase;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use std::time::Duration;
-
-/// How long waiters trust a fill in progress: the integration timeout ceiling, plus a margin.
-const LOCK_AGE: Duration = Duration::from_secs(30);
-
-pub static PREDICTOR: Lazy<Predictor<16>> = Lazy::new(|| Predictor::new(4096, None));
-static LOCK: Lazy<Box<CacheKeyLockImpl>> = Lazy::new(|| CacheLock::new_boxed(LOCK_AGE));
-
-pub fn lock() -> &'static CacheKeyLockImpl {
-    LOCK.as_ref()
-}
-
-pub fn overrides() -> CacheOptionOverrides {
-    let mut o = CacheOptionOverrides::default();
-    o.wait_timeout = Some(LOCK_AGE);
-    o
-}
 
 /// The `x-edgegate-cache` / metric word for a cache phase.
 pub fn result(phase: CachePhase) -> CacheResult {
@@ -88,7 +68,7 @@ pub(super) fn split_url(url: &str) -> Option<(&str, &str)> {
 
 /// `request_cache_filter`: turns the stage's cache on for the route, after every access
 /// check has passed (so a cached answer is never served to a caller the route would refuse).
-pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+pub(super) fn enable(stores: &crate::cache::Stores, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
     let Some(m) = ctx.route.as_ref() else { return Ok(()) };
     let Some(ri) = m.route else { return Ok(()) };
     let stage = &ctx.snap.apis[m.api].stages[m.stage];
@@ -112,7 +92,7 @@ pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> 
     let input = crate::cache::KeyInput::of(&view);
     let keyed = crate::cache::build_key(&mut state.key, &rc, &input);
     if keyed.is_ok() {
-        session.cache.enable(rc.store, None, Some(&*PREDICTOR), Some(lock()), Some(overrides()));
+        session.cache.enable(rc.store, None, Some(stores.predictor), Some(stores.lock), Some(stores.overrides()));
         session.cache.set_max_file_size_bytes(rc.store.max_entry());
     } else {
         state.result = Some(CacheResult::Bypass);

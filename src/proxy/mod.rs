@@ -29,6 +29,8 @@ use std::time::Duration;
 
 pub struct Gateway {
     pub shared: Shared,
+    /// The state that outlives reloads (the WebSocket registry is read here).
+    pub runtime: std::sync::Arc<crate::runtime::Runtime>,
     /// Serves `server.private_listen`: only such listeners see `endpoint = "private"` APIs.
     pub private: bool,
 }
@@ -88,7 +90,7 @@ impl ProxyHttp for Gateway {
     /// Turns the stage's cache on for the route, after every access check has passed (so a
     /// cached answer is never served to a caller the route would refuse).
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        cache_hooks::enable(session, ctx)
+        cache_hooks::enable(&self.runtime.caches, session, ctx)
     }
 
     /// When the cache is on for the request: the primary key `request_cache_filter` built

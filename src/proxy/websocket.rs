@@ -89,7 +89,7 @@ impl Gateway {
                 }
             }
         }
-        let (c, rx) = websocket::register(
+        let (c, rx) = self.runtime.connections.register(
             id.clone(),
             info.api.clone(),
             info.stage.clone(),
@@ -103,7 +103,7 @@ impl Gateway {
             websocket::cluster::announce(cl, &id);
         }
         let served = conn::serve(session, info.clone(), c.clone(), rx, &key).await;
-        websocket::unregister(&c);
+        self.runtime.connections.unregister(&c);
         if let Some(cl) = &cluster {
             websocket::cluster::retire(cl, &id);
         }
@@ -162,7 +162,8 @@ impl Gateway {
             }
             let method = req.method.clone();
             let cluster = snap.cluster.as_ref().map(|(c, _)| c);
-            crate::websocket::reach::handle_any(&method, &id, body, Some((api, stage)), cluster).await
+            let reg = &self.runtime.connections;
+            crate::websocket::reach::handle_any(reg, &method, &id, body, Some((api, stage)), cluster).await
         };
         let mut h = ResponseHeader::build(a.status, Some(3))?;
         h.insert_header(http::header::CONTENT_TYPE, "application/json")?;

@@ -9,7 +9,6 @@ pub mod quota;
 
 use bucket::{Bucket, KeyedBuckets};
 use dashmap::DashMap;
-use once_cell::sync::Lazy;
 use quota::{Period, Quota};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,8 +44,6 @@ enum Pending {
     Quota(String, Arc<Quota>),
     Cluster(Arc<cluster::Cluster>),
 }
-
-pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::default);
 
 impl Registry {
     pub fn bucket(&self, name: &str, rate: f64, burst: u64) -> Arc<Bucket> {

@@ -134,6 +134,8 @@ pub async fn remote(
 /// nodes publish for its connections.
 pub struct Relay {
     pub shared: Shared,
+    /// This node's connections (the runtime's), which relayed calls reach.
+    pub connections: Arc<super::Registry>,
 }
 
 #[async_trait]
@@ -148,7 +150,7 @@ impl BackgroundService for Relay {
                 }
             };
             tokio::select! {
-                r = serve(&cluster, &self.shared) => {
+                r = serve(&cluster, &self.shared, &self.connections) => {
                     if let Err(e) = r {
                         log::warn!("websocket relay on {}: {e}; retrying", cluster.url);
                     }
@@ -160,7 +162,7 @@ impl BackgroundService for Relay {
     }
 }
 
-async fn serve(cluster: &Arc<Cluster>, shared: &Shared) -> redis::RedisResult<()> {
+async fn serve(cluster: &Arc<Cluster>, shared: &Shared, registry: &super::Registry) -> redis::RedisResult<()> {
     let mut pubsub = cluster.pubsub().await?;
     pubsub.subscribe(channel(&NODE)).await?;
     let mut messages = pubsub.into_on_message();
@@ -189,7 +191,7 @@ async fn serve(cluster: &Arc<Cluster>, shared: &Shared) -> redis::RedisResult<()
                     Ok(Wire::Req { seq, from, method, conn: id, body, scope }) => {
                         let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::GET);
                         let scope = scope.as_ref().map(|(a, s)| (a.as_str(), s.as_str()));
-                        let a = manage::handle(&method, &id, Bytes::from(unb64(&body)), scope);
+                        let a = manage::handle(registry, &method, &id, Bytes::from(unb64(&body)), scope);
                         let rep = Wire::Rep { seq, status: a.status, error_type: a.error_type.map(str::to_string), body: b64(&a.body) };
                         let mut conn = cluster.connection().await?;
                         let payload = serde_json::to_string(&rep).unwrap_or_default();

@@ -4,7 +4,7 @@
 //! `x-amzn-ErrorType` (GoneException 410, PayloadTooLargeException 413,
 //! LimitExceededException 429), so an AWS SDK's ApiGatewayManagementApi client reads them.
 
-use super::{Push, REGISTRY};
+use super::{Push, Registry};
 use bytes::Bytes;
 
 /// An answer: status, `x-amzn-ErrorType` (errors), JSON body.
@@ -53,8 +53,8 @@ pub fn connections_path(path: &str) -> Option<&str> {
 
 /// Runs one management call on this node's registry; `scope` (API, stage) limits it to the
 /// connections of one API stage (the public listener's form).
-pub fn handle(method: &http::Method, id: &str, body: Bytes, scope: Option<(&str, &str)>) -> Answer {
-    let Some(conn) = REGISTRY.get(id).map(|c| c.clone()) else { return gone(id) };
+pub fn handle(reg: &Registry, method: &http::Method, id: &str, body: Bytes, scope: Option<(&str, &str)>) -> Answer {
+    let Some(conn) = reg.get(id) else { return gone(id) };
     if scope.is_some_and(|(a, s)| *conn.api != *a || *conn.stage != *s) {
         return gone(id);
     }
@@ -77,7 +77,7 @@ pub fn handle(method: &http::Method, id: &str, body: Bytes, scope: Option<(&str,
         http::Method::DELETE => {
             // gone at once for every later call, here and through the cluster relay; the
             // close frame follows on the connection's own task
-            super::unregister(&conn);
+            reg.unregister(&conn);
             match conn.close(1000, "closed by the management API") {
                 true => Answer { status: 204, error_type: None, body: Vec::new() },
                 false => gone(id),
@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(decode_id("L0SM9cOFvHcCIhw%3D").as_deref(), Some("L0SM9cOFvHcCIhw="));
         assert_eq!(decode_id("a%2Fb"), None);
         assert_eq!(decode_id(""), None);
-        let a = handle(&http::Method::POST, "nope", Bytes::from_static(b"x"), None);
+        let a = handle(&Registry::default(), &http::Method::POST, "nope", Bytes::from_static(b"x"), None);
         assert_eq!((a.status, a.error_type), (410, Some("GoneException")));
     }
 }

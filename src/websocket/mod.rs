@@ -18,7 +18,6 @@ pub mod manage;
 pub mod reach;
 
 use dashmap::DashMap;
-use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -150,8 +149,54 @@ impl Conn {
     }
 }
 
-/// This node's open connections by id.
-pub static REGISTRY: Lazy<DashMap<String, Arc<Conn>>> = Lazy::new(DashMap::new);
+/// This node's open connections by id (`runtime::Runtime::connections`).
+#[derive(Default)]
+pub struct Registry(DashMap<String, Arc<Conn>>);
+
+impl Registry {
+    /// Registers a connection; the receiver is the connection's queue.
+    pub fn register(
+        &self,
+        id: String,
+        api: Arc<str>,
+        stage: Arc<str>,
+        source_ip: String,
+        user_agent: String,
+        max_message: usize,
+    ) -> (Arc<Conn>, mpsc::Receiver<Push>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let now = SystemTime::now();
+        let c = Arc::new(Conn {
+            id: id.clone(),
+            api,
+            stage,
+            connected_at: now,
+            last_active: AtomicU64::new(unix_ms(now)),
+            source_ip,
+            user_agent,
+            max_message,
+            tx,
+        });
+        crate::observability::metrics::WS_CONNECTIONS.with_label_values(&[&c.api, &c.stage]).inc();
+        self.0.insert(id, c.clone());
+        (c, rx)
+    }
+
+    /// Removes a connection (idempotent).
+    pub fn unregister(&self, c: &Conn) {
+        if self.0.remove(&c.id).is_some() {
+            crate::observability::metrics::WS_CONNECTIONS.with_label_values(&[&c.api, &c.stage]).dec();
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Conn>> {
+        self.0.get(id).map(|c| c.clone())
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains_key(id)
+    }
+}
 
 /// A new connection id: 10 random bytes in base64 (the URL-safe alphabet, never `/`), like
 /// AWS's (`L0SM9cOFvHcCIhw=`): ids end in `=`, which clients percent-encode in management URLs.
@@ -159,40 +204,6 @@ pub fn new_id() -> String {
     use base64::Engine;
     let bytes: [u8; 10] = std::array::from_fn(|_| fastrand::u8(..));
     base64::engine::general_purpose::URL_SAFE.encode(bytes)
-}
-
-/// Registers a connection; the receiver is the connection's queue.
-pub fn register(
-    id: String,
-    api: Arc<str>,
-    stage: Arc<str>,
-    source_ip: String,
-    user_agent: String,
-    max_message: usize,
-) -> (Arc<Conn>, mpsc::Receiver<Push>) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let now = SystemTime::now();
-    let c = Arc::new(Conn {
-        id: id.clone(),
-        api,
-        stage,
-        connected_at: now,
-        last_active: AtomicU64::new(unix_ms(now)),
-        source_ip,
-        user_agent,
-        max_message,
-        tx,
-    });
-    crate::observability::metrics::WS_CONNECTIONS.with_label_values(&[&c.api, &c.stage]).inc();
-    REGISTRY.insert(id, c.clone());
-    (c, rx)
-}
-
-/// Removes a connection (idempotent).
-pub fn unregister(c: &Conn) {
-    if REGISTRY.remove(&c.id).is_some() {
-        crate::observability::metrics::WS_CONNECTIONS.with_label_values(&[&c.api, &c.stage]).dec();
-    }
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 4.2.2).

@@ -7,15 +7,16 @@ use bytes::Bytes;
 /// A management call wherever the connection is: this node, or (with `[cluster]`) the node
 /// that holds it.
 pub async fn handle_any(
+    reg: &super::Registry,
     method: &http::Method,
     id: &str,
     body: Bytes,
     scope: Option<(&str, &str)>,
     cluster: Option<&std::sync::Arc<crate::throttle::cluster::Cluster>>,
 ) -> Answer {
-    match (super::REGISTRY.contains_key(id), cluster) {
+    match (reg.contains(id), cluster) {
         (false, Some(c)) => super::cluster::remote(c, method, id, body, scope).await,
-        _ => manage::handle(method, id, body, scope),
+        _ => manage::handle(reg, method, id, body, scope),
     }
 }
 
@@ -23,6 +24,7 @@ pub async fn handle_any(
 /// to many connections, on any node. Each connection gets it at most once, in the order of
 /// its own queue; the answer lists what was delivered and which ids were gone or full.
 pub async fn broadcast(
+    reg: &super::Registry,
     body: &[u8],
     scope: Option<(&str, &str)>,
     cluster: Option<&std::sync::Arc<crate::throttle::cluster::Cluster>>,
@@ -54,7 +56,7 @@ pub async fn broadcast(
     let mut seen = std::collections::HashSet::with_capacity(req.ids.len());
     let mut ids = req.ids;
     ids.retain(|id| seen.insert(id.clone()));
-    let calls = ids.iter().map(|id| handle_any(&http::Method::POST, id, data.clone(), scope, cluster));
+    let calls = ids.iter().map(|id| handle_any(reg, &http::Method::POST, id, data.clone(), scope, cluster));
     let answers = futures_util::future::join_all(calls).await;
     let mut delivered = 0;
     let (mut gone, mut failed) = (Vec::new(), Vec::new());

@@ -197,8 +197,6 @@ fn refused(r: Result<admission::Admitted, Refusal>) -> Refusal {
     }
 }
 
-// Limiter state is kept by name across snapshots (it survives reloads), so each test that
-// spends a bucket has a route of its own.
 #[tokio::test]
 async fn throttles_run_before_the_authorizer() {
     let s = setup();
@@ -295,4 +293,24 @@ async fn sigv4_checks_the_body_it_read() {
     let r = refused(s.admit(&mut f).await);
     assert_eq!(r.response, ResponseType::InvalidSignature, "{:?}", r.message);
     assert_eq!(f.reads, 1);
+}
+
+#[tokio::test]
+async fn limiter_state_belongs_to_the_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = config(dir.path());
+    let rt = edgegate::runtime::Runtime::new();
+    let first =
+        Setup { _dir: tempfile::tempdir().expect("tempdir"), snap: super::snapshot_with(dir.path(), &toml, &rt) };
+    let mut f = Fixture::new("GET", "/guarded", &[("x-token", "t")], b"", "GET /guarded");
+    assert_eq!(refused(first.admit(&mut f).await).response, ResponseType::AuthorizerFailure);
+    // a reload compiles the same config with the same runtime: the spent bucket stays spent
+    let reloaded =
+        Setup { _dir: tempfile::tempdir().expect("tempdir"), snap: super::snapshot_with(dir.path(), &toml, &rt) };
+    let mut f = Fixture::new("GET", "/guarded", &[("x-token", "t")], b"", "GET /guarded");
+    assert_eq!(refused(reloaded.admit(&mut f).await).response, ResponseType::Throttled);
+    // another runtime (another process) starts with full buckets
+    let fresh = Setup { _dir: tempfile::tempdir().expect("tempdir"), snap: super::snapshot(dir.path(), &toml) };
+    let mut f = Fixture::new("GET", "/guarded", &[("x-token", "t")], b"", "GET /guarded");
+    assert_eq!(refused(fresh.admit(&mut f).await).response, ResponseType::AuthorizerFailure);
 }

@@ -6,11 +6,20 @@
 mod admission;
 mod body;
 
-/// Compiles a configuration (its files in `dir`) into a snapshot.
+/// Compiles a configuration (its files in `dir`) into a snapshot, with a runtime of its own.
 pub fn snapshot(dir: &std::path::Path, toml: &str) -> std::sync::Arc<edgegate::snapshot::Snapshot> {
+    snapshot_with(dir, toml, &edgegate::runtime::Runtime::new())
+}
+
+/// Compiles a configuration with the state of `rt` (as a reload does).
+pub fn snapshot_with(
+    dir: &std::path::Path,
+    toml: &str,
+    rt: &std::sync::Arc<edgegate::runtime::Runtime>,
+) -> std::sync::Arc<edgegate::snapshot::Snapshot> {
     let path = dir.join("edgegate.toml");
     std::fs::write(&path, toml).expect("config");
-    match edgegate::config::load_str(&path, toml) {
+    match edgegate::config::load_str(&path, toml, rt) {
         Ok(s) => std::sync::Arc::new(s),
         Err(e) => panic!("config: {e}"),
     }
