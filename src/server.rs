@@ -18,6 +18,15 @@ use pingora::services::listening::Service;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Sockets(#[from] handover::HandoverError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
 pub struct RunArgs {
     pub config: PathBuf,
     /// `-u`: take the listening sockets over from the running instance. (`-d` is handled
@@ -65,7 +74,7 @@ fn listen_addresses(l: &crate::snapshot::Listeners) -> Vec<String> {
 /// sockets can be handed over without Pingora's one-second polls (`lifecycle::handover`).
 /// `runtime` owns the state that outlives reloads (`runtime::Runtime`): the snapshot in
 /// `shared` was compiled with it, and every service here holds it or the part it needs.
-pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::convert::Infallible, String> {
+pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::convert::Infallible, StartError> {
     let l = shared.load().listeners.clone();
     let addrs = listen_addresses(&l);
     let sockets =

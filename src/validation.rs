@@ -31,9 +31,14 @@ pub enum Invalid {
 
 /// Compiles a schema; the draft follows its `$schema` (2020-12 when absent; draft 4 for
 /// OpenAPI 3.0 and Swagger 2.0 documents, which the importer marks).
-pub fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
-    jsonschema::validator_for(schema).map_err(|e| e.masked().to_string())
+pub fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validator, BadSchema> {
+    jsonschema::validator_for(schema).map_err(|e| BadSchema(e.masked().to_string()))
 }
+
+/// A JSON schema that does not compile (the validator's message, without instance values).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSchema(pub String);
 
 impl From<Invalid> for crate::responses::Refusal {
     fn from(i: Invalid) -> crate::responses::Refusal {

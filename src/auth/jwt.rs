@@ -68,16 +68,42 @@ pub struct JwtSettings<'a> {
 /// Keys by `kid` (the key without a kid under "").
 type Keys = HashMap<String, DecodingKey>;
 
+/// Why a JWT authorizer or its key set does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    #[error("JWKS is not valid: {0}")]
+    Jwks(String),
+    #[error("JWKS key {0:?}: {1}")]
+    JwksKey(Option<String>, String),
+    #[error("the JWKS has no keys")]
+    NoKeys,
+    #[error(transparent)]
+    Fetch(#[from] crate::outbound::OutboundError),
+    #[error("{0} answered {1}")]
+    Status(String, u16),
+    #[error("algorithms must list at least one algorithm")]
+    NoAlgorithms,
+    #[error("algorithm \"none\" is never accepted")]
+    AlgorithmNone,
+    #[error("unknown algorithm {0:?}")]
+    UnknownAlgorithm(String),
+    #[error("{0} needs secret = \"...\"")]
+    NeedsSecret(String),
+    #[error("a jwt authorizer needs jwks (or secret for HS* algorithms)")]
+    NoKeySource,
+}
+
 /// Parses a JWKS document.
-pub fn parse_jwks(bytes: &[u8]) -> Result<Keys, String> {
-    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not valid: {e}"))?;
+pub fn parse_jwks(bytes: &[u8]) -> Result<Keys, JwtError> {
+    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| JwtError::Jwks(e.to_string()))?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key {:?}: {e}", jwk.common.key_id))?;
+        let key =
+            DecodingKey::from_jwk(jwk).map_err(|e| JwtError::JwksKey(jwk.common.key_id.clone(), e.to_string()))?;
         keys.insert(jwk.common.key_id.clone().unwrap_or_default(), key);
     }
     if keys.is_empty() {
-        return Err("the JWKS has no keys".into());
+        return Err(JwtError::NoKeys);
     }
     Ok(keys)
 }
@@ -89,10 +115,10 @@ const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Fetches a JWKS document at config load (https is verified against the system trust
 /// store; `SSL_CERT_FILE` overrides it).
-pub fn fetch_jwks(ep: &crate::outbound::Endpoint) -> Result<Vec<u8>, String> {
-    let a = crate::outbound::fetch_blocking(ep, JWKS_TIMEOUT, MAX_JWKS).map_err(|e| e.to_string())?;
+pub fn fetch_jwks(ep: &crate::outbound::Endpoint) -> Result<Vec<u8>, JwtError> {
+    let a = crate::outbound::fetch_blocking(ep, JWKS_TIMEOUT, MAX_JWKS)?;
     if a.status != 200 {
-        return Err(format!("{} answered {}", ep.url, a.status));
+        return Err(JwtError::Status(ep.url.clone(), a.status));
     }
     Ok(a.body.to_vec())
 }
@@ -139,18 +165,18 @@ pub struct JwtAuthorizer {
 }
 
 impl JwtAuthorizer {
-    pub fn new(s: JwtSettings<'_>) -> Result<JwtAuthorizer, String> {
+    pub fn new(s: JwtSettings<'_>) -> Result<JwtAuthorizer, JwtError> {
         if s.algorithms.is_empty() {
-            return Err("algorithms must list at least one algorithm".into());
+            return Err(JwtError::NoAlgorithms);
         }
         let mut validations = HashMap::new();
         for a in s.algorithms {
             if a.eq_ignore_ascii_case("none") {
-                return Err("algorithm \"none\" is never accepted".into());
+                return Err(JwtError::AlgorithmNone);
             }
-            let alg: Algorithm = a.parse().map_err(|_| format!("unknown algorithm {a:?}"))?;
+            let alg: Algorithm = a.parse().map_err(|_| JwtError::UnknownAlgorithm(a.to_string()))?;
             if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) && s.secret.is_none() {
-                return Err(format!("{a} needs secret = \"...\""));
+                return Err(JwtError::NeedsSecret(a.to_string()));
             }
             let mut v = Validation::new(alg);
             v.leeway = s.leeway.as_secs();
@@ -180,7 +206,7 @@ impl JwtAuthorizer {
         };
         let secret = s.secret.map(|x| DecodingKey::from_secret(x.as_bytes()));
         if keys.is_empty() && secret.is_none() {
-            return Err("a jwt authorizer needs jwks (or secret for HS* algorithms)".into());
+            return Err(JwtError::NoKeySource);
         }
         Ok(JwtAuthorizer {
             header: s.identity_header,
@@ -226,8 +252,8 @@ impl JwtAuthorizer {
         };
         let fetched = match crate::outbound::CLIENT.send(ep, call).await {
             Ok(a) if a.status == 200 => parse_jwks(&a.body),
-            Ok(a) => Err(format!("{} answered {}", ep.url, a.status)),
-            Err(e) => Err(e.to_string()),
+            Ok(a) => Err(JwtError::Status(ep.url.clone(), a.status)),
+            Err(e) => Err(e.into()),
         };
         match fetched {
             Ok(keys) => {
@@ -371,7 +397,7 @@ mod tests {
     use super::*;
 
     /// An HMAC-only authorizer with the given algorithm list.
-    fn with_algorithms(algorithms: &[&str]) -> Result<JwtAuthorizer, String> {
+    fn with_algorithms(algorithms: &[&str]) -> Result<JwtAuthorizer, JwtError> {
         let algs: Vec<String> = algorithms.iter().map(|a| a.to_string()).collect();
         JwtAuthorizer::new(JwtSettings {
             issuer: Some("iss"),

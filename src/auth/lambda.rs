@@ -38,12 +38,21 @@ pub enum Source {
     StageVariable(String),
 }
 
+/// An identity source the gateway cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum BadSource {
+    #[error("bad header in {0:?}")]
+    Header(String),
+    #[error("identity source {0:?}: use $request.header.NAME, $request.querystring.NAME, $context.sourceIp or $stageVariables.NAME")]
+    Unknown(String),
+}
+
 impl Source {
-    pub fn parse(s: &str) -> Result<Source, String> {
+    pub fn parse(s: &str) -> Result<Source, BadSource> {
         if let Some(h) = s.strip_prefix("$request.header.") {
             return http::HeaderName::from_bytes(h.as_bytes())
                 .map(Source::Header)
-                .map_err(|_| format!("bad header in {s:?}"));
+                .map_err(|_| BadSource::Header(s.to_string()));
         }
         if let Some(q) = s.strip_prefix("$request.querystring.") {
             return Ok(Source::Query(q.to_string()));
@@ -54,7 +63,7 @@ impl Source {
         if s == "$context.sourceIp" {
             return Ok(Source::SourceIp);
         }
-        Err(format!("identity source {s:?}: use $request.header.NAME, $request.querystring.NAME, $context.sourceIp or $stageVariables.NAME"))
+        Err(BadSource::Unknown(s.to_string()))
     }
 }
 

@@ -31,11 +31,20 @@ pub enum Invoked {
     Service { status: u16, message: String },
 }
 
+/// Why a function reference does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("function {0:?} must be a function name, ARN or name:alias")]
+    Name(String),
+    #[error(transparent)]
+    Endpoint(#[from] OutboundError),
+}
+
 impl Function {
     /// `endpoint` defaults to `https://lambda.{region}.amazonaws.com`.
-    pub fn new(name: &str, endpoint: Option<&str>, region: &str) -> Result<Function, String> {
+    pub fn new(name: &str, endpoint: Option<&str>, region: &str) -> Result<Function, FunctionError> {
         let url = invoke_url(name, endpoint, region)?;
-        let endpoint = Endpoint::parse(&url).map_err(|e| e.to_string())?;
+        let endpoint = Endpoint::parse(&url)?;
         Ok(Function { name: name.to_string(), region: region.to_string(), endpoint })
     }
 
@@ -89,9 +98,9 @@ impl Function {
 }
 
 /// The invoke URL of `name` (a name, ARN or `name:alias`, percent-encoded into the path).
-pub fn invoke_url(name: &str, endpoint: Option<&str>, region: &str) -> Result<String, String> {
+pub fn invoke_url(name: &str, endpoint: Option<&str>, region: &str) -> Result<String, FunctionError> {
     if name.is_empty() || name.contains(['/', '?', '#', ' ']) {
-        return Err(format!("function {name:?} must be a function name, ARN or name:alias"));
+        return Err(FunctionError::Name(name.to_string()));
     }
     const UNRESERVED: &percent_encoding::AsciiSet =
         &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -135,8 +144,8 @@ mod tests {
             "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Aauth%3Alive/invocations"
         );
         assert_eq!(
-            invoke_url("pets-handler_v2.x", None, "eu-west-1").as_deref(),
-            Ok("https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/pets-handler_v2.x/invocations")
+            invoke_url("pets-handler_v2.x", None, "eu-west-1").ok().as_deref(),
+            Some("https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/pets-handler_v2.x/invocations")
         );
         assert!(Function::new("a/b", None, "us-east-1").is_err());
         assert_eq!(error_message(br#"{"errorMessage":"boom","errorType":"Error"}"#), "boom");

@@ -158,6 +158,21 @@ pub fn format_amz_date(unix: u64) -> String {
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// Why a request cannot be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("invalid URL {0:?}: {1}")]
+    Url(String, String),
+    #[error("bad header name {0:?}")]
+    HeaderName(String),
+    #[error("bad header value {0:?}")]
+    HeaderValue(String),
+    #[error("the URL needs a host")]
+    NoHost,
+    #[error("cannot sign headers")]
+    Headers,
+}
+
 /// Signs a request (header form): the headers to add, `Authorization` first.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_request(
@@ -170,15 +185,17 @@ pub fn sign_request(
     extra: &[(String, String)],
     body: &[u8],
     now: u64,
-) -> Result<Vec<(String, String)>, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
-    let host = uri.authority().ok_or("the URL needs a host")?.as_str().to_string();
+) -> Result<Vec<(String, String)>, SignError> {
+    let uri: http::Uri =
+        url.parse().map_err(|e: http::uri::InvalidUri| SignError::Url(url.to_string(), e.to_string()))?;
+    let host = uri.authority().ok_or(SignError::NoHost)?.as_str().to_string();
     let amz_date = format_amz_date(now);
     let payload = sha256_hex(body);
     let mut headers = http::HeaderMap::new();
-    let mut add = |k: &str, v: &str| -> Result<(), String> {
-        let name = http::HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| format!("bad header name {k:?}"))?;
-        headers.append(name, v.trim().parse().map_err(|_| format!("bad header value {v:?}"))?);
+    let mut add = |k: &str, v: &str| -> Result<(), SignError> {
+        let name =
+            http::HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| SignError::HeaderName(k.to_string()))?;
+        headers.append(name, v.trim().parse().map_err(|_| SignError::HeaderValue(v.to_string()))?);
         Ok(())
     };
     add("host", &host)?;
@@ -190,7 +207,7 @@ pub fn sign_request(
     let mut signed: Vec<String> = headers.keys().map(|k| k.as_str().to_string()).collect();
     signed.sort();
     signed.dedup();
-    let ch = canonical_headers(&signed, &headers, &host).ok_or("cannot sign headers")?;
+    let ch = canonical_headers(&signed, &headers, &host).ok_or(SignError::Headers)?;
     let sig = signature(
         secret,
         &amz_date,

@@ -3,8 +3,8 @@
 use super::*;
 
 impl Compiler {
-    pub(super) fn err(&mut self, p: KeyPath, m: impl Into<String>) {
-        self.errors.push((p, m.into()));
+    pub(super) fn err(&mut self, p: KeyPath, m: impl std::fmt::Display) {
+        self.errors.push((p, m.to_string()));
     }
 
     /// Resolves a path relative to the config's directory, checks it exists and folds its

@@ -96,7 +96,10 @@ impl Compiler {
         match openssl::ssl::SslContext::builder(openssl::ssl::SslMethod::tls()) {
             Ok(mut scratch) => {
                 if let Err(e) = profile.apply(&mut scratch) {
-                    let key = e.split_whitespace().next().unwrap_or("ciphers").to_string();
+                    let key = match &e {
+                        crate::tls::TlsError::Setting(key, ..) => key.to_string(),
+                        _ => "ciphers".to_string(),
+                    };
                     self.err(p.key(&key), format!("OpenSSL does not accept {e}"));
                 }
             }

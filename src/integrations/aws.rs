@@ -79,15 +79,20 @@ pub fn url(service: &str, region: &str, endpoint: Option<&str>, path: &str) -> S
     format!("{base}{path}")
 }
 
+/// A service answer whose status is not a final one (a 502).
+#[derive(Debug, thiserror::Error)]
+#[error("the service answered status {0}, not a final answer")]
+pub struct NotFinal(pub u16);
+
 /// The head of the client's answer made from a service's: a final status (200–599; an
 /// interim or unknown one is `Err`, a 502), and of the service's fields only `Content-Type`
 /// and `x-amzn-RequestId` (the gateway frames the answer itself).
 pub fn answer_head(
     status: u16,
     headers: &http::HeaderMap,
-) -> Result<(u16, Vec<(http::HeaderName, http::HeaderValue)>), String> {
+) -> Result<(u16, Vec<(http::HeaderName, http::HeaderValue)>), NotFinal> {
     if !(200..=599).contains(&status) {
-        return Err(format!("the service answered status {status}, not a final answer"));
+        return Err(NotFinal(status));
     }
     let kept = [http::header::CONTENT_TYPE, http::HeaderName::from_static("x-amzn-requestid")]
         .into_iter()
@@ -130,7 +135,7 @@ impl super::Answer for Target {
         let (status, headers) = answer_head(a.status, &a.headers).map_err(|why| IntegrationError::Failed {
             target: target.clone(),
             kind: "malformed",
-            why,
+            why: why.to_string(),
             status: Some(a.status),
         })?;
         Ok(super::Made { status, headers, body: a.body, integration_status: Some(a.status), cacheable: true })

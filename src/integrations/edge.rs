@@ -103,7 +103,8 @@ impl Edge {
         let mut snis = Vec::with_capacity(origins.len());
         let mut tls = None;
         for (i, o) in origins.iter().enumerate() {
-            let t = crate::integrations::http::parse_target(LINK, o, timeout, 0, true).map_err(|e| (Some(i), e))?;
+            let t = crate::integrations::http::parse_target(LINK, o, timeout, 0, true)
+                .map_err(|e| (Some(i), e.to_string()))?;
             if !matches!(&t.path, crate::integrations::http::UriPath::Prefix(p) if p.is_empty()) || t.query.is_some() {
                 return Err((
                     Some(i),
@@ -124,7 +125,7 @@ impl Edge {
         // a TCP check is a plain connect; an HTTP check speaks the origins' scheme
         let check_tls = tls && check.as_ref().is_some_and(|c| c.http_path.is_some());
         let link = Link::new(LINK, &targets, Balance::First, check_tls, &snis[0], check, health)
-            .map_err(|e| (None, e))?
+            .map_err(|e| (None, e.to_string()))?
             .with_snis(snis.clone());
         let link = Arc::new(link);
         let mut target = crate::integrations::http::link_target(LINK, link.clone(), timeout, origins.len() as u32 - 1);

@@ -44,6 +44,29 @@ pub struct HttpTarget {
     pub via: Option<http::HeaderValue>,
 }
 
+/// Why an http integration's URI does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("unclosed ${{stageVariables.…}} in {0:?}")]
+    UnclosedVariable(String),
+    #[error("stage variable {0:?} is not defined")]
+    UndefinedVariable(String),
+    #[error("invalid uri {uri:?}: {why}")]
+    InvalidUri { uri: String, why: String },
+    #[error("uri {0:?} must start with http:// or https://")]
+    Scheme(String),
+    #[error("uri {0:?} has no host")]
+    NoHost(String),
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, String),
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
+    #[error("unclosed {{ in uri path {0:?}")]
+    UnclosedParam(String),
+    #[error("empty {{}} in uri path {0:?}")]
+    EmptyParam(String),
+}
+
 /// A `vpc_link` integration: proxy mode (the route path appended) to a target of `link`.
 pub fn link_target(
     name: &str,
@@ -69,16 +92,16 @@ pub fn link_target(
 }
 
 /// Replaces `${stageVariables.NAME}` with the stage's value; unknown names are an error.
-pub fn substitute_stage_vars(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn substitute_stage_vars(s: &str, vars: &BTreeMap<String, String>) -> Result<String, TargetError> {
     const OPEN: &str = "${stageVariables.";
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find(OPEN) {
         out.push_str(&rest[..i]);
         let after = &rest[i + OPEN.len()..];
-        let end = after.find('}').ok_or_else(|| format!("unclosed ${{stageVariables.…}} in {s:?}"))?;
+        let end = after.find('}').ok_or_else(|| TargetError::UnclosedVariable(s.to_string()))?;
         let name = &after[..end];
-        let v = vars.get(name).ok_or_else(|| format!("stage variable {name:?} is not defined"))?;
+        let v = vars.get(name).ok_or_else(|| TargetError::UndefinedVariable(name.to_string()))?;
         out.push_str(v);
         rest = &after[end + 1..];
     }
@@ -93,22 +116,24 @@ pub fn parse_target(
     timeout: Duration,
     retries: u32,
     tls_verify: bool,
-) -> Result<HttpTarget, String> {
-    let u: http::Uri = uri.parse().map_err(|e| format!("invalid uri {uri:?}: {e}"))?;
+) -> Result<HttpTarget, TargetError> {
+    let u: http::Uri = uri
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| TargetError::InvalidUri { uri: uri.to_string(), why: e.to_string() })?;
     let tls = match u.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(format!("uri {uri:?} must start with http:// or https://")),
+        _ => return Err(TargetError::Scheme(uri.to_string())),
     };
-    let host = u.host().ok_or_else(|| format!("uri {uri:?} has no host"))?;
+    let host = u.host().ok_or_else(|| TargetError::NoHost(uri.to_string()))?;
     let default_port = if tls { 443 } else { 80 };
     let port = u.port_u16().unwrap_or(default_port);
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addr = (bare, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
+        .map_err(|e| TargetError::Resolve(format!("{host}:{port}"), e.to_string()))?
         .next()
-        .ok_or_else(|| format!("{host}:{port} resolves to no address"))?;
+        .ok_or_else(|| TargetError::NoAddress(format!("{host}:{port}")))?;
     let host_header = if port == default_port { host.to_string() } else { format!("{host}:{port}") };
     let raw_path = u.path();
     let path = if raw_path.contains('{') {
@@ -133,17 +158,17 @@ pub fn parse_target(
     })
 }
 
-fn parse_template(p: &str) -> Result<Vec<Part>, String> {
+fn parse_template(p: &str) -> Result<Vec<Part>, TargetError> {
     let mut parts = vec![];
     let mut rest = p;
     while let Some(i) = rest.find('{') {
         if i > 0 {
             parts.push(Part::Lit(rest[..i].to_string()));
         }
-        let end = rest[i..].find('}').ok_or_else(|| format!("unclosed {{ in uri path {p:?}"))? + i;
+        let end = rest[i..].find('}').ok_or_else(|| TargetError::UnclosedParam(p.to_string()))? + i;
         let name = rest[i + 1..end].trim_end_matches('+');
         if name.is_empty() {
-            return Err(format!("empty {{}} in uri path {p:?}"));
+            return Err(TargetError::EmptyParam(p.to_string()));
         }
         parts.push(Part::Param(name.to_string()));
         rest = &rest[end + 1..];
@@ -243,8 +268,8 @@ mod tests {
     #[test]
     fn substitutes_stage_variables() {
         assert_eq!(
-            substitute_stage_vars("${stageVariables.backend}/x", &vars()).as_deref(),
-            Ok("http://127.0.0.1:9000/x")
+            substitute_stage_vars("${stageVariables.backend}/x", &vars()).ok().as_deref(),
+            Some("http://127.0.0.1:9000/x")
         );
         assert!(substitute_stage_vars("${stageVariables.nope}", &vars()).is_err());
         assert!(substitute_stage_vars("${stageVariables.backend", &vars()).is_err());

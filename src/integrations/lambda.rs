@@ -499,8 +499,33 @@ fn single_valued(n: &HeaderName) -> bool {
 
 /// Maps a function's result to the answer: a final status (200–599), the merged headers
 /// without framing or hop-by-hop fields, and the body (none for 204 and 304).
-pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
-    let v: Value = serde_json::from_slice(result).map_err(|e| format!("the result is not JSON: {e}"))?;
+/// Why a function's result makes no HTTP answer (a 502).
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    #[error("the result is not JSON: {0}")]
+    NotJson(String),
+    #[error("the result is not an object")]
+    NotObject,
+    #[error("statusCode is missing or not an HTTP status")]
+    NoStatus,
+    #[error("statusCode {0} is not a final HTTP status (200-599)")]
+    NotFinal(u16),
+    #[error("a header value is not a string")]
+    HeaderNotString,
+    #[error("header value {0:?} is not valid")]
+    HeaderValue(String),
+    #[error("header name {0:?} is not valid")]
+    HeaderName(String),
+    #[error("body is not base64: {0}")]
+    NotBase64(String),
+    #[error("body must be a string")]
+    BodyNotString,
+    #[error("multiValueHeaders values must be arrays")]
+    MultiValueNotArray,
+}
+
+pub fn answer(result: &[u8], format: Format) -> Result<Answer, Malformed> {
+    let v: Value = serde_json::from_slice(result).map_err(|e| Malformed::NotJson(e.to_string()))?;
     let structured = v.as_object().is_some_and(|o| o.contains_key("statusCode"));
     if format == Format::V2 && !structured {
         // a bare result: 200, the JSON itself
@@ -514,33 +539,33 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
             body: Bytes::from(body),
         });
     }
-    let o = v.as_object().ok_or("the result is not an object")?;
+    let o = v.as_object().ok_or(Malformed::NotObject)?;
     let status = o
         .get("statusCode")
         .and_then(|s| s.as_u64().or_else(|| s.as_str().and_then(|x| x.parse().ok())))
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
-        .ok_or("statusCode is missing or not an HTTP status")?;
+        .ok_or(Malformed::NoStatus)?;
     // a final answer: never an interim 1xx (a client would wait for the real one) nor a
     // 101 with no tunnel behind it
     if !(200..=599).contains(&status.as_u16()) {
-        return Err(format!("statusCode {} is not a final HTTP status (200-599)", status.as_u16()));
+        return Err(Malformed::NotFinal(status.as_u16()));
     }
-    let value = |v: &Value| -> Result<HeaderValue, String> {
+    let value = |v: &Value| -> Result<HeaderValue, Malformed> {
         let s = match v {
             Value::String(s) => s.clone(),
             Value::Number(_) | Value::Bool(_) => v.to_string(),
-            _ => return Err("a header value is not a string".into()),
+            _ => return Err(Malformed::HeaderNotString),
         };
-        HeaderValue::from_str(&s).map_err(|_| format!("header value {s:?} is not valid"))
+        HeaderValue::from_str(&s).map_err(|_| Malformed::HeaderValue(s))
     };
-    let name = |k: &str| HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("header name {k:?} is not valid"));
+    let name = |k: &str| HeaderName::from_bytes(k.as_bytes()).map_err(|_| Malformed::HeaderName(k.to_string()));
     // AWS merges `headers` and `multiValueHeaders`: a pair given in both appears once
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
     if let Some(Value::Object(m)) = o.get("multiValueHeaders") {
         for (k, vs) in m {
             let n = name(k)?;
-            for v in vs.as_array().ok_or("multiValueHeaders values must be arrays")? {
+            for v in vs.as_array().ok_or(Malformed::MultiValueNotArray)? {
                 headers.push((n.clone(), value(v)?));
             }
         }
@@ -582,14 +607,14 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, String> {
                 Bytes::from(
                     base64::engine::general_purpose::STANDARD
                         .decode(s)
-                        .map_err(|e| format!("body is not base64: {e}"))?,
+                        .map_err(|e| Malformed::NotBase64(e.to_string()))?,
                 )
             } else {
                 Bytes::from(s.clone())
             }
         }
         Some(other) if format == Format::V2 => Bytes::from(other.to_string()),
-        Some(_) => return Err("body must be a string".into()),
+        Some(_) => return Err(Malformed::BodyNotString),
     };
     let body = if matches!(status.as_u16(), 204 | 304) { Bytes::new() } else { body };
     Ok(Answer { status, headers, body })

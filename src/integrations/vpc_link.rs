@@ -79,14 +79,26 @@ impl std::fmt::Debug for Link {
     }
 }
 
-fn backend(target: &str) -> Result<Backend, String> {
+/// Why a VPC link does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("a VPC link needs at least one target")]
+    NoTargets,
+    #[error("target {0:?}: {1}")]
+    UnixPath(String, String),
+    #[error("target {0:?} must be IP:PORT or unix:/PATH")]
+    Address(String),
+    #[error("the target list did not load: {0}")]
+    Load(String),
+}
+
+fn backend(target: &str) -> Result<Backend, LinkError> {
     if let Some(path) = target.strip_prefix("unix:") {
-        let addr =
-            std::os::unix::net::SocketAddr::from_pathname(path).map_err(|e| format!("target {target:?}: {e}"))?;
+        let addr = std::os::unix::net::SocketAddr::from_pathname(path)
+            .map_err(|e| LinkError::UnixPath(target.to_string(), e.to_string()))?;
         return Ok(Backend { addr: SocketAddr::Unix(addr), weight: 1, ext: Default::default() });
     }
-    let sa: std::net::SocketAddr =
-        target.parse().map_err(|_| format!("target {target:?} must be IP:PORT or unix:/PATH"))?;
+    let sa: std::net::SocketAddr = target.parse().map_err(|_| LinkError::Address(target.to_string()))?;
     Ok(Backend { addr: SocketAddr::Inet(sa), weight: 1, ext: Default::default() })
 }
 
@@ -99,9 +111,9 @@ impl Link {
         sni: &str,
         check: Option<Check>,
         health: Arc<Health>,
-    ) -> Result<Link, String> {
+    ) -> Result<Link, LinkError> {
         if targets.is_empty() {
-            return Err("a VPC link needs at least one target".into());
+            return Err(LinkError::NoTargets);
         }
         let mut backends = Vec::with_capacity(targets.len());
         for t in targets {
@@ -160,7 +172,7 @@ impl Link {
 
     /// Loads the selector from the static target list. Static discovery does no I/O, so the
     /// update completes on its first poll; compiling stays synchronous.
-    fn load(&self) -> Result<(), String> {
+    fn load(&self) -> Result<(), LinkError> {
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = pingora::Result<()>> + Send + '_>> =
             match &self.selector {
                 Selector::RoundRobin(l) => Box::pin(l.update()),
@@ -171,8 +183,8 @@ impl Link {
         let mut fut = fut;
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(r) => r.map_err(|e| e.to_string()),
-            std::task::Poll::Pending => Err("the target list did not load at once".into()),
+            std::task::Poll::Ready(r) => r.map_err(|e| LinkError::Load(e.to_string())),
+            std::task::Poll::Pending => Err(LinkError::Load("not at once".into())),
         }
     }
 

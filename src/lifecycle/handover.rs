@@ -45,14 +45,29 @@ impl Sockets {
     }
 }
 
+/// Why the listening sockets could not be bound, received or handed over.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError {
+    /// Binding a listening address.
+    #[error("{0}")]
+    Listen(String),
+    /// Receiving the sockets of the running instance (`-u`).
+    #[error("upgrade: {0}")]
+    Receive(String),
+    /// Handing the sockets to a new process.
+    #[error("{0}")]
+    Send(String),
+}
+
 /// Binds every address in `addrs` that `sockets` does not hold yet. An address in use is
 /// retried for [`BIND_WAIT`], then named in the error.
-pub fn bind_missing(sockets: &Sockets, addrs: &[String]) -> Result<(), String> {
+pub fn bind_missing(sockets: &Sockets, addrs: &[String]) -> Result<(), HandoverError> {
     for a in addrs {
         if sockets.fds.lock().get(a).is_some() {
             continue;
         }
-        let sa: std::net::SocketAddr = a.parse().map_err(|e| format!("listen address {a}: {e}"))?;
+        let sa: std::net::SocketAddr =
+            a.parse().map_err(|e| HandoverError::Listen(format!("listen address {a}: {e}")))?;
         let deadline = Instant::now() + BIND_WAIT;
         let listener = loop {
             match std::net::TcpListener::bind(sa) {
@@ -61,16 +76,16 @@ pub fn bind_missing(sockets: &Sockets, addrs: &[String]) -> Result<(), String> {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    return Err(format!(
+                    return Err(HandoverError::Listen(format!(
                         "cannot listen on {a}: the address is in use (is edgegate already running? \
                          `edgegate -u` takes the sockets over from a running instance)"
-                    ));
+                    )));
                 }
-                Err(e) => return Err(format!("cannot listen on {a}: {e}")),
+                Err(e) => return Err(HandoverError::Listen(format!("cannot listen on {a}: {e}"))),
             }
         };
         // the runtime's accept loops need non-blocking sockets
-        listener.set_nonblocking(true).map_err(|e| format!("cannot listen on {a}: {e}"))?;
+        listener.set_nonblocking(true).map_err(|e| HandoverError::Listen(format!("cannot listen on {a}: {e}")))?;
         sockets.fds.lock().add(a.clone(), listener.into_raw_fd());
     }
     Ok(())
@@ -105,10 +120,11 @@ pub fn running_pid(pid_file: &str) -> Option<i32> {
 }
 
 /// `-u`: takes the listening sockets over from the running instance.
-pub fn receive(upgrade_sock: &str, pid_file: &str) -> Result<Sockets, String> {
+pub fn receive(upgrade_sock: &str, pid_file: &str) -> Result<Sockets, HandoverError> {
     let path = Path::new(upgrade_sock);
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).map_err(|e| format!("upgrade: cannot bind {upgrade_sock}: {e}"))?;
+    let listener =
+        UnixListener::bind(path).map_err(|e| HandoverError::Receive(format!("cannot bind {upgrade_sock}: {e}")))?;
     match running_pid(pid_file) {
         Some(pid) => {
             log::info!("upgrade: asking the running instance (pid {pid}) for its listening sockets");
@@ -119,16 +135,16 @@ pub fn receive(upgrade_sock: &str, pid_file: &str) -> Result<Sockets, String> {
         None => log::info!("upgrade: no running instance in {pid_file}; waiting for one to get SIGQUIT"),
     }
     let stream = accept_until(&listener, Instant::now() + HANDOVER_WAIT)
-        .map_err(|e| format!("upgrade: no listening sockets received on {upgrade_sock}: {e}"))?;
+        .map_err(|e| HandoverError::Receive(format!("no listening sockets received on {upgrade_sock}: {e}")))?;
     let _ = std::fs::remove_file(path);
     let mut names = vec![0u8; 16 * 1024];
     let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut names)];
         let msg = socket::recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-            .map_err(|e| format!("upgrade: receiving sockets: {e}"))?;
+            .map_err(|e| HandoverError::Receive(format!("receiving sockets: {e}")))?;
         let mut fds = Vec::new();
-        for c in msg.cmsgs().map_err(|e| format!("upgrade: receiving sockets: {e}"))? {
+        for c in msg.cmsgs().map_err(|e| HandoverError::Receive(format!("receiving sockets: {e}")))? {
             if let ControlMessageOwned::ScmRights(v) = c {
                 fds.extend(v);
             }
@@ -146,7 +162,7 @@ pub fn receive(upgrade_sock: &str, pid_file: &str) -> Result<Sockets, String> {
             // SAFETY: received by SCM_RIGHTS just now and owned by nobody else.
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
-        return Err(format!("upgrade: {nb} addresses but {nf} sockets received"));
+        return Err(HandoverError::Receive(format!("{nb} addresses but {nf} sockets received")));
     }
     log::info!("upgrade: received {} listening sockets: {binds:?}", binds.len());
     let sockets = Sockets::empty();
@@ -178,7 +194,7 @@ fn accept_until(listener: &UnixListener, deadline: Instant) -> std::io::Result<U
 /// The old process's end: sends `sockets` to the process waiting on `upgrade_sock` and waits
 /// for it to accept connections. `Ok` means the new process serves now; `Err` means this one
 /// must keep serving.
-pub fn send(sockets: &Sockets, upgrade_sock: &str) -> Result<(), String> {
+pub fn send(sockets: &Sockets, upgrade_sock: &str) -> Result<(), HandoverError> {
     let deadline = Instant::now() + HANDOVER_WAIT;
     let mut stream = loop {
         match UnixStream::connect(upgrade_sock) {
@@ -187,7 +203,7 @@ pub fn send(sockets: &Sockets, upgrade_sock: &str) -> Result<(), String> {
                 log::debug!("upgrade: {upgrade_sock} not ready ({e}), retrying");
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => return Err(format!("no new process listens on {upgrade_sock}: {e}")),
+            Err(e) => return Err(HandoverError::Send(format!("no new process listens on {upgrade_sock}: {e}"))),
         }
     };
     let (binds, fds) = sockets.table();
@@ -199,7 +215,7 @@ pub fn send(sockets: &Sockets, upgrade_sock: &str) -> Result<(), String> {
     let iov = [IoSlice::new(&names)];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     socket::sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .map_err(|e| format!("sending the listening sockets: {e}"))?;
+        .map_err(|e| HandoverError::Send(format!("sending the listening sockets: {e}")))?;
     log::info!("upgrade: sent {} listening sockets to the new process", binds.len());
     stream
         .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
@@ -207,8 +223,8 @@ pub fn send(sockets: &Sockets, upgrade_sock: &str) -> Result<(), String> {
     let mut ack = [0u8; 1];
     match stream.read(&mut ack) {
         Ok(1) => Ok(()),
-        Ok(_) => Err("the new process exited before it accepted connections".into()),
-        Err(e) => Err(format!("the new process did not confirm it accepts connections: {e}")),
+        Ok(_) => Err(HandoverError::Send("the new process exited before it accepted connections".into())),
+        Err(e) => Err(HandoverError::Send(format!("the new process did not confirm it accepts connections: {e}"))),
     }
 }
 

@@ -17,9 +17,14 @@ fn internal() -> Refusal {
 }
 
 /// Renders one `set_headers` template into a header value.
-fn render_header(env: &minijinja::Environment<'static>, tpl: &str, v: &templates::Vars) -> Result<HeaderValue, String> {
-    let s = templates::render(env, tpl, v).map_err(|e| e.to_string())?;
-    HeaderValue::from_str(&s).map_err(|_| "the value is not header text".to_string())
+fn render_header(
+    env: &minijinja::Environment<'static>,
+    tpl: &str,
+    v: &templates::Vars,
+) -> Result<HeaderValue, minijinja::Error> {
+    let s = templates::render(env, tpl, v)?;
+    HeaderValue::from_str(&s)
+        .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "the value is not header text"))
 }
 
 fn content_type(req: &RequestHeader) -> Option<&str> {

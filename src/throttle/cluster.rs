@@ -174,25 +174,37 @@ fn manager_config() -> redis::aio::ConnectionManagerConfig {
         .set_max_delay(1000)
 }
 
+/// Why a `[cluster] redis` target does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid redis target {0:?}: {1}")]
+    Target(String, String),
+    #[error("{0:?}: name the master: redis-sentinel://HOST:PORT[,HOST:PORT]/MASTER_NAME[/DB]")]
+    NoMaster(String),
+    #[error("{0:?}: the database must be a number")]
+    Database(String),
+    #[error("{0:?} names no sentinel")]
+    NoSentinel(String),
+}
+
 impl Cluster {
     /// `spec`: one `redis://` URL; several separated by spaces (the seed nodes of a Redis
     /// Cluster); or `redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]`.
-    pub fn new(spec: &str) -> Result<Cluster, String> {
-        let bad = |e: redis::RedisError| format!("invalid redis target {spec:?}: {e}");
+    pub fn new(spec: &str) -> Result<Cluster, ClusterError> {
+        let bad = |e: redis::RedisError| ClusterError::Target(spec.to_string(), e.to_string());
         let backend = if let Some(rest) = spec.strip_prefix("redis-sentinel://") {
             let mut parts = rest.split('/');
             let hosts = parts.next().unwrap_or("");
-            let service = parts.next().filter(|s| !s.is_empty()).ok_or_else(|| {
-                format!("{spec:?}: name the master: redis-sentinel://HOST:PORT[,HOST:PORT]/MASTER_NAME[/DB]")
-            })?;
+            let service =
+                parts.next().filter(|s| !s.is_empty()).ok_or_else(|| ClusterError::NoMaster(spec.to_string()))?;
             let db = match parts.next() {
-                Some(d) => d.parse().map_err(|_| format!("{spec:?}: the database must be a number"))?,
+                Some(d) => d.parse().map_err(|_| ClusterError::Database(spec.to_string()))?,
                 None => 0,
             };
             let nodes: Vec<String> =
                 hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("redis://{h}")).collect();
             if nodes.is_empty() {
-                return Err(format!("{spec:?} names no sentinel"));
+                return Err(ClusterError::NoSentinel(spec.to_string()));
             }
             Backend::Sentinel {
                 sentinel: tokio::sync::Mutex::new(Sentinel::build(nodes).map_err(bad)?),

@@ -79,8 +79,8 @@ impl Registry {
         q
     }
 
-    pub fn cluster(&self, url: &str) -> Result<Arc<cluster::Cluster>, String> {
-        let guard = self.cluster.lock().map_err(|_| "cluster registry poisoned".to_string())?;
+    pub fn cluster(&self, url: &str) -> Result<Arc<cluster::Cluster>, cluster::ClusterError> {
+        let guard = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = guard.as_ref().filter(|c| c.url == url) {
             return Ok(c.clone());
         }

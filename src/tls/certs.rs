@@ -7,6 +7,27 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use std::collections::HashMap;
 
+/// Why a certificate, key or TLS setting does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot parse certificate: {0}")]
+    Certificate(String),
+    #[error("no certificate in file")]
+    NoCertificate,
+    #[error("cannot parse private key: {0}")]
+    PrivateKey(String),
+    #[error("certificate has no public key: {0}")]
+    PublicKey(String),
+    #[error("the private key does not match the certificate")]
+    KeyMismatch,
+    #[error("{0} {1:?}: {2}")]
+    Setting(&'static str, String, String),
+    #[error("cannot load client CA {0}: {1}")]
+    ClientCa(String, String),
+    #[error("TLS: {0}")]
+    Openssl(String),
+}
+
 /// `[tls] client_auth.mode`, compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClientAuth {
@@ -35,16 +56,16 @@ pub struct CertStore {
 
 impl CertStore {
     /// Loads a PEM chain and key; the key must match the leaf.
-    pub fn load(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertKey, String> {
-        let mut stack = X509::stack_from_pem(cert_pem).map_err(|e| format!("cannot parse certificate: {e}"))?;
+    pub fn load(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertKey, TlsError> {
+        let mut stack = X509::stack_from_pem(cert_pem).map_err(|e| TlsError::Certificate(e.to_string()))?;
         if stack.is_empty() {
-            return Err("no certificate in file".into());
+            return Err(TlsError::NoCertificate);
         }
         let leaf = stack.remove(0);
-        let key = PKey::private_key_from_pem(key_pem).map_err(|e| format!("cannot parse private key: {e}"))?;
-        let public = leaf.public_key().map_err(|e| format!("certificate has no public key: {e}"))?;
+        let key = PKey::private_key_from_pem(key_pem).map_err(|e| TlsError::PrivateKey(e.to_string()))?;
+        let public = leaf.public_key().map_err(|e| TlsError::PublicKey(e.to_string()))?;
         if !public.public_eq(&key) {
-            return Err("the private key does not match the certificate".into());
+            return Err(TlsError::KeyMismatch);
         }
         Ok(CertKey { leaf, chain: stack, key, ocsp: None })
     }
@@ -150,10 +171,12 @@ impl Default for Profile {
 
 impl Profile {
     /// Applies the profile to an OpenSSL context; names the part OpenSSL refuses.
-    pub fn apply(&self, b: &mut openssl::ssl::SslContextBuilder) -> Result<(), String> {
-        b.set_cipher_list(&self.ciphers).map_err(|e| format!("ciphers {:?}: {e}", self.ciphers))?;
-        b.set_ciphersuites(&self.ciphersuites).map_err(|e| format!("ciphersuites {:?}: {e}", self.ciphersuites))?;
-        b.set_groups_list(&self.curves).map_err(|e| format!("curves {:?}: {e}", self.curves))?;
+    pub fn apply(&self, b: &mut openssl::ssl::SslContextBuilder) -> Result<(), TlsError> {
+        b.set_cipher_list(&self.ciphers)
+            .map_err(|e| TlsError::Setting("ciphers", self.ciphers.clone(), e.to_string()))?;
+        b.set_ciphersuites(&self.ciphersuites)
+            .map_err(|e| TlsError::Setting("ciphersuites", self.ciphersuites.clone(), e.to_string()))?;
+        b.set_groups_list(&self.curves).map_err(|e| TlsError::Setting("curves", self.curves.clone(), e.to_string()))?;
         Ok(())
     }
 }

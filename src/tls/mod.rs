@@ -5,7 +5,7 @@
 pub mod certs;
 
 use async_trait::async_trait;
-pub use certs::{CertKey, CertStore, ClientAuth, ClientCert};
+pub use certs::{CertKey, CertStore, ClientAuth, ClientCert, TlsError};
 use openssl::ssl::{NameType, SslRef, SslVerifyMode, SslVersion};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
@@ -60,11 +60,11 @@ pub struct ListenerTls {
     pub ca_file: Option<String>,
 }
 
-pub fn settings(certs: Arc<dyn CertSource>, l: &ListenerTls) -> Result<TlsSettings, String> {
-    let mut tls =
-        TlsSettings::with_callbacks(Box::new(Callbacks { certs: certs.clone() })).map_err(|e| e.to_string())?;
+pub fn settings(certs: Arc<dyn CertSource>, l: &ListenerTls) -> Result<TlsSettings, TlsError> {
+    let mut tls = TlsSettings::with_callbacks(Box::new(Callbacks { certs: certs.clone() }))
+        .map_err(|e| TlsError::Openssl(e.to_string()))?;
     tls.enable_h2();
-    tls.set_min_proto_version(Some(l.min_version)).map_err(|e| e.to_string())?;
+    tls.set_min_proto_version(Some(l.min_version)).map_err(|e| TlsError::Openssl(e.to_string()))?;
     l.profile.apply(&mut tls)?;
     // OCSP stapling: the response configured for the certificate this handshake uses
     tls.set_status_callback(move |ssl| {
@@ -77,13 +77,14 @@ pub fn settings(certs: Arc<dyn CertSource>, l: &ListenerTls) -> Result<TlsSettin
         });
         stapled
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| TlsError::Openssl(e.to_string()))?;
     use ClientAuth::*;
     match l.client_auth {
         Off => tls.set_verify(SslVerifyMode::NONE),
         Optional | Required => {
-            let ca = l.ca_file.as_deref().ok_or("client_auth needs a ca")?;
-            tls.set_ca_file(ca).map_err(|e| format!("cannot load client CA {ca}: {e}"))?;
+            let ca =
+                l.ca_file.as_deref().ok_or(TlsError::ClientCa(String::new(), "client_auth needs a CA file".into()))?;
+            tls.set_ca_file(ca).map_err(|e| TlsError::ClientCa(ca.to_string(), e.to_string()))?;
             if let Ok(names) = openssl::x509::X509Name::load_client_ca_file(ca) {
                 tls.set_client_ca_list(names);
             }

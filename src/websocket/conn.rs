@@ -122,9 +122,9 @@ pub async fn call(
     body: Bytes,
     binary: bool,
     query: Option<&str>,
-) -> Result<crate::outbound::Answer, String> {
+) -> Result<crate::outbound::Answer, EventError> {
     let Some((ep, timeout)) = info.endpoints.get(route).and_then(Option::as_ref) else {
-        return Err("the route's integration is not http".into());
+        return Err(EventError::NotHttp);
     };
     let with_query = match (query, info.integrations.get(route).map(|i| &**i)) {
         (Some(q), Some(Integration::Http(t))) if !q.is_empty() => Some(t.endpoint(Some(q))),
@@ -144,7 +144,16 @@ pub async fn call(
         refs.push(("x-edgegate-message-id", m));
     }
     let call = Call { method: "POST", headers: &refs, body: Some(body), timeout: *timeout, max_answer: 10 << 20 };
-    CLIENT.send(with_query.as_ref().unwrap_or(ep), call).await.map_err(|e| e.to_string())
+    Ok(CLIENT.send(with_query.as_ref().unwrap_or(ep), call).await?)
+}
+
+/// Why an event reached no integration.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("the route's integration is not http")]
+    NotHttp,
+    #[error(transparent)]
+    Outbound(#[from] crate::outbound::OutboundError),
 }
 
 /// AWS's error frame for a message no route takes, or whose integration failed.
