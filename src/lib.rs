@@ -29,6 +29,7 @@ pub mod auth;
 pub mod aws;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod forwarded;

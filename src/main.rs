@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         };
         let extra: Vec<(String, String)> =
             headers.iter().filter_map(|h| h.split_once(':')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = edgegate::clock::unix_now();
         let body = data.as_deref().unwrap_or("").as_bytes();
         return match edgegate::aws::sigv4::sign_request(
             access_key, &secret, region, service, method, url, &extra, body, now,

@@ -121,7 +121,7 @@ pub async fn authorize(
             // the authorizer is told what integrations are told (forwarded::to_integration)
             let mut headers = view.headers().clone();
             crate::forwarded::to_integration(&mut headers, &crate::forwarded::Hop::of(view.client));
-            let call = crate::auth::lambda::Call { view, method_arn: method_arn(&view), headers: &headers };
+            let call = crate::auth::external::Call { view, method_arn: method_arn(&view), headers: &headers };
             let (result, hit) = authz.authorize(&call).await;
             crate::observability::metrics::AUTHORIZER_CACHE
                 .with_label_values(&[name, if hit { "hit" } else { "miss" }])

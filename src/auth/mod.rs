@@ -1,7 +1,7 @@
 //! Authorizers: who the caller is, decided before API keys and limits.
+pub mod external;
 pub mod iam;
 pub mod jwt;
-pub mod lambda;
 pub mod sigv4;
 
 pub use crate::request::Principal;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub enum Authorizer {
     Jwt(Arc<jwt::JwtAuthorizer>),
-    Lambda(Arc<lambda::LambdaAuthorizer>),
+    Lambda(Arc<external::LambdaAuthorizer>),
     SigV4(Arc<sigv4::SigV4Authorizer>),
 }
 

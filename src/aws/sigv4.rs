@@ -4,7 +4,7 @@
 //! then URI-encoded (so an encoded byte is encoded twice, as AWS SDKs sign for non-S3
 //! services), the query decoded, re-encoded and sorted, the signed headers trimmed and folded.
 
-use crate::throttle::quota::{civil_from_days, days_from_civil};
+use crate::clock::{civil_from_days, days_from_civil};
 use sha2::{Digest, Sha256};
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

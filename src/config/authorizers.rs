@@ -171,8 +171,8 @@ impl Compiler {
         p: &KeyPath,
         a: &Authorizer,
         server: &Server,
-    ) -> Option<crate::auth::lambda::LambdaAuthorizer> {
-        use crate::auth::lambda::{Format, Kind, Settings, Source};
+    ) -> Option<crate::auth::external::LambdaAuthorizer> {
+        use crate::auth::external::{Format, Kind, Settings, Source};
         let spec: LambdaSpec = match toml::Value::Table(a.rest.clone()).try_into() {
             Ok(s) => s,
             Err(e) => {
@@ -193,7 +193,7 @@ impl Compiler {
                 return None;
             }
             (Some(uri), None) => match crate::outbound::Endpoint::parse(uri) {
-                Ok(e) => crate::auth::lambda::Target::Http(e),
+                Ok(e) => crate::auth::external::Target::Http(e),
                 Err(m) => {
                     self.err(p.key("uri"), m.to_string());
                     return None;
@@ -211,8 +211,8 @@ impl Compiler {
                     return None;
                 };
                 let region = get("region").unwrap_or("us-east-1");
-                match crate::aws::lambda::Function::new(function, get("endpoint"), region) {
-                    Ok(f) => crate::auth::lambda::Target::Lambda(f),
+                match crate::aws::invoke::Function::new(function, get("endpoint"), region) {
+                    Ok(f) => crate::auth::external::Target::Lambda(f),
                     Err(m) => {
                         self.err(lp.clone(), m);
                         return None;
@@ -266,6 +266,6 @@ impl Compiler {
         if timeout.is_zero() || timeout > server.max_integration_timeout.0 {
             self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
         }
-        Some(crate::auth::lambda::LambdaAuthorizer::new(Settings { kind, target, sources, ttl, format, timeout }))
+        Some(crate::auth::external::LambdaAuthorizer::new(Settings { kind, target, sources, ttl, format, timeout }))
     }
 }

@@ -474,7 +474,7 @@ impl Compiler {
                     }
                 };
                 let region = i.region.as_deref().unwrap_or("us-east-1");
-                let function = match crate::aws::lambda::Function::new(&name, endpoint.as_deref(), region) {
+                let function = match crate::aws::invoke::Function::new(&name, endpoint.as_deref(), region) {
                     Ok(f) => f,
                     Err(e) => {
                         self.err(ip.key("function"), e);

@@ -31,8 +31,7 @@ impl Target {
         let mut owned: Vec<(String, String)> = self.headers.clone();
         owned.push(("x-request-id".into(), request_id.into()));
         if let Some(c) = Credentials::load() {
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now = crate::clock::unix_now();
             let scheme = if self.endpoint.tls { "https" } else { "http" };
             let url = format!("{scheme}://{}{}", self.endpoint.host, self.endpoint.target);
             let mut extra = self.headers.clone();
@@ -106,7 +105,7 @@ pub fn answer_head(
 #[async_trait::async_trait]
 impl super::Answer for Target {
     fn body_use(&self) -> super::BodyUse {
-        super::BodyUse::Whole(crate::aws::lambda::MAX_PAYLOAD as u64)
+        super::BodyUse::Whole(crate::aws::invoke::MAX_PAYLOAD as u64)
     }
 
     async fn answer(

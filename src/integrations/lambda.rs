@@ -1,7 +1,7 @@
 //! Lambda proxy integrations (`type = "lambda"`): the AWS event, payload format 1.0 or 2.0,
 //! built from the canonical request, and the function's answer mapped back to HTTP, field for
 //! field as API Gateway does. Pure functions: the proxy reads the request once and invokes the
-//! function through `aws::lambda`.
+//! function through `aws::invoke`.
 
 use crate::request::RequestView;
 use base64::Engine;
@@ -22,7 +22,7 @@ pub enum Format {
 /// A compiled `type = "lambda"` integration.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub function: crate::aws::lambda::Function,
+    pub function: crate::aws::invoke::Function,
     pub format: Format,
     pub timeout: std::time::Duration,
 }
@@ -46,7 +46,7 @@ impl<'a> Request<'a> {
 fn clf_time(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (y, m, d) = crate::throttle::quota::civil_from_days((secs / 86_400) as i64);
+    let (y, m, d) = crate::clock::civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
     let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
     format!("{d:02}/{month}/{y:04}:{:02}:{:02}:{:02} +0000", s / 3600, s % 3600 / 60, s % 60)
@@ -626,7 +626,7 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, Malformed> {
 impl super::Answer for Target {
     fn body_use(&self) -> super::BodyUse {
         // the event carries the whole body (Lambda's payload limit)
-        super::BodyUse::Whole(crate::aws::lambda::MAX_PAYLOAD as u64)
+        super::BodyUse::Whole(crate::aws::invoke::MAX_PAYLOAD as u64)
     }
 
     async fn answer(
@@ -635,7 +635,7 @@ impl super::Answer for Target {
         env: &super::Env<'_>,
     ) -> Result<super::Made, super::IntegrationError> {
         use super::IntegrationError;
-        use crate::aws::lambda::Invoked;
+        use crate::aws::invoke::Invoked;
         // the function is told what every integration is told (forwarded::to_integration)
         let mut told = view.headers().clone();
         crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(view.client));

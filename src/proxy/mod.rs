@@ -11,7 +11,7 @@ mod forward;
 mod identify;
 mod request_log;
 mod respond;
-mod transforms;
+mod transform;
 mod websocket;
 
 use crate::integrations::Shape;
@@ -41,9 +41,7 @@ static NULL: serde_json::Value = serde_json::Value::Null;
 /// Template input when there is no body.
 const NO_BODY: (&str, &serde_json::Value) = ("", &NULL);
 
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+use crate::clock::unix_now;
 
 #[async_trait]
 impl ProxyHttp for Gateway {

@@ -98,9 +98,7 @@ pub async fn keyed(
     Ok(applied)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+use crate::clock::unix_now;
 
 /// The key's plan bucket, route bucket and quota in one Redis round trip.
 async fn cluster_limits(

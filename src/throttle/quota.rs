@@ -30,38 +30,13 @@ impl Period {
                 (w, (w * 7 + 7 - 3) * 86_400)
             }
             Period::Month => {
-                let (y, m, _) = civil_from_days(days as i64);
+                let (y, m, _) = crate::clock::civil_from_days(days as i64);
                 let idx = (y * 12 + m as i64 - 1) as u64;
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                (idx, days_from_civil(ny, nm, 1) as u64 * 86_400)
+                (idx, crate::clock::days_from_civil(ny, nm, 1) as u64 * 86_400)
             }
         }
     }
-}
-
-/// Howard Hinnant's civil-from-days: (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Days since 1970-01-01 of a civil date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Counters of one usage plan's quota.

@@ -1,4 +1,4 @@
-//! Lambda-style authorizers (`type = "request"` / `"token"`): the gateway POSTs AWS's
+//! External (Lambda-style) authorizers (`type = "request"` / `"token"`): the gateway POSTs AWS's
 //! authorizer event to `uri` and reads the answer — an IAM policy (`principalId`,
 //! `policyDocument`, `context`) evaluated against the request's method ARN
 //! (`arn:edgegate:execute-api:{api}/{stage}/{METHOD}/{path}`), or a simple
@@ -145,7 +145,7 @@ pub enum Target {
     /// `uri`: POSTed as JSON; the answer is the function's result.
     Http(crate::outbound::Endpoint),
     /// `lambda = { function, endpoint, region }`: the Lambda Invoke API.
-    Lambda(crate::aws::lambda::Function),
+    Lambda(crate::aws::invoke::Function),
 }
 
 impl Target {
@@ -295,7 +295,7 @@ impl LambdaAuthorizer {
                 }
             }
             Target::Lambda(f) => {
-                use crate::aws::lambda::Invoked;
+                use crate::aws::invoke::Invoked;
                 match f.invoke(body, self.s.timeout, c.view.request_id).await {
                     Ok(Invoked::Answer(b)) => b,
                     Ok(Invoked::FunctionError { kind, message }) => {

@@ -71,7 +71,7 @@ impl Function {
     }
 
     fn sign(&self, c: &Credentials, payload: &[u8]) -> Result<Vec<(String, String)>, OutboundError> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = crate::clock::unix_now();
         let scheme = if self.endpoint.tls { "https" } else { "http" };
         let url = format!("{scheme}://{}{}", self.endpoint.host, self.endpoint.target);
         let mut extra = vec![("content-type".to_string(), "application/json".to_string())];
