@@ -3,7 +3,7 @@
 //! from anyone else it is replaced, so a client cannot choose the address that CIDR rules,
 //! limits and logs see.
 //!
-//! Rules (README "Security model"):
+//! Rules (docs/security.md):
 //! - Every `X-Forwarded-For` line is read, in order, as one list (RFC 9110 field
 //!   combination, `request::header`): a proxy that adds its own line is read like one that
 //!   appends to the existing line.

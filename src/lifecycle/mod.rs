@@ -1,7 +1,7 @@
 //! Process lifecycle: signals, readiness (`sd_notify`, the PID file), the listening sockets
 //! and their hand-over on a graceful upgrade, and draining.
 //!
-//! Signals (see README "Running as a service"):
+//! Signals (docs/operations.md):
 //! - SIGHUP reloads the configuration. Its handler is installed first thing in `main`, so a
 //!   SIGHUP that arrives while the process starts (or takes sockets over) is kept for the
 //!   reloader instead of killing the process.
