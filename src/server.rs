@@ -140,7 +140,13 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
     ));
     server.add_service(background_service(
         "websocket-relay",
-        crate::websocket::cluster::Relay { shared: shared.clone(), connections: runtime.connections.clone() },
+        crate::websocket::cluster::Relay {
+            current: {
+                let shared = shared.clone();
+                Arc::new(move || shared.load().cluster.as_ref().map(|(c, _)| c.clone()))
+            },
+            connections: runtime.connections.clone(),
+        },
     ));
     let reloader = server.add_service(background_service(
         "config-reload",

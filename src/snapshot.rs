@@ -82,12 +82,7 @@ pub struct Settings {
     pub access_log: AccessLogTarget,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccessLogTarget {
-    Off,
-    Stdout,
-    File(PathBuf),
-}
+pub use crate::observability::access_log::AccessLogTarget;
 
 pub struct Api {
     pub name: Arc<str>,

@@ -2,13 +2,20 @@
 //! handed to a writer thread through a bounded channel so the request path never blocks
 //! on the log's disk or pipe; if the writer falls behind, lines are dropped and counted.
 
-use crate::snapshot::AccessLogTarget;
 use once_cell::sync::OnceCell;
 use serde::Serialize;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Mutex;
+
+/// Where access-log lines go (`server.access_log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(std::path::PathBuf),
+}
 
 /// A request's log record. Secrets (Authorization, API keys, cookies) are never fields.
 #[derive(Serialize, Default)]

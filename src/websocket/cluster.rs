@@ -9,7 +9,6 @@
 //! own channel; no answer within 2 s is a 504. Without `[cluster]`, everything is node-local.
 
 use super::manage::{self, Answer};
-use crate::snapshot::Shared;
 use crate::throttle::cluster::Cluster;
 use async_trait::async_trait;
 use base64::Engine;
@@ -133,7 +132,9 @@ pub async fn remote(
 /// Follows the running snapshot's `[cluster]`: heartbeats this node and serves the calls other
 /// nodes publish for its connections.
 pub struct Relay {
-    pub shared: Shared,
+    /// The running configuration's cluster, asked anew on every loop (a reload may drop or
+    /// change it).
+    pub current: Arc<dyn Fn() -> Option<Arc<Cluster>> + Send + Sync>,
     /// This node's connections (the runtime's), which relayed calls reach.
     pub connections: Arc<super::Registry>,
 }
@@ -142,7 +143,7 @@ pub struct Relay {
 impl BackgroundService for Relay {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let cluster = self.shared.load().cluster.as_ref().map(|(c, _)| c.clone());
+            let cluster = (self.current)();
             let Some(cluster) = cluster else {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -150,7 +151,7 @@ impl BackgroundService for Relay {
                 }
             };
             tokio::select! {
-                r = serve(&cluster, &self.shared, &self.connections) => {
+                r = serve(&cluster, &*self.current, &self.connections) => {
                     if let Err(e) = r {
                         log::warn!("websocket relay on {}: {e}; retrying", cluster.url);
                     }
@@ -162,14 +163,18 @@ impl BackgroundService for Relay {
     }
 }
 
-async fn serve(cluster: &Arc<Cluster>, shared: &Shared, registry: &super::Registry) -> redis::RedisResult<()> {
+async fn serve(
+    cluster: &Arc<Cluster>,
+    current: &(dyn Fn() -> Option<Arc<Cluster>> + Send + Sync),
+    registry: &super::Registry,
+) -> redis::RedisResult<()> {
     let mut pubsub = cluster.pubsub().await?;
     pubsub.subscribe(channel(&NODE)).await?;
     let mut messages = pubsub.into_on_message();
     let mut beat = tokio::time::interval(Duration::from_secs(5));
     loop {
         // a reload that drops or changes [cluster] ends this subscription
-        let still = shared.load().cluster.as_ref().is_some_and(|(c, _)| Arc::ptr_eq(c, cluster));
+        let still = current().is_some_and(|c| Arc::ptr_eq(&c, cluster));
         if !still {
             return Ok(());
         }

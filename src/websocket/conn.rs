@@ -3,9 +3,9 @@
 use super::frames::Socket;
 use super::{Conn, Push, WsApi};
 use crate::auth::Principal;
+use crate::integrations::Integration;
 use crate::observability::{access_log, metrics};
 use crate::outbound::{Call, Endpoint, CLIENT};
-use crate::snapshot::Integration;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
