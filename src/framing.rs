@@ -63,7 +63,12 @@ pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), &'stati
 /// The size of a request head as its fields count it (request line, then `name: value\r\n`
 /// per field), the same for HTTP/1 and HTTP/2, and its number of fields.
 pub fn head_size(req: &RequestHeader) -> (usize, usize) {
-    let line = req.method.as_str().len() + req.uri.to_string().len() + 12;
+    // the request target as it was sent: origin form, or absolute form with scheme and host
+    let uri = &req.uri;
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method.as_str().len() + target + 12;
     let fields: usize = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     (line + fields, req.headers.len())
 }

@@ -86,15 +86,18 @@ impl DeadlineStream {
             return;
         }
         if self.deadline.is_none() && self.wrote && bytes[0].is_ascii_uppercase() {
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+            // the next request of a keep-alive connection: timed only if its head did not
+            // arrive whole in this read (the usual case costs no timer)
             self.tail = [0; 3];
             self.answered = 0;
+            if !ends_head(&self.tail, bytes) {
+                self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+            }
+        } else if self.deadline.is_some() && ends_head(&self.tail, bytes) {
+            self.deadline = None;
         }
         self.started = true;
         self.wrote = false;
-        if self.deadline.is_some() && ends_head(&self.tail, bytes) {
-            self.deadline = None;
-        }
         let n = bytes.len();
         if n >= 3 {
             self.tail.copy_from_slice(&bytes[n - 3..]);

@@ -343,14 +343,22 @@ pub fn apply_304(stored: &ResponseHeader, fields: &HeaderMap) -> ResponseHeader 
 pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     // a 101's `Connection: Upgrade` and `Upgrade` are the switch itself: they reach the client
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    // compared without case before anything is allocated: the usual `keep-alive` costs nothing
     let named: Vec<String> = resp
         .headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && !(switching && t == "upgrade"))
+        .map(str::trim)
+        .filter(|t| {
+            let kept = t.is_empty()
+                || t.eq_ignore_ascii_case("close")
+                || t.eq_ignore_ascii_case("keep-alive")
+                || (switching && t.eq_ignore_ascii_case("upgrade"));
+            !kept
+        })
+        .map(str::to_ascii_lowercase)
         .collect();
     for n in &named {
         resp.remove_header(n.as_str());

@@ -38,7 +38,10 @@ impl Gateway {
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
             Some(v) if valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            _ => uuid::Uuid::new_v4().to_string(),
+            _ => {
+                let mut buf = uuid::Uuid::encode_buffer();
+                String::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+            }
         };
         ctx.client.host = host_of(req);
         ctx.client.port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
