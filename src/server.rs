@@ -103,37 +103,41 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
         client_auth: l.tls_client_auth,
         ca_file: l.tls_client_ca.as_ref().map(|p| p.display().to_string()),
     };
-    let own = |inner| OwnSockets { inner, fds: sockets.fds.clone() };
-
-    let mut public = proxy_service(
-        &server.configuration,
-        "edgegate",
-        Gateway { shared: shared.clone(), runtime: runtime.clone(), private: false },
-        &options,
-        l.header_timeout,
-    );
-    for a in &l.listen {
-        public.add_tcp(a);
+    // One single-threaded proxy service per core (`server.threads`), each on its own copy of
+    // the listening sockets and with its own upstream connection pool: a connection, its
+    // requests and their upstream connections stay on one thread (as nginx's workers do).
+    // The cost: idle upstream connections are pooled per core.
+    let cores = threads(l.threads);
+    let mut listeners = Vec::with_capacity(cores + 2);
+    for core in 0..cores {
+        let gw = Gateway { shared: shared.clone(), runtime: runtime.clone(), private: false };
+        let name = format!("edgegate-{core}");
+        let mut public = proxy_service(&server.configuration, &name, gw, &options, l.header_timeout);
+        public.threads = Some(1);
+        for a in &l.listen {
+            public.add_tcp(a);
+        }
+        for a in &l.tls_listen {
+            let settings = tls::settings(shared.clone(), &listener_tls)?;
+            public.add_tls_with_settings(a, None, settings);
+        }
+        // The reloader starts last (it depends on every listener service), so /readyz turns
+        // 200 only once the listeners are up.
+        listeners.push(server.add_service(OwnSockets { inner: public, fds: sockets.copies()? }));
     }
-    for a in &l.tls_listen {
-        let settings = tls::settings(shared.clone(), &listener_tls)?;
-        public.add_tls_with_settings(a, None, settings);
-    }
-    // The reloader starts last (it depends on every listener service), so /readyz turns 200
-    // only once the listeners are up.
-    let mut listeners = vec![server.add_service(own(public))];
     if !l.private_listen.is_empty() {
         let gw = Gateway { shared: shared.clone(), runtime: runtime.clone(), private: true };
         let mut private = proxy_service(&server.configuration, "edgegate-private", gw, &options, l.header_timeout);
         for a in &l.private_listen {
             private.add_tcp(a);
         }
-        listeners.push(server.add_service(own(private)));
+        listeners.push(server.add_service(OwnSockets { inner: private, fds: sockets.copies()? }));
     }
     let mut admin =
         Service::new("edgegate-admin".to_string(), Admin { shared: shared.clone(), runtime: runtime.clone() });
     admin.add_tcp(&l.admin_listen);
-    listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.fds.clone() }));
+    admin.threads = Some(1);
+    listeners.push(server.add_service(OwnSockets { inner: admin, fds: sockets.copies()? }));
     server.add_service(background_service(
         "vpc-link-health",
         crate::health::HealthChecker { shared: shared.clone(), health: runtime.link_health.clone() },

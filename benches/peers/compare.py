@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """edgegate next to nginx on the same origin: CPU per request, throughput and p99.
 
-    ./dev bench [--quick] [--rounds N] [--duration SECONDS] [--connections N]
+    ./dev bench [--quick] [--rounds N] [--duration SECONDS] [--connections N] [--against BINARY]
+
+--against BINARY runs a second edgegate build (another commit, another setting) in the same
+rounds, on the same origin and configuration: an A/B comparison the machine's noise affects
+alike.
 
 Everything runs on loopback:
   origin    nginx, one worker, a static JSON answer (the upstream of both)
@@ -29,6 +33,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ORIGIN, NGINX, GATEWAY, ADMIN = 28080, 28081, 28090, 28091
+GATEWAY_B, ADMIN_B = 28092, 28093
 PATH = "/prod/bench"
 BODY = '{"ok":true,"origin":"bench","note":"static JSON body served by the benchmark origin"}'
 TICK = os.sysconf("SC_CLK_TCK")
@@ -37,6 +42,35 @@ TICK = os.sysconf("SC_CLK_TCK")
 def arg(name, default):
     args = sys.argv[1:]
     return type(default)(args[args.index(name) + 1]) if name in args else default
+
+
+def gateway_config(d, name, port, admin):
+    path = os.path.join(d, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write(f"""[server]
+listen = ["127.0.0.1:{port}"]
+admin_listen = "127.0.0.1:{admin}"
+access_log = "off"
+watch = false
+grace_period = "0s"
+upgrade_sock = "{d}/{name}.sock"
+pid_file = "{d}/{name}.pid"
+
+[defaults.throttle]
+rate = 100000000
+burst = 100000000
+
+[[apis]]
+name = "bench"
+[apis.stages.prod]
+[apis.integrations.origin]
+type = "http"
+uri = "http://127.0.0.1:{ORIGIN}"
+[[apis.routes]]
+route = "ANY /{{proxy+}}"
+integration = "origin"
+""")
+    return path
 
 
 def nginx_conf(d, name, workers, server):
@@ -123,7 +157,9 @@ def main():
     rounds = arg("--rounds", 1 if quick else 3)
     duration = arg("--duration", 4 if quick else 10)
     connections = arg("--connections", 64)
-    binary = os.path.join(ROOT, "target/release/edgegate")
+    binary = os.path.abspath(arg("--binary", os.path.join(ROOT, "target/release/edgegate")))
+    against = arg("--against", "")
+    against = os.path.abspath(against) if against else ""
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} is missing (./dev bench installs it)")
@@ -139,35 +175,14 @@ def main():
   server {{ listen 127.0.0.1:{NGINX}; keepalive_requests 1000000;
     location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")], d, "nginx")
         procs.append(nginx)
-        config = os.path.join(d, "edgegate.toml")
-        with open(config, "w") as f:
-            f.write(f"""[server]
-listen = ["127.0.0.1:{GATEWAY}"]
-admin_listen = "127.0.0.1:{ADMIN}"
-access_log = "off"
-watch = false
-grace_period = "0s"
-upgrade_sock = "{d}/upgrade.sock"
-pid_file = "{d}/edgegate.pid"
-
-[defaults.throttle]
-rate = 100000000
-burst = 100000000
-
-[[apis]]
-name = "bench"
-[apis.stages.prod]
-[apis.integrations.origin]
-type = "http"
-uri = "http://127.0.0.1:{ORIGIN}"
-[[apis.routes]]
-route = "ANY /{{proxy+}}"
-integration = "origin"
-""")
-        gateway = start([binary, "-c", config], d, "edgegate")
+        gateway = start([binary, "-c", gateway_config(d, "edgegate", GATEWAY, ADMIN)], d, "edgegate")
         procs.append(gateway)
         targets = [("nginx", nginx, f"http://127.0.0.1:{NGINX}{PATH}"),
                    ("edgegate", gateway, f"http://127.0.0.1:{GATEWAY}{PATH}")]
+        if against:
+            b = start([against, "-c", gateway_config(d, "edgegate-b", GATEWAY_B, ADMIN_B)], d, "edgegate-b")
+            procs.append(b)
+            targets.append(("against", b, f"http://127.0.0.1:{GATEWAY_B}{PATH}"))
         for name, proc, url in [("origin", origin, f"http://127.0.0.1:{ORIGIN}{PATH}")] + targets:
             why = wait_ready(url, proc)
             if why:
@@ -191,6 +206,8 @@ integration = "origin"
                 continue
             med[name] = {k: statistics.median(x[k] for x in rows) for k in ("rps", "cpu_us", "p99")}
             print(f"{name:10} {med[name]['rps']:9.0f} {med[name]['cpu_us']:11.1f} {med[name]['p99']:8.2f}")
+        if "against" in med and "edgegate" in med:
+            print(f"edgegate / against: CPU-µs/req {med['edgegate']['cpu_us'] / med['against']['cpu_us']:.2f}")
         if "nginx" in med and "edgegate" in med:
             print(f"\nedgegate / nginx: CPU-µs/req {med['edgegate']['cpu_us'] / med['nginx']['cpu_us']:.2f}, "
                   f"p99 {med['edgegate']['p99'] / med['nginx']['p99']:.2f}, "

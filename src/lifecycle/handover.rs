@@ -39,6 +39,23 @@ impl Sockets {
         Sockets { fds: Arc::new(pingora::server::Fds::new().into()) }
     }
 
+    /// A table of its own for one of several services that listen on the same addresses:
+    /// each descriptor duplicated (close-on-exec), so each service's listener owns and
+    /// closes its copy while this table keeps the originals for the hand-over. The copies
+    /// share one accept queue with the originals.
+    pub fn copies(&self) -> Result<ListenFds, HandoverError> {
+        let (binds, fds) = self.table();
+        let mut table = pingora::server::Fds::new();
+        for (bind, fd) in binds.into_iter().zip(fds) {
+            // SAFETY: the table owns `fd` and keeps it open for the life of the process
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let copy = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0))
+                .map_err(|e| HandoverError::Listen(format!("cannot copy the socket of {bind}: {e}")))?;
+            table.add(bind, copy);
+        }
+        Ok(Arc::new(table.into()))
+    }
+
     /// The address → descriptor table (the descriptors stay owned by the table).
     pub fn table(&self) -> (Vec<String>, Vec<RawFd>) {
         self.fds.lock().serialize()
