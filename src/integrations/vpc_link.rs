@@ -88,8 +88,10 @@ pub enum LinkError {
     UnixPath(String, String),
     #[error("target {0:?} must be IP:PORT or unix:/PATH")]
     Address(String),
-    #[error("the target list did not load: {0}")]
+    #[error("{0}")]
     Load(String),
+    #[error("the target list did not load at once")]
+    NotAtOnce,
 }
 
 fn backend(target: &str) -> Result<Backend, LinkError> {
@@ -184,7 +186,7 @@ impl Link {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match fut.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(r) => r.map_err(|e| LinkError::Load(e.to_string())),
-            std::task::Poll::Pending => Err(LinkError::Load("not at once".into())),
+            std::task::Poll::Pending => Err(LinkError::NotAtOnce),
         }
     }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 
 /// A request being admitted: its session (the body handle) and its state (the view).
-pub struct Reading<'s> {
+pub(super) struct Reading<'s> {
     pub session: &'s mut Session,
     pub ctx: &'s mut RequestCtx,
 }

@@ -24,6 +24,8 @@ pub enum TlsError {
     Setting(&'static str, String, String),
     #[error("cannot load client CA {0}: {1}")]
     ClientCa(String, String),
+    #[error("client_auth needs a ca")]
+    NoClientCa,
     #[error("TLS: {0}")]
     Openssl(String),
 }

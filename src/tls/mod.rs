@@ -82,8 +82,7 @@ pub fn settings(certs: Arc<dyn CertSource>, l: &ListenerTls) -> Result<TlsSettin
     match l.client_auth {
         Off => tls.set_verify(SslVerifyMode::NONE),
         Optional | Required => {
-            let ca =
-                l.ca_file.as_deref().ok_or(TlsError::ClientCa(String::new(), "client_auth needs a CA file".into()))?;
+            let ca = l.ca_file.as_deref().ok_or(TlsError::NoClientCa)?;
             tls.set_ca_file(ca).map_err(|e| TlsError::ClientCa(ca.to_string(), e.to_string()))?;
             if let Ok(names) = openssl::x509::X509Name::load_client_ca_file(ca) {
                 tls.set_client_ca_list(names);
