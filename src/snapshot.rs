@@ -131,6 +131,27 @@ pub struct Stage {
     pub route_throttles: Vec<Option<Arc<crate::throttle::bucket::Bucket>>>,
     /// Response caching per route index (`None`: not cached in this stage).
     pub route_caches: Vec<Option<Arc<crate::cache::RouteCache>>>,
+    /// The stage's metric series per route index, and last those of requests no route matched.
+    pub metrics: Box<[RouteMetrics]>,
+}
+
+use crate::observability::metrics::RouteMetrics;
+
+impl Stage {
+    /// The metric handles of a request of this stage that matched `route` (or none).
+    pub fn metrics_of(&self, route: Option<usize>) -> Option<&RouteMetrics> {
+        route.map_or(self.metrics.last(), |r| self.metrics.get(r))
+    }
+}
+
+/// The metric handles of one stage of `api`: one per route, then one for the unmatched.
+pub fn route_metrics(api: &Arc<str>, stage: &Arc<str>, routes: &[Route]) -> Box<[RouteMetrics]> {
+    let none: Arc<str> = Arc::from("");
+    routes
+        .iter()
+        .map(|r| RouteMetrics::new(api, stage, &r.key, &r.integration))
+        .chain(std::iter::once(RouteMetrics::new(api, stage, &none, &none)))
+        .collect()
 }
 
 /// Stage variables and the integrations they resolve, per route index.

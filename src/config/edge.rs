@@ -12,33 +12,35 @@ use std::sync::Arc;
 pub fn forwarding(target: &Arc<Integration>, edge: &Edge, api: snapshot::Api) -> snapshot::Api {
     let protected = api.routes.iter().map(|r| r.authorizer.is_some() || r.api_key_required).collect();
     let router = Router::build([(0, &RouteKey::Default)]).unwrap_or_default();
+    let routes = vec![snapshot::Route {
+        key: Arc::from("$default"),
+        integration: Arc::from(LINK),
+        api_key_required: false,
+        authorizer: None,
+        scopes: vec![],
+        validate: None,
+        request_transform: None,
+        response_transform: None,
+    }];
     let stages = api
         .stages
         .into_iter()
         .map(|s| snapshot::Stage {
-            name: s.name,
             access_log: s.access_log,
             view: StageView { variables: s.view.variables, integrations: vec![target.clone()], is_canary: false },
             canary: None,
             throttle: None,
             route_throttles: vec![None],
             route_caches: vec![edge.cache.clone()],
+            metrics: snapshot::route_metrics(&api.name, &s.name, &routes),
+            name: s.name,
         })
         .collect();
     snapshot::Api {
         name: api.name,
         private: false,
         router,
-        routes: vec![snapshot::Route {
-            key: Arc::from("$default"),
-            integration: Arc::from(LINK),
-            api_key_required: false,
-            authorizer: None,
-            scopes: vec![],
-            validate: None,
-            request_transform: None,
-            response_transform: None,
-        }],
+        routes,
         stages,
         responses: api.responses,
         policy: api.policy,

@@ -573,6 +573,7 @@ impl Compiler {
                 .collect();
             let route_caches = self.route_caches(a, sname, s);
             stages.push(snapshot::Stage {
+                metrics: Box::default(),
                 route_caches,
                 name: Arc::from(sname.as_str()),
                 access_log: s.access_log,
@@ -621,11 +622,15 @@ impl Compiler {
                     IntegrationRef::Inline(i) => i.kind.as_str(),
                 }),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let name: Arc<str> = Arc::from(a.name.as_str());
+        for s in &mut stages {
+            s.metrics = snapshot::route_metrics(&name, &s.name, &routes);
+        }
         let policy = a.policy.as_ref().map(|pol| self.policy(&p.key("policy"), pol));
         let websocket = if ws { Some(Arc::new(self.ws_api(p, a, authorizers, &stages)?)) } else { None };
         Some(snapshot::Api {
-            name: Arc::from(a.name.as_str()),
+            name,
             private: a.endpoint == EndpointType::Private,
             router,
             routes,

@@ -3,9 +3,10 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_counter_vec, register_gauge_vec, register_histogram_vec, register_int_gauge_vec, CounterVec, GaugeVec,
-    HistogramVec, IntGaugeVec,
+    register_counter_vec, register_gauge_vec, register_histogram_vec, register_int_gauge_vec, Counter, CounterVec,
+    GaugeVec, Histogram, HistogramVec, IntGaugeVec,
 };
+use std::sync::{Arc, OnceLock};
 
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -161,17 +162,108 @@ pub fn set_config_version(version: &str) {
     CONFIG_INFO.with_label_values(&[version]).set(1.0);
 }
 
+/// The bounded method labels, in the order of [`method_index`].
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"];
+
+fn method_index(m: &http::Method) -> usize {
+    match *m {
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::PATCH => 4,
+        http::Method::DELETE => 5,
+        http::Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
 /// A bounded method label.
 pub fn method_label(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::PATCH => "PATCH",
-        http::Method::DELETE => "DELETE",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+    METHODS[method_index(m)]
+}
+
+/// Statuses a route answers often enough to keep a handle for; others take the label lookup.
+const STATUSES: [u16; 28] = [
+    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 414, 415, 429, 431,
+    500, 501, 502, 503, 504,
+];
+/// Cache results kept with a handle (the cache module's results, by their index).
+const CACHE_RESULTS: usize = 5;
+
+/// One route's series in one stage. The compiled configuration keeps one per stage and route
+/// (and one for requests no route matched), so a request counts through a handle resolved on
+/// first use instead of hashing its labels and taking the registry's lock each time. A reload
+/// makes new handles onto the same series: counts carry on.
+pub struct RouteMetrics {
+    api: Arc<str>,
+    stage: Arc<str>,
+    route: Arc<str>,
+    integration: Arc<str>,
+    duration: OnceLock<Histogram>,
+    integration_duration: OnceLock<Histogram>,
+    cache: [OnceLock<Counter>; CACHE_RESULTS],
+    /// `requests_total` by method and status, `METHODS.len() * STATUSES.len()` of them.
+    requests: Box<[OnceLock<Counter>]>,
+}
+
+/// Adds one through the kept handle, or (no slot for these labels) through a lookup.
+fn count(slot: Option<&OnceLock<Counter>>, make: impl FnOnce() -> Counter) {
+    match slot {
+        Some(s) => s.get_or_init(make).inc(),
+        None => make().inc(),
+    }
+}
+
+/// The series of requests that no API or stage took (empty labels).
+pub static UNROUTED: Lazy<RouteMetrics> = Lazy::new(|| {
+    let none: Arc<str> = Arc::from("");
+    RouteMetrics::new(&none, &none, &none, &none)
+});
+
+/// What one request adds to its route's series.
+pub struct Observed<'a> {
+    pub method: &'a http::Method,
+    pub status: u16,
+    pub elapsed: std::time::Duration,
+    /// The cache result (its index among the cache module's results, and its label).
+    pub cache: Option<(usize, &'static str)>,
+    pub integration_ms: Option<u64>,
+}
+
+impl RouteMetrics {
+    pub fn new(api: &Arc<str>, stage: &Arc<str>, route: &Arc<str>, integration: &Arc<str>) -> RouteMetrics {
+        RouteMetrics {
+            api: api.clone(),
+            stage: stage.clone(),
+            route: route.clone(),
+            integration: integration.clone(),
+            duration: OnceLock::new(),
+            integration_duration: OnceLock::new(),
+            cache: Default::default(),
+            requests: (0..METHODS.len() * STATUSES.len()).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Counts one request.
+    pub fn observe(&self, o: &Observed<'_>) {
+        let (api, stage, route) = (&*self.api, &*self.stage, &*self.route);
+        let m = method_index(o.method);
+        let si = STATUSES.iter().position(|&s| s == o.status);
+        count(si.map(|si| &self.requests[m * STATUSES.len() + si]), || {
+            REQUESTS.with_label_values(&[api, stage, route, METHODS[m], itoa::Buffer::new().format(o.status)])
+        });
+        self.duration
+            .get_or_init(|| REQUEST_DURATION.with_label_values(&[api, stage, route]))
+            .observe(o.elapsed.as_secs_f64());
+        if let Some((i, label)) = o.cache {
+            count(self.cache.get(i), || CACHE_REQUESTS.with_label_values(&[api, stage, label]));
+        }
+        if let Some(ms) = o.integration_ms {
+            self.integration_duration
+                .get_or_init(|| INTEGRATION_DURATION.with_label_values(&[api, stage, &self.integration]))
+                .observe(ms as f64 / 1000.0);
+        }
     }
 }
 
@@ -184,4 +276,39 @@ pub fn render() -> String {
         log::error!("metrics encoding failed: {e}");
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(api: &str, status: &str) -> f64 {
+        REQUESTS.with_label_values(&[api, "prod", "GET /a", "GET", status]).get()
+    }
+
+    #[test]
+    fn kept_handles_and_lookups_count_into_the_same_series() {
+        let (api, stage, route, integ): (Arc<str>, Arc<str>, Arc<str>, Arc<str>) =
+            (Arc::from("metrics-unit"), Arc::from("prod"), Arc::from("GET /a"), Arc::from("origin"));
+        let m = RouteMetrics::new(&api, &stage, &route, &integ);
+        let o = |status, cache| Observed {
+            method: &http::Method::GET,
+            status,
+            elapsed: std::time::Duration::from_millis(3),
+            cache,
+            integration_ms: Some(2),
+        };
+        m.observe(&o(200, Some((0, "hit"))));
+        m.observe(&o(200, None));
+        m.observe(&o(418, Some((9, "odd"))));
+        // a reload's new handles carry on the same series
+        RouteMetrics::new(&api, &stage, &route, &integ).observe(&o(200, None));
+        assert_eq!(requests("metrics-unit", "200"), 3.0);
+        assert_eq!(requests("metrics-unit", "418"), 1.0, "a status without a kept handle");
+        assert_eq!(CACHE_REQUESTS.with_label_values(&["metrics-unit", "prod", "hit"]).get(), 1.0);
+        assert_eq!(CACHE_REQUESTS.with_label_values(&["metrics-unit", "prod", "odd"]).get(), 1.0);
+        assert_eq!(REQUEST_DURATION.with_label_values(&["metrics-unit", "prod", "GET /a"]).get_sample_count(), 4);
+        assert_eq!(INTEGRATION_DURATION.with_label_values(&["metrics-unit", "prod", "origin"]).get_sample_count(), 4);
+        assert_eq!(method_label(&http::Method::from_bytes(b"PURGE").unwrap_or_default()), "OTHER");
+    }
 }

@@ -12,19 +12,16 @@ pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
         session.response_written().map(|r| r.status.as_u16()).unwrap_or(0)
     };
     let elapsed = ctx.timing.start.elapsed();
-    let (api, stage, route) = ctx.labels();
     let req = session.req_header();
-    let method = metrics::method_label(&req.method);
-    let mut buf = itoa::Buffer::new();
-    metrics::REQUESTS.with_label_values(&[api, stage, route, method, buf.format(status)]).inc();
-    metrics::REQUEST_DURATION.with_label_values(&[api, stage, route]).observe(elapsed.as_secs_f64());
-    if let Some(result) = ctx.cache_result().map(|r| r.as_str()) {
-        metrics::CACHE_REQUESTS.with_label_values(&[api, stage, result]).inc();
-    }
-    if let (Some(m), Some(ms)) = (&ctx.route, ctx.upstream.latency_ms) {
-        let integ = m.route.map(|r| &*ctx.snap.apis[m.api].routes[r].integration).unwrap_or("");
-        metrics::INTEGRATION_DURATION.with_label_values(&[api, stage, integ]).observe(ms as f64 / 1000.0);
-    }
+    let observed = metrics::Observed {
+        method: &req.method,
+        status,
+        elapsed,
+        cache: ctx.cache_result().map(|r| (r as usize, r.as_str())),
+        integration_ms: ctx.upstream.latency_ms,
+    };
+    let handles = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].stages[m.stage].metrics_of(m.route));
+    handles.unwrap_or(&metrics::UNROUTED).observe(&observed);
     let stage_logs = ctx.route.as_ref().map(|m| ctx.snap.apis[m.api].stages[m.stage].access_log).unwrap_or(true);
     if stage_logs && ctx.snap.settings.access_log != crate::snapshot::AccessLogTarget::Off {
         let ws = ctx.websocket.as_ref();
