@@ -86,3 +86,65 @@ fn a_keep_alive_request_head_read_whole_costs_no_timer() {
         }
     });
 }
+
+#[test]
+fn the_access_stack_on_a_known_caller_allocates_nothing() {
+    use std::sync::Arc;
+    let mut store = edgegate::api_keys::KeyStore::default();
+    store.insert("k1", edgegate::api_keys::hash_key(b"secret-1"), "gold", true);
+    let key: Arc<str> = Arc::from("k1");
+    let quota = edgegate::throttle::quota::Quota::new(u64::MAX, edgegate::throttle::quota::Period::Day, 0);
+    let keyed = edgegate::throttle::bucket::KeyedBuckets::new(1e9, 1_000_000_000);
+    let (algs, aud) = (vec!["HS256".to_string()], vec![]);
+    let jwt = edgegate::auth::jwt::JwtAuthorizer::new(edgegate::auth::jwt::JwtSettings {
+        issuer: None,
+        audience: &aud,
+        algorithms: &algs,
+        leeway: std::time::Duration::ZERO,
+        identity_header: http::header::AUTHORIZATION,
+        jwks: None,
+        jwks_url: None,
+        refresh: std::time::Duration::from_secs(600),
+        secret: Some("s3cret"),
+    })
+    .expect("authorizer");
+    let claims = serde_json::json!({"sub": "u1", "exp": jsonwebtoken::get_current_timestamp() + 600, "scope": "read"});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"s3cret"),
+    )
+    .expect("sign");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("value"));
+    let scopes = ["read".to_string()];
+    // first use: the key's counters and the verified token are stored
+    assert!(quota.take(&key, 1_795_525_200).is_ok() && jwt.authorize(&headers, &scopes).is_ok());
+    let _ = keyed.take(&key, 1);
+    let (n, ok) = allocations(|| {
+        store.find(b"secret-1").is_some()
+            && jwt.authorize(&headers, &scopes).is_ok()
+            && quota.take(&key, 1_795_525_200).is_ok()
+            && keyed.take(&key, 2).allowed
+    });
+    assert!(ok);
+    assert_eq!(n, 0, "key, token, quota and throttle of a known caller allocated {n} times");
+}
+
+#[test]
+fn a_request_counts_into_its_route_series_without_allocating() {
+    use edgegate::observability::metrics::{Observed, RouteMetrics};
+    use std::sync::Arc;
+    let name = |s: &str| -> Arc<str> { Arc::from(s) };
+    let m = RouteMetrics::new(&name("alloc-pin"), &name("prod"), &name("GET /a"), &name("origin"));
+    let o = Observed {
+        method: &http::Method::GET,
+        status: 200,
+        elapsed: std::time::Duration::from_micros(300),
+        cache: Some((0, "hit")),
+        integration_ms: Some(1),
+    };
+    m.observe(&o);
+    let (n, ()) = allocations(|| m.observe(&o));
+    assert_eq!(n, 0, "counting a request allocated {n} times");
+}

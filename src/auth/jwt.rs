@@ -19,6 +19,35 @@ use std::time::Duration;
 /// Verified tokens kept at most (the cache is emptied when it fills).
 const CACHE_CAPACITY: usize = 65_536;
 
+/// Bytes of a token its cache hash reads: the end of the signature, which differs between
+/// any two tokens.
+const HASHED_TAIL: usize = 32;
+
+/// The verified-token cache's hasher: SipHash under the process's random keys over a token's
+/// last [`HASHED_TAIL`] bytes, not the whole token (hundreds of bytes, hashed on every
+/// request). A lookup still compares whole tokens, and only tokens that verified are stored,
+/// so the shorter hash neither confuses two tokens nor lets a caller crowd one bucket.
+#[derive(Clone, Default)]
+pub struct TokenHash(std::collections::hash_map::RandomState);
+
+pub struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl std::hash::BuildHasher for TokenHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
 /// Why a token was refused; `reason` is the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -161,7 +190,7 @@ pub struct JwtAuthorizer {
     /// Tokens already verified, until their `exp` (+ leeway): a signature check costs tens
     /// of microseconds, a repeat of the same token a hash lookup. The cache belongs to this
     /// authorizer instance, so a reload (new keys) starts it empty.
-    verified: DashMap<Box<str>, (Arc<Principal>, u64)>,
+    verified: DashMap<Box<str>, (Arc<Principal>, u64), TokenHash>,
 }
 
 impl JwtAuthorizer {
@@ -218,7 +247,7 @@ impl JwtAuthorizer {
             secret,
             validations,
             leeway: s.leeway.as_secs(),
-            verified: DashMap::new(),
+            verified: DashMap::with_hasher(TokenHash::default()),
         })
     }
 
@@ -434,6 +463,30 @@ mod tests {
         assert_eq!(a.authorize(&h, &["write".to_string()]).err(), Some(Refused::Scope));
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(a.authorize(&h, &[]).err(), Some(Refused::Expired), "the cache honours exp");
+    }
+
+    #[test]
+    fn a_cached_tokens_signature_under_another_payload_is_verified_again() {
+        let a = with_algorithms(&["HS256"]).expect("authorizer");
+        let now = jsonwebtoken::get_current_timestamp();
+        let h = token(now + 600, "read");
+        assert!(a.authorize(&h, &[]).is_ok());
+        let t = h[http::header::AUTHORIZATION].to_str().expect("ascii").trim_start_matches("Bearer ").to_string();
+        let (head, rest) = t.split_once('.').expect("head");
+        let sig = rest.rsplit_once('.').expect("sig").1;
+        let forged_claims = serde_json::json!({"iss": "iss", "sub": "admin", "exp": now + 600, "scope": "read"});
+        let forged = format!(
+            "{head}.{}.{sig}",
+            openssl::base64::encode_block(forged_claims.to_string().as_bytes())
+                .replace('+', "-")
+                .replace('/', "_")
+                .trim_end_matches('=')
+        );
+        assert_eq!(&forged[forged.len() - HASHED_TAIL..], &t[t.len() - HASHED_TAIL..], "same hashed tail");
+        let mut f = http::HeaderMap::new();
+        f.insert(http::header::AUTHORIZATION, format!("Bearer {forged}").parse().expect("value"));
+        assert!(matches!(a.authorize(&f, &[]), Err(Refused::Invalid(_))), "the forged token is not the cached one");
+        assert_eq!(a.verified.len(), 1);
     }
 
     #[test]

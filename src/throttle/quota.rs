@@ -2,6 +2,7 @@
 
 use dashmap::DashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
@@ -47,7 +48,10 @@ pub struct Quota {
     /// AWS's QuotaSettings.offset: requests taken off the limit in the first period a key
     /// is counted in (on this node, since it started).
     pub offset: u64,
-    map: DashMap<Arc<str>, (u64, u64, bool)>,
+    /// Per key: (period index, used in it, first period counted). A known key is counted
+    /// under the map's shared lock and its own uncontended lock; only a new key takes the
+    /// map's write lock.
+    map: DashMap<Arc<str>, Mutex<(u64, u64, bool)>>,
 }
 
 /// A refused request: seconds until the next period.
@@ -68,8 +72,12 @@ impl Quota {
     /// Counts one request for `key` at `unix_secs`; refuses past the limit.
     pub fn take(&self, key: &Arc<str>, unix_secs: u64) -> Result<u64, Exceeded> {
         let (idx, next) = self.period.window(unix_secs);
-        let mut e = self.map.entry(key.clone()).or_insert((idx, 0, true));
-        let (period, used, first) = e.value_mut();
+        let entry = match self.map.get(key) {
+            Some(e) => e,
+            None => self.map.entry(key.clone()).or_insert(Mutex::new((idx, 0, true))).downgrade(),
+        };
+        let mut counter = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let (period, used, first) = &mut *counter;
         if *period != idx {
             *period = idx;
             *used = 0;
