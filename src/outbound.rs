@@ -5,11 +5,12 @@
 //! loading only, off the request path.
 
 use bytes::Bytes;
-use once_cell::sync::Lazy;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a call goes: resolved once, when the config is loaded.
@@ -103,8 +104,17 @@ pub struct Call<'a> {
 /// Interim (1xx) answers skipped before a final one; more is a broken peer.
 const MAX_INTERIM: u32 = 8;
 
-/// The process's outbound client (its connection pool is shared by every caller).
-pub static CLIENT: Lazy<Client> = Lazy::new(Client::new);
+thread_local! {
+    /// One outbound client per thread. A connection is registered with the reactor of the
+    /// thread that opened it; kept in that thread's pool, it is reused by a request on the
+    /// same core, and its readiness never has to wake another core.
+    static CLIENT: Arc<Client> = Arc::new(Client::new());
+}
+
+/// This thread's outbound client (its connection pool is shared by the thread's callers).
+pub fn client() -> Arc<Client> {
+    CLIENT.with(Arc::clone)
+}
 
 pub struct Client {
     connector: Connector,
@@ -150,11 +160,21 @@ impl Client {
         if let Some(b) = &call.body {
             req.insert_header("content-length", b.len().to_string()).map_err(|e| send(e.to_string()))?;
         }
-        session.write_request_header(Box::new(req)).await.map_err(|e| send(e.to_string()))?;
-        if let Some(b) = call.body {
-            session.write_request_body(b, true).await.map_err(|e| send(e.to_string()))?;
+        match &mut session {
+            // head and body in one send
+            HttpSession::H1(h1) => {
+                h1.write_request(Box::new(req), call.body.as_deref().unwrap_or_default())
+                    .await
+                    .map_err(|e| send(e.to_string()))?;
+            }
+            _ => {
+                session.write_request_header(Box::new(req)).await.map_err(|e| send(e.to_string()))?;
+                if let Some(b) = call.body {
+                    session.write_request_body(b, true).await.map_err(|e| send(e.to_string()))?;
+                }
+                session.finish_request_body().await.map_err(|e| send(e.to_string()))?;
+            }
         }
-        session.finish_request_body().await.map_err(|e| send(e.to_string()))?;
         let receive = |why: String| OutboundError::Receive { url: url(), why };
         // interim answers (100 Continue, 103 Early Hints) are skipped, as RFC 9110 15.2 asks
         // of a client; a 101 is no answer to a plain request

@@ -270,7 +270,7 @@ impl LambdaAuthorizer {
 
     /// Calls the authorizer; every failure is logged here, with its cause.
     async fn call(&self, c: &Call<'_>, values: &[String]) -> Option<Arc<Answer>> {
-        use crate::outbound::{Call as Out, CLIENT};
+        use crate::outbound::Call as Out;
         let body = Bytes::from(self.event(c, values).to_string());
         let answer = match &self.s.target {
             Target::Http(endpoint) => {
@@ -282,7 +282,7 @@ impl LambdaAuthorizer {
                     timeout: self.s.timeout,
                     max_answer: MAX_ANSWER,
                 };
-                match CLIENT.send(endpoint, out).await {
+                match crate::outbound::client().send(endpoint, out).await {
                     Ok(a) if a.status == 200 => a.body,
                     Ok(a) => {
                         log::warn!("authorizer {} answered {}", endpoint.url, a.status);

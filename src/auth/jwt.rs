@@ -279,7 +279,7 @@ impl JwtAuthorizer {
             timeout: JWKS_TIMEOUT,
             max_answer: MAX_JWKS,
         };
-        let fetched = match crate::outbound::CLIENT.send(ep, call).await {
+        let fetched = match crate::outbound::client().send(ep, call).await {
             Ok(a) if a.status == 200 => parse_jwks(&a.body),
             Ok(a) => Err(JwtError::Status(ep.url.clone(), a.status)),
             Err(e) => Err(e.into()),

@@ -3,7 +3,7 @@
 //! process's one outbound client (pooled connections, a deadline, a bounded answer).
 
 use crate::aws::credentials::Credentials;
-use crate::outbound::{Call, Endpoint, OutboundError, CLIENT};
+use crate::outbound::{Call, Endpoint, OutboundError};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ impl Function {
         }
         let headers: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let call = Call { method: "POST", headers: &headers, body: Some(payload), timeout, max_answer: MAX_PAYLOAD };
-        let a = CLIENT.send(&self.endpoint, call).await?;
+        let a = crate::outbound::client().send(&self.endpoint, call).await?;
         if let Some(kind) = a.headers.get("x-amz-function-error").and_then(|v| v.to_str().ok()) {
             return Ok(Invoked::FunctionError { kind: kind.to_string(), message: error_message(&a.body) });
         }

@@ -4,7 +4,7 @@
 //! its XML/JSON error) goes back to the client with its status.
 
 use crate::aws::credentials::Credentials;
-use crate::outbound::{Answer, Call, Endpoint, OutboundError, CLIENT};
+use crate::outbound::{Answer, Call, Endpoint, OutboundError};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ impl Target {
             timeout: self.timeout,
             max_answer: MAX_ANSWER,
         };
-        CLIENT.send(&self.endpoint, call).await
+        crate::outbound::client().send(&self.endpoint, call).await
     }
 }
 

@@ -5,7 +5,7 @@ use super::{Conn, Push, WsApi};
 use crate::auth::Principal;
 use crate::integrations::Integration;
 use crate::observability::{access_log, metrics};
-use crate::outbound::{Call, Endpoint, CLIENT};
+use crate::outbound::{Call, Endpoint};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -144,7 +144,7 @@ pub async fn call(
         refs.push(("x-edgegate-message-id", m));
     }
     let call = Call { method: "POST", headers: &refs, body: Some(body), timeout: *timeout, max_answer: 10 << 20 };
-    Ok(CLIENT.send(with_query.as_ref().unwrap_or(ep), call).await?)
+    Ok(crate::outbound::client().send(with_query.as_ref().unwrap_or(ep), call).await?)
 }
 
 /// Why an event reached no integration.

@@ -128,6 +128,33 @@ impl HttpSession {
                 "request-line contains forbidden delimiter bytes or unsupported HTTP version",
             )
         })?;
+        self.write_request_wire(req, &to_wire).await
+    }
+
+    /// Write a request whose whole body is at hand: the header and the framed body leave in
+    /// one write (one send for a small request) instead of one write each, since client
+    /// streams are not write-buffered. Returns the bytes written.
+    pub async fn write_request(&mut self, req: Box<RequestHeader>, body: &[u8]) -> Result<usize> {
+        self.init_req_body_writer(&req);
+        let mut wire = http_req_header_to_wire(&req)
+            .ok_or_else(|| {
+                Error::explain(
+                    InvalidHTTPHeader,
+                    "request-line contains forbidden delimiter bytes or unsupported HTTP version",
+                )
+            })?
+            .to_vec();
+        // the body writer frames the body (length or chunks) into the same buffer
+        if let Some(n) = self.body_writer.write_body(&mut wire, body).await? {
+            self.bytes_sent += n;
+        }
+        self.body_writer.finish(&mut wire).await?;
+        let n = self.write_request_wire(req, &wire).await?;
+        self.maybe_force_close_body_reader();
+        Ok(n)
+    }
+
+    async fn write_request_wire(&mut self, req: Box<RequestHeader>, to_wire: &[u8]) -> Result<usize> {
         trace!("Writing request header: {to_wire:?}");
 
         let write_fut = self.underlying_stream.write_all(to_wire.as_ref());
