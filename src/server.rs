@@ -11,6 +11,7 @@ use crate::snapshot::Shared;
 use crate::tls;
 use openssl::ssl::SslVersion;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -57,6 +58,14 @@ fn proxy_service(
 }
 
 /// Every address this process listens on, as the config spells it.
+/// A plain connection's reads go straight into the HTTP layer's own buffers: Pingora's
+/// default 64 KiB read buffer in front of them costs a copy of every byte read and, held by
+/// each open connection, 64 KiB of memory for an idle keep-alive or WebSocket client.
+const PLAIN_BUFFERS: L4BufferSettings = L4BufferSettings { read: Some(0), write: None };
+/// A TLS connection keeps a read buffer of one TLS record, so OpenSSL's small reads (a record
+/// header, then its body) cost one system call.
+const TLS_BUFFERS: L4BufferSettings = L4BufferSettings { read: Some(16 * 1024 + 256), write: None };
+
 fn listen_addresses(l: &crate::snapshot::Listeners) -> Vec<String> {
     l.listen
         .iter()
@@ -115,11 +124,11 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
         let mut public = proxy_service(&server.configuration, &name, gw, &options, l.header_timeout);
         public.threads = Some(1);
         for a in &l.listen {
-            public.add_tcp(a);
+            public.add_listener(ListenerConfig::tcp(a).l4_buffer(PLAIN_BUFFERS));
         }
         for a in &l.tls_listen {
             let settings = tls::settings(shared.clone(), &listener_tls)?;
-            public.add_tls_with_settings(a, None, settings);
+            public.add_listener(ListenerConfig::tcp(a).tls(settings).l4_buffer(TLS_BUFFERS));
         }
         // The reloader starts last (it depends on every listener service), so /readyz turns
         // 200 only once the listeners are up.
@@ -129,7 +138,7 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
         let gw = Gateway { shared: shared.clone(), runtime: runtime.clone(), private: true };
         let mut private = proxy_service(&server.configuration, "edgegate-private", gw, &options, l.header_timeout);
         for a in &l.private_listen {
-            private.add_tcp(a);
+            private.add_listener(ListenerConfig::tcp(a).l4_buffer(PLAIN_BUFFERS));
         }
         listeners.push(server.add_service(OwnSockets { inner: private, fds: sockets.copies()? }));
     }
