@@ -53,27 +53,40 @@ pub fn stop_watch() -> watch::Receiver<bool> {
     STOP.subscribe()
 }
 
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Requests in flight, counted per thread: each proxy thread adds and subtracts on its own
+/// cache line, so counting a request never writes a line another core is using. The total
+/// (read when draining) is the sum.
+#[repr(align(64))]
+struct Shard(AtomicUsize);
+
+const SHARDS: usize = 16;
+static IN_FLIGHT: [Shard; SHARDS] = [const { Shard(AtomicUsize::new(0)) }; SHARDS];
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
 
 /// Held by each request from its first hook to its end.
 #[derive(Debug)]
-pub struct InFlight(());
+pub struct InFlight(usize);
 
 impl InFlight {
     pub fn start() -> InFlight {
-        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
-        InFlight(())
+        let shard = SHARD.with(|s| *s);
+        IN_FLIGHT[shard].0.fetch_add(1, Ordering::AcqRel);
+        InFlight(shard)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+        IN_FLIGHT[self.0].0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 pub fn in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::Acquire)
+    IN_FLIGHT.iter().map(|s| s.0.load(Ordering::Acquire)).sum()
 }
 
 /// Set once every service has started (`/readyz`).
@@ -187,5 +200,43 @@ impl ShutdownSignalWatch for Signals {
         }
         log::info!("drained ({} requests still in flight); exiting", in_flight());
         ShutdownSignal::FastShutdown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_flight_are_summed_over_the_threads_that_count_them() {
+        let before = in_flight();
+        let here = [InFlight::start(), InFlight::start()];
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let done_rx = std::sync::Arc::new(std::sync::Mutex::new(done_rx));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (held_tx, done_rx) = (held_tx.clone(), done_rx.clone());
+                std::thread::spawn(move || {
+                    let r = InFlight::start();
+                    let _ = held_tx.send(());
+                    let _ = done_rx.lock().map(|rx| rx.recv());
+                    drop(r);
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            held_rx.recv().expect("held");
+        }
+        assert_eq!(in_flight(), before + 5);
+        drop(here);
+        assert_eq!(in_flight(), before + 3);
+        for _ in 0..3 {
+            let _ = done_tx.send(());
+        }
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(in_flight(), before);
     }
 }
