@@ -57,7 +57,6 @@ fn proxy_service(
     Service::new(name.to_string(), HeadDeadline { inner: std::sync::Arc::new(proxy), timeout: header_timeout })
 }
 
-/// Every address this process listens on, as the config spells it.
 /// A plain connection's reads go straight into the HTTP layer's own buffers: Pingora's
 /// default 64 KiB read buffer in front of them costs a copy of every byte read and, held by
 /// each open connection, 64 KiB of memory for an idle keep-alive or WebSocket client.
@@ -66,6 +65,7 @@ const PLAIN_BUFFERS: L4BufferSettings = L4BufferSettings { read: Some(0), write:
 /// header, then its body) cost one system call.
 const TLS_BUFFERS: L4BufferSettings = L4BufferSettings { read: Some(16 * 1024 + 256), write: None };
 
+/// Every address this process listens on, as the config spells it.
 fn listen_addresses(l: &crate::snapshot::Listeners) -> Vec<String> {
     l.listen
         .iter()
@@ -88,8 +88,12 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
     let addrs = listen_addresses(&l);
     let sockets =
         if args.upgrade { handover::receive(&l.upgrade_sock, &l.pid_file)? } else { handover::Sockets::empty() };
-    handover::close_unclaimed(&sockets, &addrs);
-    handover::bind_missing(&sockets, &addrs)?;
+    // the public addresses: one socket per proxy core
+    let per_core: Vec<String> = l.listen.iter().chain(&l.tls_listen).cloned().collect();
+    let cores = threads(l.threads);
+    handover::close_unclaimed(&sockets, &handover::keys(&addrs, &per_core, cores));
+    handover::bind_missing(&sockets, &addrs, &per_core)?;
+    handover::bind_per_core(&sockets, &per_core, cores);
     let sockets = std::sync::Arc::new(sockets);
     let conf = ServerConf {
         threads: threads(l.threads),
@@ -115,8 +119,9 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
     // One single-threaded proxy service per core (`server.threads`), each on its own copy of
     // the listening sockets and with its own upstream connection pool: a connection, its
     // requests and their upstream connections stay on one thread (as nginx's workers do).
-    // The cost: idle upstream connections are pooled per core.
-    let cores = threads(l.threads);
+    // The cost: idle upstream connections are pooled per core. Each core accepts on its own
+    // socket of the address's SO_REUSEPORT group (`handover::bind_per_core`): the kernel
+    // spreads new connections over the cores.
     let mut listeners = Vec::with_capacity(cores + 2);
     for core in 0..cores {
         let gw = Gateway { shared: shared.clone(), runtime: runtime.clone(), private: false };
@@ -132,7 +137,7 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
         }
         // The reloader starts last (it depends on every listener service), so /readyz turns
         // 200 only once the listeners are up.
-        listeners.push(server.add_service(OwnSockets { inner: public, fds: sockets.copies()? }));
+        listeners.push(server.add_service(OwnSockets { inner: public, fds: sockets.copies_for(core, &per_core)? }));
     }
     if !l.private_listen.is_empty() {
         let gw = Gateway { shared: shared.clone(), runtime: runtime.clone(), private: true };

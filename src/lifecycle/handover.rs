@@ -39,19 +39,32 @@ impl Sockets {
         Sockets { fds: Arc::new(pingora::server::Fds::new().into()) }
     }
 
-    /// A table of its own for one of several services that listen on the same addresses:
-    /// each descriptor duplicated (close-on-exec), so each service's listener owns and
-    /// closes its copy while this table keeps the originals for the hand-over. The copies
-    /// share one accept queue with the originals.
+    /// A table of its own for a service: each descriptor duplicated (close-on-exec), so the
+    /// service's listener owns and closes its copy while this table keeps the originals for
+    /// the hand-over.
     pub fn copies(&self) -> Result<ListenFds, HandoverError> {
+        self.copies_for(0, &[])
+    }
+
+    /// The table of the proxy service of core `core`: for each address in `per_core`, a copy
+    /// of that core's own socket (see [`bind_per_core`]) when it has one, else of the
+    /// address's first socket (then the cores share one accept queue); other addresses as
+    /// [`Sockets::copies`].
+    pub fn copies_for(&self, core: usize, per_core: &[String]) -> Result<ListenFds, HandoverError> {
         let (binds, fds) = self.table();
+        let by_key: std::collections::HashMap<&str, RawFd> =
+            binds.iter().map(String::as_str).zip(fds.iter().copied()).collect();
         let mut table = pingora::server::Fds::new();
-        for (bind, fd) in binds.into_iter().zip(fds) {
-            // SAFETY: the table owns `fd` and keeps it open for the life of the process
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        for (bind, fd) in binds.iter().zip(fds) {
+            if bind.contains('#') {
+                continue; // another core's socket
+            }
+            let own = if per_core.contains(bind) { by_key.get(core_key(bind, core).as_str()) } else { None };
+            // SAFETY: the table owns the descriptor and keeps it open for the life of the process
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(*own.unwrap_or(&fd)) };
             let copy = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0))
                 .map_err(|e| HandoverError::Listen(format!("cannot copy the socket of {bind}: {e}")))?;
-            table.add(bind, copy);
+            table.add(bind.clone(), copy);
         }
         Ok(Arc::new(table.into()))
     }
@@ -76,9 +89,26 @@ pub enum HandoverError {
     Send(String),
 }
 
+/// The table key of core `core`'s own socket for `addr` (core 0's is the address itself).
+pub fn core_key(addr: &str, core: usize) -> String {
+    if core == 0 {
+        addr.to_string()
+    } else {
+        format!("{addr}#{core}")
+    }
+}
+
+/// Every table key a process with `cores` proxy cores keeps: the addresses, and the extra
+/// per-core sockets of those in `per_core`.
+pub fn keys(addrs: &[String], per_core: &[String], cores: usize) -> Vec<String> {
+    let extra = per_core.iter().flat_map(|a| (1..cores).map(move |c| core_key(a, c)));
+    addrs.iter().cloned().chain(extra).collect()
+}
+
 /// Binds every address in `addrs` that `sockets` does not hold yet. An address in use is
-/// retried for [`BIND_WAIT`], then named in the error.
-pub fn bind_missing(sockets: &Sockets, addrs: &[String]) -> Result<(), HandoverError> {
+/// retried for [`BIND_WAIT`], then named in the error. The addresses in `per_core` are bound
+/// with SO_REUSEPORT, so that [`bind_per_core`] can add one socket per core beside them.
+pub fn bind_missing(sockets: &Sockets, addrs: &[String], per_core: &[String]) -> Result<(), HandoverError> {
     for a in addrs {
         if sockets.fds.lock().get(a).is_some() {
             continue;
@@ -87,7 +117,18 @@ pub fn bind_missing(sockets: &Sockets, addrs: &[String]) -> Result<(), HandoverE
             a.parse().map_err(|e| HandoverError::Listen(format!("listen address {a}: {e}")))?;
         let deadline = Instant::now() + BIND_WAIT;
         let listener = loop {
-            match std::net::TcpListener::bind(sa) {
+            // A probe without SO_REUSEPORT first: a running instance's sockets (SO_REUSEPORT
+            // too) would otherwise let a second instance join their group and take half of
+            // the traffic instead of failing.
+            let bound = listen(sa, false).and_then(|probe| {
+                if per_core.contains(a) {
+                    drop(probe);
+                    listen(sa, true)
+                } else {
+                    Ok(probe)
+                }
+            });
+            match bound {
                 Ok(l) => break l,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
@@ -101,11 +142,47 @@ pub fn bind_missing(sockets: &Sockets, addrs: &[String]) -> Result<(), HandoverE
                 Err(e) => return Err(HandoverError::Listen(format!("cannot listen on {a}: {e}"))),
             }
         };
-        // the runtime's accept loops need non-blocking sockets
-        listener.set_nonblocking(true).map_err(|e| HandoverError::Listen(format!("cannot listen on {a}: {e}")))?;
         sockets.fds.lock().add(a.clone(), listener.into_raw_fd());
     }
     Ok(())
+}
+
+/// Gives each core after the first its own socket on each address of `per_core` (joining the
+/// address's SO_REUSEPORT group), so the kernel spreads new connections over the cores'
+/// accept queues instead of one core taking a burst of them from a shared queue. A socket
+/// received in a hand-over is kept. Where the group cannot be joined (sockets handed over by
+/// an instance that bound them without SO_REUSEPORT), the cores share the first socket.
+pub fn bind_per_core(sockets: &Sockets, per_core: &[String], cores: usize) {
+    for a in per_core {
+        let Ok(sa) = a.parse::<std::net::SocketAddr>() else { continue };
+        for core in 1..cores {
+            let key = core_key(a, core);
+            if sockets.fds.lock().get(&key).is_some() {
+                continue;
+            }
+            match listen(sa, true) {
+                Ok(l) => sockets.fds.lock().add(key, l.into_raw_fd()),
+                Err(e) => {
+                    log::info!("{a}: the cores share one listening socket ({e})");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A non-blocking listening socket on `sa` (the accept loops need non-blocking sockets).
+fn listen(sa: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(sa), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.bind(&sa.into())?;
+    s.listen(4096)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
 }
 
 /// Closes received sockets that the configuration no longer names.
@@ -276,5 +353,50 @@ impl<S: ServiceTrait + Send + Sync> ServiceTrait for OwnSockets<S> {
 
     fn listen_addresses(&self) -> Option<Vec<String>> {
         self.inner.listen_addresses()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    fn free_port() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    }
+
+    fn accepted(table: &ListenFds, addr: &str) -> usize {
+        let fd = *table.lock().get(addr).expect("the address");
+        // SAFETY: the table owns `fd`; the listener is forgotten below, not closed
+        let l = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(fd) });
+        std::iter::from_fn(|| l.accept().ok()).count()
+    }
+
+    #[test]
+    fn each_core_accepts_from_its_own_queue_and_a_second_instance_is_refused() {
+        let addr = free_port();
+        let addrs = vec![addr.clone()];
+        let sockets = Sockets::empty();
+        bind_missing(&sockets, &addrs, &addrs).expect("bound");
+        bind_per_core(&sockets, &addrs, 2);
+        assert_eq!(sockets.table().0.len(), 2, "{:?}", sockets.table().0);
+        let (core0, core1) = (sockets.copies_for(0, &addrs).expect("0"), sockets.copies_for(1, &addrs).expect("1"));
+        let clients: Vec<_> = (0..64).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let (a, b) = (accepted(&core0, &addr), accepted(&core1, &addr));
+        assert_eq!(a + b, 64);
+        assert!(a > 0 && b > 0, "the kernel spread the connections: {a} and {b}");
+        drop(clients);
+
+        // another instance on the same address fails instead of joining the group
+        let err = bind_missing(&Sockets::empty(), &addrs, &addrs).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("in use"), "{err}");
+        // an address served by one service keeps one socket, shared by its copies
+        let single = vec![free_port()];
+        let one = Sockets::empty();
+        bind_missing(&one, &single, &[]).expect("bound");
+        bind_per_core(&one, &[], 2);
+        assert_eq!(one.table().0, single);
     }
 }
