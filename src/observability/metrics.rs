@@ -178,11 +178,6 @@ fn method_index(m: &http::Method) -> usize {
     }
 }
 
-/// A bounded method label.
-pub fn method_label(m: &http::Method) -> &'static str {
-    METHODS[method_index(m)]
-}
-
 /// Statuses a route answers often enough to keep a handle for; others take the label lookup.
 const STATUSES: [u16; 28] = [
     200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 414, 415, 429, 431,
@@ -203,8 +198,9 @@ pub struct RouteMetrics {
     duration: OnceLock<Histogram>,
     integration_duration: OnceLock<Histogram>,
     cache: [OnceLock<Counter>; CACHE_RESULTS],
-    /// `requests_total` by method and status, `METHODS.len() * STATUSES.len()` of them.
-    requests: Box<[OnceLock<Counter>]>,
+    /// `requests_total` by method, then status: a method's table is made when the route
+    /// first answers that method, so an idle route costs a few words, not a table per method.
+    requests: [OnceLock<Box<[OnceLock<Counter>; STATUSES.len()]>>; METHODS.len()],
 }
 
 /// Adds one through the kept handle, or (no slot for these labels) through a lookup.
@@ -241,7 +237,7 @@ impl RouteMetrics {
             duration: OnceLock::new(),
             integration_duration: OnceLock::new(),
             cache: Default::default(),
-            requests: (0..METHODS.len() * STATUSES.len()).map(|_| OnceLock::new()).collect(),
+            requests: Default::default(),
         }
     }
 
@@ -250,7 +246,8 @@ impl RouteMetrics {
         let (api, stage, route) = (&*self.api, &*self.stage, &*self.route);
         let m = method_index(o.method);
         let si = STATUSES.iter().position(|&s| s == o.status);
-        count(si.map(|si| &self.requests[m * STATUSES.len() + si]), || {
+        let table = || self.requests[m].get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        count(si.map(|si| &table()[si]), || {
             REQUESTS.with_label_values(&[api, stage, route, METHODS[m], itoa::Buffer::new().format(o.status)])
         });
         self.duration
@@ -309,6 +306,6 @@ mod tests {
         assert_eq!(CACHE_REQUESTS.with_label_values(&["metrics-unit", "prod", "odd"]).get(), 1.0);
         assert_eq!(REQUEST_DURATION.with_label_values(&["metrics-unit", "prod", "GET /a"]).get_sample_count(), 4);
         assert_eq!(INTEGRATION_DURATION.with_label_values(&["metrics-unit", "prod", "origin"]).get_sample_count(), 4);
-        assert_eq!(method_label(&http::Method::from_bytes(b"PURGE").unwrap_or_default()), "OTHER");
+        assert_eq!(METHODS[method_index(&http::Method::from_bytes(b"PURGE").unwrap_or_default())], "OTHER");
     }
 }
