@@ -160,21 +160,13 @@ impl Client {
         if let Some(b) = &call.body {
             req.insert_header("content-length", b.len().to_string()).map_err(|e| send(e.to_string()))?;
         }
-        match &mut session {
-            // head and body in one send
-            HttpSession::H1(h1) => {
-                h1.write_request(Box::new(req), call.body.as_deref().unwrap_or_default())
-                    .await
-                    .map_err(|e| send(e.to_string()))?;
-            }
-            _ => {
-                session.write_request_header(Box::new(req)).await.map_err(|e| send(e.to_string()))?;
-                if let Some(b) = call.body {
-                    session.write_request_body(b, true).await.map_err(|e| send(e.to_string()))?;
-                }
-                session.finish_request_body().await.map_err(|e| send(e.to_string()))?;
-            }
-        }
+        // the peer offers HTTP/1.1 only (its default ALPN): head and body go in one send
+        let HttpSession::H1(h1) = &mut session else {
+            return Err(send("the peer did not speak HTTP/1.1".into()));
+        };
+        h1.write_request(Box::new(req), call.body.as_deref().unwrap_or_default())
+            .await
+            .map_err(|e| send(e.to_string()))?;
         let receive = |why: String| OutboundError::Receive { url: url(), why };
         // interim answers (100 Continue, 103 Early Hints) are skipped, as RFC 9110 15.2 asks
         // of a client; a 101 is no answer to a plain request

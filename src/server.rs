@@ -96,7 +96,7 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
     handover::bind_per_core(&sockets, &per_core, cores);
     let sockets = std::sync::Arc::new(sockets);
     let conf = ServerConf {
-        threads: threads(l.threads),
+        threads: cores,
         pid_file: l.pid_file.clone(),
         upgrade_sock: l.upgrade_sock.clone(),
         grace_period_seconds: Some(l.grace_period.as_secs()),
