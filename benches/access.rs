@@ -8,10 +8,11 @@ use edgegate::policy::Policy;
 use edgegate::throttle::bucket::{now_ns, Bucket, KeyedBuckets};
 use std::sync::Arc;
 
+#[path = "support/counting.rs"]
 mod counting;
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
-use counting::allocations;
+use counting::report;
 
 fn b64url(bytes: &[u8]) -> String {
     openssl::base64::encode_block(bytes).replace('+', "-").replace('/', "_").trim_end_matches('=').to_string()
@@ -22,16 +23,16 @@ fn bench(c: &mut Criterion) {
     for i in 0..10_000 {
         store.insert(&format!("key-{i}"), hash_key(format!("secret-{i}").as_bytes()), "gold", true);
     }
-    allocations("api key lookup", || store.find(b"secret-5000").is_some());
+    report("api key lookup", || store.find(b"secret-5000").is_some());
     c.bench_function("api key lookup (10,000 keys)", |b| b.iter(|| black_box(store.find(black_box(b"secret-5000")))));
 
     let bucket = Bucket::new(1e9, 1_000_000_000);
     c.bench_function("token bucket take", |b| b.iter(|| black_box(bucket.take(now_ns()))));
     let keyed = KeyedBuckets::new(1e9, 1_000_000_000);
     let key: Arc<str> = Arc::from("key-1");
-    allocations("per-key token bucket take", || keyed.take(&key, now_ns()));
+    report("per-key token bucket take", || keyed.take(&key, now_ns()));
     let quota = edgegate::throttle::quota::Quota::new(u64::MAX, edgegate::throttle::quota::Period::Day, 0);
-    allocations("quota take (known key)", || quota.take(&key, 1_795_525_200).is_ok());
+    report("quota take (known key)", || quota.take(&key, 1_795_525_200).is_ok());
     c.bench_function("quota take (known key)", |b| b.iter(|| black_box(quota.take(&key, 1_795_525_200))));
     c.bench_function("per-key token bucket take", |b| b.iter(|| black_box(keyed.take(&key, now_ns()))));
 
@@ -84,7 +85,7 @@ fn bench(c: &mut Criterion) {
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("header"));
     assert!(authz.authorize(&headers, &[]).is_ok());
-    allocations("JWT RS256 repeat token (verified cache)", || authz.authorize(&headers, &[]).is_ok());
+    report("JWT RS256 repeat token (verified cache)", || authz.authorize(&headers, &[]).is_ok());
     c.bench_function("JWT RS256 repeat token (verified cache)", |b| {
         b.iter(|| black_box(authz.authorize(&headers, &[])))
     });
