@@ -1,8 +1,16 @@
 //! Lambda proxy integrations on the request path: building the 1.0 and 2.0 events for a
-//! request with a 1 KiB JSON body and a dozen headers, and mapping a function's answer back.
+//! request with a 1 KiB JSON body and a dozen headers, mapping a function's answer back, and
+//! SigV4-signing the invocation (the endpoint's compiled signer, against signing from the URL).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use edgegate::aws::sigv4::{sign_request, Keys, Signer};
 use edgegate::integrations::lambda::{answer, event, Format, Request};
+
+#[path = "support/counting.rs"]
+mod counting;
+#[global_allocator]
+static GLOBAL: counting::Counting = counting::Counting;
+use counting::report;
 
 fn bench(c: &mut Criterion) {
     let mut headers = http::HeaderMap::new();
@@ -70,6 +78,23 @@ fn bench(c: &mut Criterion) {
     );
     c.bench_function("lambda answer mapping (1 KiB body)", |b| {
         b.iter(|| black_box(answer(black_box(result.as_bytes()), Format::V2).expect("answer")))
+    });
+
+    let payload = event(&req(), Format::V2);
+    let url = "http://127.0.0.1:9001/2015-03-31/functions/bench/invocations";
+    let signer = Signer::new("us-east-1", "lambda", url).expect("signer");
+    let keys = Keys { access_key: "AKIDEXAMPLE", secret: "bench", session_token: None };
+    let now = 1_795_525_200;
+    let extra = [("content-type", "application/json")];
+    report("SigV4 sign (compiled signer)", || signer.sign(&keys, "POST", &extra, &payload, now).is_ok());
+    c.bench_function("SigV4 sign of the invocation (compiled signer)", |b| {
+        b.iter(|| black_box(signer.sign(&keys, "POST", &extra, black_box(&payload), now)))
+    });
+    let extra = [("content-type".to_string(), "application/json".to_string())];
+    c.bench_function("SigV4 sign of the invocation (from the URL, one-shot)", |b| {
+        b.iter(|| {
+            black_box(sign_request("AKIDEXAMPLE", "bench", "us-east-1", "lambda", "POST", url, &extra, &payload, now))
+        })
     });
 }
 

@@ -7,7 +7,10 @@
 //! for a minute, so rotated credentials are picked up without a reload and without a file
 //! read per request.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -27,18 +30,31 @@ impl std::fmt::Debug for Credentials {
 /// picked up within this, without a file read per call on the request path.
 const REUSE: std::time::Duration = std::time::Duration::from_secs(60);
 
-static CACHE: std::sync::Mutex<Option<(std::time::Instant, Option<Credentials>)>> = std::sync::Mutex::new(None);
-
 impl Credentials {
-    /// The first credentials of the chain, if any (read at most once a minute).
-    pub fn load() -> Option<Credentials> {
-        let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, c)) = g.as_ref().filter(|(at, _)| at.elapsed() < REUSE) {
-            return c.clone();
+    /// The first credentials of the chain, if any. Each thread reads the chain at most once a
+    /// minute and keeps what it found, so the request path takes no lock and copies nothing.
+    pub fn load() -> Option<Arc<Credentials>> {
+        thread_local! {
+            static CACHE: RefCell<Option<(Instant, Option<Arc<Credentials>>)>> = const { RefCell::new(None) };
         }
-        let c = Self::read();
-        *g = Some((std::time::Instant::now(), c.clone()));
-        c
+        CACHE.with(|cache| {
+            let mut g = cache.borrow_mut();
+            if let Some((_, c)) = g.as_ref().filter(|(at, _)| at.elapsed() < REUSE) {
+                return c.clone();
+            }
+            let c = Self::read().map(Arc::new);
+            *g = Some((Instant::now(), c.clone()));
+            c
+        })
+    }
+
+    /// These credentials, to sign with.
+    pub fn keys(&self) -> crate::aws::sigv4::Keys<'_> {
+        crate::aws::sigv4::Keys {
+            access_key: &self.access_key,
+            secret: &self.secret,
+            session_token: self.session_token.as_deref(),
+        }
     }
 
     fn read() -> Option<Credentials> {

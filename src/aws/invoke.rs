@@ -3,6 +3,7 @@
 //! process's one outbound client (pooled connections, a deadline, a bounded answer).
 
 use crate::aws::credentials::Credentials;
+use crate::aws::sigv4::Signer;
 use crate::outbound::{Call, Endpoint, OutboundError};
 use bytes::Bytes;
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub struct Function {
     pub region: String,
     /// The invoke URL of this function.
     pub endpoint: Endpoint,
+    /// Signs invocations for that URL (service `lambda`).
+    pub signer: Signer,
 }
 
 /// What an invocation returned.
@@ -38,6 +41,8 @@ pub enum FunctionError {
     Name(String),
     #[error(transparent)]
     Endpoint(#[from] OutboundError),
+    #[error(transparent)]
+    Sign(#[from] crate::aws::sigv4::SignError),
 }
 
 impl Function {
@@ -45,20 +50,23 @@ impl Function {
     pub fn new(name: &str, endpoint: Option<&str>, region: &str) -> Result<Function, FunctionError> {
         let url = invoke_url(name, endpoint, region)?;
         let endpoint = Endpoint::parse(&url)?;
-        Ok(Function { name: name.to_string(), region: region.to_string(), endpoint })
+        let signer = Signer::new(region, "lambda", &url)?;
+        Ok(Function { name: name.to_string(), region: region.to_string(), endpoint, signer })
     }
 
     /// Invokes the function with `payload` (synchronously, `RequestResponse`).
     pub async fn invoke(&self, payload: Bytes, timeout: Duration, request_id: &str) -> Result<Invoked, OutboundError> {
-        let mut owned: Vec<(String, String)> = vec![
-            ("content-type".into(), "application/json".into()),
-            ("x-amz-invocation-type".into(), "RequestResponse".into()),
-            ("x-request-id".into(), request_id.into()),
-        ];
-        if let Some(c) = Credentials::load() {
-            owned.extend(self.sign(&c, &payload)?);
-        }
-        let headers: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        const TYPE: (&str, &str) = ("content-type", "application/json");
+        let signed = match Credentials::load() {
+            Some(c) => self
+                .signer
+                .sign(&c.keys(), "POST", &[TYPE], &payload, crate::clock::unix_now())
+                .map_err(|e| OutboundError::BadUrl(format!("cannot sign the invocation: {e}")))?,
+            None => Vec::new(),
+        };
+        let mut headers = Vec::with_capacity(3 + signed.len());
+        headers.extend([TYPE, ("x-amz-invocation-type", "RequestResponse"), ("x-request-id", request_id)]);
+        headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let call = Call { method: "POST", headers: &headers, body: Some(payload), timeout, max_answer: MAX_PAYLOAD };
         let a = crate::outbound::client().send(&self.endpoint, call).await?;
         if let Some(kind) = a.headers.get("x-amz-function-error").and_then(|v| v.to_str().ok()) {
@@ -68,32 +76,6 @@ impl Function {
             return Ok(Invoked::Service { status: a.status, message: error_message(&a.body) });
         }
         Ok(Invoked::Answer(a.body))
-    }
-
-    fn sign(&self, c: &Credentials, payload: &[u8]) -> Result<Vec<(String, String)>, OutboundError> {
-        let now = crate::clock::unix_now();
-        let scheme = if self.endpoint.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{}{}", self.endpoint.host, self.endpoint.target);
-        let mut extra = vec![("content-type".to_string(), "application/json".to_string())];
-        if let Some(t) = &c.session_token {
-            extra.push(("x-amz-security-token".into(), t.clone()));
-        }
-        let mut signed = crate::aws::sigv4::sign_request(
-            &c.access_key,
-            &c.secret,
-            &self.region,
-            "lambda",
-            "POST",
-            &url,
-            &extra,
-            payload,
-            now,
-        )
-        .map_err(|e| OutboundError::BadUrl(format!("cannot sign the invocation: {e}")))?;
-        if let Some(t) = &c.session_token {
-            signed.push(("x-amz-security-token".into(), t.clone()));
-        }
-        Ok(signed)
     }
 }
 

@@ -440,6 +440,13 @@ impl Compiler {
                         return None;
                     }
                 };
+                let signer = match crate::aws::sigv4::Signer::new(&region, &service, &url) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.err(ip.key(if endpoint.is_some() { "endpoint" } else { "service" }), e.to_string());
+                        return None;
+                    }
+                };
                 let method = http::Method::from_bytes(i.method.as_deref().unwrap_or("POST").as_bytes()).ok()?;
                 let headers = i.headers.iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
                 let template = i
@@ -452,6 +459,7 @@ impl Compiler {
                     region,
                     method,
                     endpoint: ep,
+                    signer,
                     template,
                     headers,
                     timeout,

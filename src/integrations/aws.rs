@@ -19,6 +19,8 @@ pub struct Target {
     pub method: http::Method,
     /// The service URL (endpoint + path), resolved at load.
     pub endpoint: Endpoint,
+    /// Signs requests for that URL, region and service.
+    pub signer: crate::aws::sigv4::Signer,
     /// The name of the `request_template` in the snapshot's templates (the body).
     pub template: Option<String>,
     pub headers: Vec<(String, String)>,
@@ -28,34 +30,16 @@ pub struct Target {
 impl Target {
     /// Sends `body` to the service, signed when credentials are found.
     pub async fn call(&self, body: Bytes, request_id: &str) -> Result<Answer, OutboundError> {
-        let mut owned: Vec<(String, String)> = self.headers.clone();
-        owned.push(("x-request-id".into(), request_id.into()));
-        if let Some(c) = Credentials::load() {
-            let now = crate::clock::unix_now();
-            let scheme = if self.endpoint.tls { "https" } else { "http" };
-            let url = format!("{scheme}://{}{}", self.endpoint.host, self.endpoint.target);
-            let mut extra = self.headers.clone();
-            if let Some(t) = &c.session_token {
-                extra.push(("x-amz-security-token".into(), t.clone()));
-            }
-            let signed = crate::aws::sigv4::sign_request(
-                &c.access_key,
-                &c.secret,
-                &self.region,
-                &self.service,
-                self.method.as_str(),
-                &url,
-                &extra,
-                &body,
-                now,
-            )
-            .map_err(|e| OutboundError::BadUrl(format!("cannot sign the request: {e}")))?;
-            owned.extend(signed);
-            if let Some(t) = c.session_token {
-                owned.push(("x-amz-security-token".into(), t));
-            }
-        }
-        let headers: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let signed = match Credentials::load() {
+            Some(c) => self
+                .signer
+                .sign(&c.keys(), self.method.as_str(), &headers, &body, crate::clock::unix_now())
+                .map_err(|e| OutboundError::BadUrl(format!("cannot sign the request: {e}")))?,
+            None => Vec::new(),
+        };
+        headers.push(("x-request-id", request_id));
+        headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let body = (!body.is_empty() || self.method != http::Method::GET).then_some(body);
         let call = Call {
             method: self.method.as_str(),

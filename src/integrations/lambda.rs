@@ -43,9 +43,24 @@ impl<'a> Request<'a> {
 }
 
 /// AWS's `requestTime`: `09/Apr/2015:12:34:56 +0000`.
+/// `requestContext.requestTime`: `06/Dec/2026:12:00:00 +0000`, formatted once a second per
+/// thread.
 fn clf_time(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format_clf_time(secs));
+        }
+        last.1.clone()
+    })
+}
+
+fn format_clf_time(secs: u64) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let (y, m, d) = crate::clock::civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
     let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
