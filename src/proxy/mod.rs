@@ -94,8 +94,13 @@ impl ProxyHttp for Gateway {
     /// When the cache is on for the request: the primary key `request_cache_filter` built
     /// (`cache::build_key`: API, stage, method, scheme, host, path, keyed query and headers).
     fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<pingora::cache::CacheKey> {
+        use pingora::cache::key::CacheHashKey;
         let key = ctx.cache.as_mut().map(|c| std::mem::take(&mut c.key)).unwrap_or_default();
-        Ok(pingora::cache::CacheKey::new(key, ""))
+        let mut key = pingora::cache::CacheKey::new(key, "");
+        // hashed once here: the predictor, the lookup and the lock would each hash it again
+        let bin = key.primary_bin();
+        key.set_primary_bin_override(bin);
+        Ok(key)
     }
 
     /// A fresh entry is refetched when the client may ask for that (`invalidate`) and did, or
