@@ -39,4 +39,5 @@ pub mod throttle;
 pub mod tls;
 pub mod transform;
 pub mod validation;
+pub mod vtl;
 pub mod websocket;
