@@ -79,14 +79,22 @@ fn pairs(l: &[(String, String)]) -> Value {
     Value::map(l.iter().map(|(k, v)| (k.clone(), Value::str(v.as_str()))).collect())
 }
 
+/// `$input.body` (the one property `$input` has).
+pub(crate) fn input_property(r: &Renderer, name: &str) -> Value {
+    match (r.input, name) {
+        (Some(input), "body") => Value::str(input.body.as_str()),
+        _ => Value::Null,
+    }
+}
+
 pub(crate) fn input_method(r: &mut Renderer, name: &str, args: &[Value], at: usize) -> Result<Value, Flow> {
     let Some(input) = r.input else { return Ok(Value::Null) };
     match (name, args.len()) {
         ("body", 0) => Ok(Value::str(input.body.as_str())),
         ("params", 0) => Ok(Value::map(vec![
+            ("header".into(), pairs(&input.header)),
             ("path".into(), pairs(&input.path)),
             ("querystring".into(), pairs(&input.querystring)),
-            ("header".into(), pairs(&input.header)),
         ])),
         ("params", 1) => Ok(Value::str(input.param(&args[0].to_text()).unwrap_or(""))),
         ("json", 1) | ("path", 1) => {

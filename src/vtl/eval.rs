@@ -83,9 +83,11 @@ impl Renderer<'_> {
             Node::Ref { r, quiet, raw } => {
                 self.step(r.at)?;
                 let v = self.reference(r)?;
+                // API Gateway renders a null reference as nothing, quiet or not (Velocity
+                // itself would write the reference's text)
+                let _ = (quiet, raw);
                 match v {
-                    Value::Null if *quiet => Ok(()),
-                    Value::Null => self.emit(r.at, raw),
+                    Value::Null => Ok(()),
                     v => {
                         let mut s = String::new();
                         v.render(&mut s);
@@ -217,6 +219,7 @@ impl Renderer<'_> {
     fn part(&mut self, v: Value, p: &Part, at: usize) -> Result<Value, Flow> {
         self.step(at)?;
         match p {
+            Part::Prop(name) if matches!(v, Value::Builtin(Builtin::Input)) => Ok(aws::input_property(self, name)),
             Part::Prop(name) => Ok(property(&v, name)),
             Part::Index(e) => {
                 let i = self.expr(e)?;

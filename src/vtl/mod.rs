@@ -8,7 +8,8 @@
 //! `[index]`, string/number/boolean/list/map/range literals and Velocity's operators.
 //! Semantics follow AWS where AWS documents them and Apache Velocity (as velocityjs has it)
 //! elsewhere; values and method calls follow Java (integer division, `indexOf` -1,
-//! `{a=1}` for a map).
+//! `{a=1}` for a map). As API Gateway does, a reference to nothing renders as nothing (Velocity
+//! would write its text).
 //!
 //! Rendering is bounded ([`Limits`]): steps, loop items, output size and the bytes a render
 //! may make. A template can fail, never hang or exhaust memory.
@@ -128,7 +129,7 @@ mod tests {
     fn the_language() {
         assert_eq!(render("a\n#set($x = 1)\nb$x\n"), "a\nb1\n");
         assert_eq!(render("#if(true)\nyes\n#else\nno\n#end\nafter"), "yes\nafter");
-        assert_eq!(render("$undefined and $!undefined and ${undefined} $x.y"), "$undefined and  and ${undefined} $x.y");
+        assert_eq!(render("[$undefined] [$!undefined] [${undefined}] [$x.y]"), "[] [] [] []");
         assert_eq!(render("#set($m = {'a': 1, 'b': [1,2]})$m $m.b $m.a"), "{a=1, b=[1, 2]} [1, 2] 1");
         assert_eq!(render("#foreach($i in [1..3])$i#if($foreach.hasNext),#end#end"), "1,2,3");
         assert_eq!(render("#set($s = 'Hello')$s.length() $s.substring(1,3) $s.toUpperCase()"), "5 el HELLO");
@@ -136,7 +137,7 @@ mod tests {
         assert_eq!(render("#set($a = 7 / 2)$a #set($b = 7.0 / 2)$b"), "3 3.5");
         assert_eq!(render("#foreach($i in [1..5])#if($i == 3)#break#end$i#end"), "12");
         assert_eq!(render("a#stop b"), "a");
-        assert_eq!(render("#set($n = \"x$foo\")$n #set($q = 'x$foo')$q"), "x$foo x$foo");
+        assert_eq!(render("#set($n = \"x$foo\")$n #set($q = 'x$foo')$q"), "x x$foo");
         assert_eq!(render("#set($l = [])$l.add(1)$l.add('b') $l $l.size()"), "truetrue [1, b] 2");
         assert_eq!(render("#if(1 < 2 && !false || $nope)ok#end"), "ok");
         assert_eq!(render("#{if}(true)a#{else}b#{end}"), "a");
