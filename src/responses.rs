@@ -73,10 +73,11 @@ pub enum ResponseType {
     ResourceNotFound,
     Throttled,
     Unauthorized,
+    UnsupportedMediaType,
     WafFiltered,
 }
 
-pub const ALL_TYPES: [ResponseType; 19] = [
+pub const ALL_TYPES: [ResponseType; 20] = [
     ResponseType::AccessDenied,
     ResponseType::ApiKeyInvalid,
     ResponseType::AuthorizerFailure,
@@ -95,6 +96,7 @@ pub const ALL_TYPES: [ResponseType; 19] = [
     ResponseType::ResourceNotFound,
     ResponseType::Throttled,
     ResponseType::Unauthorized,
+    ResponseType::UnsupportedMediaType,
     ResponseType::WafFiltered,
 ];
 
@@ -120,6 +122,7 @@ impl ResponseType {
             ResourceNotFound => "RESOURCE_NOT_FOUND",
             Throttled => "THROTTLED",
             Unauthorized => "UNAUTHORIZED",
+            UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             WafFiltered => "WAF_FILTERED",
         }
     }
@@ -145,6 +148,7 @@ impl ResponseType {
             QuotaExceeded | Throttled => 429,
             RequestTooLarge => 413,
             Unauthorized => 401,
+            UnsupportedMediaType => 415,
         }
     }
 
@@ -166,6 +170,7 @@ impl ResponseType {
             RequestTooLarge => "Request Too Long",
             Throttled => "Too Many Requests",
             Unauthorized => "Unauthorized",
+            UnsupportedMediaType => "Unsupported Media Type",
         }
     }
 

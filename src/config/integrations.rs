@@ -183,13 +183,17 @@ impl Compiler {
             ("link", i.link.is_some()),
             ("status", i.status.is_some()),
             ("body", i.body.is_some()),
+            ("action", i.action.is_some()),
+            ("passthrough_behavior", i.passthrough_behavior.is_some()),
+            ("request_templates", i.request_templates.is_some()),
+            ("responses", i.responses.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, b)| b.then_some(k))
         .collect();
         let allowed: &[&str] = match i.kind.as_str() {
             "http" => &["uri", "timeout", "retries", "tls_verify"],
-            "mock" => &["status", "headers", "body"],
+            "mock" => &["status", "headers", "body", "passthrough_behavior", "request_templates", "responses"],
             "vpc_link" => &["link", "timeout", "retries"],
             "lambda" => &["function", "endpoint", "payload_format", "region", "timeout", "allow_insecure_endpoint"],
             "aws" => &[
@@ -202,6 +206,10 @@ impl Compiler {
                 "headers",
                 "timeout",
                 "allow_insecure_endpoint",
+                "action",
+                "passthrough_behavior",
+                "request_templates",
+                "responses",
             ],
             other => {
                 self.err(
@@ -215,6 +223,19 @@ impl Compiler {
             if !allowed.contains(&k) {
                 self.err(p.key(k), format!("key `{k}` does not apply to a {:?} integration", i.kind));
             }
+        }
+        if let Err(e) = mapping_of(i, tname) {
+            let at = e.at.iter().fold(p.clone(), |at, seg| match seg.parse::<usize>() {
+                Ok(n) => at.idx(n),
+                Err(_) => at.key(seg),
+            });
+            self.err(at, e.message);
+        }
+        if i.request_template.is_some() && i.request_templates.is_some() {
+            self.err(
+                p.key("request_templates"),
+                "give request_template (one template) or request_templates (VTL by media type), not both",
+            );
         }
         match i.kind.as_str() {
             "aws" => {
@@ -233,6 +254,17 @@ impl Compiler {
                 }
                 if let Some(h) = &i.headers {
                     self.headers(&p.key("headers"), h);
+                }
+                if let (Some(a), Some(svc)) = (i.action.as_deref(), i.service.as_deref()) {
+                    if crate::integrations::aws::action_style(svc, a).is_none() {
+                        self.err(
+                            p.key("action"),
+                            format!(
+                                "action-style calls are known for {} (service {svc:?}): give method and path instead",
+                                crate::integrations::aws::ACTION_SERVICES.join(", ")
+                            ),
+                        );
+                    }
                 }
                 if let Some(t) = &i.request_template {
                     let text = stage_vars_as_template(t);
@@ -424,7 +456,7 @@ impl Compiler {
                 if let Some(e) = &endpoint {
                     self.secure_endpoint(&ip.key("endpoint"), e, i.allow_insecure_endpoint == Some(true))?;
                 }
-                let path =
+                let mut path =
                     match crate::integrations::http::substitute_stage_vars(i.path.as_deref().unwrap_or("/"), vars) {
                         Ok(p) => p,
                         Err(e) => {
@@ -432,6 +464,11 @@ impl Compiler {
                             return None;
                         }
                     };
+                let action = i.action.as_deref().map(|a| crate::integrations::aws::action_style(&service, a));
+                if let Some(Some(crate::integrations::aws::ActionStyle::Query(q))) = &action {
+                    path.push(if path.contains('?') { '&' } else { '?' });
+                    path.push_str(q);
+                }
                 let url = crate::integrations::aws::url(&service, &region, endpoint.as_deref(), &path);
                 let ep = match crate::outbound::Endpoint::parse(&url) {
                     Ok(e) => e,
@@ -448,7 +485,15 @@ impl Compiler {
                     }
                 };
                 let method = http::Method::from_bytes(i.method.as_deref().unwrap_or("POST").as_bytes()).ok()?;
-                let headers = i.headers.iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+                let mut headers: Vec<(String, String)> =
+                    i.headers.iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+                if let Some(Some(crate::integrations::aws::ActionStyle::Json { target, content_type })) = action {
+                    headers.retain(|(k, _)| k != "x-amz-target");
+                    headers.push(("x-amz-target".into(), target));
+                    if !headers.iter().any(|(k, _)| k == "content-type") {
+                        headers.push(("content-type".into(), content_type.into()));
+                    }
+                }
                 let template = i
                     .request_template
                     .as_ref()
@@ -460,6 +505,7 @@ impl Compiler {
                     method,
                     endpoint: ep,
                     signer,
+                    mapping: mapping_of(i, tname).ok().flatten(),
                     template,
                     headers,
                     timeout,
@@ -513,7 +559,13 @@ impl Compiler {
             "mock" => {
                 let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
                 let body = i.body.as_ref().map(|b| crate::templates::name_for(&format!("mock:{tname}"), b));
-                Some(snapshot::Integration::Mock(snapshot::Mock { status: i.status.unwrap_or(200), headers, body }))
+                let mapping = mapping_of(i, tname).ok().flatten();
+                Some(snapshot::Integration::Mock(snapshot::Mock {
+                    status: i.status.unwrap_or(200),
+                    headers,
+                    body,
+                    mapping,
+                }))
             }
             _ => None,
         }
@@ -588,4 +640,28 @@ fn stage_vars_as_template(t: &str) -> String {
 /// `timeout`, defaulting to and bounded by `server.max_integration_timeout`.
 fn integration_timeout(i: &Integration, settings: &Settings) -> std::time::Duration {
     i.timeout.map(|d| d.0).unwrap_or(settings.max_integration_timeout).min(settings.max_integration_timeout)
+}
+
+/// The integration's non-proxy mapping (`request_templates`, `passthrough_behavior`,
+/// `responses`), compiled; `None` for a proxy integration.
+pub(super) fn mapping_of(
+    i: &Integration,
+    tname: &str,
+) -> Result<Option<crate::integrations::mapping::Mapping>, crate::integrations::mapping::CompileError> {
+    use crate::integrations::mapping::{Mapping, ResponseSpec};
+    if i.request_templates.is_none() && i.responses.is_none() && i.passthrough_behavior.is_none() {
+        return Ok(None);
+    }
+    let specs: Vec<ResponseSpec<'_>> = i
+        .responses
+        .iter()
+        .flatten()
+        .map(|r| ResponseSpec {
+            selection_pattern: &r.selection_pattern,
+            status: r.status,
+            parameters: r.parameters.as_ref(),
+            templates: r.templates.as_ref(),
+        })
+        .collect();
+    Mapping::compile(tname, i.passthrough_behavior.as_deref(), i.request_templates.as_ref(), &specs).map(Some)
 }

@@ -354,6 +354,28 @@ pub struct Integration {
     // mock
     pub status: Option<u16>,
     pub body: Option<String>,
+    // non-proxy (REST custom) integrations: aws and mock
+    /// An AWS action-style call (`X-Amz-Target` for JSON services, `Action=` for query ones).
+    pub action: Option<String>,
+    pub passthrough_behavior: Option<String>,
+    /// VTL mapping templates by the request's media type.
+    pub request_templates: Option<BTreeMap<String, String>>,
+    pub responses: Option<Vec<IntegrationResponse>>,
+}
+
+/// An integration response of a non-proxy integration.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationResponse {
+    /// A regular expression over the whole integration status (Lambda: its errorMessage);
+    /// "" or absent: the default response.
+    #[serde(default)]
+    pub selection_pattern: String,
+    pub status: u16,
+    /// `method.response.header.NAME` = `'literal'` or `integration.response.header.NAME`.
+    pub parameters: Option<BTreeMap<String, String>>,
+    /// VTL response templates by media type.
+    pub templates: Option<BTreeMap<String, String>>,
 }
 
 /// A route names an integration or gives one inline.

@@ -21,6 +21,8 @@ pub struct Target {
     pub endpoint: Endpoint,
     /// Signs requests for that URL, region and service.
     pub signer: crate::aws::sigv4::Signer,
+    /// VTL mapping templates and integration responses (a non-proxy integration).
+    pub mapping: Option<super::mapping::Mapping>,
     /// The name of the `request_template` in the snapshot's templates (the body).
     pub template: Option<String>,
     pub headers: Vec<(String, String)>,
@@ -49,6 +51,38 @@ impl Target {
             max_answer: MAX_ANSWER,
         };
         crate::outbound::client().send(&self.endpoint, call).await
+    }
+}
+
+/// How an action-style call (`action = "PutItem"`) reaches a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionStyle {
+    /// JSON protocol: `X-Amz-Target: {prefix}.{action}` and the protocol's media type.
+    Json { target: String, content_type: &'static str },
+    /// Query protocol: `Action={action}` in the query string.
+    Query(String),
+}
+
+/// The services whose action-style calls are known.
+pub const ACTION_SERVICES: [&str; 8] = ["dynamodb", "states", "kinesis", "events", "logs", "firehose", "sqs", "sns"];
+
+/// The action-style call of `action` on `service`, as API Gateway makes it for
+/// `arn:aws:apigateway:REGION:SERVICE:action/ACTION`.
+pub fn action_style(service: &str, action: &str) -> Option<ActionStyle> {
+    if action.is_empty() || !action.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let json =
+        |prefix: &str, content_type| Some(ActionStyle::Json { target: format!("{prefix}.{action}"), content_type });
+    match service {
+        "dynamodb" => json("DynamoDB_20120810", "application/x-amz-json-1.0"),
+        "states" => json("AWSStepFunctions", "application/x-amz-json-1.0"),
+        "kinesis" => json("Kinesis_20131202", "application/x-amz-json-1.1"),
+        "events" => json("AWSEvents", "application/x-amz-json-1.1"),
+        "logs" => json("Logs_20140328", "application/x-amz-json-1.1"),
+        "firehose" => json("Firehose_20150804", "application/x-amz-json-1.1"),
+        "sqs" | "sns" => Some(ActionStyle::Query(format!("Action={action}"))),
+        _ => None,
     }
 }
 
@@ -99,9 +133,17 @@ impl super::Answer for Target {
     ) -> Result<super::Made, super::IntegrationError> {
         use super::IntegrationError;
         let body = view.body.unwrap_or_default();
-        let payload = match &self.template {
-            None => Bytes::copy_from_slice(body),
-            Some(name) => {
+        let mapped = match &self.mapping {
+            Some(m) => match m.request(view)? {
+                super::mapping::Request::Rendered(b) => Some(b),
+                super::mapping::Request::Passthrough => Some(Bytes::copy_from_slice(body)),
+            },
+            None => None,
+        };
+        let payload = match (&self.template, mapped) {
+            (_, Some(p)) => p,
+            (None, None) => Bytes::copy_from_slice(body),
+            (Some(name), None) => {
                 let text = std::str::from_utf8(body).unwrap_or("");
                 let json: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
                 let vars = crate::templates::Vars::of(view, None, (text, &json));
@@ -115,6 +157,9 @@ impl super::Answer for Target {
             .call(payload, view.request_id)
             .await
             .map_err(|source| IntegrationError::Unreachable { target: target.clone(), source })?;
+        if let Some(m) = &self.mapping {
+            return m.response(view, &a.status.to_string(), a.status, &a.headers, a.body);
+        }
         let (status, headers) = answer_head(a.status, &a.headers).map_err(|why| IntegrationError::Failed {
             target: target.clone(),
             kind: "malformed",

@@ -12,16 +12,38 @@ pub struct Mock {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Template name in `Snapshot::templates`.
     pub body: Option<String>,
+    /// As API Gateway's MOCK: the request template's `{"statusCode": N}` picks the
+    /// integration response, whose template makes the body.
+    pub mapping: Option<super::mapping::Mapping>,
 }
 
 #[async_trait]
 impl Answer for Mock {
     fn body_use(&self) -> BodyUse {
-        // read and checked before the answer, as an integration would
-        BodyUse::Drain
+        match self.mapping {
+            // the request template reads it
+            Some(_) => BodyUse::Whole(crate::aws::invoke::MAX_PAYLOAD as u64),
+            // read and checked before the answer, as an integration would
+            None => BodyUse::Drain,
+        }
     }
 
     async fn answer(&self, view: &RequestView<'_>, env: &Env<'_>) -> Result<Made, IntegrationError> {
+        if let Some(m) = &self.mapping {
+            let status = match m.request(view)? {
+                super::mapping::Request::Rendered(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                    .ok()
+                    .and_then(|v| v.get("statusCode").and_then(|s| s.as_u64()))
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(200),
+                super::mapping::Request::Passthrough => 200,
+            };
+            let mut made = m.response(view, &status.to_string(), status, &http::HeaderMap::new(), Bytes::new())?;
+            made.integration_status = None;
+            made.cacheable = false;
+            made.headers.extend(self.headers.iter().cloned());
+            return Ok(made);
+        }
         let body = match &self.body {
             Some(name) => {
                 let vars = crate::templates::Vars::of(view, None, ("", &serde_json::Value::Null));

@@ -16,6 +16,7 @@ pub mod aws;
 pub mod edge;
 pub mod http;
 pub mod lambda;
+pub mod mapping;
 pub mod mock;
 pub mod vpc_link;
 
@@ -104,6 +105,9 @@ pub enum IntegrationError {
     /// A template failed at run time.
     #[error("template {name}: {why}")]
     Template { name: String, why: String },
+    /// No mapping template for the request's media type, and passthrough is off.
+    #[error("no mapping template for {media}")]
+    UnsupportedMediaType { media: String },
 }
 
 impl IntegrationError {
@@ -139,6 +143,7 @@ impl IntegrationError {
                 log::warn!("template {name}: {why}");
                 Refusal::new(ResponseType::Default5xx)
             }
+            IntegrationError::UnsupportedMediaType { .. } => Refusal::new(ResponseType::UnsupportedMediaType),
         }
     }
 }

@@ -4,7 +4,6 @@
 //! descent) gives its one value, any other the list of what it matched, as Jayway's JsonPath
 //! that API Gateway uses does.
 
-use super::eval::{Flow, Renderer};
 use super::value::Value;
 use base64::Engine;
 use std::cell::OnceCell;
@@ -68,10 +67,10 @@ pub fn json_path(doc: &serde_json::Value, path: &str) -> Result<serde_json::Valu
     }
 }
 
-fn one_str(r: &Renderer, args: &[Value], at: usize, what: &str) -> Result<String, Flow> {
+fn one_str(args: &[Value], what: &str) -> Result<String, String> {
     match args {
         [v] => Ok(v.to_text()),
-        _ => Err(r.fail(at, format!("{what} takes one argument"))),
+        _ => Err(format!("{what} takes one argument")),
     }
 }
 
@@ -80,15 +79,16 @@ fn pairs(l: &[(String, String)]) -> Value {
 }
 
 /// `$input.body` (the one property `$input` has).
-pub(crate) fn input_property(r: &Renderer, name: &str) -> Value {
-    match (r.input, name) {
+pub(crate) fn input_property(input: Option<&Input>, name: &str) -> Value {
+    match (input, name) {
         (Some(input), "body") => Value::str(input.body.as_str()),
         _ => Value::Null,
     }
 }
 
-pub(crate) fn input_method(r: &mut Renderer, name: &str, args: &[Value], at: usize) -> Result<Value, Flow> {
-    let Some(input) = r.input else { return Ok(Value::Null) };
+/// `$input.NAME(args)`; an error says why (the caller adds where).
+pub(crate) fn input_method(input: Option<&Input>, name: &str, args: &[Value]) -> Result<Value, String> {
+    let Some(input) = input else { return Ok(Value::Null) };
     match (name, args.len()) {
         ("body", 0) => Ok(Value::str(input.body.as_str())),
         ("params", 0) => Ok(Value::map(vec![
@@ -98,18 +98,18 @@ pub(crate) fn input_method(r: &mut Renderer, name: &str, args: &[Value], at: usi
         ])),
         ("params", 1) => Ok(Value::str(input.param(&args[0].to_text()).unwrap_or(""))),
         ("json", 1) | ("path", 1) => {
-            let path = one_str(r, args, at, name)?;
+            let path = one_str(args, name)?;
             let Some(doc) = input.json() else {
-                return Err(r.fail(at, format!("$input.{name}('{path}'): the payload is not JSON")));
+                return Err(format!("$input.{name}('{path}'): the payload is not JSON"));
             };
-            let found = json_path(doc, &path).map_err(|e| r.fail(at, e))?;
+            let found = json_path(doc, &path)?;
             if name == "json" {
                 Ok(Value::str(found.to_string()))
             } else {
                 Ok(Value::from_json(&found))
             }
         }
-        _ => Err(r.fail(at, format!("$input has no method {name}() with {} argument(s)", args.len()))),
+        _ => Err(format!("$input has no method {name}() with {} argument(s)", args.len())),
     }
 }
 
@@ -160,32 +160,32 @@ pub fn url_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
 }
 
-pub(crate) fn util_method(r: &mut Renderer, name: &str, args: &[Value], at: usize) -> Result<Value, Flow> {
+/// `$util.NAME(args)`; an error says why (the caller adds where).
+pub(crate) fn util_method(name: &str, args: &[Value]) -> Result<Value, String> {
     let what = format!("$util.{name}");
     Ok(match name {
-        "escapeJavaScript" => Value::str(escape_javascript(&one_str(r, args, at, &what)?)),
-        "urlEncode" => Value::str(url_encode(&one_str(r, args, at, &what)?)),
-        "urlDecode" => Value::str(url_decode(&one_str(r, args, at, &what)?)),
-        "base64Encode" => Value::str(base64::engine::general_purpose::STANDARD.encode(one_str(r, args, at, &what)?)),
+        "escapeJavaScript" => Value::str(escape_javascript(&one_str(args, &what)?)),
+        "urlEncode" => Value::str(url_encode(&one_str(args, &what)?)),
+        "urlDecode" => Value::str(url_decode(&one_str(args, &what)?)),
+        "base64Encode" => Value::str(base64::engine::general_purpose::STANDARD.encode(one_str(args, &what)?)),
         "base64Decode" => {
-            let s = one_str(r, args, at, &what)?;
+            let s = one_str(args, &what)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s.trim())
-                .map_err(|e| r.fail(at, format!("$util.base64Decode: {e}")))?;
+                .map_err(|e| format!("$util.base64Decode: {e}"))?;
             Value::str(String::from_utf8_lossy(&bytes).into_owned())
         }
         "parseJson" => {
-            let s = one_str(r, args, at, &what)?;
+            let s = one_str(args, &what)?;
             let j: serde_json::Value =
-                serde_json::from_str(&s).map_err(|e| r.fail(at, format!("$util.parseJson: not JSON ({e})")))?;
-            r.spend(at, s.len())?;
+                serde_json::from_str(&s).map_err(|e| format!("$util.parseJson: not JSON ({e})"))?;
             Value::from_json(&j)
         }
         "toJson" => match args {
             [v] => Value::str(v.to_json().to_string()),
-            _ => return Err(r.fail(at, "$util.toJson takes one argument")),
+            _ => return Err("$util.toJson takes one argument".into()),
         },
-        _ => return Err(r.fail(at, format!("$util has no method {name}()"))),
+        _ => return Err(format!("$util has no method {name}()")),
     })
 }
 

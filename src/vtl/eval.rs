@@ -5,7 +5,7 @@
 
 use super::aws;
 use super::parse::{Expr, Literal, Node, Op, Part, Reference};
-use super::value::{Builtin, Value};
+use super::value::{put, Builtin, Value};
 use super::{Limits, RenderError};
 use std::collections::HashMap;
 
@@ -219,7 +219,9 @@ impl Renderer<'_> {
     fn part(&mut self, v: Value, p: &Part, at: usize) -> Result<Value, Flow> {
         self.step(at)?;
         match p {
-            Part::Prop(name) if matches!(v, Value::Builtin(Builtin::Input)) => Ok(aws::input_property(self, name)),
+            Part::Prop(name) if matches!(v, Value::Builtin(Builtin::Input)) => {
+                Ok(aws::input_property(self.input, name))
+            }
             Part::Prop(name) => Ok(property(&v, name)),
             Part::Index(e) => {
                 let i = self.expr(e)?;
@@ -239,13 +241,19 @@ impl Renderer<'_> {
                     vals.push(self.expr(a)?);
                 }
                 let r = match &v {
-                    Value::Builtin(Builtin::Input) => aws::input_method(self, name, &vals, at)?,
-                    Value::Builtin(Builtin::Util) => aws::util_method(self, name, &vals, at)?,
-                    _ => super::methods::call(self, &v, name, &vals, at)?,
-                };
-                if let Value::Str(s) = &r {
-                    self.spend(at, s.len())?;
+                    Value::Builtin(Builtin::Input) => aws::input_method(self.input, name, &vals),
+                    Value::Builtin(Builtin::Util) => aws::util_method(name, &vals),
+                    _ => super::methods::call(&v, name, &vals),
                 }
+                .map_err(|why| self.fail(at, why))?;
+                // what the call made counts against the render's budget
+                let made = match &r {
+                    Value::Str(s) => s.len(),
+                    Value::List(l) => 16 * l.borrow().len(),
+                    Value::Map(m) => 32 * m.borrow().len(),
+                    _ => 0,
+                };
+                self.spend(at, made)?;
                 Ok(r)
             }
         }
@@ -385,16 +393,6 @@ fn property(v: &Value, name: &str) -> Value {
         Value::List(l) if name == "empty" => Value::Bool(l.borrow().is_empty()),
         Value::Str(s) if name == "empty" => Value::Bool(s.is_empty()),
         _ => Value::Null,
-    }
-}
-
-pub(crate) fn put(m: &mut Vec<(String, Value)>, k: &str, v: Value) -> Option<Value> {
-    match m.iter_mut().find(|(x, _)| x == k) {
-        Some((_, old)) => Some(std::mem::replace(old, v)),
-        None => {
-            m.push((k.to_string(), v));
-            None
-        }
     }
 }
 

@@ -359,7 +359,8 @@ impl<'a> Parser<'a> {
     fn close_paren(&mut self, at: usize, what: &str) -> Result<(), ParseError> {
         self.ws();
         if self.peek() != Some(b')') {
-            return self.err(if self.i < self.s.len() { self.i } else { at }, format!("{what}: `)` expected"));
+            let _ = at;
+            return self.err(self.i, format!("{what}: `)` expected"));
         }
         self.i += 1;
         Ok(())

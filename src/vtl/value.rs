@@ -173,6 +173,17 @@ impl Value {
     }
 }
 
+/// Sets `k` in an insertion-ordered map; the value it replaced.
+pub fn put(m: &mut Vec<(String, Value)>, k: &str, v: Value) -> Option<Value> {
+    match m.iter_mut().find(|(x, _)| x == k) {
+        Some((_, old)) => Some(std::mem::replace(old, v)),
+        None => {
+            m.push((k.to_string(), v));
+            None
+        }
+    }
+}
+
 /// Java's `Double.toString`: `1.0`, `0.5`, `1.0E10`, `1.234E-5`, `NaN`, `Infinity`.
 fn java_double(f: f64, out: &mut String) {
     if f.is_nan() {

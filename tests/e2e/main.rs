@@ -12,6 +12,7 @@ mod edge;
 mod integrations;
 mod jwt;
 mod lambda;
+mod mapping;
 mod observability;
 mod openapi;
 mod probes;

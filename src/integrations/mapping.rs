@@ -1,0 +1,332 @@
+//! Non-proxy (REST "custom") integrations, as API Gateway runs them: the request body is a
+//! VTL mapping template chosen by the request's media type (`request_templates`, with
+//! `passthrough_behavior` for the media types no template names), and the integration's
+//! answer goes through the first integration response whose `selection_pattern` matches
+//! (the whole status, or a Lambda function's `errorMessage`): its status, its header
+//! `parameters` and its response template.
+
+use super::{IntegrationError, Made};
+use crate::request::RequestView;
+use crate::vtl;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+/// What to do with a request whose media type no template names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passthrough {
+    /// The body goes to the integration as it came.
+    WhenNoMatch,
+    /// As it came when the integration has no templates at all; 415 otherwise.
+    WhenNoTemplates,
+    /// 415 UNSUPPORTED_MEDIA_TYPE.
+    Never,
+}
+
+impl Passthrough {
+    pub fn parse(s: &str) -> Option<Passthrough> {
+        match s {
+            "when_no_match" | "WHEN_NO_MATCH" => Some(Passthrough::WhenNoMatch),
+            "when_no_templates" | "WHEN_NO_TEMPLATES" => Some(Passthrough::WhenNoTemplates),
+            "never" | "NEVER" => Some(Passthrough::Never),
+            _ => None,
+        }
+    }
+}
+
+/// Where an integration response's header value comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `'literal'`
+    Literal(HeaderValue),
+    /// `integration.response.header.NAME`
+    Header(HeaderName),
+}
+
+/// One integration response.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `None`: the default response (`selection_pattern = ""`).
+    pub pattern: Option<regex::Regex>,
+    pub status: u16,
+    pub parameters: Vec<(HeaderName, Source)>,
+    /// By media type, lowercase.
+    pub templates: Vec<(String, vtl::Template)>,
+}
+
+/// A compiled non-proxy mapping.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// By media type, lowercase.
+    pub request_templates: Vec<(String, vtl::Template)>,
+    pub passthrough: Passthrough,
+    pub responses: Vec<Rule>,
+    /// Names the integration in errors and logs.
+    pub name: String,
+}
+
+/// The request side's outcome.
+pub enum Request {
+    /// The rendered template.
+    Rendered(Bytes),
+    /// No template applies: the body as it came.
+    Passthrough,
+}
+
+/// A media type without its parameters, lowercase; API Gateway takes a request without a
+/// `Content-Type` as `application/json`.
+pub fn media_type(v: Option<&HeaderValue>) -> String {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "application/json".to_string())
+}
+
+fn limits() -> vtl::Limits {
+    vtl::Limits::default()
+}
+
+/// The VTL variables of a request: `$context` with AWS's names, `$stageVariables`, and
+/// `$input` over `body` with the method request's parameters.
+pub fn vars_input(view: &RequestView<'_>, body: &str) -> (vtl::Input, vtl::Value, vtl::Value) {
+    let null = serde_json::Value::Null;
+    let t = crate::templates::Vars::of(view, None, ("", &null));
+    let mut context = serde_json::to_value(&t.context).unwrap_or_default();
+    if let Some(o) = context.as_object_mut() {
+        // AWS's resource path is the route's path template
+        let resource = view.route.route_key.split_once(' ').map_or(view.route.route_key, |(_, p)| p);
+        o.insert("resourcePath".into(), resource.into());
+        o.insert("requestTimeEpoch".into(), t.context.request_time_epoch.to_string().into());
+    }
+    let input = vtl::Input::new(
+        body,
+        // path parameters decoded, as API Gateway gives them
+        t.input
+            .params
+            .path
+            .iter()
+            .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
+            .collect(),
+        t.input.params.querystring.into_iter().collect(),
+        t.input.params.header.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    );
+    let stage = vtl::string_map(view.route.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    (input, vtl::Value::from_json(&context), stage)
+}
+
+impl Mapping {
+    /// The integration request's body: the template for the request's media type, rendered;
+    /// or the body as it came; or a 415 refusal.
+    pub fn request(&self, view: &RequestView<'_>) -> Result<Request, IntegrationError> {
+        let media = media_type(view.head.headers.get(http::header::CONTENT_TYPE));
+        let Some((_, t)) = self.request_templates.iter().find(|(m, _)| *m == media) else {
+            return match (self.passthrough, self.request_templates.is_empty()) {
+                (Passthrough::WhenNoMatch, _) | (Passthrough::WhenNoTemplates, true) => Ok(Request::Passthrough),
+                _ => Err(IntegrationError::UnsupportedMediaType { media }),
+            };
+        };
+        let body = String::from_utf8_lossy(view.body.unwrap_or_default());
+        let (input, context, stage) = vars_input(view, &body);
+        let vars = vtl::Vars { input: Some(&input), context, stage_variables: stage };
+        let out = t.render(&vars, &limits()).map_err(|e| IntegrationError::Template {
+            name: format!("{} request template {media:?}", self.name),
+            why: e.to_string(),
+        })?;
+        Ok(Request::Rendered(Bytes::from(out)))
+    }
+
+    /// The method response from the integration's answer: the first rule whose pattern
+    /// matches `selector` wholly (else the default rule); with no rules, the answer as it is.
+    pub fn response(
+        &self,
+        view: &RequestView<'_>,
+        selector: &str,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> Result<Made, IntegrationError> {
+        let rule = self
+            .responses
+            .iter()
+            .find(|r| r.pattern.as_ref().is_some_and(|p| p.is_match(selector)))
+            .or_else(|| self.responses.iter().find(|r| r.pattern.is_none()));
+        let Some(rule) = rule else {
+            let kept = headers.get(http::header::CONTENT_TYPE).map(|v| (http::header::CONTENT_TYPE, v.clone()));
+            return Ok(Made {
+                status,
+                headers: kept.into_iter().collect(),
+                body,
+                integration_status: Some(status),
+                cacheable: true,
+            });
+        };
+        let mut out_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        for (name, source) in &rule.parameters {
+            let v = match source {
+                Source::Literal(v) => Some(v.clone()),
+                Source::Header(h) => headers.get(h).cloned(),
+            };
+            if let Some(v) = v {
+                out_headers.push((name.clone(), v));
+            }
+        }
+        // the response template for the method response's media type: the client's Accept
+        // when a template names it, else the first template
+        let accept = view.head.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let chosen = rule
+            .templates
+            .iter()
+            .find(|(m, _)| accept.split(',').any(|a| a.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(m)))
+            .or_else(|| rule.templates.first());
+        let body = match chosen {
+            None => body,
+            Some((media, t)) => {
+                let text = String::from_utf8_lossy(&body);
+                let (input, context, stage) = vars_input(view, &text);
+                let vars = vtl::Vars { input: Some(&input), context, stage_variables: stage };
+                let out = t.render(&vars, &limits()).map_err(|e| IntegrationError::Template {
+                    name: format!("{} response template {media:?}", self.name),
+                    why: e.to_string(),
+                })?;
+                if let Ok(v) = HeaderValue::from_str(media) {
+                    out_headers.retain(|(n, _)| n != http::header::CONTENT_TYPE);
+                    out_headers.push((http::header::CONTENT_TYPE, v));
+                }
+                Bytes::from(out)
+            }
+        };
+        if !out_headers.iter().any(|(n, _)| n == http::header::CONTENT_TYPE) {
+            if let Some(v) = headers.get(http::header::CONTENT_TYPE) {
+                out_headers.push((http::header::CONTENT_TYPE, v.clone()));
+            }
+        }
+        Ok(Made { status: rule.status, headers: out_headers, body, integration_status: Some(status), cacheable: true })
+    }
+}
+
+/// Why a mapping does not compile: the key path below the integration (as segments) and why.
+pub struct CompileError {
+    pub at: Vec<String>,
+    pub message: String,
+}
+
+fn compile_templates(
+    key: &str,
+    t: &std::collections::BTreeMap<String, String>,
+    at: &[String],
+) -> Result<Vec<(String, vtl::Template)>, CompileError> {
+    let mut out = Vec::new();
+    for (media, src) in t {
+        let mut path = at.to_vec();
+        path.extend([key.to_string(), media.clone()]);
+        let t = vtl::Template::compile(src).map_err(|e| CompileError { at: path, message: format!("VTL {e}") })?;
+        out.push((media.to_ascii_lowercase(), t));
+    }
+    Ok(out)
+}
+
+/// An integration response as configured.
+pub struct ResponseSpec<'a> {
+    pub selection_pattern: &'a str,
+    pub status: u16,
+    pub parameters: Option<&'a std::collections::BTreeMap<String, String>>,
+    pub templates: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+impl Mapping {
+    /// Compiles an integration's `request_templates`, `passthrough_behavior` and `responses`.
+    pub fn compile(
+        name: &str,
+        passthrough: Option<&str>,
+        request_templates: Option<&std::collections::BTreeMap<String, String>>,
+        specs: &[ResponseSpec<'_>],
+    ) -> Result<Mapping, CompileError> {
+        let passthrough = match passthrough {
+            None => Passthrough::WhenNoMatch,
+            Some(p) => Passthrough::parse(p).ok_or_else(|| CompileError {
+                at: vec!["passthrough_behavior".into()],
+                message: format!("{p:?} must be when_no_match, when_no_templates or never"),
+            })?,
+        };
+        let request_templates = match request_templates {
+            Some(t) => compile_templates("request_templates", t, &[])?,
+            None => Vec::new(),
+        };
+        let mut responses = Vec::new();
+        for (k, r) in specs.iter().enumerate() {
+            let at = vec!["responses".to_string(), k.to_string()];
+            let err = |key: &str, message: String| {
+                let mut at = at.clone();
+                at.push(key.to_string());
+                CompileError { at, message }
+            };
+            let pattern = selection_pattern(r.selection_pattern)
+                .map_err(|e| err("selection_pattern", format!("not a regular expression: {e}")))?;
+            if !(100..=599).contains(&r.status) {
+                return Err(err("status", "status must be 100 to 599".into()));
+            }
+            let mut parameters = Vec::new();
+            for (target, source) in r.parameters.into_iter().flatten() {
+                let Some(h) = target.strip_prefix("method.response.header.") else {
+                    return Err(err("parameters", format!("{target:?}: only method.response.header.NAME can be set")));
+                };
+                let name = HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| err("parameters", format!("{h:?} is not a header name")))?;
+                let src = if let Some(lit) = source.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                    Source::Literal(
+                        HeaderValue::from_str(lit)
+                            .map_err(|_| err("parameters", format!("{lit:?} is not a header value")))?,
+                    )
+                } else if let Some(h) = source.strip_prefix("integration.response.header.") {
+                    Source::Header(
+                        HeaderName::from_bytes(h.as_bytes())
+                            .map_err(|_| err("parameters", format!("{h:?} is not a header name")))?,
+                    )
+                } else {
+                    return Err(err(
+                        "parameters",
+                        format!("{source:?}: a value is 'literal' or integration.response.header.NAME"),
+                    ));
+                };
+                parameters.push((name, src));
+            }
+            let templates = match r.templates {
+                Some(t) => compile_templates("templates", t, &at)?,
+                None => Vec::new(),
+            };
+            responses.push(Rule { pattern, status: r.status, parameters, templates });
+        }
+        Ok(Mapping { request_templates, passthrough, responses, name: name.to_string() })
+    }
+}
+
+/// A whole-string regular expression, as API Gateway's Java patterns match.
+pub fn selection_pattern(p: &str) -> Result<Option<regex::Regex>, regex::Error> {
+    if p.is_empty() {
+        return Ok(None);
+    }
+    regex::RegexBuilder::new(&format!("^(?:{p})$")).dot_matches_new_line(true).size_limit(1 << 20).build().map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_the_whole_selector() {
+        let p = selection_pattern("2\\d{2}").expect("re").expect("some");
+        assert!(p.is_match("201") && !p.is_match("2011") && !p.is_match("x200"));
+        let p = selection_pattern("NotFound:.*").expect("re").expect("some");
+        assert!(p.is_match("NotFound: no such order\nat line 2"));
+        assert!(selection_pattern("").expect("re").is_none());
+        assert!(selection_pattern("(").is_err());
+    }
+
+    #[test]
+    fn media_types() {
+        assert_eq!(media_type(None), "application/json");
+        assert_eq!(media_type(Some(&HeaderValue::from_static("Text/Plain; charset=utf-8"))), "text/plain");
+        assert_eq!(Passthrough::parse("never"), Some(Passthrough::Never));
+        assert_eq!(Passthrough::parse("sometimes"), None);
+    }
+}
