@@ -298,7 +298,7 @@ impl LambdaAuthorizer {
                 use crate::aws::invoke::Invoked;
                 match f.invoke(body, self.s.timeout, c.view.request_id).await {
                     Ok(Invoked::Answer(b)) => b,
-                    Ok(Invoked::FunctionError { kind, message }) => {
+                    Ok(Invoked::FunctionError { kind, message, .. }) => {
                         log::warn!("authorizer function {} failed ({kind}): {message}", f.name);
                         return None;
                     }

@@ -29,7 +29,7 @@ pub enum Invoked {
     /// The function ran and answered (status 200).
     Answer(Bytes),
     /// The function failed (`X-Amz-Function-Error`: `Handled` / `Unhandled`).
-    FunctionError { kind: String, message: String },
+    FunctionError { kind: String, message: String, body: Bytes },
     /// The Lambda service refused the call (unknown function, throttled, …).
     Service { status: u16, message: String },
 }
@@ -70,7 +70,11 @@ impl Function {
         let call = Call { method: "POST", headers: &headers, body: Some(payload), timeout, max_answer: MAX_PAYLOAD };
         let a = crate::outbound::client().send(&self.endpoint, call).await?;
         if let Some(kind) = a.headers.get("x-amz-function-error").and_then(|v| v.to_str().ok()) {
-            return Ok(Invoked::FunctionError { kind: kind.to_string(), message: error_message(&a.body) });
+            return Ok(Invoked::FunctionError {
+                kind: kind.to_string(),
+                message: error_message(&a.body),
+                body: a.body,
+            });
         }
         if a.status != 200 {
             return Ok(Invoked::Service { status: a.status, message: error_message(&a.body) });

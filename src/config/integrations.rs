@@ -187,6 +187,7 @@ impl Compiler {
             ("passthrough_behavior", i.passthrough_behavior.is_some()),
             ("request_templates", i.request_templates.is_some()),
             ("responses", i.responses.is_some()),
+            ("proxy", i.proxy.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, b)| b.then_some(k))
@@ -195,7 +196,18 @@ impl Compiler {
             "http" => &["uri", "timeout", "retries", "tls_verify"],
             "mock" => &["status", "headers", "body", "passthrough_behavior", "request_templates", "responses"],
             "vpc_link" => &["link", "timeout", "retries"],
-            "lambda" => &["function", "endpoint", "payload_format", "region", "timeout", "allow_insecure_endpoint"],
+            "lambda" => &[
+                "function",
+                "endpoint",
+                "payload_format",
+                "region",
+                "timeout",
+                "allow_insecure_endpoint",
+                "proxy",
+                "passthrough_behavior",
+                "request_templates",
+                "responses",
+            ],
             "aws" => &[
                 "service",
                 "region",
@@ -284,6 +296,13 @@ impl Compiler {
                 }
             }
             "lambda" => {
+                let mapped = i.request_templates.is_some() || i.responses.is_some() || i.passthrough_behavior.is_some();
+                if mapped && i.proxy != Some(false) {
+                    self.err(
+                        p.key("proxy"),
+                        "mapping templates and integration responses need proxy = false (a Lambda custom integration)",
+                    );
+                }
                 if i.function.is_none() {
                     self.err(
                         p.key("type"),
@@ -540,7 +559,19 @@ impl Compiler {
                     _ => crate::integrations::lambda::Format::V2,
                 };
                 let timeout = integration_timeout(i, settings);
-                Some(snapshot::Integration::Lambda(crate::integrations::lambda::Target { function, format, timeout }))
+                let custom = match i.proxy {
+                    Some(false) => mapping_of(i, tname)
+                        .ok()
+                        .flatten()
+                        .or_else(|| crate::integrations::mapping::Mapping::compile(tname, None, None, &[]).ok()),
+                    _ => None,
+                };
+                Some(snapshot::Integration::Lambda(crate::integrations::lambda::Target {
+                    function,
+                    format,
+                    timeout,
+                    custom,
+                }))
             }
             "vpc_link" => {
                 let name = i.link.as_deref()?;

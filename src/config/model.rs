@@ -361,6 +361,9 @@ pub struct Integration {
     /// VTL mapping templates by the request's media type.
     pub request_templates: Option<BTreeMap<String, String>>,
     pub responses: Option<Vec<IntegrationResponse>>,
+    /// lambda: `false` makes a Lambda custom integration (request templates, integration
+    /// responses) instead of a proxy one.
+    pub proxy: Option<bool>,
 }
 
 /// An integration response of a non-proxy integration.

@@ -158,7 +158,7 @@ impl super::Answer for Target {
             .await
             .map_err(|source| IntegrationError::Unreachable { target: target.clone(), source })?;
         if let Some(m) = &self.mapping {
-            return m.response(view, &a.status.to_string(), a.status, &a.headers, a.body);
+            return m.response(view, Some(&a.status.to_string()), a.status, &a.headers, a.body);
         }
         let (status, headers) = answer_head(a.status, &a.headers).map_err(|why| IntegrationError::Failed {
             target: target.clone(),

@@ -25,6 +25,10 @@ pub struct Target {
     pub function: crate::aws::invoke::Function,
     pub format: Format,
     pub timeout: std::time::Duration,
+    /// `proxy = false` (a Lambda custom integration): the function gets the request
+    /// template's output, and its answer goes through the integration responses, selected
+    /// by its `errorMessage` when it fails.
+    pub custom: Option<super::mapping::Mapping>,
 }
 
 /// Everything of a request an event holds: the request view, and the header fields as
@@ -654,12 +658,34 @@ impl super::Answer for Target {
         // the function is told what every integration is told (forwarded::to_integration)
         let mut told = view.headers().clone();
         crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(view.client));
-        let payload = Bytes::from(event(&Request { view: *view, headers: &told, binary: env.binary }, self.format));
+        let payload = match &self.custom {
+            Some(m) => match m.request(view)? {
+                super::mapping::Request::Rendered(b) => b,
+                super::mapping::Request::Passthrough => Bytes::copy_from_slice(view.body.unwrap_or_default()),
+            },
+            None => Bytes::from(event(&Request { view: *view, headers: &told, binary: env.binary }, self.format)),
+        };
         let name = &self.function.name;
         let failed = |kind, why, status| IntegrationError::Failed { target: name.clone(), kind, why, status };
-        let result = match self.function.invoke(payload, self.timeout, view.request_id).await {
+        let invoked = self.function.invoke(payload, self.timeout, view.request_id).await;
+        if let Some(m) = &self.custom {
+            // a custom integration: a success selects the default response, a function error
+            // the first whose pattern matches its errorMessage
+            let json = http::HeaderMap::from_iter([(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )]);
+            match invoked {
+                Ok(Invoked::Answer(b)) => return m.response(view, None, 200, &json, b),
+                Ok(Invoked::FunctionError { message, body, .. }) => {
+                    return m.response(view, Some(&message), 200, &json, body)
+                }
+                _ => {}
+            }
+        }
+        let result = match invoked {
             Ok(Invoked::Answer(b)) => b,
-            Ok(Invoked::FunctionError { kind, message }) => {
+            Ok(Invoked::FunctionError { kind, message, .. }) => {
                 return Err(failed("function_error", format!("function {name} failed ({kind}): {message}"), Some(200)))
             }
             Ok(Invoked::Service { status: 429, message }) => {

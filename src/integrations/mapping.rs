@@ -136,11 +136,12 @@ impl Mapping {
     }
 
     /// The method response from the integration's answer: the first rule whose pattern
-    /// matches `selector` wholly (else the default rule); with no rules, the answer as it is.
+    /// matches `selector` wholly, else the default rule (`selector` `None`: a Lambda
+    /// function's success, which always takes the default); with no rules, the answer as it is.
     pub fn response(
         &self,
         view: &RequestView<'_>,
-        selector: &str,
+        selector: Option<&str>,
         status: u16,
         headers: &http::HeaderMap,
         body: Bytes,
@@ -148,7 +149,7 @@ impl Mapping {
         let rule = self
             .responses
             .iter()
-            .find(|r| r.pattern.as_ref().is_some_and(|p| p.is_match(selector)))
+            .find(|r| r.pattern.as_ref().zip(selector).is_some_and(|(p, s)| p.is_match(s)))
             .or_else(|| self.responses.iter().find(|r| r.pattern.is_none()));
         let Some(rule) = rule else {
             let kept = headers.get(http::header::CONTENT_TYPE).map(|v| (http::header::CONTENT_TYPE, v.clone()));

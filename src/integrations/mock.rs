@@ -38,7 +38,8 @@ impl Answer for Mock {
                     .unwrap_or(200),
                 super::mapping::Request::Passthrough => 200,
             };
-            let mut made = m.response(view, &status.to_string(), status, &http::HeaderMap::new(), Bytes::new())?;
+            let mut made =
+                m.response(view, Some(&status.to_string()), status, &http::HeaderMap::new(), Bytes::new())?;
             made.integration_status = None;
             made.cacheable = false;
             made.headers.extend(self.headers.iter().cloned());

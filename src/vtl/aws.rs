@@ -163,6 +163,10 @@ pub fn url_decode(s: &str) -> String {
 /// `$util.NAME(args)`; an error says why (the caller adds where).
 pub(crate) fn util_method(name: &str, args: &[Value]) -> Result<Value, String> {
     let what = format!("$util.{name}");
+    // null in, null out (Java's helpers return null for null)
+    if matches!(args, [Value::Null]) && name != "toJson" {
+        return Ok(Value::Null);
+    }
     Ok(match name {
         "escapeJavaScript" => Value::str(escape_javascript(&one_str(args, &what)?)),
         "urlEncode" => Value::str(url_encode(&one_str(args, &what)?)),

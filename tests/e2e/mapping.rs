@@ -175,3 +175,79 @@ fn dynamodb_put_item_through_vtl_lands_in_moto() {
     let r = send(gw.addr(), "POST", "/prod/orders", &[("content-type", "text/plain")], b"x");
     assert_eq!(r.status, 415);
 }
+
+/// A Lambda Invoke API for a custom integration: records the payload the function got, and
+/// answers by its `id`: "404" and "boom" fail (X-Amz-Function-Error), others succeed.
+fn legacy_function() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let s2 = seen.clone();
+    let base = serve_raw(move |req, _| {
+        let e: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        s2.lock().expect("lock").push(e.clone());
+        let id = e["id"].as_str().unwrap_or_default().to_string();
+        let (extra, out) = match id.as_str() {
+            "404" => (
+                "X-Amz-Function-Error: Unhandled\r\n",
+                r#"{"errorMessage":"NotFound: no order 404","errorType":"NotFound"}"#.to_string(),
+            ),
+            "boom" => {
+                ("X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage":"kaboom","errorType":"Error"}"#.to_string())
+            }
+            _ => ("", serde_json::json!({"order": id, "user": e["user"]}).to_string()),
+        };
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
+            out.len()
+        )
+        .into_bytes()
+    });
+    (base, seen)
+}
+
+#[test]
+fn lambda_custom_integration_selects_responses_by_error_message() {
+    let (base, seen) = legacy_function();
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "shop"
+[apis.stages.prod]
+[apis.integrations.legacy]
+type = "lambda"
+function = "orders-legacy"
+endpoint = "{base}"
+proxy = false
+request_templates = {{ "application/json" = '''{{"id": "$input.params('id')", "user": "$util.escapeJavaScript($input.path('$.user'))", "stage": "$context.stage"}}''' }}
+[[apis.integrations.legacy.responses]]
+selection_pattern = "NotFound:.*"
+status = 404
+templates = {{ "application/json" = '''{{"error": "$input.path('$.errorMessage')"}}''' }}
+[[apis.integrations.legacy.responses]]
+status = 200
+templates = {{ "application/json" = '''{{"order": "$input.path('$.order')", "for": "$util.escapeJavaScript($input.path('$.user'))"}}''' }}
+[[apis.routes]]
+route = "POST /orders/{{id}}"
+integration = "legacy"
+"#,
+            server = server_section(d, p, "")
+        )
+    });
+    let json = [("content-type", "application/json")];
+    let r = send(gw.addr(), "POST", "/prod/orders/7", &json, br#"{"user": "ann \"o\""}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"order": "7", "for": "ann \"o\""}));
+    // the function got the rendered template, not a proxy event
+    assert_eq!(
+        seen.lock().expect("lock").last().cloned(),
+        Some(serde_json::json!({"id": "7", "user": "ann \"o\"", "stage": "prod"}))
+    );
+    // an error whose message matches a pattern takes that response
+    let r = send(gw.addr(), "POST", "/prod/orders/404", &json, br#"{"user": "b"}"#);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"error": "NotFound: no order 404"}));
+    // one that matches none takes the default response, as in API Gateway
+    let r = send(gw.addr(), "POST", "/prod/orders/boom", &json, br#"{"user": "c"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"order": "", "for": ""}));
+}
