@@ -509,6 +509,10 @@ impl Importer<'_> {
                     self.report.push(format!("{key}: integration responses not converted; use response_transform"));
                 }
             }
+            "mock" if aws.get("requestTemplates").is_some() || has_vtl_responses(aws) => {
+                t.insert("type".into(), T::String("mock".into()));
+                self.mapping(key, aws, &mut t);
+            }
             "mock" => {
                 t.insert("type".into(), T::String("mock".into()));
                 let resp = aws.pointer("/responses/default");
@@ -519,14 +523,51 @@ impl Importer<'_> {
                 if let Some(body) =
                     resp.and_then(|r| r.pointer("/responseTemplates/application~1json")).and_then(Value::as_str)
                 {
-                    if body.contains('$') || body.contains('#') {
-                        self.report.push(format!("{key}: mock response template (VTL) not converted"));
-                    } else {
-                        t.insert("body".into(), T::String(body.into()));
-                        let mut h = toml::Table::new();
-                        h.insert("content-type".into(), T::String("application/json".into()));
-                        t.insert("headers".into(), T::Table(h));
+                    t.insert("body".into(), T::String(body.into()));
+                    let mut h = toml::Table::new();
+                    h.insert("content-type".into(), T::String("application/json".into()));
+                    t.insert("headers".into(), T::Table(h));
+                }
+            }
+            "aws" | "aws_proxy" => {
+                let uri = aws.get("uri").and_then(Value::as_str).unwrap_or("");
+                match parse_aws_uri(uri) {
+                    Some(AwsUri::Lambda { function, region }) => {
+                        t.insert("type".into(), T::String("lambda".into()));
+                        t.insert("function".into(), T::String(function));
+                        t.insert("region".into(), T::String(region));
+                        if kind == "aws" {
+                            t.insert("proxy".into(), T::Boolean(false));
+                            self.mapping(key, aws, &mut t);
+                        } else {
+                            t.insert("payload_format".into(), T::String("1.0".into()));
+                        }
                     }
+                    Some(AwsUri::Service { service, region, action, path }) if kind == "aws" => {
+                        t.insert("type".into(), T::String("aws".into()));
+                        t.insert("service".into(), T::String(service));
+                        t.insert("region".into(), T::String(region));
+                        if let Some(a) = action {
+                            t.insert("action".into(), T::String(a));
+                        }
+                        if let Some(p) = path {
+                            t.insert("path".into(), T::String(p));
+                        }
+                        if let Some(m) = aws.get("httpMethod").and_then(Value::as_str) {
+                            t.insert("method".into(), T::String(m.to_ascii_uppercase()));
+                        }
+                        self.mapping(key, aws, &mut t);
+                    }
+                    _ => {
+                        self.report.push(format!(
+                            "{key}: integration uri {uri:?} ({kind}) is not converted; the route answers 501"
+                        ));
+                        t.insert("type".into(), T::String("mock".into()));
+                        t.insert("status".into(), T::Integer(501));
+                    }
+                }
+                if let Some(ms) = aws.get("timeoutInMillis").and_then(Value::as_u64) {
+                    t.insert("timeout".into(), T::String(format!("{ms}ms")));
                 }
             }
             other => {
@@ -540,6 +581,85 @@ impl Importer<'_> {
             }
         }
         T::Table(t)
+    }
+
+    /// `requestTemplates`, `passthroughBehavior` and `responses` of an AWS integration as
+    /// `request_templates`, `passthrough_behavior` and `[[responses]]`; what cannot be
+    /// converted is reported with its JSON pointer.
+    fn mapping(&mut self, key: &str, aws: &Value, t: &mut toml::Table) {
+        let pointer = |k: &str| format!("{key}: x-amazon-apigateway-integration/{k}");
+        if let Some(rt) = aws.get("requestTemplates").and_then(Value::as_object) {
+            let mut m = toml::Table::new();
+            for (media, tpl) in rt {
+                if let Some(tpl) = tpl.as_str() {
+                    m.insert(media.clone(), T::String(tpl.to_string()));
+                }
+            }
+            t.insert("request_templates".into(), T::Table(m));
+        }
+        if let Some(pb) = aws.get("passthroughBehavior").and_then(Value::as_str) {
+            t.insert("passthrough_behavior".into(), T::String(pb.to_ascii_lowercase()));
+        }
+        if aws.get("requestParameters").is_some() {
+            self.report.push(format!("{} is not converted (request_parameters)", pointer("requestParameters")));
+        }
+        if aws.get("credentials").is_some() {
+            self.report.push(format!(
+                "{} is not converted: calls are signed with the gateway's own AWS credential chain",
+                pointer("credentials")
+            ));
+        }
+        if aws.get("contentHandling").is_some() {
+            self.report.push(format!("{} is not converted", pointer("contentHandling")));
+        }
+        let Some(responses) = aws.get("responses").and_then(Value::as_object) else { return };
+        let mut rules: Vec<(bool, toml::Table)> = Vec::new();
+        for (pattern, r) in responses {
+            let mut rule = toml::Table::new();
+            let default = pattern == "default";
+            rule.insert("selection_pattern".into(), T::String(if default { String::new() } else { pattern.clone() }));
+            let status = r
+                .get("statusCode")
+                .and_then(|s| s.as_str().and_then(|s| s.parse::<i64>().ok()).or(s.as_i64()))
+                .unwrap_or(200);
+            rule.insert("status".into(), T::Integer(status));
+            if let Some(ps) = r.get("responseParameters").and_then(Value::as_object) {
+                let mut params = toml::Table::new();
+                for (target, source) in ps {
+                    let source = source.as_str().unwrap_or("");
+                    let ok = target.starts_with("method.response.header.")
+                        && ((source.starts_with('\'') && source.ends_with('\'') && source.len() >= 2)
+                            || source.starts_with("integration.response.header."));
+                    if ok {
+                        params.insert(target.clone(), T::String(source.to_string()));
+                    } else {
+                        self.report.push(format!(
+                            "{} {target} = {source:?} is not converted",
+                            pointer(&format!(
+                                "responses/{}/responseParameters",
+                                pattern.replace('~', "~0").replace('/', "~1")
+                            ))
+                        ));
+                    }
+                }
+                if !params.is_empty() {
+                    rule.insert("parameters".into(), T::Table(params));
+                }
+            }
+            if let Some(ts) = r.get("responseTemplates").and_then(Value::as_object) {
+                let mut m = toml::Table::new();
+                for (media, tpl) in ts {
+                    if let Some(tpl) = tpl.as_str() {
+                        m.insert(media.clone(), T::String(tpl.to_string()));
+                    }
+                }
+                rule.insert("templates".into(), T::Table(m));
+            }
+            rules.push((default, rule));
+        }
+        // patterns first, the default last (the first match wins)
+        rules.sort_by_key(|(d, _)| *d);
+        t.insert("responses".into(), T::Array(rules.into_iter().map(|(_, r)| T::Table(r)).collect()));
     }
 
     /// A request body schema in JSON Schema terms, as TOML.
@@ -729,6 +849,41 @@ pub fn to_toml(im: &Import) -> Result<String, String> {
     }
     out.push_str(&doc.to_string());
     Ok(out)
+}
+
+/// What an `aws` / `aws_proxy` integration's `uri` names.
+enum AwsUri {
+    Lambda { function: String, region: String },
+    Service { service: String, region: String, action: Option<String>, path: Option<String> },
+}
+
+/// `arn:aws:apigateway:REGION:lambda:path/2015-03-31/functions/FUNCTION_ARN/invocations`,
+/// `arn:aws:apigateway:REGION:SERVICE:action/ACTION`, `…:SERVICE:path/PATH`.
+fn parse_aws_uri(uri: &str) -> Option<AwsUri> {
+    let rest = uri.strip_prefix("arn:aws:apigateway:")?;
+    let (region, rest) = rest.split_once(':')?;
+    let (service, rest) = rest.split_once(':')?;
+    if service == "lambda" {
+        let f = rest.strip_prefix("path/2015-03-31/functions/")?.strip_suffix("/invocations")?;
+        return Some(AwsUri::Lambda { function: f.to_string(), region: region.to_string() });
+    }
+    let (action, path) = match rest.split_once('/') {
+        Some(("action", a)) => (Some(a.split('&').next().unwrap_or(a).to_string()), None),
+        Some(("path", p)) => (None, Some(format!("/{p}"))),
+        _ => return None,
+    };
+    Some(AwsUri::Service { service: service.to_string(), region: region.to_string(), action, path })
+}
+
+fn has_vtl_responses(aws: &Value) -> bool {
+    aws.get("responses").and_then(Value::as_object).is_some_and(|r| {
+        r.values().any(|x| {
+            x.get("responseTemplates")
+                .and_then(Value::as_object)
+                .is_some_and(|t| t.values().any(|v| v.as_str().is_some_and(|v| v.contains('$') || v.contains('#'))))
+                || x.get("responseParameters").is_some()
+        })
+    })
 }
 
 #[cfg(test)]
