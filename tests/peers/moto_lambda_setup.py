@@ -7,19 +7,18 @@ import json
 import sys
 import zipfile
 
-import boto3
 import requests
+
+from moto_iam import admin_session
+
 port = int(sys.argv[1])
 base = f"http://127.0.0.1:{port}"
 requests.post(f"{base}/moto-api/config", json={"lambda": {"use_docker": False}})
-s = boto3.session.Session(aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x", region_name="us-east-1")
+s, keys = admin_session(base)
 iam = s.client("iam", endpoint_url=base)
-iam.create_user(UserName="gw")
-key = iam.create_access_key(UserName="gw")["AccessKey"]
-iam.put_user_policy(UserName="gw", PolicyName="all", PolicyDocument=json.dumps({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}))
 role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
 buf = io.BytesIO(); z = zipfile.ZipFile(buf, "w"); z.writestr("h.py", "def h(e, c): return {}"); z.close()
 lam = s.client("lambda", endpoint_url=base)
 lam.create_function(FunctionName="auth", Runtime="python3.11", Role=role, Handler="h.h", Code={"ZipFile": buf.getvalue()})
 requests.post(f"{base}/moto-api/static/lambda-simple/response", json={"results": [json.dumps({"principalId":"moto-user","policyDocument":{"Version":"2012-10-17","Statement":[{"Action":"execute-api:Invoke","Effect":"Allow","Resource":"*"}]}})], "region": "us-east-1"})
-print(json.dumps({"ak": key["AccessKeyId"], "sk": key["SecretAccessKey"]}))
+print(json.dumps(keys))

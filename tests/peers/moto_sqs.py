@@ -6,17 +6,14 @@ import sys
 
 import boto3
 
+from moto_iam import admin_session
+
 cmd, port = sys.argv[1], int(sys.argv[2])
 base = f"http://127.0.0.1:{port}"
 if cmd == "setup":
-    s = boto3.session.Session(aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x", region_name="us-east-1")
-    iam = s.client("iam", endpoint_url=base)
-    iam.create_user(UserName="gw")
-    key = iam.create_access_key(UserName="gw")["AccessKey"]
-    iam.put_user_policy(UserName="gw", PolicyName="all", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    s, keys = admin_session(base)
     q = s.client("sqs", endpoint_url=base).create_queue(QueueName="orders")["QueueUrl"]
-    print(json.dumps({"ak": key["AccessKeyId"], "sk": key["SecretAccessKey"], "queue": q}))
+    print(json.dumps({**keys, "queue": q}))
 else:
     ak, sk, queue = sys.argv[3], sys.argv[4], sys.argv[5]
     s = boto3.session.Session(aws_access_key_id=ak, aws_secret_access_key=sk, region_name="us-east-1")
