@@ -600,8 +600,18 @@ impl Importer<'_> {
         if let Some(pb) = aws.get("passthroughBehavior").and_then(Value::as_str) {
             t.insert("passthrough_behavior".into(), T::String(pb.to_ascii_lowercase()));
         }
-        if aws.get("requestParameters").is_some() {
-            self.report.push(format!("{} is not converted (request_parameters)", pointer("requestParameters")));
+        if let Some(rp) = aws.get("requestParameters").and_then(Value::as_object) {
+            if t.get("type").and_then(T::as_str) == Some("aws") {
+                let mut m = toml::Table::new();
+                for (k, v) in rp {
+                    if let Some(v) = v.as_str() {
+                        m.insert(k.clone(), T::String(v.to_string()));
+                    }
+                }
+                t.insert("request_parameters".into(), T::Table(m));
+            } else {
+                self.report.push(format!("{} is not converted (request_parameters)", pointer("requestParameters")));
+            }
         }
         if aws.get("credentials").is_some() {
             self.report.push(format!(

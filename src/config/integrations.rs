@@ -188,6 +188,7 @@ impl Compiler {
             ("request_templates", i.request_templates.is_some()),
             ("responses", i.responses.is_some()),
             ("proxy", i.proxy.is_some()),
+            ("request_parameters", i.request_parameters.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, b)| b.then_some(k))
@@ -221,6 +222,7 @@ impl Compiler {
                 "action",
                 "passthrough_behavior",
                 "request_templates",
+                "request_parameters",
                 "responses",
             ],
             other => {
@@ -563,7 +565,7 @@ impl Compiler {
                     Some(false) => mapping_of(i, tname)
                         .ok()
                         .flatten()
-                        .or_else(|| crate::integrations::mapping::Mapping::compile(tname, None, None, &[]).ok()),
+                        .or_else(|| crate::integrations::mapping::Mapping::compile(tname, None, None, None, &[]).ok()),
                     _ => None,
                 };
                 Some(snapshot::Integration::Lambda(crate::integrations::lambda::Target {
@@ -680,7 +682,11 @@ pub(super) fn mapping_of(
     tname: &str,
 ) -> Result<Option<crate::integrations::mapping::Mapping>, crate::integrations::mapping::CompileError> {
     use crate::integrations::mapping::{Mapping, ResponseSpec};
-    if i.request_templates.is_none() && i.responses.is_none() && i.passthrough_behavior.is_none() {
+    if i.request_templates.is_none()
+        && i.responses.is_none()
+        && i.passthrough_behavior.is_none()
+        && i.request_parameters.is_none()
+    {
         return Ok(None);
     }
     let specs: Vec<ResponseSpec<'_>> = i
@@ -694,5 +700,12 @@ pub(super) fn mapping_of(
             templates: r.templates.as_ref(),
         })
         .collect();
-    Mapping::compile(tname, i.passthrough_behavior.as_deref(), i.request_templates.as_ref(), &specs).map(Some)
+    Mapping::compile(
+        tname,
+        i.passthrough_behavior.as_deref(),
+        i.request_templates.as_ref(),
+        i.request_parameters.as_ref(),
+        &specs,
+    )
+    .map(Some)
 }

@@ -360,6 +360,9 @@ pub struct Integration {
     pub passthrough_behavior: Option<String>,
     /// VTL mapping templates by the request's media type.
     pub request_templates: Option<BTreeMap<String, String>>,
+    /// `integration.request.header|querystring|path.NAME` = a method request value,
+    /// `context.VAR`, `stageVariables.NAME` or `'literal'`.
+    pub request_parameters: Option<BTreeMap<String, String>>,
     pub responses: Option<Vec<IntegrationResponse>>,
     /// lambda: `false` makes a Lambda custom integration (request templates, integration
     /// responses) instead of a proxy one.

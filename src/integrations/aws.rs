@@ -30,12 +30,37 @@ pub struct Target {
 }
 
 impl Target {
-    /// Sends `body` to the service, signed when credentials are found.
-    pub async fn call(&self, body: Bytes, request_id: &str) -> Result<Answer, OutboundError> {
+    /// Sends `body` to the service, signed when credentials are found, with the request
+    /// parameters' headers, query and path values (`params`).
+    pub async fn call(
+        &self,
+        body: Bytes,
+        request_id: &str,
+        params: &super::mapping::Resolved,
+    ) -> Result<Answer, OutboundError> {
         let mut headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        headers.retain(|(k, _)| !params.headers.iter().any(|(n, _)| n.as_str() == *k));
+        headers.extend(params.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // query and path values make this request's own URL (and canonical request)
+        let endpoint;
+        let signer;
+        let (endpoint, signer) = if params.query.is_empty() && params.path.is_empty() {
+            (&self.endpoint, &self.signer)
+        } else {
+            let mut e = self.endpoint.clone();
+            e.target = params.apply(&self.endpoint.target);
+            let scheme = if e.tls { "https" } else { "http" };
+            signer = crate::aws::sigv4::Signer::new(
+                &self.region,
+                &self.service,
+                &format!("{scheme}://{}{}", e.host, e.target),
+            )
+            .map_err(|err| OutboundError::BadUrl(format!("cannot sign the request: {err}")))?;
+            endpoint = e;
+            (&endpoint, &signer)
+        };
         let signed = match Credentials::load() {
-            Some(c) => self
-                .signer
+            Some(c) => signer
                 .sign(&c.keys(), self.method.as_str(), &headers, &body, crate::clock::unix_now())
                 .map_err(|e| OutboundError::BadUrl(format!("cannot sign the request: {e}")))?,
             None => Vec::new(),
@@ -50,7 +75,7 @@ impl Target {
             timeout: self.timeout,
             max_answer: MAX_ANSWER,
         };
-        crate::outbound::client().send(&self.endpoint, call).await
+        crate::outbound::client().send(endpoint, call).await
     }
 }
 
@@ -133,6 +158,7 @@ impl super::Answer for Target {
     ) -> Result<super::Made, super::IntegrationError> {
         use super::IntegrationError;
         let body = view.body.unwrap_or_default();
+        let params = self.mapping.as_ref().map(|m| m.parameters(view)).unwrap_or_default();
         let mapped = match &self.mapping {
             Some(m) => match m.request(view)? {
                 super::mapping::Request::Rendered(b) => Some(b),
@@ -154,7 +180,7 @@ impl super::Answer for Target {
         };
         let target = &self.endpoint.url;
         let a = self
-            .call(payload, view.request_id)
+            .call(payload, view.request_id, &params)
             .await
             .map_err(|source| IntegrationError::Unreachable { target: target.clone(), source })?;
         if let Some(m) = &self.mapping {

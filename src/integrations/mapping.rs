@@ -60,8 +60,115 @@ pub struct Mapping {
     pub request_templates: Vec<(String, vtl::Template)>,
     pub passthrough: Passthrough,
     pub responses: Vec<Rule>,
+    /// `request_parameters`: integration request headers, query string and path values.
+    pub request_parameters: Vec<Param>,
     /// Names the integration in errors and logs.
     pub name: String,
+}
+
+/// Where a request parameter goes on the integration request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamTarget {
+    Header(HeaderName),
+    Query(String),
+    Path(String),
+}
+
+/// Where a request parameter comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamSource {
+    Header(String),
+    Query(String),
+    Path(String),
+    /// `context.a.b`: a `$context` value.
+    Context(Vec<String>),
+    Stage(String),
+    Literal(String),
+}
+
+/// One `request_parameters` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub target: ParamTarget,
+    pub source: ParamSource,
+}
+
+/// The request parameters' values for one request.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub headers: Vec<(HeaderName, String)>,
+    pub query: Vec<(String, String)>,
+    pub path: Vec<(String, String)>,
+}
+
+impl Resolved {
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.query.is_empty() && self.path.is_empty()
+    }
+
+    /// A path and query (`target`) with the path values put into its `{name}`s and the
+    /// query values appended, each percent-encoded.
+    pub fn apply(&self, target: &str) -> String {
+        const SEG: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+        let mut t = target.to_string();
+        for (k, v) in &self.path {
+            t = t.replace(&format!("{{{k}}}"), &percent_encoding::utf8_percent_encode(v, SEG).to_string());
+        }
+        for (k, v) in &self.query {
+            t.push(if t.contains('?') { '&' } else { '?' });
+            t.push_str(&percent_encoding::utf8_percent_encode(k, SEG).to_string());
+            t.push('=');
+            t.push_str(&percent_encoding::utf8_percent_encode(v, SEG).to_string());
+        }
+        t
+    }
+}
+
+/// Compiles `request_parameters` (`integration.request.{header,querystring,path}.NAME` =
+/// `method.request.{header,querystring,path}.NAME`, `context.VAR`, `stageVariables.NAME` or
+/// `'literal'`).
+fn compile_parameters(map: &std::collections::BTreeMap<String, String>) -> Result<Vec<Param>, CompileError> {
+    let err = |m: String| CompileError { at: vec!["request_parameters".into()], message: m };
+    let mut out = Vec::new();
+    for (to, from) in map {
+        let target = if let Some(h) = to.strip_prefix("integration.request.header.") {
+            ParamTarget::Header(
+                HeaderName::from_bytes(h.as_bytes()).map_err(|_| err(format!("{h:?} is not a header name")))?,
+            )
+        } else if let Some(q) = to.strip_prefix("integration.request.querystring.") {
+            ParamTarget::Query(q.to_string())
+        } else if let Some(p) = to.strip_prefix("integration.request.path.") {
+            ParamTarget::Path(p.to_string())
+        } else {
+            return Err(err(format!(
+                "{to:?}: a target is integration.request.header.NAME, .querystring.NAME or .path.NAME"
+            )));
+        };
+        let source = if let Some(l) = from.strip_prefix('\'').and_then(|f| f.strip_suffix('\'')) {
+            ParamSource::Literal(l.to_string())
+        } else if let Some(h) = from.strip_prefix("method.request.header.") {
+            ParamSource::Header(h.to_string())
+        } else if let Some(q) = from.strip_prefix("method.request.querystring.") {
+            ParamSource::Query(q.to_string())
+        } else if let Some(p) = from.strip_prefix("method.request.path.") {
+            ParamSource::Path(p.to_string())
+        } else if let Some(c) = from.strip_prefix("context.") {
+            ParamSource::Context(c.split('.').map(str::to_string).collect())
+        } else if let Some(v) = from.strip_prefix("stageVariables.") {
+            ParamSource::Stage(v.to_string())
+        } else {
+            return Err(err(format!(
+                "{from:?}: a value is method.request.header|querystring|path.NAME, context.VAR, stageVariables.NAME or 'literal'"
+            )));
+        };
+        if matches!(&source, ParamSource::Literal(l) if matches!(target, ParamTarget::Header(_)) && http::HeaderValue::from_str(l).is_err())
+        {
+            return Err(err(format!("{from:?} is not a header value")));
+        }
+        out.push(Param { target, source });
+    }
+    Ok(out)
 }
 
 /// The request side's outcome.
@@ -133,6 +240,42 @@ impl Mapping {
             why: e.to_string(),
         })?;
         Ok(Request::Rendered(Bytes::from(out)))
+    }
+
+    /// The values of `request_parameters` for this request; a missing value leaves its
+    /// parameter out.
+    pub fn parameters(&self, view: &RequestView<'_>) -> Resolved {
+        let mut out = Resolved::default();
+        if self.request_parameters.is_empty() {
+            return out;
+        }
+        let (input, context, stage) = vars_input(view, "");
+        let params = |l: &[(String, String)], k: &str, ci: bool| {
+            l.iter().find(|(n, _)| if ci { n.eq_ignore_ascii_case(k) } else { n == k }).map(|(_, v)| v.clone())
+        };
+        for p in &self.request_parameters {
+            let v = match &p.source {
+                ParamSource::Literal(l) => Some(l.clone()),
+                ParamSource::Header(h) => params(&input.header, h, true),
+                ParamSource::Query(q) => params(&input.querystring, q, false),
+                ParamSource::Path(n) => params(&input.path, n, false),
+                ParamSource::Stage(n) => stage.get(n).map(|v| v.to_text()),
+                ParamSource::Context(path) => {
+                    let mut v = context.clone();
+                    for k in path {
+                        v = v.get(k).unwrap_or_default();
+                    }
+                    (!v.is_null()).then(|| v.to_text())
+                }
+            };
+            let Some(v) = v else { continue };
+            match &p.target {
+                ParamTarget::Header(h) => out.headers.push((h.clone(), v)),
+                ParamTarget::Query(q) => out.query.push((q.clone(), v)),
+                ParamTarget::Path(n) => out.path.push((n.clone(), v)),
+            }
+        }
+        out
     }
 
     /// The method response from the integration's answer: the first rule whose pattern
@@ -240,8 +383,13 @@ impl Mapping {
         name: &str,
         passthrough: Option<&str>,
         request_templates: Option<&std::collections::BTreeMap<String, String>>,
+        request_parameters: Option<&std::collections::BTreeMap<String, String>>,
         specs: &[ResponseSpec<'_>],
     ) -> Result<Mapping, CompileError> {
+        let request_parameters = match request_parameters {
+            Some(m) => compile_parameters(m)?,
+            None => Vec::new(),
+        };
         let passthrough = match passthrough {
             None => Passthrough::WhenNoMatch,
             Some(p) => Passthrough::parse(p).ok_or_else(|| CompileError {
@@ -297,7 +445,7 @@ impl Mapping {
             };
             responses.push(Rule { pattern, status: r.status, parameters, templates });
         }
-        Ok(Mapping { request_templates, passthrough, responses, name: name.to_string() })
+        Ok(Mapping { request_templates, passthrough, responses, request_parameters, name: name.to_string() })
     }
 }
 

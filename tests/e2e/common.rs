@@ -753,10 +753,14 @@ impl RawRequest {
     pub fn sigv4_verifies(&self, host: &str, access_key: &str, secret: &str, region: &str, service: &str) -> bool {
         let (Some(auth), Some(date)) = (self.header("authorization"), self.header("x-amz-date")) else { return false };
         let now = edgegate::aws::sigv4::parse_amz_date(&date).unwrap_or(0);
-        let mut extra = vec![("content-type".to_string(), self.header("content-type").unwrap_or_default())];
-        if let Some(t) = self.header("x-amz-security-token") {
-            extra.push(("x-amz-security-token".into(), t));
-        }
+        // every header the signature names, as received (host, date and payload hash are
+        // the signer's own)
+        let signed = auth.split("SignedHeaders=").nth(1).and_then(|s| s.split(',').next()).unwrap_or("");
+        let extra: Vec<(String, String)> = signed
+            .split(';')
+            .filter(|n| !["host", "x-amz-date", "x-amz-content-sha256"].contains(n))
+            .flat_map(|n| self.headers.iter().filter(move |(k, _)| k == n).cloned())
+            .collect();
         let url = format!("http://{host}{}", self.target);
         edgegate::aws::sigv4::sign_request(
             access_key,

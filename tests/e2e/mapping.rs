@@ -322,3 +322,61 @@ fn an_aws_export_is_imported_and_served() {
     let item = m.script("moto_dynamodb.py", &["get", &m.port.to_string(), ak, sk, &id]);
     assert_eq!(item, serde_json::json!({"id": {"S": id}, "customer": {"S": "Bo"}, "lines": {"L": [{"S": "z9"}]}}));
 }
+
+/// `request_parameters` put the method request's values, `$context`, stage variables and
+/// literals into the service request's headers, query string and path, and the signature
+/// covers them.
+#[test]
+fn request_parameters_reach_the_service_signed() {
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>, bool)>>>;
+    let seen: Seen = Default::default();
+    let s2 = seen.clone();
+    let base = serve_raw(move |req, host| {
+        let verified = req.sigv4_verifies(host, "AKIDPARAM", "param-secret", "eu-west-1", "sqs");
+        s2.lock().expect("lock").push((req.target.clone(), req.headers.clone(), verified));
+        let out = "<ok/>";
+        format!("HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{out}", out.len()).into_bytes()
+    });
+    let gw = Gateway::start_with_env(
+        |d, p| {
+            format!(
+                r#"{server}
+[[apis]]
+name = "items"
+[apis.stages.prod]
+variables = {{ env = "production" }}
+[apis.integrations.svc]
+type = "aws"
+service = "sqs"
+region = "eu-west-1"
+endpoint = "{base}"
+method = "POST"
+path = "/items/{{id}}"
+request_parameters = {{ "integration.request.header.x-user" = "method.request.header.x-caller", "integration.request.querystring.q" = "method.request.querystring.q", "integration.request.path.id" = "method.request.path.id", "integration.request.header.x-fixed" = "'static'", "integration.request.header.x-stage" = "stageVariables.env", "integration.request.header.x-req" = "context.requestId", "integration.request.header.x-none" = "method.request.header.x-absent" }}
+request_templates = {{ "application/json" = '''{{"n": $input.json('$.n')}}''' }}
+[[apis.routes]]
+route = "POST /items/{{id}}"
+integration = "svc"
+"#,
+                server = server_section(d, p, "")
+            )
+        },
+        &[("AWS_ACCESS_KEY_ID", "AKIDPARAM"), ("AWS_SECRET_ACCESS_KEY", "param-secret")],
+    );
+    let r = send(
+        gw.addr(),
+        "POST",
+        "/prod/items/a%20b?q=x%20y&other=1",
+        &[("content-type", "application/json"), ("x-caller", "ann")],
+        br#"{"n": 5}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = seen.lock().expect("lock");
+    let (target, headers, verified) = seen.last().expect("called");
+    assert_eq!(target, "/items/a%20b?q=x%20y");
+    let h = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!((h("x-user"), h("x-fixed"), h("x-stage")), (Some("ann"), Some("static"), Some("production")));
+    assert_eq!(h("x-req"), r.header("x-request-id"));
+    assert_eq!(h("x-none"), None, "a missing value leaves its parameter out");
+    assert!(*verified, "the signature covers the mapped path, query and headers: {headers:?}");
+}
