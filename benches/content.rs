@@ -1,12 +1,17 @@
 //! Hot-path benchmarks of response caching and request content: building a cache key, a
-//! cache hit's lookup in the stage store, a body template render and a JSON Schema
-//! validation.
+//! cache hit's lookup in the stage store, a body template render, a VTL mapping template
+//! render (API Gateway's DynamoDB PutItem example) and a JSON Schema validation.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use edgegate::cache::{build_key, Invalidate, KeyInput, KeyPart, RouteCache};
 use edgegate::validation::{compile_schema, Validator};
 use pingora::cache::storage::Storage;
 use std::collections::BTreeMap;
+
+#[path = "support/counting.rs"]
+mod counting;
+#[global_allocator]
+static GLOBAL: counting::Counting = counting::Counting;
 
 fn bench(c: &mut Criterion) {
     let store = edgegate::cache::Stores::default().for_stage("bench", "prod", 64 << 20);
@@ -90,6 +95,30 @@ fn bench(c: &mut Criterion) {
         content_types: vec![],
     };
     let body = br#"{"name": "rex", "age": 3, "tags": ["a", "b"]}"#;
+    let vtl = edgegate::vtl::Template::compile(
+        r#"#set($body = $input.path('$'))
+{"TableName": "$stageVariables.table",
+ "Item": {"id": {"S": "$context.requestId"},
+          "customer": {"S": "$util.escapeJavaScript($body.customer)"},
+          "lines": {"L": [#foreach($l in $body.lines){"S": "$l.sku"}#if($foreach.hasNext),#end#end]}}}"#,
+    )
+    .expect("VTL");
+    let input = edgegate::vtl::Input::new(
+        r#"{"customer": "Ann \"A\"", "lines": [{"sku": "a1"}, {"sku": "b2"}, {"sku": "c3"}]}"#,
+        vec![],
+        vec![],
+        vec![],
+    );
+    let vars = edgegate::vtl::Vars {
+        input: Some(&input),
+        context: edgegate::vtl::string_map([("requestId", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"), ("stage", "prod")]),
+        stage_variables: edgegate::vtl::string_map([("table", "orders")]),
+    };
+    let limits = edgegate::vtl::Limits::default();
+    counting::report("VTL render (DynamoDB PutItem)", || vtl.render(&vars, &limits).is_ok());
+    c.bench_function("VTL render (DynamoDB PutItem, 3 lines)", |b| {
+        b.iter(|| black_box(vtl.render(black_box(&vars), &limits).expect("render")))
+    });
     c.bench_function("JSON body parse + schema validation", |b| {
         b.iter(|| black_box(v.check_body(Some("application/json"), black_box(body)).expect("valid")))
     });
