@@ -179,14 +179,13 @@ pub enum Request {
     Passthrough,
 }
 
-/// A media type without its parameters, lowercase; API Gateway takes a request without a
-/// `Content-Type` as `application/json`.
-pub fn media_type(v: Option<&HeaderValue>) -> String {
-    v.and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "application/json".to_string())
+/// The media type a template is chosen by (`request::media_type`); API Gateway takes a
+/// request without a `Content-Type` as `application/json`.
+pub fn media_type(content_type: Option<&str>) -> String {
+    match crate::request::media_type(content_type) {
+        m if m.is_empty() => "application/json".to_string(),
+        m => m,
+    }
 }
 
 fn limits() -> vtl::Limits {
@@ -225,7 +224,7 @@ impl Mapping {
     /// The integration request's body: the template for the request's media type, rendered;
     /// or the body as it came; or a 415 refusal.
     pub fn request(&self, view: &RequestView<'_>) -> Result<Request, IntegrationError> {
-        let media = media_type(view.head.headers.get(http::header::CONTENT_TYPE));
+        let media = media_type(view.content_type());
         let Some((_, t)) = self.request_templates.iter().find(|(m, _)| *m == media) else {
             return match (self.passthrough, self.request_templates.is_empty()) {
                 (Passthrough::WhenNoMatch, _) | (Passthrough::WhenNoTemplates, true) => Ok(Request::Passthrough),
@@ -316,7 +315,7 @@ impl Mapping {
         }
         // the response template for the method response's media type: the client's Accept
         // when a template names it, else the first template
-        let accept = view.head.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accept = view.header(http::header::ACCEPT).unwrap_or_default();
         let chosen = rule
             .templates
             .iter()
@@ -474,7 +473,7 @@ mod tests {
     #[test]
     fn media_types() {
         assert_eq!(media_type(None), "application/json");
-        assert_eq!(media_type(Some(&HeaderValue::from_static("Text/Plain; charset=utf-8"))), "text/plain");
+        assert_eq!(media_type(Some("Text/Plain; charset=utf-8")), "text/plain");
         assert_eq!(Passthrough::parse("never"), Some(Passthrough::Never));
         assert_eq!(Passthrough::parse("sometimes"), None);
     }
