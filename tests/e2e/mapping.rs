@@ -331,6 +331,7 @@ fn request_parameters_reach_the_service_signed() {
     type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>, bool)>>>;
     let seen: Seen = Default::default();
     let s2 = seen.clone();
+    let seen_h2 = seen.clone();
     let base = serve_raw(move |req, host| {
         let verified = req.sigv4_verifies(host, "AKIDPARAM", "param-secret", "eu-west-1", "sqs");
         s2.lock().expect("lock").push((req.target.clone(), req.headers.clone(), verified));
@@ -379,4 +380,22 @@ integration = "svc"
     assert_eq!(h("x-req"), r.header("x-request-id"));
     assert_eq!(h("x-none"), None, "a missing value leaves its parameter out");
     assert!(*verified, "the signature covers the mapped path, query and headers: {headers:?}");
+    drop(seen);
+
+    // HTTP/2 without content-length, a repeated header and an encoded path: the service gets
+    // the repeated field under the one rule (all lines, joined) and the body as rendered
+    let r = h2_request(
+        gw.addr(),
+        "POST",
+        "/prod/items/%C3%A9%2Fx?q=%26",
+        &[("content-type", "application/json"), ("x-caller", "ann"), ("x-caller", "bob")],
+        Some(br#"{"n": 6}"#),
+    );
+    assert_eq!(r.status, 200);
+    let seen = seen_h2.lock().expect("lock");
+    let (target, headers, verified) = seen.last().expect("called");
+    assert_eq!(target, "/items/%C3%A9%2Fx?q=%26");
+    let h = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(h("x-user"), Some("ann, bob"));
+    assert!(*verified, "{headers:?}");
 }
