@@ -158,9 +158,10 @@ impl super::Answer for Target {
     ) -> Result<super::Made, super::IntegrationError> {
         use super::IntegrationError;
         let body = view.body.unwrap_or_default();
-        let params = self.mapping.as_ref().map(|m| m.parameters(view)).unwrap_or_default();
-        let mapped = match &self.mapping {
-            Some(m) => match m.request(view)? {
+        let scope = self.mapping.as_ref().map(|_| super::mapping::Scope::of(view));
+        let params = self.mapping.as_ref().zip(scope.as_ref()).map(|(m, s)| m.parameters(s)).unwrap_or_default();
+        let mapped = match self.mapping.as_ref().zip(scope.as_ref()) {
+            Some((m, scope)) => match m.request(view, scope)? {
                 super::mapping::Request::Rendered(b) => Some(b),
                 super::mapping::Request::Passthrough => Some(Bytes::copy_from_slice(body)),
             },
@@ -183,8 +184,8 @@ impl super::Answer for Target {
             .call(payload, view.request_id, &params)
             .await
             .map_err(|source| IntegrationError::Unreachable { target: target.clone(), source })?;
-        if let Some(m) = &self.mapping {
-            return m.response(view, Some(&a.status.to_string()), a.status, &a.headers, a.body);
+        if let Some((m, scope)) = self.mapping.as_ref().zip(scope.as_ref()) {
+            return m.response(view, scope, Some(&a.status.to_string()), a.status, &a.headers, a.body);
         }
         let (status, headers) = answer_head(a.status, &a.headers).map_err(|why| IntegrationError::Failed {
             target: target.clone(),

@@ -655,20 +655,23 @@ impl super::Answer for Target {
     ) -> Result<super::Made, super::IntegrationError> {
         use super::IntegrationError;
         use crate::aws::invoke::Invoked;
-        // the function is told what every integration is told (forwarded::to_integration)
-        let mut told = view.headers().clone();
-        crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(view.client));
-        let payload = match &self.custom {
-            Some(m) => match m.request(view)? {
+        let scope = self.custom.as_ref().map(|_| super::mapping::Scope::of(view));
+        let payload = match self.custom.as_ref().zip(scope.as_ref()) {
+            Some((m, scope)) => match m.request(view, scope)? {
                 super::mapping::Request::Rendered(b) => b,
                 super::mapping::Request::Passthrough => Bytes::copy_from_slice(view.body.unwrap_or_default()),
             },
-            None => Bytes::from(event(&Request { view: *view, headers: &told, binary: env.binary }, self.format)),
+            None => {
+                // the function is told what every integration is told (forwarded::to_integration)
+                let mut told = view.headers().clone();
+                crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(view.client));
+                Bytes::from(event(&Request { view: *view, headers: &told, binary: env.binary }, self.format))
+            }
         };
         let name = &self.function.name;
         let failed = |kind, why, status| IntegrationError::Failed { target: name.clone(), kind, why, status };
         let invoked = self.function.invoke(payload, self.timeout, view.request_id).await;
-        if let Some(m) = &self.custom {
+        if let Some((m, scope)) = self.custom.as_ref().zip(scope.as_ref()) {
             // a custom integration: a success selects the default response, a function error
             // the first whose pattern matches its errorMessage
             let json = http::HeaderMap::from_iter([(
@@ -676,9 +679,9 @@ impl super::Answer for Target {
                 http::HeaderValue::from_static("application/json"),
             )]);
             match invoked {
-                Ok(Invoked::Answer(b)) => return m.response(view, None, 200, &json, b),
+                Ok(Invoked::Answer(b)) => return m.response(view, scope, None, 200, &json, b),
                 Ok(Invoked::FunctionError { message, body, .. }) => {
-                    return m.response(view, Some(&message), 200, &json, body)
+                    return m.response(view, scope, Some(&message), 200, &json, body)
                 }
                 _ => {}
             }

@@ -192,38 +192,56 @@ fn limits() -> vtl::Limits {
     vtl::Limits::default()
 }
 
-/// The VTL variables of a request: `$context` with AWS's names, `$stageVariables`, and
-/// `$input` over `body` with the method request's parameters.
-pub fn vars_input(view: &RequestView<'_>, body: &str) -> (vtl::Input, vtl::Value, vtl::Value) {
-    let null = serde_json::Value::Null;
-    let t = crate::templates::Vars::of(view, None, ("", &null));
-    let mut context = serde_json::to_value(&t.context).unwrap_or_default();
-    if let Some(o) = context.as_object_mut() {
-        // AWS's resource path is the route's path template
-        let resource = view.route.route_key.split_once(' ').map_or(view.route.route_key, |(_, p)| p);
-        o.insert("resourcePath".into(), resource.into());
-        o.insert("requestTimeEpoch".into(), t.context.request_time_epoch.to_string().into());
+/// What a request's templates see besides the payload, gathered once per request (and
+/// `Send`, so it lives across the integration call): `$context` with AWS's names,
+/// `$stageVariables`, and the method request's parameters.
+pub struct Scope {
+    context: serde_json::Value,
+    stage: Vec<(String, String)>,
+    /// Path parameters decoded, as API Gateway gives them.
+    path: Vec<(String, String)>,
+    querystring: Vec<(String, String)>,
+    header: Vec<(String, String)>,
+}
+
+impl Scope {
+    pub fn of(view: &RequestView<'_>) -> Scope {
+        let null = serde_json::Value::Null;
+        let t = crate::templates::Vars::of(view, None, ("", &null));
+        let mut context = serde_json::to_value(&t.context).unwrap_or_default();
+        if let Some(o) = context.as_object_mut() {
+            // AWS's resource path is the route's path template
+            let resource = view.route.route_key.split_once(' ').map_or(view.route.route_key, |(_, p)| p);
+            o.insert("resourcePath".into(), resource.into());
+            o.insert("requestTimeEpoch".into(), t.context.request_time_epoch.to_string().into());
+        }
+        Scope {
+            context,
+            stage: view.route.variables.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            path: t
+                .input
+                .params
+                .path
+                .iter()
+                .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
+                .collect(),
+            querystring: t.input.params.querystring.into_iter().collect(),
+            header: t.input.params.header.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        }
     }
-    let input = vtl::Input::new(
-        body,
-        // path parameters decoded, as API Gateway gives them
-        t.input
-            .params
-            .path
-            .iter()
-            .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
-            .collect(),
-        t.input.params.querystring.into_iter().collect(),
-        t.input.params.header.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-    );
-    let stage = vtl::string_map(view.route.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    (input, vtl::Value::from_json(&context), stage)
+
+    /// `$input` over `body`, `$context` and `$stageVariables`.
+    fn vars(&self, body: &str) -> (vtl::Input, vtl::Value, vtl::Value) {
+        let input = vtl::Input::new(body, self.path.clone(), self.querystring.clone(), self.header.clone());
+        let stage = vtl::string_map(self.stage.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        (input, vtl::Value::from_json(&self.context), stage)
+    }
 }
 
 impl Mapping {
     /// The integration request's body: the template for the request's media type, rendered;
     /// or the body as it came; or a 415 refusal.
-    pub fn request(&self, view: &RequestView<'_>) -> Result<Request, IntegrationError> {
+    pub fn request(&self, view: &RequestView<'_>, scope: &Scope) -> Result<Request, IntegrationError> {
         let media = media_type(view.content_type());
         let Some((_, t)) = self.request_templates.iter().find(|(m, _)| *m == media) else {
             return match (self.passthrough, self.request_templates.is_empty()) {
@@ -232,7 +250,7 @@ impl Mapping {
             };
         };
         let body = String::from_utf8_lossy(view.body.unwrap_or_default());
-        let (input, context, stage) = vars_input(view, &body);
+        let (input, context, stage) = scope.vars(&body);
         let vars = vtl::Vars { input: Some(&input), context, stage_variables: stage };
         let out = t.render(&vars, &limits()).map_err(|e| IntegrationError::Template {
             name: format!("{} request template {media:?}", self.name),
@@ -243,22 +261,22 @@ impl Mapping {
 
     /// The values of `request_parameters` for this request; a missing value leaves its
     /// parameter out.
-    pub fn parameters(&self, view: &RequestView<'_>) -> Resolved {
+    pub fn parameters(&self, scope: &Scope) -> Resolved {
         let mut out = Resolved::default();
         if self.request_parameters.is_empty() {
             return out;
         }
-        let (input, context, stage) = vars_input(view, "");
+        let context = vtl::Value::from_json(&scope.context);
         let params = |l: &[(String, String)], k: &str, ci: bool| {
             l.iter().find(|(n, _)| if ci { n.eq_ignore_ascii_case(k) } else { n == k }).map(|(_, v)| v.clone())
         };
         for p in &self.request_parameters {
             let v = match &p.source {
                 ParamSource::Literal(l) => Some(l.clone()),
-                ParamSource::Header(h) => params(&input.header, h, true),
-                ParamSource::Query(q) => params(&input.querystring, q, false),
-                ParamSource::Path(n) => params(&input.path, n, false),
-                ParamSource::Stage(n) => stage.get(n).map(|v| v.to_text()),
+                ParamSource::Header(h) => params(&scope.header, h, true),
+                ParamSource::Query(q) => params(&scope.querystring, q, false),
+                ParamSource::Path(n) => params(&scope.path, n, false),
+                ParamSource::Stage(n) => params(&scope.stage, n, false),
                 ParamSource::Context(path) => {
                     let mut v = context.clone();
                     for k in path {
@@ -283,6 +301,7 @@ impl Mapping {
     pub fn response(
         &self,
         view: &RequestView<'_>,
+        scope: &Scope,
         selector: Option<&str>,
         status: u16,
         headers: &http::HeaderMap,
@@ -325,7 +344,7 @@ impl Mapping {
             None => body,
             Some((media, t)) => {
                 let text = String::from_utf8_lossy(&body);
-                let (input, context, stage) = vars_input(view, &text);
+                let (input, context, stage) = scope.vars(&text);
                 let vars = vtl::Vars { input: Some(&input), context, stage_variables: stage };
                 let out = t.render(&vars, &limits()).map_err(|e| IntegrationError::Template {
                     name: format!("{} response template {media:?}", self.name),

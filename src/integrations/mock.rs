@@ -30,7 +30,8 @@ impl Answer for Mock {
 
     async fn answer(&self, view: &RequestView<'_>, env: &Env<'_>) -> Result<Made, IntegrationError> {
         if let Some(m) = &self.mapping {
-            let status = match m.request(view)? {
+            let scope = super::mapping::Scope::of(view);
+            let status = match m.request(view, &scope)? {
                 super::mapping::Request::Rendered(b) => serde_json::from_slice::<serde_json::Value>(&b)
                     .ok()
                     .and_then(|v| v.get("statusCode").and_then(|s| s.as_u64()))
@@ -39,7 +40,7 @@ impl Answer for Mock {
                 super::mapping::Request::Passthrough => 200,
             };
             let mut made =
-                m.response(view, Some(&status.to_string()), status, &http::HeaderMap::new(), Bytes::new())?;
+                m.response(view, &scope, Some(&status.to_string()), status, &http::HeaderMap::new(), Bytes::new())?;
             made.integration_status = None;
             made.cacheable = false;
             made.headers.extend(self.headers.iter().cloned());
