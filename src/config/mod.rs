@@ -476,6 +476,9 @@ impl Compiler {
             if ws {
                 self.ws_route(&rp, r);
             } else {
+                if r.route_response.is_some() {
+                    self.err(rp.key("route_response"), "`route_response` is for WebSocket routes");
+                }
                 match parse_route_key(&r.route) {
                     Ok(k) => keys.push((ri, k)),
                     Err(m) => self.err(rp.key("route"), m),

@@ -405,6 +405,9 @@ pub struct Route {
     pub validate: Option<Validate>,
     pub request_transform: Option<RequestTransform>,
     pub response_transform: Option<ResponseTransform>,
+    /// WebSocket routes: the integration's answer goes back to the client (AWS's two-way
+    /// route with a `$default` route response).
+    pub route_response: Option<bool>,
 }
 
 /// `body`: a schema file (JSON or YAML) relative to the config, or the schema inline.

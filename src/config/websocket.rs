@@ -25,6 +25,9 @@ impl Compiler {
                 "only the $connect route of a WebSocket API is authorized (later messages carry its result)",
             );
         }
+        if k == "$disconnect" && r.route_response == Some(true) {
+            self.err(rp.key("route_response"), "$disconnect has no client to answer (the connection is gone)");
+        }
         for (key, present) in [
             ("cache", r.cache.is_some()),
             ("validate", r.validate.is_some()),
@@ -65,16 +68,22 @@ impl Compiler {
                 }
             }
         }
-        // every event is an http POST: the integrations must be plain http ones
+        // each event is POSTed to an http integration, or is AWS's WebSocket event to a Lambda
+        // (proxy) function
         for s in stages {
             let views = std::iter::once(&s.view).chain(s.canary.as_ref().map(|c| &c.1));
             for v in views {
                 for (ri, i) in v.integrations.iter().enumerate() {
-                    let ok = matches!(&**i, snapshot::Integration::Http(t) if t.link.is_none());
+                    let ok = match &**i {
+                        snapshot::Integration::Http(t) => t.link.is_none(),
+                        snapshot::Integration::Lambda(t) => t.custom.is_none(),
+                        _ => false,
+                    };
                     if !ok {
                         self.err(
                             route_at(p, a, ri).key("integration"),
-                            "a WebSocket route's integration must be type = \"http\" (each event is POSTed to it)",
+                            "a WebSocket route's integration must be type = \"http\" (each event is POSTed to it) \
+                             or type = \"lambda\" with proxy (the function gets AWS's WebSocket event)",
                         );
                         return None;
                     }
@@ -114,6 +123,7 @@ impl Compiler {
             stages.iter().map(|s| reg.bucket(&format!("wsconn:{}:{}", a.name, s.name), rate, rate as u64)).collect();
         Some(crate::websocket::WsApi {
             connection_rate,
+            route_response: a.routes.iter().map(|r| r.route_response == Some(true)).collect(),
             selection,
             idle_timeout: a.idle_timeout.map(|d| d.0),
             max_duration: a.max_connection_duration.map(|d| d.0),

@@ -49,7 +49,7 @@ impl<'a> Request<'a> {
 /// AWS's `requestTime`: `09/Apr/2015:12:34:56 +0000`.
 /// `requestContext.requestTime`: `06/Dec/2026:12:00:00 +0000`, formatted once a second per
 /// thread.
-fn clf_time(t: SystemTime) -> String {
+pub(super) fn clf_time(t: SystemTime) -> String {
     thread_local! {
         static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
@@ -71,7 +71,7 @@ fn format_clf_time(secs: u64) -> String {
     format!("{d:02}/{month}/{y:04}:{:02}:{:02}:{:02} +0000", s / 3600, s % 3600 / 60, s % 60)
 }
 
-fn epoch_ms(t: SystemTime) -> u64 {
+pub(super) fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -102,7 +102,7 @@ fn query_pairs(q: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
 }
 
 /// Serializes a map from an iterator of pairs, without building one.
-struct MapOf<F>(F);
+pub(super) struct MapOf<F>(pub(super) F);
 
 impl<K: Serialize, V: Serialize, I: Iterator<Item = (K, V)>, F: Fn() -> I> Serialize for MapOf<F> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -162,7 +162,7 @@ struct Identity<'a> {
 
 /// A field AWS sends as `null`.
 #[derive(Serialize, Default)]
-struct Null(Option<()>);
+pub(super) struct Null(Option<()>);
 
 #[derive(Serialize)]
 struct CertInfo<'a> {

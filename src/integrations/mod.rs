@@ -19,6 +19,7 @@ pub mod lambda;
 pub mod mapping;
 pub mod mock;
 pub mod vpc_link;
+pub mod ws_lambda;
 
 use crate::request::RequestView;
 use crate::responses::{Refusal, ResponseType};

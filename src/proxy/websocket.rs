@@ -63,8 +63,18 @@ impl Gateway {
 
         if let Some(ci) = ws.connect {
             let started = std::time::Instant::now();
-            let query = req.uri.query().map(str::to_string);
-            let answer = conn::call(&info, ci, "CONNECT", None, Bytes::new(), false, query.as_deref()).await;
+            let view = ctx.view(req);
+            let e = conn::EventIn {
+                kind: crate::integrations::ws_lambda::EventType::Connect,
+                request_id: view.request_id,
+                message_id: None,
+                body: Bytes::new(),
+                binary: false,
+                handshake: Some(&view),
+                ended: None,
+            };
+            // boxed: the call's state is not kept in this future for the connection's life
+            let answer = Box::pin(conn::call(&info, ci, e)).await;
             ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
             match answer {
                 Ok(a) if (200..300).contains(&a.status) => ctx.upstream.status = Some(a.status),
@@ -114,7 +124,7 @@ impl Gateway {
                 conn::Ended { messages_in: 0, messages_out: 0, close_code: 1006, reason: "the connection failed" }
             }
         };
-        conn::disconnect(&info, &ended).await;
+        Box::pin(conn::disconnect(&info, &ended)).await;
         ctx.websocket =
             Some(WsLog { connection_id: id, messages_in: ended.messages_in, messages_out: ended.messages_out });
         Ok(true)

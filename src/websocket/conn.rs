@@ -3,6 +3,8 @@
 use super::frames::Socket;
 use super::{Conn, Push, WsApi};
 use crate::auth::Principal;
+use crate::aws::invoke::Invoked;
+use crate::integrations::ws_lambda::{self, EventType};
 use crate::integrations::Integration;
 use crate::observability::{access_log, metrics};
 use crate::outbound::{Call, Endpoint};
@@ -39,6 +41,12 @@ pub struct Info {
     /// The headers every event of the connection carries (its id, API, stage, domain, client,
     /// user agent, and the authorizer's result).
     headers: Vec<(String, String)>,
+    /// What Lambda events say of the connection.
+    pub domain: String,
+    pub connected_at: SystemTime,
+    /// `requestContext.authorizer`: the principal id and the authorizer's context or claims.
+    authorizer: Option<serde_json::Map<String, serde_json::Value>>,
+    api_key_id: Option<Arc<str>>,
 }
 
 /// The connection as the handshake established it.
@@ -87,7 +95,23 @@ impl Info {
                 }
             }
         }
+        let authorizer = principal.as_deref().map(|p| {
+            let mut a = serde_json::Map::new();
+            a.insert("principalId".into(), serde_json::Value::String(p.principal_id.clone()));
+            if v.caller.jwt {
+                a.insert("claims".into(), serde_json::Value::Object(p.claims.clone()));
+            } else {
+                for (k, v) in p.claims.iter().chain(p.context.iter()) {
+                    a.insert(k.clone(), v.clone());
+                }
+            }
+            a
+        });
         Info {
+            domain: v.client.host.clone(),
+            connected_at: SystemTime::now(),
+            authorizer,
+            api_key_id: v.caller.api_key_id.clone(),
             conn_id: h.conn_id,
             api: v.api().into(),
             stage: v.stage().into(),
@@ -112,46 +136,118 @@ pub struct Ended {
     pub reason: &'static str,
 }
 
-/// An event's integration call: the message (or nothing) POSTed with the connection's context
-/// in headers (`query`: the handshake's, for `$connect`). `Err` is the reason for the log.
-pub async fn call(
-    info: &Info,
-    route: usize,
-    event_type: &str,
-    message_id: Option<&str>,
-    body: Bytes,
-    binary: bool,
-    query: Option<&str>,
-) -> Result<crate::outbound::Answer, EventError> {
-    let Some((ep, timeout)) = info.endpoints.get(route).and_then(Option::as_ref) else {
-        return Err(EventError::NotHttp);
-    };
-    let with_query = match (query, info.integrations.get(route).map(|i| &**i)) {
-        (Some(q), Some(Integration::Http(t))) if !q.is_empty() => Some(t.endpoint(Some(q))),
-        _ => None,
-    };
-    let request_id = uuid::Uuid::new_v4().to_string();
+/// One event of a connection, as its integration is told it.
+pub struct EventIn<'a> {
+    pub kind: EventType,
+    pub request_id: &'a str,
+    pub message_id: Option<&'a str>,
+    /// A message's payload, and whether it came in a binary frame.
+    pub body: Bytes,
+    pub binary: bool,
+    /// `$connect`: the handshake request (its header fields and query).
+    pub handshake: Option<&'a crate::request::RequestView<'a>>,
+    /// `$disconnect`: how the connection ended.
+    pub ended: Option<&'a Ended>,
+}
+
+/// What an event's integration answered.
+pub struct EventAnswer {
+    pub status: u16,
+    /// What goes back to the client: an http integration's body, a Lambda's `body` on a
+    /// `route_response` route.
+    pub reply: Option<Bytes>,
+}
+
+/// An event's integration call: to an http integration, the message (or, for `$disconnect`,
+/// the close code and reason as JSON) POSTed with the connection's context in headers (and
+/// the handshake's query on `$connect`); to a Lambda function, AWS's WebSocket event.
+/// `Err` is the reason for the log.
+pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnswer, EventError> {
     let route_key = info.route_keys.get(route).map(|k| &**k).unwrap_or("");
-    let content_type = if binary { "application/octet-stream" } else { "text/plain; charset=utf-8" };
-    let mut refs: Vec<(&str, &str)> = info.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    refs.extend([
-        ("x-edgegate-route-key", route_key),
-        ("x-edgegate-event-type", event_type),
-        ("x-request-id", request_id.as_str()),
-        ("content-type", content_type),
-    ]);
-    if let Some(m) = message_id {
-        refs.push(("x-edgegate-message-id", m));
+    match info.integrations.get(route).map(|i| &**i) {
+        Some(Integration::Lambda(t)) => {
+            let conn = ws_lambda::Connection {
+                connection_id: &info.conn_id,
+                api_id: &info.api,
+                stage: &info.stage,
+                domain_name: &info.domain,
+                connected_at: info.connected_at,
+                source_ip: &info.source_ip,
+                user_agent: &info.user_agent,
+                authorizer: info.authorizer.as_ref(),
+                api_key_id: info.api_key_id.as_deref(),
+            };
+            // the handshake's fields as every integration is told them (forwarded::to_integration)
+            let told = e.handshake.map(|v| {
+                let mut told = v.headers().clone();
+                crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(v.client));
+                told
+            });
+            let event = ws_lambda::Event {
+                conn: &conn,
+                kind: e.kind,
+                route_key,
+                request_id: e.request_id,
+                message_id: e.message_id,
+                body: (e.kind == EventType::Message).then_some((&e.body[..], e.binary)),
+                handshake: e.handshake.zip(told.as_ref()).map(|(v, told)| (told, v.query())),
+                disconnect: e.ended.map(|x| (x.close_code, x.reason)),
+                now: SystemTime::now(),
+            };
+            let payload = Bytes::from(ws_lambda::event(&event));
+            let a = match t.function.invoke(payload, t.timeout, e.request_id).await? {
+                Invoked::Answer(result) => ws_lambda::answer(&result),
+                Invoked::FunctionError { kind, message, .. } => {
+                    return Err(EventError::Function(format!(
+                        "function {} failed ({kind}): {message}",
+                        t.function.name
+                    )))
+                }
+                Invoked::Service { status, message } => {
+                    return Err(EventError::Function(format!(
+                        "Lambda answered {status} for {}: {message}",
+                        t.function.name
+                    )))
+                }
+            };
+            let two_way = info.ws.route_response.get(route).copied().unwrap_or(false);
+            Ok(EventAnswer { status: a.status, reply: a.body.filter(|_| two_way).map(Bytes::from) })
+        }
+        Some(Integration::Http(t)) => {
+            let (ep, timeout) = info.endpoints.get(route).and_then(Option::as_ref).ok_or(EventError::Unsupported)?;
+            let query = e.handshake.and_then(|v| v.query()).filter(|q| !q.is_empty());
+            let with_query = query.map(|q| t.endpoint(Some(q)));
+            let content_type = if e.binary { "application/octet-stream" } else { "text/plain; charset=utf-8" };
+            let mut refs: Vec<(&str, &str)> = info.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            refs.extend([
+                ("x-edgegate-route-key", route_key),
+                ("x-edgegate-event-type", e.kind.as_str()),
+                ("x-request-id", e.request_id),
+                ("content-type", content_type),
+            ]);
+            if let Some(m) = e.message_id {
+                refs.push(("x-edgegate-message-id", m));
+            }
+            let body = match e.ended {
+                Some(x) => Bytes::from(serde_json::json!({"closeCode": x.close_code, "reason": x.reason}).to_string()),
+                None => e.body,
+            };
+            let call =
+                Call { method: "POST", headers: &refs, body: Some(body), timeout: *timeout, max_answer: 10 << 20 };
+            let a = crate::outbound::client().send(with_query.as_ref().unwrap_or(ep), call).await?;
+            Ok(EventAnswer { status: a.status, reply: Some(a.body).filter(|b| !b.is_empty()) })
+        }
+        _ => Err(EventError::Unsupported),
     }
-    let call = Call { method: "POST", headers: &refs, body: Some(body), timeout: *timeout, max_answer: 10 << 20 };
-    Ok(crate::outbound::client().send(with_query.as_ref().unwrap_or(ep), call).await?)
 }
 
 /// Why an event reached no integration.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("the route's integration is not http")]
-    NotHttp,
+    #[error("the route's integration takes no WebSocket events")]
+    Unsupported,
+    #[error("{0}")]
+    Function(String),
     #[error(transparent)]
     Outbound(#[from] crate::outbound::OutboundError),
 }
@@ -410,13 +506,22 @@ async fn dispatch(
         let _permit = permit;
         let started = Instant::now();
         let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from(""));
-        let r = call(&info, route, "MESSAGE", Some(&message_id), body, binary, None).await;
-        let status = match r {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let e = EventIn {
+            kind: EventType::Message,
+            request_id: &request_id,
+            message_id: Some(&message_id),
+            body,
+            binary,
+            handshake: None,
+            ended: None,
+        };
+        let status = match call(&info, route, e).await {
             Ok(a) if (200..300).contains(&a.status) => {
-                if !a.body.is_empty() {
-                    let p = match std::str::from_utf8(&a.body) {
+                if let Some(reply) = a.reply {
+                    let p = match std::str::from_utf8(&reply) {
                         Ok(t) => Push::Text(t.to_string()),
-                        Err(_) => Push::Binary(a.body.clone()),
+                        Err(_) => Push::Binary(reply),
                     };
                     let _ = answers.send(p);
                 }
@@ -444,8 +549,17 @@ pub async fn disconnect(info: &Info, ended: &Ended) {
     let Some(route) = info.ws.disconnect else { return };
     let started = Instant::now();
     let limit = if crate::lifecycle::draining() { Duration::from_secs(1) } else { Duration::from_secs(30) };
-    let body = Bytes::from(serde_json::json!({"closeCode": ended.close_code, "reason": ended.reason}).to_string());
-    let r = tokio::time::timeout(limit, call(info, route, "DISCONNECT", None, body, false, None)).await;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let e = EventIn {
+        kind: EventType::Disconnect,
+        request_id: &request_id,
+        message_id: None,
+        body: Bytes::new(),
+        binary: false,
+        handshake: None,
+        ended: Some(ended),
+    };
+    let r = tokio::time::timeout(limit, call(info, route, e)).await;
     let status = match r {
         Ok(Ok(a)) => a.status,
         Ok(Err(e)) => {

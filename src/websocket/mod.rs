@@ -7,7 +7,9 @@
 //! session (the upgraded HTTP/1.1 stream): frames are decoded by `tungstenite` driven sans-IO
 //! ([`frames`]), each text message is routed by `route_selection` (binary ones and unmatched
 //! ones go to `$default`), and POSTed to its route's http integration with the connection's
-//! context in headers; the integration's answer body, if any, goes back to the client.
+//! context in headers (the answer body, if any, goes back to the client), or sent to its
+//! Lambda function as AWS's WebSocket event (`integrations::ws_lambda`; the function's `body`
+//! goes back on `route_response` routes).
 //! `$disconnect` runs on every close. Open connections are in the node's [`REGISTRY`], which
 //! the management API ([`manage`]) reads: `POST|GET|DELETE /@connections/{id}`.
 
@@ -43,6 +45,9 @@ pub struct WsApi {
     pub default: Option<usize>,
     /// `management.authorizer`: the public `@connections` API, with this (SigV4) authorizer.
     pub management: Option<(Arc<str>, crate::auth::Authorizer)>,
+    /// `route_response` by route index: a Lambda's answer `body` goes back to the client (an
+    /// http integration's body always does).
+    pub route_response: Vec<bool>,
     /// New connections per second, per stage (by stage index), on this node: AWS's 500/s.
     pub connection_rate: Vec<Arc<crate::throttle::bucket::Bucket>>,
 }
@@ -280,6 +285,7 @@ mod tests {
             default: Some(0),
             management: None,
             connection_rate: vec![],
+            route_response: vec![],
         };
         assert_eq!(api.select(Some(r#"{"action":"send"}"#)), Some(1));
         assert_eq!(api.select(Some(r#"{"action":"other"}"#)), Some(0));

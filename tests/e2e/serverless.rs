@@ -23,6 +23,7 @@ custom:
     host: 127.0.0.1
     httpPort: HTTP_PORT
     lambdaPort: LAMBDA_PORT
+    websocketPort: WS_PORT
     noPrependStageInUrl: true
 functions:
   echo:
@@ -40,6 +41,20 @@ functions:
     runtime: python3.11
   boom:
     handler: handler.boom
+  # the reference WebSocket events, from serverless-offline's own WebSocket server
+  wsref:
+    handler: handler.ws
+    events:
+      - websocket: $connect
+      - websocket: $disconnect
+      - websocket:
+          route: $default
+      - websocket:
+          route: join
+          routeResponseSelectionExpression: $default
+  # the same handler, invoked by edgegate
+  wsgw:
+    handler: handler.ws
 "#;
 
 const NODE_HANDLER: &str = r#"
@@ -53,6 +68,16 @@ exports.echo = async (event) => ({
 // the reference events, from serverless-offline's own HTTP server
 exports.ref = async (event) => ({ statusCode: 200, body: JSON.stringify(event) });
 exports.boom = async () => { throw new Error('kaboom from node'); };
+// records every WebSocket event (with the function that got it); refuses `?deny`; answers
+// messages with their body
+exports.ws = async (event, context) => {
+  require('fs').appendFileSync(require('path').join(__dirname, 'ws-events.jsonl'),
+    JSON.stringify({ fn: context.functionName, event }) + '\n');
+  const rc = event.requestContext;
+  if (rc.eventType === 'CONNECT' && (event.queryStringParameters || {}).deny) return { statusCode: 403 };
+  if (rc.eventType === 'MESSAGE') return { statusCode: 200, body: 'fn:' + rc.routeKey + ':' + event.body };
+  return { statusCode: 200 };
+};
 "#;
 
 const PY_HANDLER: &str = r#"import base64, json
@@ -67,6 +92,7 @@ struct Sls {
     child: Child,
     http: u16,
     lambda: u16,
+    ws: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -83,8 +109,11 @@ impl Sls {
             return None;
         }
         let dir = tempfile::tempdir().expect("dir");
-        let (http, lambda) = (free_port(), free_port());
-        let yml = SERVICE.replace("HTTP_PORT", &http.to_string()).replace("LAMBDA_PORT", &lambda.to_string());
+        let (http, lambda, ws) = (free_port(), free_port(), free_port());
+        let yml = SERVICE
+            .replace("HTTP_PORT", &http.to_string())
+            .replace("LAMBDA_PORT", &lambda.to_string())
+            .replace("WS_PORT", &ws.to_string());
         std::fs::write(dir.path().join("serverless.yml"), yml).expect("write");
         std::fs::write(dir.path().join("handler.js"), NODE_HANDLER).expect("write");
         std::fs::write(dir.path().join("pyhandler.py"), PY_HANDLER).expect("write");
@@ -103,7 +132,7 @@ impl Sls {
             .process_group(0)
             .spawn()
             .expect("spawn serverless");
-        let s = Sls { child, http, lambda, _dir: dir };
+        let s = Sls { child, http, lambda, ws, _dir: dir };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
         while std::net::TcpStream::connect(("127.0.0.1", s.http)).is_err() {
             assert!(
@@ -256,4 +285,143 @@ fn lambda_integrations_against_serverless_offline() {
     let r = gw.get("/prod/nope");
     assert_eq!(r.status, 502, "{}", r.text());
     eventually("the unknown function in the log", || gw.stderr().contains("edgegate-peer-dev-nope"));
+}
+
+/// The WebSocket events `function` got, in order.
+fn ws_events(sls: &Sls, function: &str) -> Vec<Value> {
+    std::fs::read_to_string(sls._dir.path().join("ws-events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fn"].as_str().is_some_and(|f| f.ends_with(function)))
+        .map(|v| v["event"].clone())
+        .collect()
+}
+
+/// One session: a refused handshake, then a connection with query and repeated header
+/// fields, a two-way route, a `$default` message, and a close. What the client got back.
+fn ws_session(addr: std::net::SocketAddr, path: &str) -> Vec<String> {
+    use crate::websocket::{connect, text};
+    use tungstenite::Message;
+    let refused = connect(addr, &format!("{path}?deny=1"), &[]);
+    assert!(matches!(refused, Err(403)), "a $connect answer of 403 refuses the handshake: {:?}", refused.err());
+    let headers = [("x-multi", "a"), ("x-multi", "b"), ("user-agent", "ws-peer/1")];
+    let mut c = connect(addr, &format!("{path}?q=1&q=2&n=x%20y"), &headers).expect("accepted");
+    let mut got = vec![];
+    c.send(Message::Text(r#"{"action":"join","n":1}"#.into())).expect("send");
+    got.push(text(&mut c));
+    // $default has no route response: the answer is dropped; the next join's comes back
+    c.send(Message::Text("not json".into())).expect("send");
+    c.send(Message::Text(r#"{"action":"join","n":2}"#.into())).expect("send");
+    got.push(text(&mut c));
+    let normal = tungstenite::protocol::CloseFrame { code: 1000.into(), reason: "done".into() };
+    c.close(Some(normal)).expect("close");
+    while c.read().is_ok() {}
+    got
+}
+
+#[test]
+fn websocket_lambda_events_against_serverless_offline() {
+    let Some(sls) = Sls::start() else { return };
+    let endpoint = format!("http://127.0.0.1:{}", sls.lambda);
+    let gw = Gateway::start_with_env(
+        |d, p| {
+            format!(
+                "{}[[apis]]\nname = \"chat\"\nprotocol = \"websocket\"\nbase_path = \"/chat\"\n\
+                 [apis.stages.prod]\n[apis.integrations.fn]\ntype = \"lambda\"\n\
+                 function = \"edgegate-peer-dev-wsgw\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+                 [[apis.routes]]\nroute = \"$connect\"\nintegration = \"fn\"\n\
+                 [[apis.routes]]\nroute = \"$disconnect\"\nintegration = \"fn\"\n\
+                 [[apis.routes]]\nroute = \"$default\"\nintegration = \"fn\"\n\
+                 [[apis.routes]]\nroute = \"join\"\nintegration = \"fn\"\nroute_response = true\n",
+                server_section(d, p, "watch = false")
+            )
+        },
+        &[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "secret")],
+    );
+    let reference_at = std::net::SocketAddr::from(([127, 0, 0, 1], sls.ws));
+    let theirs = ws_session(reference_at, "/");
+    let ours = ws_session(gw.addr(), "/prod/chat");
+    assert_eq!(theirs, [r#"fn:join:{"action":"join","n":1}"#, r#"fn:join:{"action":"join","n":2}"#]);
+    assert_eq!(ours, theirs, "route_response sends the function's body back; $default's is dropped");
+
+    eventually("both $disconnect events", || {
+        [ws_events(&sls, "wsref"), ws_events(&sls, "wsgw")]
+            .iter()
+            .all(|e| e.iter().any(|v| v["requestContext"]["eventType"] == "DISCONNECT"))
+    });
+    let (reference, events) = (ws_events(&sls, "wsref"), ws_events(&sls, "wsgw"));
+    let kinds = |e: &[Value]| -> Vec<(String, String)> {
+        e.iter()
+            .map(|v| {
+                let rc = &v["requestContext"];
+                (rc["eventType"].as_str().unwrap_or("").into(), rc["routeKey"].as_str().unwrap_or("").into())
+            })
+            .collect()
+    };
+    let expect: Vec<(String, String)> =
+        [("CONNECT", "$connect"), ("CONNECT", "$connect"), ("MESSAGE", "join"), ("MESSAGE", "$default")]
+            .iter()
+            .chain(&[("MESSAGE", "join"), ("DISCONNECT", "$disconnect")])
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(kinds(&reference), expect, "the reference saw every event");
+    assert_eq!(kinds(&events), expect, "edgegate sent every event, in order");
+
+    // field for field: every field the reference sets, with the same type; AWS's
+    // messageId is on messages only (serverless-offline sets one on every event), and
+    // $disconnect adds disconnectStatusCode / disconnectReason (serverless-offline has none)
+    let kind_of = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    for (i, (o, r)) in events.iter().zip(&reference).enumerate() {
+        let what = &expect[i].0;
+        assert_eq!(keys(o), keys(r), "{what}: top-level fields\nours {o}\nref {r}");
+        let (oc, rc) = (&o["requestContext"], &r["requestContext"]);
+        let mut want = keys(rc);
+        if what != "MESSAGE" {
+            want.retain(|k| k != "messageId");
+        }
+        if what == "DISCONNECT" {
+            want.extend(["disconnectReason".to_string(), "disconnectStatusCode".to_string()]);
+            want.sort();
+        }
+        assert_eq!(keys(oc), want, "{what}: requestContext fields\nours {oc}\nref {rc}");
+        for k in keys(rc).iter().filter(|k| oc.get(k.as_str()).is_some()) {
+            let (a, b) = (&oc[k.as_str()], &rc[k.as_str()]);
+            if !b.is_null() && !a.is_null() {
+                assert_eq!(kind_of(a), kind_of(b), "{what}: requestContext.{k}: {a} vs {b}");
+            }
+        }
+        assert_eq!(keys(&oc["identity"]), keys(&rc["identity"]), "{what}: identity");
+        assert_eq!(oc["identity"]["sourceIp"], rc["identity"]["sourceIp"]);
+        for f in ["eventType", "routeKey", "messageDirection"] {
+            assert_eq!(oc[f], rc[f], "{what}: {f}");
+        }
+        for f in ["body", "isBase64Encoded", "queryStringParameters", "multiValueQueryStringParameters"] {
+            assert_eq!(o[f], r[f], "{what}: {f}");
+        }
+        assert!(oc["connectedAt"].as_u64() <= oc["requestTimeEpoch"].as_u64(), "{oc}");
+    }
+    // the handshake's fields on $connect, repeated ones in multiValueHeaders
+    let (oc, rc) = (&events[1], &reference[1]);
+    assert_eq!(oc["multiValueHeaders"]["x-multi"], serde_json::json!(["a", "b"]), "{oc}");
+    assert_eq!(oc["multiValueHeaders"]["x-multi"], rc["multiValueHeaders"]["x-multi"]);
+    assert_eq!(oc["headers"]["user-agent"], "ws-peer/1");
+    assert_eq!(oc["requestContext"]["identity"]["userAgent"], "ws-peer/1");
+    // one connection: the same id and connectedAt on every event after the handshake
+    let ids: Vec<&Value> = events[1..].iter().map(|v| &v["requestContext"]["connectionId"]).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let at: Vec<&Value> = events[1..].iter().map(|v| &v["requestContext"]["connectedAt"]).collect();
+    assert!(at.iter().all(|t| *t == at[0]), "{at:?}");
+    let d = &events[5]["requestContext"];
+    assert_eq!(d["disconnectStatusCode"], 1000, "{d}");
+    assert_eq!(d["disconnectReason"], "the client closed");
+    assert_eq!(events[2]["requestContext"]["stage"], "prod");
+    assert_eq!(events[2]["requestContext"]["apiId"], "chat");
 }

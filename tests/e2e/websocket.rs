@@ -82,10 +82,10 @@ integration = "be"
     )
 }
 
-type Client = WebSocket<TcpStream>;
+pub(crate) type Client = WebSocket<TcpStream>;
 
 /// A handshake; `Err(status)` when refused.
-fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+pub(crate) fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut req = format!(
@@ -115,7 +115,7 @@ fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Cli
     Ok(WebSocket::from_raw_socket(s, Role::Client, None))
 }
 
-fn recv(c: &mut Client) -> Message {
+pub(crate) fn recv(c: &mut Client) -> Message {
     loop {
         match c.read().expect("a message") {
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -124,7 +124,7 @@ fn recv(c: &mut Client) -> Message {
     }
 }
 
-fn text(c: &mut Client) -> String {
+pub(crate) fn text(c: &mut Client) -> String {
     match recv(c) {
         Message::Text(t) => t.to_string(),
         other => panic!("expected text, got {other:?}"),
@@ -132,7 +132,7 @@ fn text(c: &mut Client) -> String {
 }
 
 /// The close code the client sees (reading until the connection ends).
-fn close_code(c: &mut Client) -> Option<u16> {
+pub(crate) fn close_code(c: &mut Client) -> Option<u16> {
     loop {
         match c.read() {
             Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
@@ -681,6 +681,138 @@ fn idle_connections_stay_small() {
     eventually("the connection gauge", || gauge(&gw) == Some(350.0));
     std::thread::sleep(Duration::from_millis(300));
     let per = (rss_kib(&gw).saturating_sub(before)) / 300;
+    eprintln!("{per} KiB per idle connection");
     assert!(per < 60, "{per} KiB per idle connection");
     drop((warm, idle));
+}
+
+/// A Lambda Invoke API that records each WebSocket event and answers by its route: `$connect`
+/// with `?deny` gives statusCode 401; `echo` and `$default` answer `{"statusCode": 200,
+/// "body": "fn:" + body}`; `fail` is a function error; `five` answers statusCode 500.
+fn ws_function() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let events = Arc::new(Mutex::new(vec![]));
+    let e2 = events.clone();
+    let url = serve_raw(move |req, _| {
+        let e: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        e2.lock().expect("lock").push(e.clone());
+        let rc = &e["requestContext"];
+        let deny = e["queryStringParameters"]["deny"].is_string();
+        let (extra, out) = match (rc["eventType"].as_str().unwrap_or(""), rc["routeKey"].as_str().unwrap_or("")) {
+            ("CONNECT", _) if deny => ("", r#"{"statusCode": "401"}"#.to_string()),
+            ("MESSAGE", "fail") => ("X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage":"boom"}"#.to_string()),
+            ("MESSAGE", "five") => ("", r#"{"statusCode": 500, "body": "secret detail"}"#.to_string()),
+            ("MESSAGE", _) => {
+                let body = format!("fn:{}", e["body"].as_str().unwrap_or(""));
+                ("", serde_json::json!({"statusCode": 200, "body": body}).to_string())
+            }
+            _ => ("", "null".to_string()),
+        };
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
+            out.len()
+        )
+        .into_bytes()
+    });
+    (url, events)
+}
+
+#[test]
+fn lambda_routes_get_awss_websocket_event() {
+    let (function, events) = ws_function();
+    let auth = token_authorizer();
+    let gw = Gateway::start(|d, p| {
+        format!(
+            "{}{}[[apis]]\nname = \"chat\"\nprotocol = \"websocket\"\nbase_path = \"/chat\"\n\
+             [apis.stages.prod]\n[apis.integrations.fn]\ntype = \"lambda\"\nfunction = \"chat\"\n\
+             endpoint = \"{function}\"\nregion = \"us-east-1\"\n\
+             [[apis.routes]]\nroute = \"$connect\"\nintegration = \"fn\"\nauthorizer = \"tok\"\n\
+             [[apis.routes]]\nroute = \"$disconnect\"\nintegration = \"fn\"\n\
+             [[apis.routes]]\nroute = \"$default\"\nintegration = \"fn\"\nroute_response = true\n\
+             [[apis.routes]]\nroute = \"echo\"\nintegration = \"fn\"\nroute_response = true\n\
+             [[apis.routes]]\nroute = \"quiet\"\nintegration = \"fn\"\n\
+             [[apis.routes]]\nroute = \"fail\"\nintegration = \"fn\"\nroute_response = true\n\
+             [[apis.routes]]\nroute = \"five\"\nintegration = \"fn\"\nroute_response = true\n",
+            server_section(d, p, "watch = false"),
+            token_authorizer_section("tok", &format!("{}/authorize", auth.base), "0s"),
+        )
+    });
+    // statusCode "401" from $connect refuses the handshake with it
+    assert_eq!(connect(gw.addr(), "/prod/chat?deny=1", &[("x-token", "good")]).err(), Some(401));
+    let mut c = connect(gw.addr(), "/prod/chat?room=a%20b", &[("x-token", "good")]).expect("accepted");
+    let connect_event = events.lock().expect("lock").last().cloned().expect("$connect event");
+    let rc = &connect_event["requestContext"];
+    assert_eq!((rc["eventType"].as_str(), rc["routeKey"].as_str()), (Some("CONNECT"), Some("$connect")));
+    assert_eq!(rc["authorizer"]["team"], "blue", "the authorizer's context: {rc}");
+    assert_eq!(connect_event["queryStringParameters"]["room"], "a b");
+    assert_eq!(connect_event["headers"]["x-token"], "good");
+    let id = rc["connectionId"].as_str().expect("id").to_string();
+
+    c.send(Message::Text(r#"{"action":"echo","n":1}"#.into())).expect("send");
+    assert_eq!(text(&mut c), r#"fn:{"action":"echo","n":1}"#);
+    // no route_response: the function's answer is dropped
+    c.send(Message::Text(r#"{"action":"quiet"}"#.into())).expect("send");
+    // a binary message reaches $default base64-encoded
+    c.send(Message::Binary(vec![0xff, 0x00, 0x01].into())).expect("send");
+    assert_eq!(text(&mut c), "fn:/wAB", "quiet sent nothing; binary arrives base64");
+    // a function error, and a 500 statusCode: AWS's error frame, never the function's detail
+    for route in ["fail", "five"] {
+        c.send(Message::Text(format!(r#"{{"action":"{route}"}}"#).into())).expect("send");
+        let t = text(&mut c);
+        let err: serde_json::Value = serde_json::from_str(&t).expect("json");
+        assert_eq!(err["message"], "Internal server error", "{route}: {t}");
+        assert!(!t.contains("secret") && !t.contains("boom"), "{t}");
+    }
+    let all = events.lock().expect("lock").clone();
+    let bin = all.iter().find(|e| e["isBase64Encoded"] == true).expect("the binary message's event");
+    assert_eq!((bin["body"].as_str(), bin["requestContext"]["routeKey"].as_str()), (Some("/wAB"), Some("$default")));
+    assert_eq!(bin["requestContext"]["authorizer"]["team"], "blue", "every event carries the authorizer's result");
+    assert!(bin["requestContext"]["messageId"].is_string());
+    assert!(bin.get("headers").is_none(), "messages carry no headers: {bin}");
+
+    c.close(Some(tungstenite::protocol::CloseFrame { code: 4001.into(), reason: "bye".into() })).expect("close");
+    eventually("$disconnect", || {
+        events.lock().expect("lock").iter().any(|e| e["requestContext"]["eventType"] == "DISCONNECT")
+    });
+    let all = events.lock().expect("lock").clone();
+    let d = all.iter().find(|e| e["requestContext"]["eventType"] == "DISCONNECT").expect("disconnect");
+    assert_eq!(d["requestContext"]["connectionId"], id.as_str());
+    assert_eq!(d["requestContext"]["disconnectStatusCode"], 4001);
+    assert!(d["requestContext"]["disconnectReason"].is_string(), "{d}");
+}
+
+#[test]
+fn websocket_integration_kinds_are_checked() {
+    let d = tempfile::tempdir().expect("dir");
+    let f = d.path().join("edgegate.toml");
+    let p = Ports::new();
+    let ws = |integration: &str, route_extra: &str| {
+        format!(
+            "{}[[apis]]\nname = \"chat\"\nprotocol = \"websocket\"\n[apis.stages.prod]\n\
+             [apis.integrations.x]\n{integration}\n[[apis.routes]]\nroute = \"$disconnect\"\nintegration = \"x\"\n{route_extra}",
+            server_section(d.path(), &p, "watch = false")
+        )
+    };
+    let mock = "type = \"mock\"\nstatus = 200";
+    let custom =
+        "type = \"lambda\"\nfunction = \"f\"\nendpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\nproxy = false";
+    let http = "type = \"http\"\nuri = \"http://127.0.0.1:9\"";
+    for (text, needle) in [
+        (ws(mock, ""), "type = \"lambda\" with proxy"),
+        (ws(custom, ""), "type = \"lambda\" with proxy"),
+        (ws(http, "route_response = true"), "$disconnect has no client"),
+        (
+            format!(
+                "{}[[apis]]\nname = \"h\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /\"\n\
+                 integration = {{ type = \"http\", uri = \"http://127.0.0.1:9\" }}\nroute_response = true\n",
+                server_section(d.path(), &p, "watch = false")
+            ),
+            "`route_response` is for WebSocket routes",
+        ),
+    ] {
+        std::fs::write(&f, &text).expect("write");
+        let out = std::process::Command::new(BIN).arg("check").arg("-c").arg(&f).output().expect("check");
+        let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success() && err.contains(needle), "{needle}: {err}");
+        assert!(err.contains("edgegate.toml:"), "the file and line: {err}");
+    }
 }
