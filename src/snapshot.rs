@@ -31,7 +31,7 @@ pub struct Snapshot {
     /// `[[vpc_links]]` by name (the health checker walks them).
     pub links: HashMap<String, Arc<crate::integrations::vpc_link::Link>>,
     /// Mock bodies and gateway-response bodies.
-    pub templates: minijinja::Environment<'static>,
+    pub templates: crate::templates::Templates,
     pub certs: CertStore,
     /// `[defaults.throttle]`: the account-level bucket, checked before every other limit.
     pub account: Arc<crate::throttle::bucket::Bucket>,

@@ -1,4 +1,7 @@
-//! Rendering the snapshot's minijinja templates (mock bodies, gateway-response bodies).
+//! Rendering the snapshot's templates (transform, mock and gateway-response bodies, service
+//! request templates): minijinja, or VTL where the config gives `{ vtl = … }` /
+//! `{ vtl_file = … }` (the same variables under AWS's names: `$context`, `$stageVariables`,
+//! `$input`, `$util`).
 //! Variables: `context.*` (requestId, stage, apiId, routeKey, path, httpMethod, domainName,
 //! requestTime, requestTimeEpoch, identity.{sourceIp, userAgent, clientCert}, error.*),
 //! `stageVariables.*` and `input.{body, json, params.{path, querystring, header}}`.
@@ -222,8 +225,94 @@ pub fn encode_segment(s: &str) -> String {
     }
 }
 
-pub fn render(env: &minijinja::Environment<'static>, name: &str, vars: &Vars<'_>) -> Result<String, minijinja::Error> {
-    env.get_template(name)?.render(vars)
+/// The snapshot's templates by name: minijinja ones in its environment, VTL ones beside it.
+pub struct Templates {
+    jinja: minijinja::Environment<'static>,
+    vtl: std::collections::HashMap<String, crate::vtl::Template>,
+}
+
+impl Templates {
+    pub fn new() -> Templates {
+        Templates { jinja: environment(), vtl: Default::default() }
+    }
+
+    /// Adds a compiled VTL template under `name`.
+    pub fn add_vtl(&mut self, name: String, t: crate::vtl::Template) {
+        self.vtl.insert(name, t);
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new()
+    }
+}
+
+impl std::ops::Deref for Templates {
+    type Target = minijinja::Environment<'static>;
+    fn deref(&self) -> &Self::Target {
+        &self.jinja
+    }
+}
+
+impl std::ops::DerefMut for Templates {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.jinja
+    }
+}
+
+/// Why a template did not render.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Jinja(#[from] minijinja::Error),
+    #[error("VTL {0}")]
+    Vtl(#[from] crate::vtl::RenderError),
+}
+
+pub fn render(env: &Templates, name: &str, vars: &Vars<'_>) -> Result<String, RenderError> {
+    if let Some(t) = env.vtl.get(name) {
+        let (input, context, stage_variables) = vtl_vars(vars);
+        let v = crate::vtl::Vars { input: Some(&input), context, stage_variables };
+        return Ok(t.render(&v, &crate::vtl::Limits::default())?);
+    }
+    Ok(env.jinja.get_template(name)?.render(vars)?)
+}
+
+/// `$context` with AWS's names: the template context, plus `resourcePath` (the route's path
+/// template), `requestTimeEpoch` as AWS writes it, and `error.messageString` (the message as
+/// a quoted JSON string, as gateway-response templates use it).
+pub fn aws_context(c: &Context<'_>) -> serde_json::Value {
+    let mut context = serde_json::to_value(c).unwrap_or_default();
+    if let Some(o) = context.as_object_mut() {
+        let resource = c.route_key.split_once(' ').map_or(c.route_key, |(_, p)| p);
+        o.insert("resourcePath".into(), resource.into());
+        o.insert("requestTimeEpoch".into(), c.request_time_epoch.to_string().into());
+        if let Some(e) = c.error.as_ref() {
+            let quoted = serde_json::Value::String(e.message.to_string()).to_string();
+            if let Some(err) = o.get_mut("error").and_then(|v| v.as_object_mut()) {
+                err.insert("messageString".into(), quoted.into());
+            }
+        }
+    }
+    context
+}
+
+/// The VTL variables of a template's: `$input` (the body, path parameters decoded, query
+/// string and header fields), `$context` ([`aws_context`]) and `$stageVariables`.
+fn vtl_vars(vars: &Vars<'_>) -> (crate::vtl::Input, crate::vtl::Value, crate::vtl::Value) {
+    let p = &vars.input.params;
+    let input = crate::vtl::Input::new(
+        vars.input.body,
+        p.path
+            .iter()
+            .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
+            .collect(),
+        p.querystring.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        p.header.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    );
+    let stage = crate::vtl::string_map(vars.stage_variables.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    (input, crate::vtl::Value::from_json(&aws_context(&vars.context)), stage)
 }
 
 #[cfg(test)]
@@ -232,7 +321,7 @@ mod tests {
 
     #[test]
     fn renders_context_and_stage_variables() {
-        let mut env = minijinja::Environment::new();
+        let mut env = Templates::new();
         env.add_template_owned("t", "{{ context.stage }}/{{ stageVariables.color }}/{{ input.params.path.id }}/{{ input.params.querystring.q }}")
             .expect("template");
         let vars_map = BTreeMap::from([("color".to_string(), "blue".to_string())]);

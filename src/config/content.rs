@@ -42,7 +42,7 @@ impl Compiler {
     pub(super) fn template(
         &mut self,
         p: KeyPath,
-        env: &mut minijinja::Environment<'static>,
+        env: &mut crate::templates::Templates,
         name: String,
         template: &str,
     ) -> String {
@@ -55,7 +55,7 @@ impl Compiler {
     pub(super) fn header_templates(
         &mut self,
         p: &KeyPath,
-        env: &mut minijinja::Environment<'static>,
+        env: &mut crate::templates::Templates,
         prefix: &str,
         set: &BTreeMap<String, String>,
         remove: &[String],
@@ -81,7 +81,7 @@ impl Compiler {
         &mut self,
         p: &KeyPath,
         t: &model::RequestTransform,
-        env: &mut minijinja::Environment<'static>,
+        env: &mut crate::templates::Templates,
         tname: &str,
     ) -> crate::transform::RequestTransform {
         let prefix = format!("req:{tname}");
@@ -96,7 +96,7 @@ impl Compiler {
             remove_headers,
             set_query,
             path: t.path.as_ref().map(|b| self.template(p.key("path"), env, format!("{prefix}:path"), b)),
-            body: self.body_template(p, env, &prefix, t.body.as_deref()),
+            body: self.body_template(p, env, &prefix, t.body.as_ref()),
         }
     }
 
@@ -104,19 +104,70 @@ impl Compiler {
     pub(super) fn body_template(
         &mut self,
         p: &KeyPath,
-        env: &mut minijinja::Environment<'static>,
+        env: &mut crate::templates::Templates,
         prefix: &str,
-        body: Option<&str>,
+        body: Option<&model::TemplateText>,
     ) -> Option<String> {
-        body.filter(|b| !b.is_empty())
-            .map(|b| self.template(p.key("body"), env, crate::templates::name_for(&format!("{prefix}:body"), b), b))
+        body.filter(|b| !b.is_empty()).map(|b| {
+            self.text_template(
+                p.key("body"),
+                env,
+                &format!("{prefix}:body"),
+                b,
+                crate::templates::name_for,
+                str::to_string,
+            )
+        })
+    }
+
+    /// A template the config gives (minijinja text, or `{ vtl }` / `{ vtl_file }`), compiled
+    /// into `env` under its name ([`model::TemplateText::name`]; `jinja_text` rewrites
+    /// minijinja text first); returns the name.
+    pub(super) fn text_template(
+        &mut self,
+        p: KeyPath,
+        env: &mut crate::templates::Templates,
+        base: &str,
+        t: &model::TemplateText,
+        jinja_name: fn(&str, &str) -> String,
+        jinja_text: fn(&str) -> String,
+    ) -> String {
+        match t {
+            model::TemplateText::Text(text) => {
+                let text = jinja_text(text);
+                self.template(p, env, jinja_name(base, &text), &text)
+            }
+            model::TemplateText::Vtl(v) => {
+                let name = t.name(base, jinja_name);
+                let src = match (&v.vtl, &v.vtl_file) {
+                    (Some(src), None) => Some(src.clone()),
+                    (None, Some(f)) => {
+                        self.file(p.key("vtl_file"), f).map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+                    }
+                    _ => {
+                        self.err(p.clone(), "a VTL template is { vtl = \"...\" } or { vtl_file = \"FILE\" }");
+                        None
+                    }
+                };
+                if let Some(src) = src {
+                    match crate::vtl::Template::compile(&src) {
+                        Ok(c) => env.add_vtl(name.clone(), c),
+                        Err(e) => {
+                            let at = if v.vtl_file.is_some() { p.key("vtl_file") } else { p.key("vtl") };
+                            self.err(at, format!("VTL {e}"));
+                        }
+                    }
+                }
+                name
+            }
+        }
     }
 
     pub(super) fn response_transform(
         &mut self,
         p: &KeyPath,
         t: &model::ResponseTransform,
-        env: &mut minijinja::Environment<'static>,
+        env: &mut crate::templates::Templates,
         tname: &str,
     ) -> crate::transform::ResponseTransform {
         let prefix = format!("resp:{tname}");
@@ -135,7 +186,7 @@ impl Compiler {
             status,
             set_headers,
             remove_headers,
-            body: self.body_template(p, env, &prefix, t.body.as_deref()),
+            body: self.body_template(p, env, &prefix, t.body.as_ref()),
         }
     }
 

@@ -162,7 +162,7 @@ impl Compiler {
         p: &KeyPath,
         i: &Integration,
         settings: &Settings,
-        env: &mut minijinja::Environment<'static>,
+        env: &mut crate::templates::Templates,
         tname: &str,
     ) {
         let present: Vec<&str> = [
@@ -281,12 +281,8 @@ impl Compiler {
                     }
                 }
                 if let Some(t) = &i.request_template {
-                    let text = stage_vars_as_template(t);
-                    if let Err(e) =
-                        env.add_template_owned(crate::templates::name_for_service(&format!("aws:{tname}"), &text), text)
-                    {
-                        self.err(p.key("request_template"), format!("template error: {e}"));
-                    }
+                    let (name, text) = (crate::templates::name_for_service, stage_vars_as_template);
+                    self.text_template(p.key("request_template"), env, &format!("aws:{tname}"), t, name, text);
                 }
                 if let Some(t) = i.timeout {
                     if t.0.is_zero() || t.0 > settings.max_integration_timeout {
@@ -357,11 +353,8 @@ impl Compiler {
                     self.headers(&p.key("headers"), h);
                 }
                 if let Some(b) = &i.body {
-                    if let Err(e) =
-                        env.add_template_owned(crate::templates::name_for(&format!("mock:{tname}"), b), b.clone())
-                    {
-                        self.err(p.key("body"), format!("template error: {e}"));
-                    }
+                    let (base, name) = (format!("mock:{tname}"), crate::templates::name_for);
+                    self.text_template(p.key("body"), env, &base, b, name, str::to_string);
                 }
             }
         }
@@ -515,10 +508,11 @@ impl Compiler {
                         headers.push(("content-type".into(), content_type.into()));
                     }
                 }
-                let template = i
-                    .request_template
-                    .as_ref()
-                    .map(|t| crate::templates::name_for_service(&format!("aws:{tname}"), &stage_vars_as_template(t)));
+                let template = i.request_template.as_ref().map(|t| {
+                    t.name(&format!("aws:{tname}"), |base, text| {
+                        crate::templates::name_for_service(base, &stage_vars_as_template(text))
+                    })
+                });
                 let timeout = integration_timeout(i, settings);
                 Some(snapshot::Integration::Aws(crate::integrations::aws::Target {
                     service,
@@ -591,7 +585,7 @@ impl Compiler {
             }
             "mock" => {
                 let headers = i.headers.as_ref().map(|h| self.headers(&ip.key("headers"), h)).unwrap_or_default();
-                let body = i.body.as_ref().map(|b| crate::templates::name_for(&format!("mock:{tname}"), b));
+                let body = i.body.as_ref().map(|b| b.name(&format!("mock:{tname}"), crate::templates::name_for));
                 let mapping = mapping_of(i, tname).ok().flatten();
                 Some(snapshot::Integration::Mock(snapshot::Mock {
                     status: i.status.unwrap_or(200),

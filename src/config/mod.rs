@@ -256,7 +256,7 @@ impl Compiler {
                 .map(|edge| (edge.clone(), Arc::new(snapshot::Integration::Http(edge.target.clone()))));
         }
 
-        let mut env = crate::templates::environment();
+        let mut env = crate::templates::Templates::new();
         let mut apis = Vec::new();
         let mut api_index: HashMap<&str, usize> = HashMap::new();
         for (i, a) in cfg.apis.iter().enumerate() {
@@ -428,7 +428,7 @@ impl Compiler {
         p: &KeyPath,
         a: &Api,
         settings: &Settings,
-        env: &mut minijinja::Environment<'static>,
+        env: &mut crate::templates::Templates,
         authorizers: &HashMap<String, snapshot::Authorizer>,
     ) -> Option<snapshot::Api> {
         let ws = a.protocol == Protocol::Websocket;
@@ -545,11 +545,9 @@ impl Compiler {
             }
             let headers = self.headers(&gp.key("headers"), &g.headers);
             let body_template = g.body.as_ref().map(|b| {
-                let tname = format!("gw:{}:{}", a.name, name);
-                if let Err(e) = env.add_template_owned(tname.clone(), b.clone()) {
-                    self.err(gp.key("body"), format!("template error: {e}"));
-                }
-                tname
+                // minijinja bodies are JSON-escaped by their `gw:` name
+                let base = format!("gw:{}:{}", a.name, name);
+                self.text_template(gp.key("body"), env, &base, b, |base, _| base.to_string(), str::to_string)
             });
             overrides.0.insert(t, CustomResponse { status: g.status, headers, body_template });
         }

@@ -343,7 +343,7 @@ pub struct Integration {
     pub service: Option<String>,
     pub method: Option<String>,
     pub path: Option<String>,
-    pub request_template: Option<String>,
+    pub request_template: Option<TemplateText>,
     /// Lambda and AWS service endpoints: allow `http://` off loopback (signed requests,
     /// session tokens and client data then travel in clear).
     pub allow_insecure_endpoint: Option<bool>,
@@ -353,7 +353,7 @@ pub struct Integration {
     pub link: Option<String>,
     // mock
     pub status: Option<u16>,
-    pub body: Option<String>,
+    pub body: Option<TemplateText>,
     // non-proxy (REST custom) integrations: aws and mock
     /// An AWS action-style call (`X-Amz-Target` for JSON services, `Action=` for query ones).
     pub action: Option<String>,
@@ -410,6 +410,38 @@ pub struct Route {
     pub route_response: Option<bool>,
 }
 
+/// A template the config gives: minijinja text, or `{ vtl = "..." }` / `{ vtl_file = "FILE" }`
+/// (API Gateway's VTL).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateText {
+    Text(String),
+    Vtl(VtlText),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtlText {
+    pub vtl: Option<String>,
+    pub vtl_file: Option<String>,
+}
+
+impl TemplateText {
+    /// The name it is compiled under: a minijinja one as `jinja` names it from its text (the
+    /// name picks the output escaping), a VTL one `{base}+vtl`.
+    pub fn name(&self, base: &str, jinja: impl FnOnce(&str, &str) -> String) -> String {
+        match self {
+            TemplateText::Text(t) => jinja(base, t),
+            TemplateText::Vtl(_) => format!("{base}+vtl"),
+        }
+    }
+
+    /// Empty minijinja text (a transform's "pass the body through").
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TemplateText::Text(t) if t.is_empty())
+    }
+}
+
 /// `body`: a schema file (JSON or YAML) relative to the config, or the schema inline.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -443,7 +475,7 @@ pub struct RequestTransform {
     #[serde(default)]
     pub set_query: BTreeMap<String, String>,
     pub path: Option<String>,
-    pub body: Option<String>,
+    pub body: Option<TemplateText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,7 +487,7 @@ pub struct ResponseTransform {
     pub set_headers: BTreeMap<String, String>,
     #[serde(default)]
     pub remove_headers: Vec<String>,
-    pub body: Option<String>,
+    pub body: Option<TemplateText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -480,7 +512,7 @@ pub struct GatewayResponse {
     pub status: Option<u16>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    pub body: Option<String>,
+    pub body: Option<TemplateText>,
 }
 
 /// Authorizers are parsed loosely here (their keys are validated when the

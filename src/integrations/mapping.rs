@@ -208,15 +208,8 @@ impl Scope {
     pub fn of(view: &RequestView<'_>) -> Scope {
         let null = serde_json::Value::Null;
         let t = crate::templates::Vars::of(view, None, ("", &null));
-        let mut context = serde_json::to_value(&t.context).unwrap_or_default();
-        if let Some(o) = context.as_object_mut() {
-            // AWS's resource path is the route's path template
-            let resource = view.route.route_key.split_once(' ').map_or(view.route.route_key, |(_, p)| p);
-            o.insert("resourcePath".into(), resource.into());
-            o.insert("requestTimeEpoch".into(), t.context.request_time_epoch.to_string().into());
-        }
         Scope {
-            context,
+            context: crate::templates::aws_context(&t.context),
             stage: view.route.variables.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             path: t
                 .input

@@ -75,7 +75,7 @@ pub enum BodyUse {
 /// What an answer integration is given besides the request.
 pub struct Env<'a> {
     /// The snapshot's compiled templates.
-    pub templates: &'a minijinja::Environment<'static>,
+    pub templates: &'a crate::templates::Templates,
     /// The request's media type is one of the API's binary types.
     pub binary: bool,
 }

@@ -18,13 +18,14 @@ fn internal() -> Refusal {
 
 /// Renders one `set_headers` template into a header value.
 fn render_header(
-    env: &minijinja::Environment<'static>,
+    env: &crate::templates::Templates,
     tpl: &str,
     v: &templates::Vars,
-) -> Result<HeaderValue, minijinja::Error> {
+) -> Result<HeaderValue, templates::RenderError> {
     let s = templates::render(env, tpl, v)?;
-    HeaderValue::from_str(&s)
-        .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "the value is not header text"))
+    HeaderValue::from_str(&s).map_err(|_| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "the value is not header text").into()
+    })
 }
 
 fn content_type(req: &RequestHeader) -> Option<&str> {
@@ -65,7 +66,7 @@ impl Gateway {
         if t.set_headers.is_empty() && t.set_query.is_empty() && t.path.is_none() {
             return Ok(());
         }
-        let fail = |e: minijinja::Error| {
+        let fail = |e: templates::RenderError| {
             log::warn!("request transform template: {e}");
             internal()
         };

@@ -399,3 +399,95 @@ integration = "svc"
     assert_eq!(h("x-user"), Some("ann, bob"));
     assert!(*verified, "{headers:?}");
 }
+
+/// `{ vtl = … }` / `{ vtl_file = … }` in place of minijinja: a mock body, request and
+/// response transform bodies, and a gateway response body, rendered with AWS's variables;
+/// what the origin received is asserted.
+#[test]
+fn vtl_wherever_minijinja_templates_are_accepted() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let s2 = seen.clone();
+    let origin = serve_raw(move |req, _| {
+        s2.lock().expect("lock").push((req.target.clone(), String::from_utf8_lossy(&req.body).into_owned()));
+        let body = r#"{"id": 7, "name": "rex"}"#;
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+            .into_bytes()
+    });
+    let gw = Gateway::start(|d, p| {
+        std::fs::write(
+            d.join("pet.vtl"),
+            "#set($p = $input.path('$'))\n{\"pet\": \"$util.escapeJavaScript($p.name)\", \"tags\": [#foreach($t in $p.tags)\"$t\"#if($foreach.hasNext),#end#end], \"stage\": \"$stageVariables.color\"}",
+        )
+        .expect("vtl file");
+        format!(
+            r#"{}
+[[apis]]
+name = "v"
+[apis.stages.prod]
+variables = {{ color = "blue" }}
+[apis.integrations.origin]
+type = "http"
+uri = "{origin}"
+[apis.integrations.hello]
+type = "mock"
+status = 200
+body = {{ vtl = '''{{"hello": "$input.params('who')", "route": "$context.resourcePath", "n": #set($n = 1 + 2)$n}}''' }}
+[apis.gateway_responses.BAD_REQUEST_BODY]
+status = 422
+body = {{ vtl = '{{"error": $context.error.messageString, "type": "$context.error.responseType"}}' }}
+[[apis.routes]]
+route = "GET /hello/{{who}}"
+integration = "hello"
+[[apis.routes]]
+route = "POST /v"
+integration = "hello"
+validate = {{ body = {{ type = "object", required = ["x"] }} }}
+[[apis.routes]]
+route = "POST /pets"
+integration = "origin"
+[apis.routes.request_transform]
+body = {{ vtl_file = "pet.vtl" }}
+[apis.routes.response_transform]
+body = {{ vtl = '''#set($b = $input.path('$'))[$b.id, "$b.name.toUpperCase()"]''' }}
+"#,
+            server_section(d, p, "watch = false")
+        )
+    });
+    let r = gw.get("/prod/hello/bo%20b");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"hello": "bo b", "route": "/hello/{who}", "n": 3}));
+
+    let body = r#"{"name": "Rex \"the\" dog", "tags": ["a", "b"]}"#;
+    let r = send(gw.addr(), "POST", "/prod/pets", &[("content-type", "application/json")], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!([7, "REX"]), "the response transform's VTL");
+    let (target, got) = seen.lock().expect("lock").last().cloned().expect("the origin got the request");
+    assert_eq!(target, "/pets");
+    let got: serde_json::Value = serde_json::from_str(&got).expect("the rendered body is JSON");
+    assert_eq!(got, serde_json::json!({"pet": "Rex \"the\" dog", "tags": ["a", "b"], "stage": "blue"}));
+
+    // a gateway response in VTL: AWS's $context.error.messageString is the quoted message
+    let r = send(gw.addr(), "POST", "/prod/v", &[("content-type", "application/json")], br#"{"y": "\"quoted\""}"#);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["type"], "BAD_REQUEST_BODY", "{}", r.text());
+    assert!(r.json()["error"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.text());
+
+    // errors: a VTL file names its line and column; both keys, or neither, is refused
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(dir.path().join("bad.vtl"), "ok\n#foreach($x in $y)\n").expect("write");
+    for (body, needle) in [
+        (r#"{ vtl_file = "bad.vtl" }"#, "VTL 2:"),
+        (r#"{ vtl = "a", vtl_file = "bad.vtl" }"#, "vtl_file = \"FILE\""),
+        (r#"{ vtl_file = "missing.vtl" }"#, "missing.vtl"),
+    ] {
+        let cfg = format!(
+            "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.m]\ntype = \"mock\"\nbody = {body}\n"
+        );
+        std::fs::write(&path, cfg).expect("write");
+        let out = std::process::Command::new(BIN).arg("check").arg("-c").arg(&path).output().expect("check");
+        let msg = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success() && msg.contains(needle), "{needle}: {msg}");
+        assert!(msg.contains("bad.toml:6"), "{msg}");
+    }
+}
