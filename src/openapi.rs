@@ -33,8 +33,11 @@ pub struct Options {
 pub struct Import {
     pub api: toml::Table,
     pub report: Vec<String>,
-    /// Authorizer names the routes refer to (they must be defined in `[authorizers]`).
+    /// Authorizer names the routes refer to that the document does not define (they must be
+    /// defined in `[authorizers]`).
     pub authorizers: Vec<String>,
+    /// `[authorizers.NAME]` tables made from the document's `x-amazon-apigateway-authorizer`s.
+    pub authorizer_defs: toml::Table,
 }
 
 /// The integration routes use when the document names none.
@@ -103,6 +106,7 @@ struct Importer<'a> {
     version: Version,
     report: Vec<String>,
     authorizers: Vec<String>,
+    authorizer_defs: toml::Table,
     uses_default: bool,
 }
 
@@ -126,7 +130,14 @@ fn slug(s: &str) -> String {
 
 pub fn import(doc: &Value, opts: &Options) -> Result<Import, String> {
     let version = version(doc)?;
-    let mut im = Importer { doc, version, report: vec![], authorizers: vec![], uses_default: false };
+    let mut im = Importer {
+        doc,
+        version,
+        report: vec![],
+        authorizers: vec![],
+        authorizer_defs: toml::Table::new(),
+        uses_default: false,
+    };
     let mut api = toml::Table::new();
     let name =
         opts.name.clone().unwrap_or_else(|| slug(doc.pointer("/info/title").and_then(Value::as_str).unwrap_or("api")));
@@ -143,6 +154,12 @@ pub fn import(doc: &Value, opts: &Options) -> Result<Import, String> {
         api.insert("cors".into(), T::Table(im.cors(c)));
     }
     im.root_extensions();
+    if let Some(g) = doc.get("x-amazon-apigateway-gateway-responses").and_then(Value::as_object) {
+        let responses = im.gateway_responses(g);
+        if !responses.is_empty() {
+            api.insert("gateway_responses".into(), T::Table(responses));
+        }
+    }
 
     let mut routes = vec![];
     if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
@@ -190,7 +207,9 @@ pub fn import(doc: &Value, opts: &Options) -> Result<Import, String> {
     }
     im.authorizers.sort();
     im.authorizers.dedup();
-    Ok(Import { api, report: im.report, authorizers: im.authorizers })
+    let defined = im.authorizer_defs.clone();
+    im.authorizers.retain(|a| !defined.contains_key(a));
+    Ok(Import { api, report: im.report, authorizers: im.authorizers, authorizer_defs: im.authorizer_defs })
 }
 
 impl Importer<'_> {
@@ -234,7 +253,11 @@ impl Importer<'_> {
         let Some(obj) = self.doc.as_object() else { return };
         for k in obj.keys() {
             match k.as_str() {
-                "x-amazon-apigateway-binary-media-types" | "x-amazon-apigateway-cors" => {}
+                "x-amazon-apigateway-binary-media-types"
+                | "x-amazon-apigateway-cors"
+                | "x-amazon-apigateway-gateway-responses"
+                | "x-amazon-apigateway-request-validators"
+                | "x-amazon-apigateway-request-validator" => {}
                 "x-amazon-apigateway-api-key-source" if obj[k].as_str() != Some("HEADER") => {
                     self.report.push(format!("{k} = {}: only HEADER is supported", obj[k]));
                 }
@@ -382,10 +405,207 @@ impl Importer<'_> {
         if !headers.is_empty() {
             validate.insert("headers".into(), T::Array(headers));
         }
+        self.request_validator(key, op, &mut validate);
         if !validate.is_empty() {
             r.insert("validate".into(), T::Table(validate));
         }
         r
+    }
+
+    /// API Gateway validates only what a method's request validator asks for
+    /// (`x-amazon-apigateway-request-validator` on the operation, else the document's
+    /// default, naming one of `x-amazon-apigateway-request-validators`). A document that uses
+    /// validators gets AWS's rule; one that does not (plain OpenAPI) is validated in full.
+    fn request_validator(&mut self, key: &str, op: &Value, validate: &mut toml::Table) {
+        let validators = self.doc.get("x-amazon-apigateway-request-validators").and_then(Value::as_object);
+        let named = op
+            .get("x-amazon-apigateway-request-validator")
+            .or(self.doc.get("x-amazon-apigateway-request-validator"))
+            .and_then(Value::as_str);
+        if validators.is_none() && named.is_none() {
+            return;
+        }
+        let v = named.and_then(|n| validators.and_then(|v| v.get(n)));
+        if let (Some(n), None) = (named, v) {
+            self.report.push(format!(
+                "{key}: request validator {n:?} is not in x-amazon-apigateway-request-validators; nothing is validated"
+            ));
+        }
+        let flag = |k: &str| v.and_then(|v| v.get(k)).and_then(Value::as_bool).unwrap_or(false);
+        if !flag("validateRequestBody") {
+            for k in ["body", "body_required", "content_types"] {
+                validate.remove(k);
+            }
+        }
+        if !flag("validateRequestParameters") {
+            for k in ["query", "headers"] {
+                validate.remove(k);
+            }
+        }
+    }
+
+    /// An `[authorizers.NAME]` table from a security scheme's `x-amazon-apigateway-authorizer`:
+    /// Cognito user pools and HTTP APIs' `jwt` become `jwt`; `token` and `request` Lambda
+    /// authorizers become `token` / `request` ones invoking the function (name its endpoint).
+    fn authorizer(&mut self, name: &str, scheme: &Value, def: &Value) -> Option<toml::Table> {
+        let at = |k: &str| format!("security scheme {name}: x-amazon-apigateway-authorizer/{k}");
+        let s = |v: &str| T::String(v.to_string());
+        let mut t = toml::Table::new();
+        let kind = def.get("type").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let header = scheme.get("name").and_then(Value::as_str).unwrap_or("Authorization");
+        // method.request.header.X -> $request.header.X (and the like); several are comma-separated
+        let sources = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_str)
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| {
+                    if let Some(rest) = x.strip_prefix("method.request.") {
+                        format!("$request.{rest}")
+                    } else if x.starts_with('$') {
+                        x.to_string()
+                    } else {
+                        format!("${x}")
+                    }
+                })
+                .collect()
+        };
+        match kind.as_str() {
+            "cognito_user_pools" => {
+                let arns: Vec<&str> = def
+                    .get("providerARNs")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                // arn:aws:cognito-idp:REGION:ACCOUNT:userpool/POOL_ID
+                let pool = arns.first().and_then(|a| {
+                    let region = a.split(':').nth(3)?;
+                    let id = a.rsplit_once("userpool/")?.1;
+                    Some(format!("https://cognito-idp.{region}.amazonaws.com/{id}"))
+                });
+                let Some(issuer) = pool else {
+                    self.report
+                        .push(format!("{}: no user pool ARN; authorizer {name} not defined", at("providerARNs")));
+                    return None;
+                };
+                if arns.len() > 1 {
+                    self.report.push(format!("{}: only the first user pool is trusted", at("providerARNs")));
+                }
+                t.insert("type".into(), s("jwt"));
+                t.insert("jwks".into(), T::String(format!("{issuer}/.well-known/jwks.json")));
+                t.insert("issuer".into(), T::String(issuer));
+                let source = sources(def.get("identitySource"));
+                let source = source.first().cloned().unwrap_or(format!("$request.header.{header}"));
+                t.insert("identity_source".into(), T::String(source));
+                t.insert("algorithms".into(), T::Array(vec![s("RS256")]));
+            }
+            "jwt" => {
+                let c = def.get("jwtConfiguration");
+                let Some(issuer) = c.and_then(|c| c.get("issuer")).and_then(Value::as_str) else {
+                    self.report.push(format!("{}: no issuer; authorizer {name} not defined", at("jwtConfiguration")));
+                    return None;
+                };
+                t.insert("type".into(), s("jwt"));
+                t.insert("issuer".into(), s(issuer));
+                t.insert("jwks".into(), T::String(format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))));
+                let aud: Vec<T> = c
+                    .and_then(|c| c.get("audience"))
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(s).collect())
+                    .unwrap_or_default();
+                if !aud.is_empty() {
+                    t.insert("audience".into(), T::Array(aud));
+                }
+                if let Some(src) = sources(def.get("identitySource")).first() {
+                    t.insert("identity_source".into(), s(src));
+                }
+            }
+            "token" | "request" => {
+                let uri = def.get("authorizerUri").and_then(Value::as_str).unwrap_or("");
+                let Some(AwsUri::Lambda { function, region }) = parse_aws_uri(uri) else {
+                    self.report.push(format!(
+                        "{}: {uri:?} is not a Lambda function; authorizer {name} not defined",
+                        at("authorizerUri")
+                    ));
+                    return None;
+                };
+                t.insert("type".into(), s(&kind));
+                let mut l = toml::Table::new();
+                l.insert("function".into(), T::String(function));
+                l.insert("region".into(), T::String(region));
+                t.insert("lambda".into(), T::Table(l));
+                let src = sources(def.get("identitySource"));
+                if kind == "token" {
+                    let one = src.first().cloned().unwrap_or(format!("$request.header.{header}"));
+                    t.insert("identity_source".into(), T::String(one));
+                } else if !src.is_empty() {
+                    t.insert("identity_sources".into(), T::Array(src.into_iter().map(T::String).collect()));
+                }
+                // REST authorizers answer with an IAM policy; HTTP APIs' may use simple responses
+                let simple = def.get("enableSimpleResponses").and_then(Value::as_bool).unwrap_or(false);
+                t.insert("response".into(), s(if simple { "simple" } else { "iam" }));
+                let ttl = def.get("authorizerResultTtlInSeconds").and_then(Value::as_u64).unwrap_or(300);
+                t.insert("result_ttl".into(), T::String(format!("{ttl}s")));
+                for k in ["identityValidationExpression", "authorizerCredentials"] {
+                    if def.get(k).is_some() {
+                        self.report.push(format!("{} is not converted", at(k)));
+                    }
+                }
+            }
+            other => {
+                self.report
+                    .push(format!("{}: type {other:?} is not supported; authorizer {name} not defined", at("type")));
+                return None;
+            }
+        }
+        Some(t)
+    }
+
+    /// `x-amazon-apigateway-gateway-responses` as `gateway_responses`: the status, literal
+    /// `gatewayresponse.header.*` values and the JSON response template (as VTL).
+    fn gateway_responses(&mut self, g: &Map<String, Value>) -> toml::Table {
+        let mut out = toml::Table::new();
+        for (kind, r) in g {
+            let at = format!("x-amazon-apigateway-gateway-responses/{kind}");
+            if crate::responses::ResponseType::from_name(kind).is_none() {
+                self.report.push(format!("{at}: response type {kind} is not one of the gateway's; not converted"));
+                continue;
+            }
+            let mut t = toml::Table::new();
+            if let Some(st) = r.get("statusCode").and_then(|s| s.as_u64().or_else(|| s.as_str()?.parse().ok())) {
+                t.insert("status".into(), T::Integer(st as i64));
+            }
+            let mut headers = toml::Table::new();
+            for (k, v) in r.get("responseParameters").and_then(Value::as_object).into_iter().flatten() {
+                let literal = v.as_str().and_then(|v| v.strip_prefix('\'')?.strip_suffix('\''));
+                match (k.strip_prefix("gatewayresponse.header."), literal) {
+                    (Some(h), Some(v)) => {
+                        headers.insert(h.to_ascii_lowercase(), T::String(v.to_string()));
+                    }
+                    _ => self
+                        .report
+                        .push(format!("{at}/responseParameters/{k}: only literal header values are converted")),
+                }
+            }
+            if !headers.is_empty() {
+                t.insert("headers".into(), T::Table(headers));
+            }
+            if let Some(tpls) = r.get("responseTemplates").and_then(Value::as_object) {
+                let json = tpls.iter().find(|(m, _)| is_json(m)).or(tpls.iter().next());
+                if let Some((media, tpl)) = json {
+                    let mut v = toml::Table::new();
+                    v.insert("vtl".into(), T::String(tpl.as_str().unwrap_or("").to_string()));
+                    t.insert("body".into(), T::Table(v));
+                    for m in tpls.keys().filter(|m| *m != media) {
+                        self.report
+                            .push(format!("{at}/responseTemplates/{m}: one template per response; {media} is kept"));
+                    }
+                }
+            }
+            out.insert(kind.clone(), T::Table(t));
+        }
+        out
     }
 
     /// Lists the accepted media types when they are not just JSON.
@@ -451,6 +671,13 @@ impl Importer<'_> {
                         continue;
                     }
                     r.insert("authorizer".into(), T::String(name.clone()));
+                    if let Some(def) = scheme.get("x-amazon-apigateway-authorizer") {
+                        if !self.authorizer_defs.contains_key(name) {
+                            if let Some(t) = self.authorizer(name, &scheme, def) {
+                                self.authorizer_defs.insert(name.clone(), T::Table(t));
+                            }
+                        }
+                    }
                     let scopes: Vec<T> = scopes
                         .as_array()
                         .into_iter()
@@ -827,6 +1054,9 @@ pub fn to_toml(im: &Import) -> Result<String, String> {
         out.push_str(&format!("# define these authorizers in [authorizers]: {}\n", im.authorizers.join(", ")));
     }
     let mut root = toml::Table::new();
+    if !im.authorizer_defs.is_empty() {
+        root.insert("authorizers".into(), T::Table(im.authorizer_defs.clone()));
+    }
     root.insert("apis".into(), T::Array(vec![T::Table(im.api.clone())]));
     let text = toml::to_string(&root).map_err(|e| e.to_string())?;
     // layout: a route reads route, integration, access, validate; schemas and inline
@@ -988,6 +1218,58 @@ mod tests {
         let text = to_toml(&im).expect("toml");
         assert!(text.contains("[[apis.routes]]"), "{text}");
         toml::from_str::<toml::Table>(&text).expect("valid TOML");
+    }
+
+    #[test]
+    fn aws_authorizers_validators_and_gateway_responses() {
+        let lambda = "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/arn:aws:lambda:eu-west-1:1:function:auth/invocations";
+        let doc = json!({
+            "openapi": "3.0.1",
+            "info": {"title": "t", "version": "1"},
+            "x-amazon-apigateway-request-validators": {"params": {"validateRequestBody": false, "validateRequestParameters": true}},
+            "x-amazon-apigateway-request-validator": "params",
+            "x-amazon-apigateway-gateway-responses": {
+                "DEFAULT_4XX": {"responseParameters": {"gatewayresponse.header.x-a": "'1'", "gatewayresponse.header.x-b": "method.request.header.x"}},
+                "NOT_A_TYPE": {}
+            },
+            "components": {"securitySchemes": {
+                "tok": {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "custom",
+                    "x-amazon-apigateway-authorizer": {"type": "token", "authorizerUri": lambda, "authorizerResultTtlInSeconds": 60, "identityValidationExpression": "^x"}},
+                "req": {"type": "apiKey", "name": "u", "in": "header", "x-amazon-apigateway-authtype": "custom",
+                    "x-amazon-apigateway-authorizer": {"type": "request", "authorizerUri": lambda, "identitySource": "method.request.header.A, method.request.querystring.b, context.sourceIp"}},
+                "http": {"type": "oauth2", "flows": {}, "x-amazon-apigateway-authorizer": {"type": "jwt", "jwtConfiguration": {"issuer": "https://idp.test/", "audience": ["x"]}, "identitySource": "$request.header.Authorization"}}
+            }},
+            "paths": {
+                "/a": {"post": {"security": [{"tok": []}], "parameters": [{"name": "q", "in": "query", "required": true}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}}}},
+                "/b": {"get": {"security": [{"req": []}]}},
+                "/c": {"get": {"security": [{"http": ["s"]}]}}
+            }
+        });
+        let im = import(&doc, &Options::default()).expect("import");
+        let defs = &im.authorizer_defs;
+        assert_eq!(defs["tok"]["type"].as_str(), Some("token"));
+        assert_eq!(defs["tok"]["lambda"]["function"].as_str(), Some("arn:aws:lambda:eu-west-1:1:function:auth"));
+        assert_eq!(defs["tok"]["result_ttl"].as_str(), Some("60s"));
+        assert_eq!(defs["tok"]["identity_source"].as_str(), Some("$request.header.Authorization"));
+        let sources: Vec<&str> =
+            defs["req"]["identity_sources"].as_array().expect("list").iter().filter_map(|v| v.as_str()).collect();
+        assert_eq!(sources, ["$request.header.A", "$request.querystring.b", "$context.sourceIp"]);
+        assert_eq!(defs["http"]["issuer"].as_str(), Some("https://idp.test/"));
+        assert!(im.authorizers.is_empty(), "every authorizer is defined: {:?}", im.authorizers);
+        assert!(im.report.iter().any(|r| r.contains("identityValidationExpression")), "{:?}", im.report);
+        // the validator checks parameters only
+        let routes = im.api["routes"].as_array().expect("routes");
+        let a = routes.iter().find(|r| r["route"].as_str() == Some("POST /a")).expect("POST /a");
+        assert!(a["validate"].get("body").is_none(), "{a:?}");
+        assert_eq!(a["validate"]["query"].as_array().map(Vec::len), Some(1));
+        let g = im.api["gateway_responses"].as_table().expect("gateway responses");
+        assert_eq!(g["DEFAULT_4XX"]["headers"]["x-a"].as_str(), Some("1"));
+        assert!(g.get("NOT_A_TYPE").is_none());
+        assert!(im.report.iter().any(|r| r.contains("NOT_A_TYPE")) && im.report.iter().any(|r| r.contains("x-b")));
+        // the TOML says it all back: the authorizers are defined ahead of use
+        let text = to_toml(&im).expect("toml");
+        assert!(text.contains("[authorizers.tok]") && !text.contains("define these authorizers"), "{text}");
     }
 
     #[test]

@@ -155,6 +155,7 @@ impl Compiler {
     /// document has that cannot be imported is logged.
     fn merge_openapi(&mut self, cfg: &mut Config) {
         let root = KeyPath::root();
+        let authorizers = &mut cfg.authorizers;
         for (ai, a) in cfg.apis.iter_mut().enumerate() {
             let Some(file) = a.openapi.clone() else { continue };
             let p = root.key("apis").idx(ai).key("openapi");
@@ -194,6 +195,19 @@ impl Compiler {
             }
             if a.binary_media_types.is_none() {
                 a.binary_media_types = t.remove("binary_media_types").and_then(|v| v.try_into().ok());
+            }
+            if let Some(Ok(g)) =
+                t.remove("gateway_responses").map(|g| g.try_into::<BTreeMap<String, model::GatewayResponse>>())
+            {
+                for (kind, r) in g {
+                    a.gateway_responses.entry(kind).or_insert(r);
+                }
+            }
+            // the document's authorizers, unless the config defines one of the same name
+            for (name, def) in im.authorizer_defs {
+                if let Ok(def) = def.try_into::<Authorizer>() {
+                    authorizers.entry(name).or_insert(def);
+                }
             }
             if a.cors.is_none() {
                 a.cors = t.remove("cors").and_then(|v| v.try_into().ok());

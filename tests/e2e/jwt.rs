@@ -8,8 +8,8 @@ fn b64url(bytes: &[u8]) -> String {
     openssl::base64::encode_block(bytes).replace('+', "-").replace('/', "_").trim_end_matches('=').to_string()
 }
 
-struct Keys {
-    rsa_pem: Vec<u8>,
+pub(crate) struct Keys {
+    pub(crate) rsa_pem: Vec<u8>,
     rsa_pub_pem: Vec<u8>,
     other_rsa_pem: Vec<u8>,
     ec_pem: Vec<u8>,
@@ -21,7 +21,7 @@ fn rsa() -> (Vec<u8>, openssl::rsa::Rsa<openssl::pkey::Private>) {
 }
 
 /// Writes jwks.json (an RSA key "rsa1" and an EC key "ec1") and returns the private keys.
-fn write_jwks(dir: &std::path::Path) -> Keys {
+pub(crate) fn write_jwks(dir: &std::path::Path) -> Keys {
     let (rsa_pem, k) = rsa();
     let (other_rsa_pem, _) = rsa();
     let rsa_pub_pem = k.public_key_to_pem().expect("pub");
@@ -39,7 +39,7 @@ fn write_jwks(dir: &std::path::Path) -> Keys {
     Keys { rsa_pem, rsa_pub_pem, other_rsa_pem, ec_pem }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64
 }
 
@@ -53,7 +53,7 @@ fn claims(extra: serde_json::Value) -> serde_json::Value {
     c
 }
 
-fn rs256(pem: &[u8], kid: &str, c: &serde_json::Value) -> String {
+pub(crate) fn rs256(pem: &[u8], kid: &str, c: &serde_json::Value) -> String {
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(kid.to_string());
     encode(&h, c, &EncodingKey::from_rsa_pem(pem).expect("key")).expect("sign")

@@ -291,6 +291,18 @@ fn an_aws_export_is_imported_and_served() {
             _ => {}
         }
     }
+    // the Cognito user pool's keys: a local JWKS with the pool's issuer in the tokens
+    let keys_dir = tempfile::tempdir().expect("dir");
+    let keys = crate::jwt::write_jwks(keys_dir.path());
+    let jwks = keys_dir.path().join("jwks.json").display().to_string();
+    let pool = imported["authorizers"]["orders-users"].as_table_mut().expect("the Cognito authorizer, imported");
+    assert_eq!(pool["issuer"].as_str(), Some("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Orders1"));
+    pool.insert("jwks".into(), toml::Value::String(jwks));
+    let token = |scope: &str| {
+        let c = serde_json::json!({"iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Orders1",
+            "sub": "user-1", "token_use": "access", "scope": scope, "exp": crate::jwt::now() + 300});
+        crate::jwt::rs256(&keys.rsa_pem, "rsa1", &c)
+    };
     let block = toml::to_string(&imported).expect("TOML");
     let env: Vec<(&str, &str)> = match &dynamo {
         Some((_, v)) => vec![
@@ -309,13 +321,42 @@ fn an_aws_export_is_imported_and_served() {
     assert_eq!((r.status, r.json()), (200, serde_json::json!({"order": "7"})), "{}", r.text());
     let r = send(gw.addr(), "GET", "/prod/orders/404", &[], b"");
     assert_eq!((r.status, r.json()), (404, serde_json::json!({"error": "NotFound: no order 404"})));
+    // GET has no request validator: its required x-trace header is not enforced (as in AWS)
+    assert_eq!(send(gw.addr(), "GET", "/prod/orders/7", &[], b"").status, 200);
+    // the Cognito authorizer: no token, a token without the scope; the imported
+    // UNAUTHORIZED gateway response (VTL, with its header)
+    let json = [("content-type", "application/json")];
+    let r = send(gw.addr(), "POST", "/prod/orders", &json, br#"{"customer": "Bo", "lines": [{"sku": "z9"}]}"#);
+    assert_eq!((r.status, r.header("www-authenticate")), (401, Some("Bearer")), "{}", r.text());
+    assert_eq!(r.json()["kind"], "UNAUTHORIZED", "{}", r.text());
+    assert!(r.json()["message"].is_string(), "{}", r.text());
+    let other = token("orders/read");
+    let r = send(
+        gw.addr(),
+        "POST",
+        "/prod/orders",
+        &[("content-type", "application/json"), ("authorization", &other)],
+        b"{}",
+    );
+    assert_eq!(r.status, 403, "a token without the route's scope: {}", r.text());
+    // the request validator (body only): a body missing `lines` is refused before DynamoDB
+    let tok = token("orders/write");
+    let r = send(
+        gw.addr(),
+        "POST",
+        "/prod/orders",
+        &[("content-type", "application/json"), ("authorization", &tok)],
+        br#"{"customer": "Bo"}"#,
+    );
+    assert_eq!((r.status, r.json()["invalid"].as_bool()), (400, Some(true)), "{}", r.text());
     // DynamoDB PutItem through the VTL template, into moto
     let (Some(m), Some((_, v))) = (&moto, &dynamo) else {
         eprintln!("SKIPPED (DynamoDB part): moto_server is not installed (./dev test installs it into target/peers)");
         return;
     };
     let body = r#"{"customer": "Bo", "lines": [{"sku": "z9"}]}"#;
-    let r = send(gw.addr(), "POST", "/prod/orders", &[("content-type", "application/json")], body.as_bytes());
+    let with_token = [("content-type", "application/json"), ("authorization", tok.as_str())];
+    let r = send(gw.addr(), "POST", "/prod/orders", &with_token, body.as_bytes());
     assert_eq!((r.status, r.header("location")), (201, Some("/orders")), "{}", r.text());
     let id = r.json()["id"].as_str().expect("id").to_string();
     let (ak, sk) = (v["ak"].as_str().expect("ak"), v["sk"].as_str().expect("sk"));
