@@ -56,6 +56,32 @@ pub enum Command {
         #[command(subcommand)]
         what: ImportWhat,
     },
+    /// Print an API of the configuration as an API description document.
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportWhat {
+    /// OpenAPI 3.0 with API Gateway's x-amazon-apigateway-* extensions.
+    Openapi {
+        /// The API's name.
+        #[arg(long)]
+        api: String,
+        /// The stage the document describes (named in `servers`).
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
 }
 
 #[derive(Subcommand, Debug)]

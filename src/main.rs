@@ -2,7 +2,7 @@
 
 use arc_swap::ArcSwap;
 use clap::Parser;
-use edgegate::cli::{Cli, Command, ImportWhat, KeysAction};
+use edgegate::cli::{Cli, Command, ExportWhat, Format, ImportWhat, KeysAction};
 use edgegate::observability::{access_log, metrics};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -81,6 +81,32 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("edgegate: {}: {e}", doc.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Export { what: ExportWhat::Openapi { api, stage, format } }) = &cli.command {
+        // only a configuration that compiles is exported
+        if let Err(errs) = edgegate::config::load(&cli.config, &edgegate::runtime::Runtime::new()) {
+            eprintln!("{errs}");
+            return ExitCode::FAILURE;
+        }
+        let out = edgegate::config::export::openapi(&cli.config, api, stage.as_deref()).and_then(|x| {
+            for line in &x.report {
+                eprintln!("edgegate: not exported: {line}");
+            }
+            match format {
+                Format::Json => serde_json::to_string_pretty(&x.doc).map_err(|e| e.to_string()),
+                Format::Yaml => serde_yaml_ng::to_string(&x.doc).map_err(|e| e.to_string()),
+            }
+        });
+        return match out {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgegate: {}: {e}", cli.config.display());
                 ExitCode::FAILURE
             }
         };

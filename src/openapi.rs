@@ -205,6 +205,22 @@ pub fn import(doc: &Value, opts: &Options) -> Result<Import, String> {
         integrations.insert(DEFAULT_INTEGRATION.into(), T::Table(integ));
         api.insert("integrations".into(), T::Table(integrations));
     }
+    // the named integrations `x-edgegate-integration: NAME` refers to (as `export` writes them)
+    if let Some(named) = doc.get("x-edgegate-integrations").and_then(Value::as_object) {
+        let mut table = match api.remove("integrations") {
+            Some(T::Table(t)) => t,
+            _ => toml::Table::new(),
+        };
+        for (name, i) in named {
+            let converted = json_to_toml(i, &mut |p| {
+                im.report.push(format!("x-edgegate-integrations/{name}{p}: null left out"));
+            });
+            if let Some(t) = converted {
+                table.insert(name.clone(), t);
+            }
+        }
+        api.insert("integrations".into(), T::Table(table));
+    }
     im.authorizers.sort();
     im.authorizers.dedup();
     let defined = im.authorizer_defs.clone();
@@ -643,7 +659,9 @@ impl Importer<'_> {
                 continue;
             };
             let kind = scheme.get("type").and_then(Value::as_str).unwrap_or("");
-            let custom = scheme.get("x-amazon-apigateway-authorizer").is_some();
+            // a custom authorizer, or IAM (SigV4): an authorizer, not an API key
+            let custom = scheme.get("x-amazon-apigateway-authorizer").is_some()
+                || scheme.get("x-amazon-apigateway-authtype").and_then(Value::as_str) == Some("awsSigv4");
             match kind {
                 "apiKey" if !custom => {
                     let place = scheme.get("in").and_then(Value::as_str).unwrap_or("");

@@ -8,6 +8,7 @@ mod content;
 mod diagnostics;
 mod edge;
 pub mod error;
+pub mod export;
 mod integrations;
 mod limits;
 pub mod model;
@@ -60,17 +61,7 @@ fn compile_str(path: &Path, src: &str, rt: &Arc<Runtime>) -> Result<Snapshot, Co
         ConfigErrors(vec![ConfigError { file: path.to_path_buf(), line, col, message: msg }])
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c = Compiler {
-        rt: rt.clone(),
-        dir,
-        known_authorizers: HashSet::new(),
-        errors: vec![],
-        other_errors: vec![],
-        files: vec![path.to_path_buf()],
-        hasher: Sha256::new(),
-        links: HashMap::new(),
-        edge: None,
-    };
+    let mut c = Compiler::new(rt.clone(), dir, path);
     c.hasher.update(src.as_bytes());
     c.merge_openapi(&mut cfg);
     let snap = c.compile(&cfg);
@@ -106,6 +97,22 @@ struct Compiler {
     links: HashMap<String, Arc<crate::integrations::vpc_link::Link>>,
     /// `[edge]`: `endpoint = "edge"` APIs are compiled to forward to its origins.
     edge: Option<(Arc<crate::integrations::edge::Edge>, Arc<snapshot::Integration>)>,
+}
+
+impl Compiler {
+    fn new(rt: Arc<Runtime>, dir: PathBuf, path: &Path) -> Compiler {
+        Compiler {
+            rt,
+            dir,
+            known_authorizers: HashSet::new(),
+            errors: vec![],
+            other_errors: vec![],
+            files: vec![path.to_path_buf()],
+            hasher: Sha256::new(),
+            links: HashMap::new(),
+            edge: None,
+        }
+    }
 }
 
 const NAME_CHARS: &str = "letters, digits, '-' and '_'";

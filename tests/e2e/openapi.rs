@@ -180,3 +180,153 @@ fn an_api_loads_its_routes_from_openapi_and_reloads_with_it() {
     eventually("the reload error", || gw.stderr().contains("things.yaml:"));
     assert_eq!(gw.get("/prod/pong").text(), "pong");
 }
+
+/// Makes an imported block loadable on loopback: endpoints for Lambda and AWS service calls
+/// and Lambda authorizers, a local JWKS for JWT authorizers, and stand-ins for authorizers
+/// the document names but does not define.
+fn loadable(imported: &toml::Table, undefined: &[String]) -> toml::Table {
+    let mut t = imported.clone();
+    let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/examples/demo-jwks.json").display().to_string();
+    let here = toml::Value::String("http://127.0.0.1:9".into());
+    let name_endpoint = |i: &mut toml::Table| {
+        if matches!(i.get("type").and_then(|v| v.as_str()), Some("lambda" | "aws")) {
+            i.insert("endpoint".into(), here.clone());
+        }
+    };
+    for api in t.get_mut("apis").and_then(|a| a.as_array_mut()).into_iter().flatten() {
+        let api = api.as_table_mut().expect("api");
+        for r in api.get_mut("routes").and_then(|r| r.as_array_mut()).into_iter().flatten() {
+            if let Some(i) = r.get_mut("integration").and_then(|i| i.as_table_mut()) {
+                name_endpoint(i);
+            }
+        }
+        for (_, i) in api.get_mut("integrations").and_then(|i| i.as_table_mut()).into_iter().flatten() {
+            name_endpoint(i.as_table_mut().expect("integration"));
+        }
+    }
+    let auths = t.entry("authorizers").or_insert(toml::Value::Table(Default::default()));
+    let auths = auths.as_table_mut().expect("authorizers");
+    for (_, a) in auths.iter_mut() {
+        let a = a.as_table_mut().expect("authorizer");
+        if a.contains_key("jwks") {
+            a.insert("jwks".into(), toml::Value::String(jwks.clone()));
+        }
+        if let Some(l) = a.get_mut("lambda").and_then(|l| l.as_table_mut()) {
+            l.insert("endpoint".into(), here.clone());
+        }
+    }
+    for name in undefined {
+        let stand_in = format!(
+            "type = \"jwt\"\nissuer = \"https://auth.example/\"\nalgorithms = [\"RS256\"]\njwks = \"{jwks}\"\n"
+        );
+        auths.insert(name.clone(), toml::Value::Table(toml::from_str(&stand_in).expect("toml")));
+    }
+    t
+}
+
+/// `edgegate export openapi` on every fixture's import, imported again, gives back the same
+/// API: routes, integrations and their templates, validation, authorizers (their
+/// definitions), gateway responses, media types. The document passes openapi-spec-validator
+/// (OpenAPI 3.0), and the YAML form is the same document.
+#[test]
+fn export_round_trips_every_fixture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut docs: Vec<PathBuf> = vec![];
+    for dir in ["openapi", "aws-exports"] {
+        for e in std::fs::read_dir(root.join(dir)).expect("fixtures").flatten() {
+            docs.push(e.path());
+        }
+    }
+    docs.sort();
+    assert!(docs.len() >= 3, "{docs:?}");
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/bin/python3");
+    let can_validate = Command::new(&validator)
+        .args(["-c", "import openapi_spec_validator"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !can_validate {
+        assert!(std::env::var_os("EDGEGATE_REQUIRE_PEERS").is_none(), "openapi-spec-validator is not installed");
+        eprintln!("openapi-spec-validator is not installed (./dev test installs it): documents are not validated");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Ports::new();
+    for doc in &docs {
+        let what = doc.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let (ok, first, err) = import(doc, &["--stage", "prod=http://127.0.0.1:9"]);
+        assert!(ok, "{what}: {err}");
+        let first_text = first;
+        let first: toml::Table = toml::from_str(&first_text).expect("TOML");
+        let undefined: Vec<String> = first_text
+            .lines()
+            .filter_map(|l| l.split_once("define these authorizers in [authorizers]: ").map(|(_, n)| n))
+            .flat_map(|n| n.split(", ").map(str::to_string))
+            .collect();
+        let block = toml::to_string(&loadable(&first, &undefined)).expect("TOML");
+        std::fs::write(dir.path().join("keys.toml"), "").expect("keys");
+        let config = format!(
+            "{}[api_keys]\nfile = \"keys.toml\"\n[[usage_plans]]\nname = \"p\"\n{block}",
+            server_section(dir.path(), &p, "watch = false")
+        );
+        let path = dir.path().join("edgegate.toml");
+        std::fs::write(&path, &config).expect("config");
+        let api = first["apis"][0]["name"].as_str().expect("name").to_string();
+        let export = |format: &str| {
+            let out = Command::new(BIN)
+                .args(["export", "openapi", "-c"])
+                .arg(&path)
+                .args(["--api", &api, "--stage", "prod", "--format", format])
+                .output()
+                .expect("export");
+            assert!(out.status.success(), "{what}: {}\n{config}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let json_text = export("json");
+        let exported: serde_json::Value = serde_json::from_str(&json_text).expect("JSON");
+        let yaml: serde_json::Value = serde_yaml_ng::from_str(&export("yaml")).expect("YAML");
+        assert_eq!(yaml, exported, "{what}: YAML and JSON say the same");
+        assert_eq!(exported["openapi"], "3.0.1");
+        let out_path = dir.path().join("exported.json");
+        std::fs::write(&out_path, &json_text).expect("write");
+        if can_validate {
+            let v = Command::new(&validator)
+                .args([
+                    "-c",
+                    "import sys\nfrom openapi_spec_validator import validate\nfrom openapi_spec_validator.readers import read_from_filename\nd, _ = read_from_filename(sys.argv[1])\nvalidate(d)",
+                ])
+                .arg(&out_path)
+                .output()
+                .expect("validator");
+            assert!(v.status.success(), "{what}: {}\n{json_text}", String::from_utf8_lossy(&v.stderr));
+        }
+        let (ok, second, err) = import(&out_path, &["--stage", "prod=http://127.0.0.1:9"]);
+        assert!(ok, "{what}: {err}");
+        let second: toml::Table = toml::from_str(&second).expect("TOML");
+        let (a, b) = (&first["apis"][0], &second["apis"][0]);
+        for key in ["name", "base_path", "binary_media_types", "cors", "gateway_responses", "stages", "integrations"] {
+            assert_eq!(a.get(key), b.get(key), "{what}: {key}");
+        }
+        let routes = |t: &toml::Value| -> std::collections::BTreeMap<String, toml::Value> {
+            t["routes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| (r["route"].as_str().unwrap_or("").to_string(), r.clone()))
+                .collect()
+        };
+        let (ra, rb) = (routes(a), routes(b));
+        assert_eq!(ra.keys().collect::<Vec<_>>(), rb.keys().collect::<Vec<_>>(), "{what}: the routes");
+        for (k, r) in &ra {
+            assert_eq!(Some(r), rb.get(k), "{what}: route {k}");
+        }
+        // the document's own authorizer definitions come back as they were; the stand-ins the
+        // config added for the ones it only named come back defined, with their issuer
+        let defs = |t: &toml::Table| t.get("authorizers").and_then(|a| a.as_table()).cloned().unwrap_or_default();
+        let (mut da, mut db) = (defs(&first), defs(&second));
+        for name in &undefined {
+            let stand_in = db.remove(name).unwrap_or_else(|| panic!("{what}: {name} is exported and defined"));
+            assert_eq!(stand_in["issuer"].as_str(), Some("https://auth.example/"), "{what}: {name}");
+            da.remove(name);
+        }
+        assert_eq!(da, db, "{what}: the authorizers' definitions");
+    }
+}
