@@ -431,7 +431,8 @@ impl Importer<'_> {
     /// API Gateway validates only what a method's request validator asks for
     /// (`x-amazon-apigateway-request-validator` on the operation, else the document's
     /// default, naming one of `x-amazon-apigateway-request-validators`). A document that uses
-    /// validators gets AWS's rule; one that does not (plain OpenAPI) is validated in full.
+    /// validators gets AWS's rule; one without (plain OpenAPI, or an export whose API had no
+    /// validator) is validated in full, as the document says: the stricter reading.
     fn request_validator(&mut self, key: &str, op: &Value, validate: &mut toml::Table) {
         let validators = self.doc.get("x-amazon-apigateway-request-validators").and_then(Value::as_object);
         let named = op
@@ -738,20 +739,30 @@ impl Importer<'_> {
                 }
                 let route_method = key.split(' ').next().unwrap_or("");
                 if let Some(m) = aws.get("httpMethod").and_then(Value::as_str) {
-                    if !m.eq_ignore_ascii_case(route_method) && m != "ANY" && route_method != "ANY" {
+                    if kind == "http_proxy"
+                        && !m.eq_ignore_ascii_case(route_method)
+                        && m != "ANY"
+                        && route_method != "ANY"
+                    {
                         self.report
                             .push(format!("{key}: integration httpMethod {m} differs; the request's method is kept"));
                     }
                 }
-                for k in ["requestParameters", "requestTemplates"] {
-                    if aws.get(k).is_some() {
-                        self.report.push(format!(
-                            "{key}: integration {k} (VTL mappings) not converted; use request_transform"
-                        ));
+                if kind == "http" {
+                    // a non-proxy (custom) http integration: the gateway maps request and answer
+                    t.insert("proxy".into(), T::Boolean(false));
+                    if let Some(m) = aws.get("httpMethod").and_then(Value::as_str).filter(|m| *m != "ANY") {
+                        t.insert("method".into(), T::String(m.to_ascii_uppercase()));
                     }
-                }
-                if kind == "http" && aws.get("responses").is_some() {
-                    self.report.push(format!("{key}: integration responses not converted; use response_transform"));
+                    self.mapping(key, aws, &mut t);
+                } else {
+                    for k in ["requestParameters", "requestTemplates", "responses"] {
+                        if aws.get(k).is_some() {
+                            self.report.push(format!(
+                                "{key}: x-amazon-apigateway-integration/{k} is not applied to an http_proxy integration"
+                            ));
+                        }
+                    }
                 }
             }
             "mock" if aws.get("requestTemplates").is_some() || has_vtl_responses(aws) => {
@@ -846,7 +857,8 @@ impl Importer<'_> {
             t.insert("passthrough_behavior".into(), T::String(pb.to_ascii_lowercase()));
         }
         if let Some(rp) = aws.get("requestParameters").and_then(Value::as_object) {
-            if t.get("type").and_then(T::as_str) == Some("aws") {
+            let kind = t.get("type").and_then(T::as_str);
+            if kind == Some("aws") || (kind == Some("http") && t.get("proxy") == Some(&T::Boolean(false))) {
                 let mut m = toml::Table::new();
                 for (k, v) in rp {
                     if let Some(v) = v.as_str() {
@@ -1198,6 +1210,8 @@ mod tests {
             "info": {"title": "t"},
             "x-amazon-apigateway-binary-media-types": ["image/png"],
             "x-amazon-apigateway-policy": {},
+            "x-amazon-apigateway-request-validators": {"all": {"validateRequestBody": true, "validateRequestParameters": true}},
+            "x-amazon-apigateway-request-validator": "all",
             "definitions": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/definitions/Node"}}}},
             "paths": {
                 "/a": {"get": {"x-amazon-apigateway-integration": {"type": "http_proxy", "uri": "http://127.0.0.1:9/a", "httpMethod": "GET", "timeoutInMillis": 5000}}},

@@ -268,6 +268,9 @@ impl Exporter<'_> {
         let method = route.split(' ').next().unwrap_or("ANY");
         let timeout = i.timeout.map(|t| t.0.as_millis() as u64);
         let mut x = match i.kind.as_str() {
+            "http" if i.proxy == Some(false) => {
+                json!({"type": "http", "uri": i.uri, "httpMethod": i.method.as_deref().unwrap_or(method)})
+            }
             "http" => {
                 json!({"type": "http_proxy", "uri": i.uri, "httpMethod": method, "passthroughBehavior": "when_no_match"})
             }

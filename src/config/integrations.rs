@@ -194,7 +194,17 @@ impl Compiler {
         .filter_map(|(k, b)| b.then_some(k))
         .collect();
         let allowed: &[&str] = match i.kind.as_str() {
-            "http" => &["uri", "timeout", "retries", "tls_verify"],
+            "http" if i.proxy == Some(false) => &[
+                "uri",
+                "timeout",
+                "proxy",
+                "method",
+                "passthrough_behavior",
+                "request_templates",
+                "request_parameters",
+                "responses",
+            ],
+            "http" => &["uri", "timeout", "retries", "tls_verify", "proxy"],
             "mock" => &["status", "headers", "body", "passthrough_behavior", "request_templates", "responses"],
             "vpc_link" => &["link", "timeout", "retries"],
             "lambda" => &[
@@ -233,9 +243,16 @@ impl Compiler {
                 return;
             }
         };
+        const MAPPING: [&str; 5] =
+            ["passthrough_behavior", "request_templates", "request_parameters", "responses", "method"];
         for k in present {
             if !allowed.contains(&k) {
-                self.err(p.key(k), format!("key `{k}` does not apply to a {:?} integration", i.kind));
+                let hint = if i.kind == "http" && MAPPING.contains(&k) {
+                    " (a non-proxy http integration takes it: set proxy = false)"
+                } else {
+                    ""
+                };
+                self.err(p.key(k), format!("key `{k}` does not apply to a {:?} integration{hint}", i.kind));
             }
         }
         if let Err(e) = mapping_of(i, tname) {
@@ -324,6 +341,11 @@ impl Compiler {
             "http" | "vpc_link" => {
                 if i.kind == "http" && i.uri.is_none() {
                     self.err(p.key("type"), "an http integration needs uri");
+                }
+                if let Some(m) = i.method.as_deref() {
+                    if http::Method::from_bytes(m.as_bytes()).is_err() || m != m.to_ascii_uppercase() {
+                        self.err(p.key("method"), format!("method {m:?} is not an HTTP method"));
+                    }
                 }
                 if i.kind == "vpc_link" && i.link.is_none() {
                     self.err(p.key("type"), "a vpc_link integration needs link = \"NAME\" (a [[vpc_links]] name)");
@@ -436,6 +458,27 @@ impl Compiler {
         tname: &str,
     ) -> Option<snapshot::Integration> {
         match i.kind.as_str() {
+            "http" if i.proxy == Some(false) => {
+                let uri = self.stage_substituted(&ip.key("uri"), sp, i.uri.as_deref()?, vars)?;
+                let endpoint = match crate::outbound::Endpoint::parse(&uri) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.err(ip.key("uri"), e.to_string());
+                        return None;
+                    }
+                };
+                let mapping = match mapping_of(i, tname) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => crate::integrations::mapping::Mapping::compile(tname, None, None, None, &[]).ok()?,
+                    Err(_) => return None,
+                };
+                Some(snapshot::Integration::HttpCustom(crate::integrations::http_custom::Target {
+                    endpoint,
+                    method: i.method.as_deref().and_then(|m| http::Method::from_bytes(m.as_bytes()).ok()),
+                    mapping,
+                    timeout: integration_timeout(i, settings),
+                }))
+            }
             "http" => {
                 let uri = i.uri.as_deref()?;
                 let uri = match crate::integrations::http::substitute_stage_vars(uri, vars) {

@@ -15,6 +15,7 @@
 pub mod aws;
 pub mod edge;
 pub mod http;
+pub mod http_custom;
 pub mod lambda;
 pub mod mapping;
 pub mod mock;
@@ -29,6 +30,8 @@ use bytes::Bytes;
 /// A route's integration, compiled.
 pub enum Integration {
     Http(http::HttpTarget),
+    /// `type = "http"` with `proxy = false`: made by the gateway through the mapping.
+    HttpCustom(http_custom::Target),
     Mock(mock::Mock),
     /// `type = "lambda"`: a Lambda proxy integration.
     Lambda(lambda::Target),
@@ -48,6 +51,7 @@ impl Integration {
     pub fn shape(&self) -> Shape<'_> {
         match self {
             Integration::Http(t) => Shape::Forward(t),
+            Integration::HttpCustom(t) => Shape::Answer(t),
             Integration::Mock(m) => Shape::Answer(m),
             Integration::Lambda(t) => Shape::Answer(t),
             Integration::Aws(t) => Shape::Answer(t),

@@ -735,6 +735,7 @@ pub fn h2_request(
 // ------------------------------------------------------------------ test servers and peers
 
 /// One request as a raw test server received it.
+#[derive(Clone)]
 pub struct RawRequest {
     pub method: String,
     pub target: String,

@@ -532,3 +532,97 @@ body = {{ vtl = '''#set($b = $input.path('$'))[$b.id, "$b.name.toUpperCase()"]''
         assert!(msg.contains("bad.toml:6"), "{msg}");
     }
 }
+
+/// AWS's PetStore example API, as exported (`tests/fixtures/aws-exports/petstore-oas30.json`):
+/// HTTP custom integrations (`http`, non-proxy) with request parameters and integration
+/// responses, a mock serving HTML, CORS mocks. Imported, with only the backend's URL named,
+/// and served; what the backend received is asserted.
+#[test]
+fn awss_petstore_export_is_served() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<RawRequest>::new()));
+    let s2 = seen.clone();
+    let backend = serve_raw(move |req, _| {
+        s2.lock().expect("lock").push(req.clone());
+        let body = match (req.method.as_str(), req.target.as_str()) {
+            ("POST", _) => format!(r#"{{"pet": {}, "message": "success"}}"#, String::from_utf8_lossy(&req.body)),
+            (_, t) if t.starts_with("/petstore/pets/") => r#"{"id": 1, "type": "dog", "price": 249.99}"#.to_string(),
+            _ => r#"[{"id": 1, "type": "dog", "price": 249.99}]"#.to_string(),
+        };
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-backend-secret: s\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws-exports/petstore-oas30.json");
+    let out = std::process::Command::new(BIN)
+        .args(["import", "openapi"])
+        .arg(&doc)
+        .args(["--stage", "test=http://127.0.0.1:9"])
+        .output()
+        .expect("import");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // name the backend: the demo endpoint's URL becomes the local one
+    let block =
+        String::from_utf8_lossy(&out.stdout).replace("http://petstore.execute-api.us-east-1.amazonaws.com", &backend);
+    assert!(!block.contains("not converted: x-amazon-apigateway-integration"), "{block}");
+    let gw = Gateway::start(|d, p| format!("{}\n{block}", server_section(d, p, "watch = false")));
+
+    // the mock root: HTML from the response template, its Content-Type from the parameters
+    let r = gw.get("/test/");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("text/html")), "{}", r.text());
+    assert!(
+        r.text().contains("Welcome to your Pet Store API") && r.text().contains("href=\"/test/pets/\""),
+        "{}",
+        r.text()
+    );
+
+    // GET /pets: only the mapped query parameters reach the backend, no client header
+    let r = send(gw.addr(), "GET", "/test/pets?type=dog&page=2&other=x", &[("x-client-secret", "c")], b"");
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("*")), "{}", r.text());
+    assert_eq!(r.json()[0]["type"], "dog");
+    assert!(r.header("x-backend-secret").is_none(), "only mapped response headers go back");
+    let got = seen.lock().expect("lock").last().cloned().expect("the backend got the request");
+    assert_eq!((got.method.as_str(), got.target.as_str()), ("GET", "/petstore/pets?page=2&type=dog"));
+    assert!(got.header("x-client-secret").is_none(), "a non-proxy integration passes only mapped fields");
+    // an absent parameter is left out
+    let r = send(gw.addr(), "GET", "/test/pets", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(seen.lock().expect("lock").last().map(|g| g.target.clone()).as_deref(), Some("/petstore/pets"));
+
+    // GET /pets/{petId}: the path parameter fills the backend path, encoded as one segment
+    let r = send(gw.addr(), "GET", "/test/pets/42", &[], b"");
+    assert_eq!((r.status, r.json()["id"].as_i64()), (200, Some(1)), "{}", r.text());
+    assert_eq!(seen.lock().expect("lock").last().map(|g| g.target.clone()).as_deref(), Some("/petstore/pets/42"));
+    let r = send(gw.addr(), "GET", "/test/pets/a%20b%3Fx%23y", &[], b"");
+    assert_eq!(r.status, 200);
+    let target = seen.lock().expect("lock").last().map(|g| g.target.clone()).unwrap_or_default();
+    assert_eq!(target, "/petstore/pets/a%20b%3Fx%23y", "a path value stays one segment, its ? and # encoded");
+    // an encoded slash never reaches the backend (the gateway's path rules refuse it first)
+    let before = seen.lock().expect("lock").len();
+    let r = send(gw.addr(), "GET", "/test/pets/a%2F..%2Fadmin", &[], b"");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(seen.lock().expect("lock").len(), before);
+
+    // POST /pets: the body passes through (no template, when_no_match), over HTTP/1.1 chunked too
+    let pet = br#"{"type": "cat", "price": 9.5}"#;
+    let r = send(gw.addr(), "POST", "/test/pets", &[("content-type", "application/json")], pet);
+    assert_eq!((r.status, r.json()["message"].as_str()), (200, Some("success")), "{}", r.text());
+    let got = seen.lock().expect("lock").last().cloned().expect("POST");
+    assert_eq!((got.method.as_str(), got.body.as_slice()), ("POST", pet.as_slice()));
+    assert_eq!(got.header("content-type").as_deref(), Some("application/json"));
+
+    // over HTTP/2 in DATA frames without content-length: the body arrives whole
+    let big: Vec<u8> = format!(r#"{{"type": "dog", "note": "{}"}}"#, "n".repeat(40_000)).into_bytes();
+    let r = h2_request(gw.addr(), "POST", "/test/pets", &[("content-type", "application/json")], Some(&big));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = seen.lock().expect("lock").last().cloned().expect("POST over h2");
+    assert_eq!(got.body, big);
+    assert_eq!(got.header("content-length"), Some(big.len().to_string()));
+
+    // the CORS preflight mock
+    let r = send(gw.addr(), "OPTIONS", "/test/pets", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-methods"), Some("POST,GET,OPTIONS"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+}

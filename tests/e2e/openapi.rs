@@ -192,6 +192,14 @@ fn loadable(imported: &toml::Table, undefined: &[String]) -> toml::Table {
         if matches!(i.get("type").and_then(|v| v.as_str()), Some("lambda" | "aws")) {
             i.insert("endpoint".into(), here.clone());
         }
+        // a non-proxy http backend is called by the gateway itself: name it on loopback
+        if i.get("proxy") == Some(&toml::Value::Boolean(false)) {
+            if let Some(uri) = i.get("uri").and_then(|v| v.as_str()) {
+                let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+                let path = rest.find('/').map_or("", |at| &rest[at..]);
+                i.insert("uri".into(), toml::Value::String(format!("http://127.0.0.1:9{path}")));
+            }
+        }
     };
     for api in t.get_mut("apis").and_then(|a| a.as_array_mut()).into_iter().flatten() {
         let api = api.as_table_mut().expect("api");
@@ -238,7 +246,7 @@ fn export_round_trips_every_fixture() {
         }
     }
     docs.sort();
-    assert!(docs.len() >= 3, "{docs:?}");
+    assert!(docs.len() >= 4, "{docs:?}");
     let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/bin/python3");
     let can_validate = Command::new(&validator)
         .args(["-c", "import openapi_spec_validator"])
@@ -301,7 +309,9 @@ fn export_round_trips_every_fixture() {
         let (ok, second, err) = import(&out_path, &["--stage", "prod=http://127.0.0.1:9"]);
         assert!(ok, "{what}: {err}");
         let second: toml::Table = toml::from_str(&second).expect("TOML");
-        let (a, b) = (&first["apis"][0], &second["apis"][0]);
+        // both sides with the same endpoints named
+        let (first_l, second_l) = (loadable(&first, &[]), loadable(&second, &[]));
+        let (a, b) = (&first_l["apis"][0], &second_l["apis"][0]);
         for key in ["name", "base_path", "binary_media_types", "cors", "gateway_responses", "stages", "integrations"] {
             assert_eq!(a.get(key), b.get(key), "{what}: {key}");
         }
