@@ -858,7 +858,8 @@ impl Importer<'_> {
         }
         if let Some(rp) = aws.get("requestParameters").and_then(Value::as_object) {
             let kind = t.get("type").and_then(T::as_str);
-            if kind == Some("aws") || (kind == Some("http") && t.get("proxy") == Some(&T::Boolean(false))) {
+            let custom = t.get("proxy") == Some(&T::Boolean(false));
+            if kind == Some("aws") || (matches!(kind, Some("http" | "lambda")) && custom) {
                 let mut m = toml::Table::new();
                 for (k, v) in rp {
                     if let Some(v) = v.as_str() {

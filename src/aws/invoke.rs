@@ -56,16 +56,39 @@ impl Function {
 
     /// Invokes the function with `payload` (synchronously, `RequestResponse`).
     pub async fn invoke(&self, payload: Bytes, timeout: Duration, request_id: &str) -> Result<Invoked, OutboundError> {
+        self.invoke_with(payload, timeout, request_id, &[]).await
+    }
+
+    /// As [`Function::invoke`], with more header fields for the Invoke API (a Lambda custom
+    /// integration's request parameters: `X-Amz-Invocation-Type: Event` invokes without
+    /// waiting, `X-Amz-Client-Context`, …), signed with the rest.
+    pub async fn invoke_with(
+        &self,
+        payload: Bytes,
+        timeout: Duration,
+        request_id: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Invoked, OutboundError> {
         const TYPE: (&str, &str) = ("content-type", "application/json");
+        let given = |n: &str| extra.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        let mut signed_fields: Vec<(&str, &str)> = Vec::with_capacity(2 + extra.len());
+        if !given("content-type") {
+            signed_fields.push(TYPE);
+        }
+        if !given("x-amz-invocation-type") {
+            signed_fields.push(("x-amz-invocation-type", "RequestResponse"));
+        }
+        signed_fields.extend_from_slice(extra);
         let signed = match Credentials::load() {
             Some(c) => self
                 .signer
-                .sign(&c.keys(), "POST", &[TYPE], &payload, crate::clock::unix_now())
+                .sign(&c.keys(), "POST", &signed_fields, &payload, crate::clock::unix_now())
                 .map_err(|e| OutboundError::BadUrl(format!("cannot sign the invocation: {e}")))?,
             None => Vec::new(),
         };
-        let mut headers = Vec::with_capacity(3 + signed.len());
-        headers.extend([TYPE, ("x-amz-invocation-type", "RequestResponse"), ("x-request-id", request_id)]);
+        let mut headers = Vec::with_capacity(signed_fields.len() + 1 + signed.len());
+        headers.extend_from_slice(&signed_fields);
+        headers.push(("x-request-id", request_id));
         headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let call = Call { method: "POST", headers: &headers, body: Some(payload), timeout, max_answer: MAX_PAYLOAD };
         let a = crate::outbound::client().send(&self.endpoint, call).await?;
@@ -76,7 +99,8 @@ impl Function {
                 body: a.body,
             });
         }
-        if a.status != 200 {
+        // 200 for RequestResponse; 202 (Event) and 204 (DryRun) when asked for
+        if !(200..300).contains(&a.status) {
             return Ok(Invoked::Service { status: a.status, message: error_message(&a.body) });
         }
         Ok(Invoked::Answer(a.body))

@@ -217,6 +217,7 @@ impl Compiler {
                 "proxy",
                 "passthrough_behavior",
                 "request_templates",
+                "request_parameters",
                 "responses",
             ],
             "aws" => &[
@@ -311,7 +312,19 @@ impl Compiler {
                 }
             }
             "lambda" => {
-                let mapped = i.request_templates.is_some() || i.responses.is_some() || i.passthrough_behavior.is_some();
+                let mapped = i.request_templates.is_some()
+                    || i.responses.is_some()
+                    || i.passthrough_behavior.is_some()
+                    || i.request_parameters.is_some();
+                // the Invoke call takes header fields only (its path and query are Lambda's)
+                for k in i.request_parameters.iter().flatten().map(|(k, _)| k) {
+                    if !k.starts_with("integration.request.header.") {
+                        self.err(
+                            p.key("request_parameters").key(k),
+                            "a Lambda integration's request parameters are header fields of the Invoke call (integration.request.header.NAME)",
+                        );
+                    }
+                }
                 if mapped && i.proxy != Some(false) {
                     self.err(
                         p.key("proxy"),

@@ -626,3 +626,81 @@ fn awss_petstore_export_is_served() {
     assert_eq!(r.header("access-control-allow-methods"), Some("POST,GET,OPTIONS"));
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
+
+/// A Lambda custom integration's `request_parameters` are header fields of the Invoke call:
+/// `X-Amz-Invocation-Type: 'Event'` invokes without waiting (Lambda answers 202), and a method
+/// request value reaches the function as `X-Amz-Client-Context`; query or path targets are
+/// refused (the Invoke API's path is Lambda's).
+#[test]
+fn lambda_custom_request_parameters_are_invoke_fields() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<RawRequest>::new()));
+    let s2 = seen.clone();
+    let invoke = serve_raw(move |req, _| {
+        s2.lock().expect("lock").push(req.clone());
+        if req.header("x-amz-invocation-type").as_deref() == Some("Event") {
+            return b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_vec();
+        }
+        let out = r#"{"done": true}"#;
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}", out.len())
+            .into_bytes()
+    });
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "jobs"
+[apis.stages.prod]
+[apis.integrations.async]
+type = "lambda"
+function = "jobs"
+endpoint = "{invoke}"
+proxy = false
+request_parameters = {{ "integration.request.header.X-Amz-Invocation-Type" = "'Event'", "integration.request.header.X-Amz-Client-Context" = "method.request.header.x-ctx" }}
+[[apis.integrations.async.responses]]
+status = 202
+templates = {{ "application/json" = '''{{"queued": "$context.requestId"}}''' }}
+[apis.integrations.sync]
+type = "lambda"
+function = "jobs"
+endpoint = "{invoke}"
+proxy = false
+[[apis.routes]]
+route = "POST /jobs"
+integration = "async"
+[[apis.routes]]
+route = "POST /now"
+integration = "sync"
+"#,
+            server = server_section(d, p, "")
+        )
+    });
+    let r = send(
+        gw.addr(),
+        "POST",
+        "/prod/jobs",
+        &[("content-type", "application/json"), ("x-ctx", "eyJhIjoxfQ==")],
+        b"{}",
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["queued"].as_str(), r.header("x-request-id"), "{}", r.text());
+    let got = seen.lock().expect("lock").last().cloned().expect("invoked");
+    assert_eq!(got.header("x-amz-invocation-type").as_deref(), Some("Event"));
+    assert_eq!(got.header("x-amz-client-context").as_deref(), Some("eyJhIjoxfQ=="));
+    assert_eq!(got.target, "/2015-03-31/functions/jobs/invocations");
+    // without parameters: a synchronous RequestResponse invocation
+    let r = send(gw.addr(), "POST", "/prod/now", &[("content-type", "application/json")], b"{}");
+    assert_eq!((r.status, r.json()["done"].as_bool()), (200, Some(true)), "{}", r.text());
+    let got = seen.lock().expect("lock").last().cloned().expect("invoked");
+    assert_eq!(got.header("x-amz-invocation-type").as_deref(), Some("RequestResponse"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    let cfg =
+        "[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[apis.integrations.f]\ntype = \"lambda\"\nfunction = \"f\"\n\
+               endpoint = \"http://127.0.0.1:9\"\nproxy = false\n\
+               request_parameters = { \"integration.request.querystring.q\" = \"'x'\" }\n";
+    std::fs::write(&path, cfg).expect("write");
+    let out = std::process::Command::new(BIN).arg("check").arg("-c").arg(&path).output().expect("check");
+    let msg = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && msg.contains("header fields of the Invoke call"), "{msg}");
+}
