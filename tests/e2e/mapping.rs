@@ -704,3 +704,63 @@ integration = "sync"
     let msg = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && msg.contains("header fields of the Invoke call"), "{msg}");
 }
+
+/// API Gateway's mapping template examples (the photo album models), as an export
+/// (`tests/fixtures/aws-exports/photos-oas30.json`): the backend's photos reshaped by the
+/// response template, the client's by the request template, `passthrough_behavior = never`.
+#[test]
+fn awss_photo_album_mapping_examples() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<RawRequest>::new()));
+    let s2 = seen.clone();
+    let backend = serve_raw(move |req, _| {
+        s2.lock().expect("lock").push(req.clone());
+        let (status, body) = match req.method.as_str() {
+            "GET" => (
+                200,
+                r#"{"photos": {"page": 1, "pages": "1234", "perpage": 100, "total": "123398", "photo": [
+                {"id": "12345678901", "owner": "23456789@A12", "secret": "abc123d456", "server": "1234", "farm": 1, "title": "Sample photo 1", "ispublic": true, "isfriend": false, "isfamily": false},
+                {"id": "23456789012", "owner": "34567890@B23", "secret": "bcd234e567", "server": "2345", "farm": 2, "title": "Sample photo 2", "ispublic": true, "isfriend": false, "isfamily": false}]}}"#,
+            ),
+            _ if req.body.windows(4).any(|w| w == b"fail") => (503, "{}"),
+            _ => (200, "{}"),
+        };
+        format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+            .into_bytes()
+    });
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws-exports/photos-oas30.json");
+    let out = std::process::Command::new(BIN).args(["import", "openapi"]).arg(&doc).output().expect("import");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let block = String::from_utf8_lossy(&out.stdout).replace("http://photos.example.com", &backend);
+    let gw = Gateway::start(|d, p| format!("{}\n{block}", server_section(d, p, "watch = false")));
+
+    let r = gw.get("/prod/photos");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"photos": [
+            {"id": "12345678901", "photographedBy": "23456789@A12", "title": "Sample photo 1", "ispublic": true, "isfriend": false, "isfamily": false},
+            {"id": "23456789012", "photographedBy": "34567890@B23", "title": "Sample photo 2", "ispublic": true, "isfriend": false, "isfamily": false}]}),
+        "AWS's documented output for this input"
+    );
+
+    let input = br#"{"photos": [{"id": "1", "photographedBy": "ann", "title": "Tea time", "ispublic": true, "isfriend": false, "isfamily": true}]}"#;
+    let json = [("content-type", "application/json")];
+    let r = send(gw.addr(), "POST", "/prod/photos", &json, input);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let got = seen.lock().expect("lock").last().cloned().expect("posted");
+    let sent: serde_json::Value =
+        serde_json::from_slice(&got.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&got.body)));
+    assert_eq!(sent["photos"]["photo"][0]["owner"], "ann");
+    assert_eq!(sent["photos"]["photo"][0]["isfamily"], true);
+    // the backend's failure takes the default response; a media type without a template is 415
+    let fail = br#"{"photos": [{"id": "fail", "photographedBy": "x", "title": "t", "ispublic": true, "isfriend": true, "isfamily": true}]}"#;
+    let r = send(gw.addr(), "POST", "/prod/photos", &json, fail);
+    assert_eq!((r.status, r.json()["message"].as_str()), (500, Some("the album could not be saved")));
+    let r = send(gw.addr(), "POST", "/prod/photos", &[("content-type", "text/plain")], b"photos");
+    assert_eq!(r.status, 415, "{}", r.text());
+    // the request validator: a body without photos never reaches the backend
+    let n = seen.lock().expect("lock").len();
+    let r = send(gw.addr(), "POST", "/prod/photos", &json, b"{}");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(seen.lock().expect("lock").len(), n);
+}
