@@ -877,8 +877,13 @@ impl Importer<'_> {
                 pointer("credentials")
             ));
         }
-        if aws.get("contentHandling").is_some() {
-            self.report.push(format!("{} is not converted", pointer("contentHandling")));
+        if let Some(c) = aws.get("contentHandling").and_then(Value::as_str) {
+            match c {
+                "CONVERT_TO_TEXT" | "CONVERT_TO_BINARY" => {
+                    t.insert("content_handling".into(), T::String(c.to_ascii_lowercase()));
+                }
+                _ => self.report.push(format!("{} {c:?} is not converted", pointer("contentHandling"))),
+            }
         }
         let Some(responses) = aws.get("responses").and_then(Value::as_object) else { return };
         let mut rules: Vec<(bool, toml::Table)> = Vec::new();
@@ -922,6 +927,11 @@ impl Importer<'_> {
                     }
                 }
                 rule.insert("templates".into(), T::Table(m));
+            }
+            if let Some(c) = r.get("contentHandling").and_then(Value::as_str) {
+                if matches!(c, "CONVERT_TO_TEXT" | "CONVERT_TO_BINARY") {
+                    rule.insert("content_handling".into(), T::String(c.to_ascii_lowercase()));
+                }
             }
             rules.push((default, rule));
         }

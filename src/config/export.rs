@@ -345,6 +345,9 @@ impl Exporter<'_> {
         if let Some(p) = &i.request_parameters {
             x["requestParameters"] = json!(p);
         }
+        if let Some(c) = &i.content_handling {
+            x["contentHandling"] = json!(c.to_ascii_uppercase());
+        }
         if let Some(p) = &i.passthrough_behavior {
             x["passthroughBehavior"] = json!(p.to_ascii_uppercase());
         } else if x.get("passthroughBehavior").is_some() {
@@ -364,6 +367,9 @@ impl Exporter<'_> {
                 }
                 if let Some(t) = &resp.templates {
                     v["responseTemplates"] = json!(t);
+                }
+                if let Some(c) = &resp.content_handling {
+                    v["contentHandling"] = json!(c.to_ascii_uppercase());
                 }
                 out.insert(key, v);
             }

@@ -189,6 +189,7 @@ impl Compiler {
             ("responses", i.responses.is_some()),
             ("proxy", i.proxy.is_some()),
             ("request_parameters", i.request_parameters.is_some()),
+            ("content_handling", i.content_handling.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, b)| b.then_some(k))
@@ -203,6 +204,7 @@ impl Compiler {
                 "request_templates",
                 "request_parameters",
                 "responses",
+                "content_handling",
             ],
             "http" => &["uri", "timeout", "retries", "tls_verify", "proxy"],
             "mock" => &["status", "headers", "body", "passthrough_behavior", "request_templates", "responses"],
@@ -219,6 +221,7 @@ impl Compiler {
                 "request_templates",
                 "request_parameters",
                 "responses",
+                "content_handling",
             ],
             "aws" => &[
                 "service",
@@ -235,6 +238,7 @@ impl Compiler {
                 "request_templates",
                 "request_parameters",
                 "responses",
+                "content_handling",
             ],
             other => {
                 self.err(
@@ -313,6 +317,7 @@ impl Compiler {
             }
             "lambda" => {
                 let mapped = i.request_templates.is_some()
+                    || i.content_handling.is_some()
                     || i.responses.is_some()
                     || i.passthrough_behavior.is_some()
                     || i.request_parameters.is_some();
@@ -482,7 +487,9 @@ impl Compiler {
                 };
                 let mapping = match mapping_of(i, tname) {
                     Ok(Some(m)) => m,
-                    Ok(None) => crate::integrations::mapping::Mapping::compile(tname, None, None, None, &[]).ok()?,
+                    Ok(None) => {
+                        crate::integrations::mapping::Mapping::compile(tname, None, None, None, None, &[]).ok()?
+                    }
                     Err(_) => return None,
                 };
                 Some(snapshot::Integration::HttpCustom(crate::integrations::http_custom::Target {
@@ -612,10 +619,9 @@ impl Compiler {
                 };
                 let timeout = integration_timeout(i, settings);
                 let custom = match i.proxy {
-                    Some(false) => mapping_of(i, tname)
-                        .ok()
-                        .flatten()
-                        .or_else(|| crate::integrations::mapping::Mapping::compile(tname, None, None, None, &[]).ok()),
+                    Some(false) => mapping_of(i, tname).ok().flatten().or_else(|| {
+                        crate::integrations::mapping::Mapping::compile(tname, None, None, None, None, &[]).ok()
+                    }),
                     _ => None,
                 };
                 Some(snapshot::Integration::Lambda(crate::integrations::lambda::Target {
@@ -736,6 +742,7 @@ pub(super) fn mapping_of(
         && i.responses.is_none()
         && i.passthrough_behavior.is_none()
         && i.request_parameters.is_none()
+        && i.content_handling.is_none()
     {
         return Ok(None);
     }
@@ -748,6 +755,7 @@ pub(super) fn mapping_of(
             status: r.status,
             parameters: r.parameters.as_ref(),
             templates: r.templates.as_ref(),
+            content_handling: r.content_handling.as_deref(),
         })
         .collect();
     Mapping::compile(
@@ -755,6 +763,7 @@ pub(super) fn mapping_of(
         i.passthrough_behavior.as_deref(),
         i.request_templates.as_ref(),
         i.request_parameters.as_ref(),
+        i.content_handling.as_deref(),
         &specs,
     )
     .map(Some)

@@ -367,6 +367,8 @@ pub struct Integration {
     /// lambda: `false` makes a Lambda custom integration (request templates, integration
     /// responses) instead of a proxy one.
     pub proxy: Option<bool>,
+    /// `convert_to_text` | `convert_to_binary`: the request payload's conversion.
+    pub content_handling: Option<String>,
 }
 
 /// An integration response of a non-proxy integration.
@@ -382,6 +384,8 @@ pub struct IntegrationResponse {
     pub parameters: Option<BTreeMap<String, String>>,
     /// VTL response templates by media type.
     pub templates: Option<BTreeMap<String, String>>,
+    /// `convert_to_text` | `convert_to_binary`: the integration answer's conversion.
+    pub content_handling: Option<String>,
 }
 
 /// A route names an integration or gives one inline.

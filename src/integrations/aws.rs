@@ -161,9 +161,8 @@ impl super::Answer for Target {
         let scope = self.mapping.as_ref().map(|_| super::mapping::Scope::of(view));
         let params = self.mapping.as_ref().zip(scope.as_ref()).map(|(m, s)| m.parameters(s)).unwrap_or_default();
         let mapped = match self.mapping.as_ref().zip(scope.as_ref()) {
-            Some((m, scope)) => match m.request(view, scope)? {
-                super::mapping::Request::Rendered(b) => Some(b),
-                super::mapping::Request::Passthrough => Some(Bytes::copy_from_slice(body)),
+            Some((m, scope)) => match m.request(view, scope, env.binary)? {
+                super::mapping::Request::Rendered(b) | super::mapping::Request::Passthrough(b) => Some(b),
             },
             None => None,
         };

@@ -6,7 +6,6 @@
 //! backend's answer goes through the integration responses (selected by its status).
 
 use crate::outbound::{Call, Endpoint};
-use bytes::Bytes;
 use std::time::Duration;
 
 /// The largest backend answer taken.
@@ -32,15 +31,13 @@ impl super::Answer for Target {
     async fn answer(
         &self,
         view: &crate::request::RequestView<'_>,
-        _env: &super::Env<'_>,
+        env: &super::Env<'_>,
     ) -> Result<super::Made, super::IntegrationError> {
         let scope = super::mapping::Scope::of(view);
         let params = self.mapping.parameters(&scope);
-        let (payload, content_type) = match self.mapping.request(view, &scope)? {
+        let (payload, content_type) = match self.mapping.request(view, &scope, env.binary)? {
             super::mapping::Request::Rendered(b) => (b, Some(super::mapping::media_type(view.content_type()))),
-            super::mapping::Request::Passthrough => {
-                (Bytes::copy_from_slice(view.body.unwrap_or_default()), view.content_type().map(str::to_string))
-            }
+            super::mapping::Request::Passthrough(b) => (b, view.content_type().map(str::to_string)),
         };
         let method = self
             .method

@@ -657,9 +657,8 @@ impl super::Answer for Target {
         use crate::aws::invoke::Invoked;
         let scope = self.custom.as_ref().map(|_| super::mapping::Scope::of(view));
         let payload = match self.custom.as_ref().zip(scope.as_ref()) {
-            Some((m, scope)) => match m.request(view, scope)? {
-                super::mapping::Request::Rendered(b) => b,
-                super::mapping::Request::Passthrough => Bytes::copy_from_slice(view.body.unwrap_or_default()),
+            Some((m, scope)) => match m.request(view, scope, env.binary)? {
+                super::mapping::Request::Rendered(b) | super::mapping::Request::Passthrough(b) => b,
             },
             None => {
                 // the function is told what every integration is told (forwarded::to_integration)

@@ -51,6 +51,8 @@ pub struct Rule {
     pub parameters: Vec<(HeaderName, Source)>,
     /// By media type, lowercase.
     pub templates: Vec<(String, vtl::Template)>,
+    /// `content_handling` of the integration's answer.
+    pub content_handling: Option<ContentHandling>,
 }
 
 /// A compiled non-proxy mapping.
@@ -62,6 +64,8 @@ pub struct Mapping {
     pub responses: Vec<Rule>,
     /// `request_parameters`: integration request headers, query string and path values.
     pub request_parameters: Vec<Param>,
+    /// `content_handling` of the request payload.
+    pub content_handling: Option<ContentHandling>,
     /// Names the integration in errors and logs.
     pub name: String,
 }
@@ -175,8 +179,44 @@ fn compile_parameters(map: &std::collections::BTreeMap<String, String>) -> Resul
 pub enum Request {
     /// The rendered template.
     Rendered(Bytes),
-    /// No template applies: the body as it came.
-    Passthrough,
+    /// No template applies: the body as it came (after `content_handling`).
+    Passthrough(Bytes),
+}
+
+/// `content_handling`: API Gateway's conversion of a payload between binary and base64 text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentHandling {
+    /// A binary payload becomes its base64 text.
+    ConvertToText,
+    /// A base64 text payload becomes the bytes it encodes.
+    ConvertToBinary,
+}
+
+impl ContentHandling {
+    pub fn parse(s: &str) -> Option<ContentHandling> {
+        match s.to_ascii_lowercase().as_str() {
+            "convert_to_text" => Some(ContentHandling::ConvertToText),
+            "convert_to_binary" => Some(ContentHandling::ConvertToBinary),
+            _ => None,
+        }
+    }
+
+    /// Converts `body` (`binary`: the payload is one of the API's binary media types, or not
+    /// UTF-8); `Err` when base64 text is expected and the payload is not.
+    pub fn apply(self, body: Bytes, binary: bool) -> Result<Bytes, String> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        match self {
+            ContentHandling::ConvertToText if binary || std::str::from_utf8(&body).is_err() => {
+                Ok(Bytes::from(b64.encode(&body)))
+            }
+            ContentHandling::ConvertToText => Ok(body),
+            ContentHandling::ConvertToBinary => {
+                let text: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+                b64.decode(text).map(Bytes::from).map_err(|e| format!("the payload is not base64: {e}"))
+            }
+        }
+    }
 }
 
 /// The media type a template is chosen by (`request::media_type`); API Gateway takes a
@@ -234,15 +274,26 @@ impl Scope {
 impl Mapping {
     /// The integration request's body: the template for the request's media type, rendered;
     /// or the body as it came; or a 415 refusal.
-    pub fn request(&self, view: &RequestView<'_>, scope: &Scope) -> Result<Request, IntegrationError> {
+    /// `binary`: the request's media type is one of the API's binary types.
+    pub fn request(&self, view: &RequestView<'_>, scope: &Scope, binary: bool) -> Result<Request, IntegrationError> {
         let media = media_type(view.content_type());
+        let payload = Bytes::copy_from_slice(view.body.unwrap_or_default());
+        let payload = match self.content_handling {
+            None => payload,
+            Some(c) => c.apply(payload, binary).map_err(|why| IntegrationError::Template {
+                name: format!("{} request content_handling", self.name),
+                why,
+            })?,
+        };
         let Some((_, t)) = self.request_templates.iter().find(|(m, _)| *m == media) else {
             return match (self.passthrough, self.request_templates.is_empty()) {
-                (Passthrough::WhenNoMatch, _) | (Passthrough::WhenNoTemplates, true) => Ok(Request::Passthrough),
+                (Passthrough::WhenNoMatch, _) | (Passthrough::WhenNoTemplates, true) => {
+                    Ok(Request::Passthrough(payload))
+                }
                 _ => Err(IntegrationError::UnsupportedMediaType { media }),
             };
         };
-        let body = String::from_utf8_lossy(view.body.unwrap_or_default());
+        let body = String::from_utf8_lossy(&payload);
         let (input, context, stage) = scope.vars(&body);
         let vars = vtl::Vars { input: Some(&input), context, stage_variables: stage };
         let out = t.render(&vars, &limits()).map_err(|e| IntegrationError::Template {
@@ -315,6 +366,19 @@ impl Mapping {
                 cacheable: true,
             });
         };
+        let body = match rule.content_handling {
+            None => body,
+            Some(c) => {
+                let binary = headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| !t.starts_with("text/") && !t.contains("json") && !t.contains("xml"));
+                c.apply(body, binary).map_err(|why| IntegrationError::Template {
+                    name: format!("{} response content_handling", self.name),
+                    why,
+                })?
+            }
+        };
         let mut out_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
         for (name, source) in &rule.parameters {
             let v = match source {
@@ -386,6 +450,16 @@ pub struct ResponseSpec<'a> {
     pub status: u16,
     pub parameters: Option<&'a std::collections::BTreeMap<String, String>>,
     pub templates: Option<&'a std::collections::BTreeMap<String, String>>,
+    pub content_handling: Option<&'a str>,
+}
+
+fn content_handling(s: Option<&str>, at: Vec<String>) -> Result<Option<ContentHandling>, CompileError> {
+    match s {
+        None => Ok(None),
+        Some(v) => ContentHandling::parse(v)
+            .map(Some)
+            .ok_or_else(|| CompileError { at, message: format!("{v:?} must be convert_to_text or convert_to_binary") }),
+    }
 }
 
 impl Mapping {
@@ -395,8 +469,10 @@ impl Mapping {
         passthrough: Option<&str>,
         request_templates: Option<&std::collections::BTreeMap<String, String>>,
         request_parameters: Option<&std::collections::BTreeMap<String, String>>,
+        request_content_handling: Option<&str>,
         specs: &[ResponseSpec<'_>],
     ) -> Result<Mapping, CompileError> {
+        let request_content_handling = content_handling(request_content_handling, vec!["content_handling".into()])?;
         let request_parameters = match request_parameters {
             Some(m) => compile_parameters(m)?,
             None => Vec::new(),
@@ -454,9 +530,21 @@ impl Mapping {
                 Some(t) => compile_templates("templates", t, &at)?,
                 None => Vec::new(),
             };
-            responses.push(Rule { pattern, status: r.status, parameters, templates });
+            let handling = content_handling(r.content_handling, {
+                let mut at = at.clone();
+                at.push("content_handling".into());
+                at
+            })?;
+            responses.push(Rule { pattern, status: r.status, parameters, templates, content_handling: handling });
         }
-        Ok(Mapping { request_templates, passthrough, responses, request_parameters, name: name.to_string() })
+        Ok(Mapping {
+            request_templates,
+            passthrough,
+            responses,
+            request_parameters,
+            content_handling: request_content_handling,
+            name: name.to_string(),
+        })
     }
 }
 

@@ -31,13 +31,13 @@ impl Answer for Mock {
     async fn answer(&self, view: &RequestView<'_>, env: &Env<'_>) -> Result<Made, IntegrationError> {
         if let Some(m) = &self.mapping {
             let scope = super::mapping::Scope::of(view);
-            let status = match m.request(view, &scope)? {
+            let status = match m.request(view, &scope, env.binary)? {
                 super::mapping::Request::Rendered(b) => serde_json::from_slice::<serde_json::Value>(&b)
                     .ok()
                     .and_then(|v| v.get("statusCode").and_then(|s| s.as_u64()))
                     .and_then(|s| u16::try_from(s).ok())
                     .unwrap_or(200),
-                super::mapping::Request::Passthrough => 200,
+                super::mapping::Request::Passthrough(_) => 200,
             };
             let mut made =
                 m.response(view, &scope, Some(&status.to_string()), status, &http::HeaderMap::new(), Bytes::new())?;

@@ -267,8 +267,12 @@ fn an_aws_export_is_imported_and_served() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(report.contains("POST /orders: x-amazon-apigateway-integration/credentials"), "{report}");
-    assert!(report.contains("GET /orders/{id}: x-amazon-apigateway-integration/contentHandling"), "{report}");
     let mut imported: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("TOML");
+    let legacy = imported["apis"][0]["routes"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["route"].as_str() == Some("GET /orders/{id}")))
+        .map(|r| r["integration"]["content_handling"].clone());
+    assert_eq!(legacy.as_ref().and_then(|v| v.as_str()), Some("convert_to_text"), "contentHandling is imported");
 
     let (lambda, _seen) = legacy_function();
     let moto = Moto::start(4);
@@ -763,4 +767,49 @@ fn awss_photo_album_mapping_examples() {
     let r = send(gw.addr(), "POST", "/prod/photos", &json, b"{}");
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(seen.lock().expect("lock").len(), n);
+}
+
+/// `content_handling`: a base64 text body reaches the backend as the bytes it encodes
+/// (`convert_to_binary`), and a binary answer reaches the client as base64 text
+/// (`convert_to_text` on the integration response); text that is not base64 is a 500.
+#[test]
+fn content_handling_converts_between_binary_and_base64() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<RawRequest>::new()));
+    let s2 = seen.clone();
+    let backend = serve_raw(move |req, _| {
+        s2.lock().expect("lock").push(req.clone());
+        let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 4\r\n\r\n".to_vec();
+        out.extend_from_slice(&[0x89, b'P', 0x00, 0xff]);
+        out
+    });
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+[[apis]]
+name = "img"
+[apis.stages.prod]
+[apis.integrations.up]
+type = "http"
+proxy = false
+method = "PUT"
+uri = "{backend}/store"
+content_handling = "convert_to_binary"
+[[apis.integrations.up.responses]]
+status = 200
+content_handling = "convert_to_text"
+[[apis.routes]]
+route = "POST /img"
+integration = "up"
+"#,
+            server = server_section(d, p, "")
+        )
+    });
+    let r = send(gw.addr(), "POST", "/prod/img", &[("content-type", "text/plain")], b"AAEC/w==\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "iVAA/w==", "the backend's bytes as base64");
+    let got = seen.lock().expect("lock").last().cloned().expect("stored");
+    assert_eq!((got.method.as_str(), got.body.as_slice()), ("PUT", [0u8, 1, 2, 255].as_slice()));
+    let r = send(gw.addr(), "POST", "/prod/img", &[("content-type", "text/plain")], b"not base64!");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(!r.text().contains("base64"), "no internals in the answer: {}", r.text());
 }
