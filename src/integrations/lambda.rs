@@ -137,27 +137,54 @@ fn non_empty<T>(empty: bool, v: T) -> Option<T> {
     (!empty).then_some(v)
 }
 
+/// `requestContext.identity` of REST and WebSocket events.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Identity<'a> {
-    source_ip: String,
-    user_agent: Option<Cow<'a, str>>,
+pub(super) struct Identity<'a> {
+    pub(super) source_ip: String,
+    pub(super) user_agent: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client_cert: Option<CertInfo<'a>>,
-    /// The key's id; the key itself never leaves the gateway (`apiKey` stays null).
-    api_key_id: Option<&'a str>,
+    pub(super) client_cert: Option<CertInfo<'a>>,
+    /// The key's id; the key itself never leaves the gateway (`apiKey` stays null). REST
+    /// events always have it (null without a key); WebSocket events only with a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) api_key_id: Option<Option<&'a str>>,
+    /// `Some(null)` in REST events; WebSocket events have no `apiKey`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) api_key: Option<Null>,
     // AWS's IAM and Cognito fields, null for requests they do not apply to
-    api_key: Null,
-    access_key: Null,
-    account_id: Null,
-    caller: Null,
-    cognito_authentication_provider: Null,
-    cognito_authentication_type: Null,
-    cognito_identity_id: Null,
-    cognito_identity_pool_id: Null,
-    principal_org_id: Null,
-    user: Null,
-    user_arn: Null,
+    pub(super) access_key: Null,
+    pub(super) account_id: Null,
+    pub(super) caller: Null,
+    pub(super) cognito_authentication_provider: Null,
+    pub(super) cognito_authentication_type: Null,
+    pub(super) cognito_identity_id: Null,
+    pub(super) cognito_identity_pool_id: Null,
+    pub(super) principal_org_id: Null,
+    pub(super) user: Null,
+    pub(super) user_arn: Null,
+}
+
+impl<'a> Identity<'a> {
+    pub(super) fn new(source_ip: String, user_agent: Option<Cow<'a, str>>, api_key_id: Option<&'a str>) -> Self {
+        Identity {
+            source_ip,
+            user_agent,
+            client_cert: None,
+            api_key_id: Some(api_key_id),
+            api_key: Some(Null::default()),
+            access_key: Null::default(),
+            account_id: Null::default(),
+            caller: Null::default(),
+            cognito_authentication_provider: Null::default(),
+            cognito_authentication_type: Null::default(),
+            cognito_identity_id: Null::default(),
+            cognito_identity_pool_id: Null::default(),
+            principal_org_id: Null::default(),
+            user: Null::default(),
+            user_arn: Null::default(),
+        }
+    }
 }
 
 /// A field AWS sends as `null`.
@@ -165,7 +192,7 @@ struct Identity<'a> {
 pub(super) struct Null(Option<()>);
 
 #[derive(Serialize)]
-struct CertInfo<'a> {
+pub(super) struct CertInfo<'a> {
     #[serde(rename = "subjectDN")]
     subject: &'a str,
     #[serde(rename = "issuerDN")]
@@ -284,21 +311,12 @@ fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
             extended_request_id: r.view.request_id,
             http_method: r.view.method(),
             identity: Identity {
-                source_ip: r.view.client.source_ip(),
-                user_agent: crate::request::header(r.headers, http::header::USER_AGENT),
                 client_cert: cert(r),
-                api_key_id: r.view.caller.api_key_id.as_deref(),
-                api_key: Null::default(),
-                access_key: Null::default(),
-                account_id: Null::default(),
-                caller: Null::default(),
-                cognito_authentication_provider: Null::default(),
-                cognito_authentication_type: Null::default(),
-                cognito_identity_id: Null::default(),
-                cognito_identity_pool_id: Null::default(),
-                principal_org_id: Null::default(),
-                user: Null::default(),
-                user_arn: Null::default(),
+                ..Identity::new(
+                    r.view.client.source_ip(),
+                    crate::request::header(r.headers, http::header::USER_AGENT),
+                    r.view.caller.api_key_id.as_deref(),
+                )
             },
             path: r.view.raw_path(),
             protocol: r.view.protocol(),

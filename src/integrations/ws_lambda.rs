@@ -3,7 +3,7 @@
 //! `disconnectStatusCode` / `disconnectReason`), and the function's answer read back the way
 //! API Gateway reads it (`statusCode`, `body`). Pure functions: `websocket::conn` invokes.
 
-use super::lambda::{clf_time, epoch_ms, MapOf, Null};
+use super::lambda::{clf_time, epoch_ms, Identity, MapOf};
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -103,26 +103,6 @@ struct Ctx<'a> {
     authorizer: Option<&'a Map<String, Value>>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Identity<'a> {
-    source_ip: &'a str,
-    user_agent: &'a str,
-    /// The key's id; the key itself never leaves the gateway.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_key_id: Option<&'a str>,
-    access_key: Null,
-    account_id: Null,
-    caller: Null,
-    cognito_authentication_provider: Null,
-    cognito_authentication_type: Null,
-    cognito_identity_id: Null,
-    cognito_identity_pool_id: Null,
-    principal_org_id: Null,
-    user: Null,
-    user_arn: Null,
-}
-
 /// The query's parameters by name, in first-seen order (each name's values in order).
 fn query_groups(q: &str) -> Vec<(Cow<'_, str>, Vec<Cow<'_, str>>)> {
     let mut groups: Vec<(Cow<'_, str>, Vec<Cow<'_, str>>)> = Vec::new();
@@ -198,19 +178,9 @@ pub fn event(e: &Event<'_>) -> Vec<u8> {
             connected_at: epoch_ms(c.connected_at),
             request_time_epoch: epoch_ms(e.now),
             identity: Identity {
-                source_ip: c.source_ip,
-                user_agent: c.user_agent,
-                api_key_id: c.api_key_id,
-                access_key: Null::default(),
-                account_id: Null::default(),
-                caller: Null::default(),
-                cognito_authentication_provider: Null::default(),
-                cognito_authentication_type: Null::default(),
-                cognito_identity_id: Null::default(),
-                cognito_identity_pool_id: Null::default(),
-                principal_org_id: Null::default(),
-                user: Null::default(),
-                user_arn: Null::default(),
+                api_key: None,
+                api_key_id: c.api_key_id.map(Some),
+                ..Identity::new(c.source_ip.to_string(), Some(Cow::Borrowed(c.user_agent)), c.api_key_id)
             },
             request_id: e.request_id,
             domain_name: c.domain_name,
