@@ -137,8 +137,8 @@ pub fn configure(target: &AccessLogTarget) {
     GENERATION.fetch_add(1, Ordering::Release);
 }
 
-/// Queues one entry.
-pub fn write(e: &Entry<'_>) {
+/// Queues one entry (an [`Entry`], or a line made from one).
+pub fn write(e: &impl Serialize) {
     let gen = GENERATION.load(Ordering::Acquire);
     SENDER.with(|s| {
         let mut s = s.borrow_mut();

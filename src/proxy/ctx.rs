@@ -37,8 +37,9 @@ pub struct RequestCtx {
     /// `fail_to_proxy` sends it.
     pub pending: Option<Refusal>,
     pub outcome: Outcome,
-    /// A WebSocket connection served by this request (its access-log line).
-    pub websocket: Option<WsLog>,
+    /// The request became a WebSocket connection, served in its own task, which writes the
+    /// connection's access-log line when it ends.
+    pub websocket_detached: bool,
 }
 
 /// Stage variables of a request that was not routed.
@@ -124,7 +125,7 @@ impl RequestCtx {
             upstream: Upstream::default(),
             pending: None,
             outcome: Outcome::default(),
-            websocket: None,
+            websocket_detached: false,
         }
     }
 
@@ -183,11 +184,4 @@ impl RequestCtx {
             None => ("", "", ""),
         }
     }
-}
-
-/// What the connection-level access-log line says.
-pub struct WsLog {
-    pub connection_id: String,
-    pub messages_in: u64,
-    pub messages_out: u64,
 }

@@ -23,8 +23,7 @@ pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
     let handles = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].stages[m.stage].metrics_of(m.route));
     handles.unwrap_or(&metrics::UNROUTED).observe(&observed);
     let stage_logs = ctx.route.as_ref().map(|m| ctx.snap.apis[m.api].stages[m.stage].access_log).unwrap_or(true);
-    if stage_logs && ctx.snap.settings.access_log != crate::snapshot::AccessLogTarget::Off {
-        let ws = ctx.websocket.as_ref();
+    if stage_logs && !ctx.websocket_detached && ctx.snap.settings.access_log != crate::snapshot::AccessLogTarget::Off {
         let entry = access_log::Entry {
             status,
             response_length: ctx.outcome.response_bytes,
@@ -33,10 +32,6 @@ pub(super) fn request(session: &mut Session, ctx: &mut RequestCtx) {
             integration_status: ctx.upstream.status,
             error_type: ctx.outcome.error_type.map(|t| t.name()),
             cache: ctx.cache_result().map(|r| r.as_str()),
-            connection_id: ws.map(|w| w.connection_id.as_str()),
-            event_type: ws.map(|_| "CONNECTION"),
-            messages_in: ws.map(|w| w.messages_in),
-            messages_out: ws.map(|w| w.messages_out),
             ..access_log::Entry::of(&ctx.view(req))
         };
         access_log::write(&entry);

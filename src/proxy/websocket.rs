@@ -1,8 +1,8 @@
 //! WebSocket APIs in the proxy: the handshake (admission, `$connect`, then the connection,
 //! then `$disconnect`) and the AWS-style management API on the public listener.
 
-use super::ctx::WsLog;
 use super::{body, Gateway, RequestCtx};
+use crate::observability::access_log;
 use crate::responses::{Refusal, ResponseType};
 use crate::websocket::{self, conn, manage, WsApi};
 use bytes::Bytes;
@@ -107,26 +107,51 @@ impl Gateway {
             info.user_agent.clone(),
             ws.max_message,
         );
+        let stream = match conn::accept(session, &key).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.runtime.connections.unregister(&c);
+                return Err(e);
+            }
+        };
         ctx.outcome.status = 101;
+        // the connection's own access-log line (CONNECTION) is written when it ends
+        let line = info.log.then(|| {
+            let entry = access_log::Entry {
+                status: 101,
+                integration_latency: ctx.upstream.latency_ms,
+                integration_status: ctx.upstream.status,
+                connection_id: Some(&id),
+                event_type: Some("CONNECTION"),
+                ..access_log::Entry::of(&ctx.view(session.req_header()))
+            };
+            serde_json::to_value(&entry).unwrap_or_default()
+        });
+        ctx.websocket_detached = true;
         let cluster = snap.cluster.as_ref().map(|(c, _)| c.clone());
         if let Some(cl) = &cluster {
             websocket::cluster::announce(cl, &id);
         }
-        let served = conn::serve(session, info.clone(), c.clone(), rx, &key).await;
-        self.runtime.connections.unregister(&c);
-        if let Some(cl) = &cluster {
-            websocket::cluster::retire(cl, &id);
-        }
-        let ended = match served {
-            Ok(e) => e,
-            Err(e) => {
-                log::debug!("websocket {id}: {e}");
-                conn::Ended { messages_in: 0, messages_out: 0, close_code: 1006, reason: "the connection failed" }
+        let runtime = self.runtime.clone();
+        let started = std::time::Instant::now();
+        // the relay is its own task: Pingora's request (and this future) end here; the
+        // connection counts as in flight until its $disconnect is done, so a drain waits for it
+        let in_flight = crate::lifecycle::InFlight::start();
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let ended = conn::relay(stream, info.clone(), c.clone(), rx).await;
+            runtime.connections.unregister(&c);
+            if let Some(cl) = &cluster {
+                websocket::cluster::retire(cl, &id);
             }
-        };
-        Box::pin(conn::disconnect(&info, &ended)).await;
-        ctx.websocket =
-            Some(WsLog { connection_id: id, messages_in: ended.messages_in, messages_out: ended.messages_out });
+            conn::disconnect(&info, &ended).await;
+            if let Some(mut line) = line {
+                line["latency"] = (started.elapsed().as_millis() as u64).into();
+                line["messagesIn"] = ended.messages_in.into();
+                line["messagesOut"] = ended.messages_out.into();
+                access_log::write(&line);
+            }
+        });
         Ok(true)
     }
 

@@ -282,21 +282,27 @@ fn log_event(info: &Info, event: &'static str, route: &str, status: u16, started
     });
 }
 
-/// Writes the 101 and serves the connection until it closes; `$disconnect` is the caller's.
-pub async fn serve(
-    session: &mut Session,
-    info: Arc<Info>,
-    conn: Arc<Conn>,
-    mut rx: mpsc::Receiver<Push>,
-    key: &str,
-) -> pingora::Result<Ended> {
+/// Writes the 101 and takes the upgraded connection's stream out of the session: the
+/// request is done for Pingora, and the connection is [`relay`]'s.
+pub async fn accept(session: &mut Session, key: &str) -> pingora::Result<pingora::protocols::Stream> {
     let mut h = ResponseHeader::build(101, Some(4))?;
     h.insert_header(http::header::UPGRADE, "websocket")?;
     h.insert_header(http::header::CONNECTION, "Upgrade")?;
     h.insert_header("sec-websocket-accept", super::accept_key(key.as_bytes()))?;
     session.set_keepalive(None);
     session.write_response_header(Box::new(h), false).await?;
-    let mut stream = take_stream(session).await?;
+    take_stream(session).await
+}
+
+/// Serves an accepted connection until it closes, in its own task (so that an idle
+/// connection holds only this future, its buffers and the registry's entry, not Pingora's
+/// request state); `$disconnect` is the caller's.
+pub async fn relay(
+    mut stream: pingora::protocols::Stream,
+    info: Arc<Info>,
+    conn: Arc<Conn>,
+    mut rx: mpsc::Receiver<Push>,
+) -> Ended {
     let mut buf = [0u8; 2048];
 
     let ws = info.ws.clone();
@@ -436,12 +442,12 @@ pub async fn serve(
             break;
         }
     }
-    Ok(ended)
+    ended
 }
 
 /// Takes the upgraded connection's own stream out of Pingora's HTTP/1.1 session, which would
-/// otherwise hold its 64 KiB body buffer for the connection's whole life: the session left
-/// behind is a stand-in that carries the handshake's request line and `User-Agent` (what the
+/// otherwise hold its 64 KiB body buffer (and the whole request's state) for the
+/// connection's life: the session left behind is a stand-in that carries the handshake's request line and `User-Agent` (what the
 /// proxy's logging phase reads) over an in-memory pipe.
 async fn take_stream(session: &mut Session) -> pingora::Result<pingora::protocols::Stream> {
     use pingora::protocols::http::ServerSession;

@@ -664,8 +664,10 @@ fn rss_kib(gw: &Gateway) -> u64 {
         .expect("VmRSS")
 }
 
-/// An idle connection holds no per-connection read buffer: Pingora's default (64 KiB for
-/// every accepted connection) made an idle WebSocket cost over 110 KiB; it is under 60 now.
+/// An idle connection holds no per-connection read buffer (Pingora's default, 64 KiB for
+/// every accepted connection, made an idle WebSocket cost over 110 KiB) and no request
+/// state: after the 101 the relay is its own task (it was about 55 KiB before that, 20–27
+/// after, by this RSS measure).
 #[test]
 fn idle_connections_stay_small() {
     let (be, _events) = backend();
@@ -682,7 +684,7 @@ fn idle_connections_stay_small() {
     std::thread::sleep(Duration::from_millis(300));
     let per = (rss_kib(&gw).saturating_sub(before)) / 300;
     eprintln!("{per} KiB per idle connection");
-    assert!(per < 60, "{per} KiB per idle connection");
+    assert!(per < 40, "{per} KiB per idle connection");
     drop((warm, idle));
 }
 
