@@ -309,7 +309,6 @@ pub async fn relay(
     let mut sock = Socket::new(ws.max_message);
     let started = Instant::now();
     let mut last_active = Instant::now();
-    let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<Push>();
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let seq = Arc::new(AtomicU64::new(0));
     let labels = [&*info.api, &*info.stage, "in"];
@@ -353,7 +352,6 @@ pub async fn relay(
                 Ok(n) => sock.feed(&buf[..n]),
             },
             Some(p) = rx.recv() => out_msgs.push(p),
-            Some(p) = answers_rx.recv() => out_msgs.push(p),
             Ok(()) = stop.changed() => {}
             _ = sleep => {
                 if closing.is_some() {
@@ -393,14 +391,14 @@ pub async fn relay(
                     ended.messages_in += 1;
                     metrics::WS_MESSAGES.with_label_values(&labels).inc();
                     let route = ws.select(Some(t.as_str()));
-                    dispatch(&info, &conn, route, Bytes::from(t), false, &answers_tx, &slots, &seq).await;
+                    dispatch(&info, &conn, route, Bytes::from(t), false, &slots, &seq).await;
                 }
                 Ok(Message::Binary(b)) => {
                     last_active = Instant::now();
                     conn.touch();
                     ended.messages_in += 1;
                     metrics::WS_MESSAGES.with_label_values(&labels).inc();
-                    dispatch(&info, &conn, ws.default, b, true, &answers_tx, &slots, &seq).await;
+                    dispatch(&info, &conn, ws.default, b, true, &slots, &seq).await;
                 }
                 Ok(Message::Close(frame)) => {
                     // tungstenite queues the reply; the next read says the connection closed
@@ -433,6 +431,7 @@ pub async fn relay(
                 }
             }
         }
+        sock.release();
         if let Some(out) = sock.take_output() {
             if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
                 break;
@@ -496,18 +495,18 @@ async fn dispatch(
     route: Option<usize>,
     body: Bytes,
     binary: bool,
-    answers: &mpsc::UnboundedSender<Push>,
     slots: &Arc<Semaphore>,
     seq: &Arc<AtomicU64>,
 ) {
     let message_id = format!("{}-{}", conn.id.trim_end_matches('='), seq.fetch_add(1, Ordering::Relaxed));
     let Some(route) = route else {
-        let _ = answers.send(error_frame("Forbidden", &conn.id, &message_id));
+        // the relay itself is the queue's reader: never wait here
+        let _ = conn.push(error_frame("Forbidden", &conn.id, &message_id));
         log_event(info, "MESSAGE", "", 403, Instant::now());
         return;
     };
     let Ok(permit) = slots.clone().acquire_owned().await else { return };
-    let (info, conn, answers) = (info.clone(), conn.clone(), answers.clone());
+    let (info, conn) = (info.clone(), conn.clone());
     tokio::spawn(async move {
         let _permit = permit;
         let started = Instant::now();
@@ -529,18 +528,18 @@ async fn dispatch(
                         Ok(t) => Push::Text(t.to_string()),
                         Err(_) => Push::Binary(reply),
                     };
-                    let _ = answers.send(p);
+                    conn.reply(p).await;
                 }
                 a.status
             }
             Ok(a) => {
                 log::warn!("websocket {} route {key}: the integration answered {}", conn.id, a.status);
-                let _ = answers.send(error_frame("Internal server error", &conn.id, &message_id));
+                conn.reply(error_frame("Internal server error", &conn.id, &message_id)).await;
                 a.status
             }
             Err(e) => {
                 log::warn!("websocket {} route {key}: {e}", conn.id);
-                let _ = answers.send(error_frame("Internal server error", &conn.id, &message_id));
+                conn.reply(error_frame("Internal server error", &conn.id, &message_id)).await;
                 502
             }
         };

@@ -45,7 +45,9 @@ impl Socket {
     pub fn new(max_message: usize) -> Socket {
         let mut config = WebSocketConfig::default();
         // small buffers: most connections are idle most of the time
-        config.read_buffer_size = 4096;
+        // (tungstenite reads from the in-memory pipe, so a small chunk costs only copies;
+        // a frame's payload gets room for its whole length when its header arrives)
+        config.read_buffer_size = 256;
         config.write_buffer_size = 0;
         config.max_message_size = Some(max_message);
         config.max_frame_size = Some(max_message);
@@ -55,6 +57,15 @@ impl Socket {
     /// Bytes from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.ws.get_mut().input.extend_from_slice(bytes);
+    }
+
+    /// Everything fed is consumed: the input's memory goes back, so an idle connection
+    /// keeps no buffer.
+    pub fn release(&mut self) {
+        let input = &mut self.ws.get_mut().input;
+        if input.is_empty() && input.capacity() > 0 {
+            *input = BytesMut::new();
+        }
     }
 
     /// What is to be written to the client.

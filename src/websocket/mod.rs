@@ -127,6 +127,12 @@ impl Conn {
         }
     }
 
+    /// Queues an integration's answer for the client, waiting for room when the queue is
+    /// full (the relay drains it); nothing when the connection is gone.
+    pub async fn reply(&self, p: Push) {
+        let _ = self.tx.send(p).await;
+    }
+
     /// Queues a close frame, waiting for room when the queue is full; `false`: the
     /// connection is already gone.
     pub fn close(&self, code: u16, reason: &'static str) -> bool {
