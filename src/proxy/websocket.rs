@@ -144,7 +144,8 @@ impl Gateway {
             if let Some(cl) = &cluster {
                 websocket::cluster::retire(cl, &id);
             }
-            conn::disconnect(&info, &ended).await;
+            // boxed: its state (an outbound call) is not part of the idle connection's task
+            Box::pin(conn::disconnect(&info, &ended)).await;
             if let Some(mut line) = line {
                 line["latency"] = (started.elapsed().as_millis() as u64).into();
                 line["messagesIn"] = ended.messages_in.into();

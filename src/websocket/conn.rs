@@ -7,7 +7,7 @@ use crate::aws::invoke::Invoked;
 use crate::integrations::ws_lambda::{self, EventType};
 use crate::integrations::Integration;
 use crate::observability::{access_log, metrics};
-use crate::outbound::{Call, Endpoint};
+use crate::outbound::Call;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -31,8 +31,6 @@ pub struct Info {
     pub ws: Arc<WsApi>,
     /// The integrations of the stage view the handshake was routed with, by route index.
     pub integrations: Vec<Arc<Integration>>,
-    /// Their outbound endpoints and timeouts (`None`: not an http integration).
-    endpoints: Vec<Option<(Endpoint, Duration)>>,
     pub route_keys: Vec<Arc<str>>,
     pub principal: Option<Arc<Principal>>,
     pub source_ip: String,
@@ -65,14 +63,6 @@ impl Info {
         let v = &h.view;
         let (source_ip, user_agent) = (v.client.source_ip(), v.user_agent().into_owned());
         let principal = v.caller.principal.clone();
-        let endpoints = h
-            .integrations
-            .iter()
-            .map(|i| match &**i {
-                Integration::Http(t) => Some((t.endpoint(None), t.timeout)),
-                _ => None,
-            })
-            .collect();
         let mut headers: Vec<(String, String)> = vec![
             ("x-edgegate-connection-id".into(), h.conn_id.clone()),
             ("x-edgegate-api".into(), v.api().to_string()),
@@ -117,7 +107,6 @@ impl Info {
             stage: v.stage().into(),
             ws: h.ws,
             integrations: h.integrations,
-            endpoints,
             route_keys: h.route_keys,
             principal,
             source_ip,
@@ -214,9 +203,9 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
             Ok(EventAnswer { status: a.status, reply: a.body.filter(|_| two_way).map(Bytes::from) })
         }
         Some(Integration::Http(t)) => {
-            let (ep, timeout) = info.endpoints.get(route).and_then(Option::as_ref).ok_or(EventError::Unsupported)?;
+            // made per event: an idle connection keeps no URL of its own
             let query = e.handshake.and_then(|v| v.query()).filter(|q| !q.is_empty());
-            let with_query = query.map(|q| t.endpoint(Some(q)));
+            let ep = t.endpoint(query);
             let content_type = if e.binary { "application/octet-stream" } else { "text/plain; charset=utf-8" };
             let mut refs: Vec<(&str, &str)> = info.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             refs.extend([
@@ -233,8 +222,8 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
                 None => e.body,
             };
             let call =
-                Call { method: "POST", headers: &refs, body: Some(body), timeout: *timeout, max_answer: 10 << 20 };
-            let a = crate::outbound::client().send(with_query.as_ref().unwrap_or(ep), call).await?;
+                Call { method: "POST", headers: &refs, body: Some(body), timeout: t.timeout, max_answer: 10 << 20 };
+            let a = crate::outbound::client().send(&ep, call).await?;
             Ok(EventAnswer { status: a.status, reply: Some(a.body).filter(|b| !b.is_empty()) })
         }
         _ => Err(EventError::Unsupported),
