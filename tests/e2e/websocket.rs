@@ -666,8 +666,8 @@ fn rss_kib(gw: &Gateway) -> u64 {
 
 /// An idle connection holds no per-connection read buffer (Pingora's default, 64 KiB for
 /// every accepted connection, made an idle WebSocket cost over 110 KiB) and no request
-/// state: after the 101 the relay is its own task (it was about 55 KiB before that, 20–27
-/// after, by this RSS measure).
+/// state: after the 101 the relay is its own task, whose state is the relay's alone (about
+/// 55 KiB before that, 13–14 after, by this RSS measure; the goal is 16).
 #[test]
 fn idle_connections_stay_small() {
     let (be, _events) = backend();
@@ -684,7 +684,7 @@ fn idle_connections_stay_small() {
     std::thread::sleep(Duration::from_millis(300));
     let per = (rss_kib(&gw).saturating_sub(before)) / 300;
     eprintln!("{per} KiB per idle connection");
-    assert!(per < 40, "{per} KiB per idle connection");
+    assert!(per <= 20, "{per} KiB per idle connection");
     drop((warm, idle));
 }
 
