@@ -340,3 +340,46 @@ fn export_round_trips_every_fixture() {
         assert_eq!(da, db, "{what}: the authorizers' definitions");
     }
 }
+
+/// `export openapi` refuses what it cannot export, with a clear error and no document: an
+/// unknown API or stage, a configuration that does not check; a WebSocket API is exported as
+/// its name alone, saying so.
+#[test]
+fn export_refuses_bad_input_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Ports::new();
+    let path = dir.path().join("edgegate.toml");
+    let good = format!(
+        "{}[[apis]]\nname = \"a\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"GET /x\"\n\
+         integration = {{ type = \"mock\", status = 204 }}\n\
+         [[apis]]\nname = \"chat\"\nprotocol = \"websocket\"\nbase_path = \"/chat\"\n[apis.stages.prod]\n[[apis.routes]]\nroute = \"$default\"\n\
+         integration = {{ type = \"http\", uri = \"http://127.0.0.1:9\" }}\n",
+        server_section(dir.path(), &p, "watch = false")
+    );
+    let run = |text: &str, args: &[&str]| {
+        std::fs::write(&path, text).expect("write");
+        let out = Command::new(BIN).args(["export", "openapi", "-c"]).arg(&path).args(args).output().expect("export");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&good, &["--api", "nope"]);
+    assert!(!ok && out.is_empty() && err.contains("no API named \"nope\"") && err.contains("a, chat"), "{err}");
+    let (ok, out, err) = run(&good, &["--api", "a", "--stage", "dev"]);
+    assert!(!ok && out.is_empty() && err.contains("no stage \"dev\""), "{err}");
+    let (ok, out, err) = run(&good, &["--api", "a", "--format", "xml"]);
+    assert!(!ok && out.is_empty() && err.contains("xml"), "{err}");
+    let broken = good.replace("status = 204", "status = 9999");
+    let (ok, out, err) = run(&broken, &["--api", "a"]);
+    assert!(!ok && out.is_empty() && err.contains("edgegate.toml:") && err.contains("status"), "{err}");
+    let (ok, out, err) = run(&good, &["--api", "chat"]);
+    assert!(ok && err.contains("WebSocket"), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(doc["info"]["title"], "chat");
+    let (ok, out, _) = run(&good, &["--api", "a"]);
+    assert!(ok);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(doc["paths"]["/x"]["get"]["x-amazon-apigateway-integration"]["type"], "mock");
+}

@@ -818,3 +818,52 @@ fn websocket_integration_kinds_are_checked() {
         assert!(err.contains("edgegate.toml:"), "the file and line: {err}");
     }
 }
+
+/// `$connect` answers that are not a 2xx refuse the handshake: a redirect status as 502 (a
+/// handshake is not redirected), a function error as 502, a malformed status as 502; the
+/// function's text never reaches the client.
+#[test]
+fn lambda_connect_refusals() {
+    let invoke = serve_raw(|req, _| {
+        let e: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let q = &e["queryStringParameters"];
+        let (extra, out) = if q["r"].is_string() {
+            ("", r#"{"statusCode": 301, "headers": {"location": "http://evil.example/"}}"#)
+        } else if q["fail"].is_string() {
+            ("X-Amz-Function-Error: Unhandled\r\n", r#"{"errorMessage": "secret stack"}"#)
+        } else if q["bad"].is_string() {
+            ("", r#"{"statusCode": 70000, "body": "secret"}"#)
+        } else {
+            ("", r#"{"statusCode": 200}"#)
+        };
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
+            out.len()
+        )
+        .into_bytes()
+    });
+    let gw = Gateway::start(|d, p| {
+        format!(
+            "{}[[apis]]\nname = \"chat\"\nprotocol = \"websocket\"\nbase_path = \"/chat\"\n[apis.stages.prod]\n\
+             [apis.integrations.fn]\ntype = \"lambda\"\nfunction = \"c\"\nendpoint = \"{invoke}\"\nregion = \"us-east-1\"\n\
+             [[apis.routes]]\nroute = \"$connect\"\nintegration = \"fn\"\n",
+            server_section(d, p, "watch = false")
+        )
+    });
+    for (q, status) in [("r=1", 502), ("fail=1", 502), ("bad=1", 502)] {
+        assert_eq!(connect(gw.addr(), &format!("/prod/chat?{q}"), &[]).err(), Some(status), "{q}");
+    }
+    let r = get(
+        gw.addr(),
+        "/prod/chat?fail=1",
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ],
+    );
+    assert!(!r.text().contains("secret"), "{}", r.text());
+    assert!(r.header("location").is_none());
+    assert!(connect(gw.addr(), "/prod/chat", &[]).is_ok(), "a 200 accepts");
+}
