@@ -193,11 +193,7 @@ fn invoke_api(secret: &'static str) -> InvokeApi {
         } else {
             (200, "", policy("Deny", "*").to_string())
         };
-        format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
-            out.len()
-        )
-        .into_bytes()
+        json_reply(status, extra, &out)
     });
     InvokeApi { base, seen }
 }

@@ -734,6 +734,16 @@ pub fn h2_request(
 
 // ------------------------------------------------------------------ test servers and peers
 
+/// A raw HTTP/1.1 answer with a JSON body: `status`, `extra` header lines (each ending in
+/// CRLF), `body`.
+pub fn json_reply(status: u16, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// One request as a raw test server received it.
 #[derive(Clone)]
 pub struct RawRequest {

@@ -8,11 +8,7 @@ use crate::common::*;
 fn invoke_api() -> String {
     serve_raw(|req, _| {
         let (status, extra, out) = run(&req.target, &req.body);
-        format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
-            out.len()
-        )
-        .into_bytes()
+        json_reply(status, extra, &out)
     })
 }
 

@@ -195,11 +195,7 @@ fn legacy_function() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json:
             }
             _ => ("", serde_json::json!({"order": id, "user": e["user"]}).to_string()),
         };
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
-            out.len()
-        )
-        .into_bytes()
+        json_reply(200, extra, &out)
     });
     (base, seen)
 }

@@ -709,11 +709,7 @@ fn ws_function() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
             }
             _ => ("", "null".to_string()),
         };
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
-            out.len()
-        )
-        .into_bytes()
+        json_reply(200, extra, &out)
     });
     (url, events)
 }
@@ -836,11 +832,7 @@ fn lambda_connect_refusals() {
         } else {
             ("", r#"{"statusCode": 200}"#)
         };
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{out}",
-            out.len()
-        )
-        .into_bytes()
+        json_reply(200, extra, &out)
     });
     let gw = Gateway::start(|d, p| {
         format!(
