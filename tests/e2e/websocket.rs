@@ -832,7 +832,7 @@ fn lambda_connect_refusals() {
         } else {
             ("", r#"{"statusCode": 200}"#)
         };
-        json_reply(200, extra, &out)
+        json_reply(200, extra, out)
     });
     let gw = Gateway::start(|d, p| {
         format!(
