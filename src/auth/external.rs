@@ -164,6 +164,8 @@ pub struct Settings {
     pub ttl: Duration,
     pub format: Format,
     pub timeout: Duration,
+    /// Token authorizers: what the whole token must match before the authorizer is called.
+    pub validation: Option<regex::Regex>,
 }
 
 pub struct LambdaAuthorizer {
@@ -205,6 +207,12 @@ impl LambdaAuthorizer {
     /// Decides a request; `hit` tells whether the cache answered.
     pub async fn authorize(&self, c: &Call<'_>) -> (Result<Arc<Principal>, Refused>, bool) {
         let Some(values) = self.identity(c) else { return (Err(Refused::Missing), false) };
+        // a token that fails the validation expression is refused without a call (401)
+        if let (Some(re), Some(token)) = (&self.s.validation, values.first()) {
+            if !re.is_match(token) {
+                return (Err(Refused::Missing), false);
+            }
+        }
         let key = values.join("\u{1f}");
         let now = Instant::now();
         if !self.s.ttl.is_zero() {

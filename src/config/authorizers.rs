@@ -266,6 +266,30 @@ impl Compiler {
         if timeout.is_zero() || timeout > server.max_integration_timeout.0 {
             self.err(p.key("timeout"), "timeout must be above 0 and at most server.max_integration_timeout");
         }
-        Some(crate::auth::external::LambdaAuthorizer::new(Settings { kind, target, sources, ttl, format, timeout }))
+        let validation = match (&spec.identity_validation, kind) {
+            (None, _) => None,
+            (Some(_), Kind::Request) => {
+                self.err(p.key("identity_validation"), "identity_validation is for token authorizers");
+                None
+            }
+            (Some(re), Kind::Token) => {
+                match regex::RegexBuilder::new(&format!("^(?:{re})$")).size_limit(1 << 20).build() {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        self.err(p.key("identity_validation"), format!("not a regular expression: {e}"));
+                        None
+                    }
+                }
+            }
+        };
+        Some(crate::auth::external::LambdaAuthorizer::new(Settings {
+            kind,
+            target,
+            sources,
+            ttl,
+            format,
+            timeout,
+            validation,
+        }))
     }
 }

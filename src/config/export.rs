@@ -469,6 +469,9 @@ impl Exporter<'_> {
                 if get("response") == Some("simple") {
                     def["enableSimpleResponses"] = json!(true);
                 }
+                if let Some(re) = get("identity_validation") {
+                    def["identityValidationExpression"] = json!(re);
+                }
                 let header =
                     if kind == "token" { header_of(sources.first().map(String::as_str)) } else { "Unused".into() };
                 json!({"type": "apiKey", "name": header, "in": "header", "x-amazon-apigateway-authtype": "custom",

@@ -584,6 +584,10 @@ pub struct LambdaSpec {
     pub lambda: Option<toml::Table>,
     pub identity_sources: Option<Vec<String>>,
     pub identity_source: Option<String>,
+    /// token authorizers: a regular expression the whole token must match, or the request is
+    /// refused (401) without calling the authorizer (API Gateway's
+    /// `identityValidationExpression`).
+    pub identity_validation: Option<String>,
     pub result_ttl: Option<Dur>,
     pub response: Option<String>,
     pub timeout: Option<Dur>,

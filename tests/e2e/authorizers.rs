@@ -302,3 +302,41 @@ fn moto_verifies_the_lambda_invocation_signature() {
     assert_eq!(send(gw.addr(), "GET", "/prod/x", &[("Authorization", "b")], b"").status, 500);
     eventually("moto's refusal in the log", || gw.stderr().contains("Lambda answered 403"));
 }
+
+/// `identity_validation` (API Gateway's `identityValidationExpression`): a token that does not
+/// match the whole expression is refused with 401 and the authorizer is never called; one
+/// that matches is decided by it. Only token authorizers take it.
+#[test]
+fn token_validation_expression_refuses_without_a_call() {
+    let svc = auth_service();
+    let gw = Gateway::start(|d, p| {
+        config(d, p, &svc.base).replace(
+            "identity_source = \"$request.header.Authorization\"\nresult_ttl = \"0s\"",
+            "identity_source = \"$request.header.Authorization\"\nresult_ttl = \"0s\"\nidentity_validation = \"allow-[a-z]+\"",
+        )
+    });
+    let r = auth(&gw, "GET", "/prod/token", "allow-x1");
+    assert_eq!(r.status, 401, "a partial match is not a match: {}", r.text());
+    let r = auth(&gw, "GET", "/prod/token", "deny");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(svc.hits(), 0, "refused without calling the authorizer");
+    let r = auth(&gw, "GET", "/prod/token", "allow-abc");
+    assert_eq!((r.status, r.text().as_str()), (200, "user-1/t1"));
+    assert_eq!(svc.hits(), 1);
+
+    let d = tempfile::tempdir().expect("dir");
+    let f = d.path().join("edgegate.toml");
+    let p = Ports::new();
+    for (from, to, needle) in [
+        ("result_ttl = \"0s\"", "result_ttl = \"0s\"\nidentity_validation = \"(\"", "not a regular expression"),
+        ("result_ttl = \"300s\"", "result_ttl = \"300s\"\nidentity_validation = \"x\"", "for token authorizers"),
+    ] {
+        std::fs::write(&f, config(d.path(), &p, "http://127.0.0.1:9").replacen(from, to, 1)).expect("write");
+        let out = std::process::Command::new(BIN).arg("check").arg("-c").arg(&f).output().expect("check");
+        let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && err.contains(needle) && err.contains("identity_validation"),
+            "{needle}: {err}"
+        );
+    }
+}
