@@ -1039,7 +1039,7 @@ fn is_annotation(k: &str) -> bool {
     matches!(k, "example" | "examples" | "xml" | "externalDocs" | "discriminator" | "deprecated") || k.starts_with("x-")
 }
 
-fn is_json(media_type: &str) -> bool {
+pub(crate) fn is_json(media_type: &str) -> bool {
     crate::request::is_json(&crate::request::media_type(Some(media_type)))
 }
 

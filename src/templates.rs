@@ -298,19 +298,26 @@ pub fn aws_context(c: &Context<'_>) -> serde_json::Value {
     context
 }
 
-/// The VTL variables of a template's: `$input` (the body, path parameters decoded, query
-/// string and header fields), `$context` ([`aws_context`]) and `$stageVariables`.
-fn vtl_vars(vars: &Vars<'_>) -> (crate::vtl::Input, crate::vtl::Value, crate::vtl::Value) {
-    let p = &vars.input.params;
-    let input = crate::vtl::Input::new(
-        vars.input.body,
+/// `$input.params()` as VTL reads them: path parameters decoded (as API Gateway gives them),
+/// the query string, and header fields.
+pub type VtlParams = (Vec<(String, String)>, Vec<(String, String)>, Vec<(String, String)>);
+
+pub fn vtl_params(p: &Params<'_>) -> VtlParams {
+    (
         p.path
             .iter()
             .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
             .collect(),
         p.querystring.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         p.header.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-    );
+    )
+}
+
+/// The VTL variables of a template's: `$input` (the body and [`vtl_params`]), `$context`
+/// ([`aws_context`]) and `$stageVariables`.
+fn vtl_vars(vars: &Vars<'_>) -> (crate::vtl::Input, crate::vtl::Value, crate::vtl::Value) {
+    let (path, querystring, header) = vtl_params(&vars.input.params);
+    let input = crate::vtl::Input::new(vars.input.body, path, querystring, header);
     let stage = crate::vtl::string_map(vars.stage_variables.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     (input, crate::vtl::Value::from_json(&aws_context(&vars.context)), stage)
 }

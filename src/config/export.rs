@@ -9,6 +9,7 @@
 //! Gateway cannot say (VPC links, edge origins, transforms, caching, throttles) is reported.
 
 use super::model::{self, Config, IntegrationRef, SchemaRef, TemplateText};
+use crate::openapi::is_json;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -523,11 +524,6 @@ impl Exporter<'_> {
 
 fn has_mapping(i: &model::Integration) -> bool {
     i.request_templates.is_some() || i.responses.is_some() || i.passthrough_behavior.is_some()
-}
-
-fn is_json(media: &str) -> bool {
-    let m = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    m == "application/json" || m.ends_with("+json")
 }
 
 fn to_json(v: &toml::Value) -> Value {

@@ -43,8 +43,14 @@ impl super::Answer for Target {
             .method
             .clone()
             .unwrap_or_else(|| http::Method::from_bytes(view.method().as_bytes()).unwrap_or(http::Method::GET));
-        let mut endpoint = self.endpoint.clone();
-        endpoint.target = params.apply(&self.endpoint.target);
+        // path and query values make this request's own URL
+        let own;
+        let endpoint = if params.path.is_empty() && params.query.is_empty() {
+            &self.endpoint
+        } else {
+            own = crate::outbound::Endpoint { target: params.apply(&self.endpoint.target), ..self.endpoint.clone() };
+            &own
+        };
         let mut headers: Vec<(&str, &str)> = params.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         if let Some(ct) = content_type.as_deref().filter(|_| !payload.is_empty()) {
             if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
@@ -57,7 +63,7 @@ impl super::Answer for Target {
         let call =
             Call { method: method.as_str(), headers: &headers, body, timeout: self.timeout, max_answer: MAX_ANSWER };
         let a = crate::outbound::client()
-            .send(&endpoint, call)
+            .send(endpoint, call)
             .await
             .map_err(|source| super::IntegrationError::Unreachable { target: self.endpoint.url.clone(), source })?;
         self.mapping.response(view, &scope, Some(&a.status.to_string()), a.status, &a.headers, a.body)

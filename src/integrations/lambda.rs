@@ -79,15 +79,44 @@ fn text(v: &HeaderValue) -> Cow<'_, str> {
     String::from_utf8_lossy(v.as_bytes())
 }
 
+/// A payload as events carry it: the text, or base64 when it is `binary` or not UTF-8 (the
+/// flag says which).
+pub(super) fn encode_body(b: &[u8], binary: bool) -> (Cow<'_, str>, bool) {
+    match (binary, std::str::from_utf8(b)) {
+        (false, Ok(s)) => (Cow::Borrowed(s), false),
+        _ => (Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b)), true),
+    }
+}
+
 /// The body as the event carries it, and whether it is base64.
 fn body_field<'a>(r: &Request<'a>) -> (Option<Cow<'a, str>>, bool) {
     if r.body().is_empty() {
         return (None, false);
     }
-    match (r.binary, std::str::from_utf8(r.body())) {
-        (false, Ok(s)) => (Some(Cow::Borrowed(s)), false),
-        _ => (Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(r.body()))), true),
+    let (b, b64) = encode_body(r.body(), r.binary);
+    (Some(b), b64)
+}
+
+/// `headers` of 1.0 and WebSocket events: the last value of each name.
+pub(super) fn last_values(h: &HeaderMap) -> impl Serialize + '_ {
+    MapOf(move || h.keys().filter_map(move |k| h.get_all(k).iter().next_back().map(|v| (k.as_str(), text(v)))))
+}
+
+/// `multiValueHeaders`: every value of each name, in order.
+pub(super) fn all_values(h: &HeaderMap) -> impl Serialize + '_ {
+    MapOf(move || h.keys().map(move |k| (k.as_str(), h.get_all(k).iter().map(text).collect::<Vec<_>>())))
+}
+
+/// The query's parameters by name, in first-seen order (each name's values in order).
+pub(super) fn query_groups(q: Option<&str>) -> Vec<(Cow<'_, str>, Vec<Cow<'_, str>>)> {
+    let mut groups: Vec<(Cow<'_, str>, Vec<Cow<'_, str>>)> = Vec::new();
+    for (k, v) in query_pairs(q) {
+        match groups.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, vs)) => vs.push(v),
+            None => groups.push((k, vec![v])),
+        }
     }
+    groups
 }
 
 fn query_pairs(q: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
@@ -112,9 +141,9 @@ impl<K: Serialize, V: Serialize, I: Iterator<Item = (K, V)>, F: Fn() -> I> Seria
 
 /// Query parameters by name, in first-seen order: the last value of each (`multi: false`) or
 /// all of them.
-struct Query<'a> {
-    groups: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
-    multi: bool,
+pub(super) struct Query<'a> {
+    pub(super) groups: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
+    pub(super) multi: bool,
 }
 
 impl Serialize for Query<'_> {
@@ -253,7 +282,6 @@ struct Ctx1<'a> {
 }
 
 fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
-    let pairs = query_pairs(r.view.query());
     let resource = r.view.route().split_once(' ').map_or(r.view.route(), |(_, p)| p);
     let (body, b64) = body_field(r);
     let authorizer = r.view.caller.principal.as_deref().map(|p| {
@@ -270,20 +298,8 @@ fn v1<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
         a
     });
     let headers = r.headers;
-    // the last value of each name; every value, in order, in the multi-value form
-    let single = MapOf(move || {
-        headers.keys().filter_map(move |k| headers.get_all(k).iter().next_back().map(|v| (k.as_str(), text(v))))
-    });
-    let multi = MapOf(move || {
-        headers.keys().map(move |k| (k.as_str(), headers.get_all(k).iter().map(text).collect::<Vec<_>>()))
-    });
-    let mut groups: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)> = Vec::new();
-    for (k, v) in pairs {
-        match groups.iter_mut().find(|(x, _)| *x == k) {
-            Some((_, vs)) => vs.push(v),
-            None => groups.push((k, vec![v])),
-        }
-    }
+    let (single, multi) = (last_values(headers), all_values(headers));
+    let groups = query_groups(r.view.query());
     let no_query = groups.is_empty();
     let q = Query { groups: groups.clone(), multi: false };
     let mq = Query { groups, multi: true };

@@ -205,15 +205,17 @@ impl ContentHandling {
     /// UTF-8); `Err` when base64 text is expected and the payload is not.
     pub fn apply(self, body: Bytes, binary: bool) -> Result<Bytes, String> {
         use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD;
         match self {
-            ContentHandling::ConvertToText if binary || std::str::from_utf8(&body).is_err() => {
-                Ok(Bytes::from(b64.encode(&body)))
-            }
-            ContentHandling::ConvertToText => Ok(body),
+            ContentHandling::ConvertToText => match super::lambda::encode_body(&body, binary) {
+                (text, true) => Ok(Bytes::from(text.into_owned())),
+                (_, false) => Ok(body),
+            },
             ContentHandling::ConvertToBinary => {
                 let text: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-                b64.decode(text).map(Bytes::from).map_err(|e| format!("the payload is not base64: {e}"))
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map(Bytes::from)
+                    .map_err(|e| format!("the payload is not base64: {e}"))
             }
         }
     }
@@ -248,18 +250,13 @@ impl Scope {
     pub fn of(view: &RequestView<'_>) -> Scope {
         let null = serde_json::Value::Null;
         let t = crate::templates::Vars::of(view, None, ("", &null));
+        let (path, querystring, header) = crate::templates::vtl_params(&t.input.params);
         Scope {
             context: crate::templates::aws_context(&t.context),
             stage: view.route.variables.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            path: t
-                .input
-                .params
-                .path
-                .iter()
-                .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
-                .collect(),
-            querystring: t.input.params.querystring.into_iter().collect(),
-            header: t.input.params.header.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            path,
+            querystring,
+            header,
         }
     }
 

@@ -3,8 +3,7 @@
 //! `disconnectStatusCode` / `disconnectReason`), and the function's answer read back the way
 //! API Gateway reads it (`statusCode`, `body`). Pure functions: `websocket::conn` invokes.
 
-use super::lambda::{clf_time, epoch_ms, Identity, MapOf};
-use base64::Engine;
+use super::lambda::{all_values, clf_time, encode_body, epoch_ms, last_values, query_groups, Identity, Query};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -103,24 +102,6 @@ struct Ctx<'a> {
     authorizer: Option<&'a Map<String, Value>>,
 }
 
-/// The query's parameters by name, in first-seen order (each name's values in order).
-fn query_groups(q: &str) -> Vec<(Cow<'_, str>, Vec<Cow<'_, str>>)> {
-    let mut groups: Vec<(Cow<'_, str>, Vec<Cow<'_, str>>)> = Vec::new();
-    for p in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        let (k, v) = (crate::request::decode_component(k), crate::request::decode_component(v));
-        match groups.iter_mut().find(|(x, _)| *x == k) {
-            Some((_, vs)) => vs.push(v),
-            None => groups.push((k, vec![v])),
-        }
-    }
-    groups
-}
-
-fn text(v: &http::HeaderValue) -> Cow<'_, str> {
-    String::from_utf8_lossy(v.as_bytes())
-}
-
 /// The event, serialized.
 pub fn event(e: &Event<'_>) -> Vec<u8> {
     let c = e.conn;
@@ -146,19 +127,12 @@ pub fn event(e: &Event<'_>) -> Vec<u8> {
         (EventType::Disconnect, _) => Some(&disconnect_headers),
         _ => None,
     };
-    let single = headers.map(|h| {
-        MapOf(move || h.keys().filter_map(move |k| h.get_all(k).iter().next_back().map(|v| (k.as_str(), text(v)))))
-    });
-    let multi = headers
-        .map(|h| MapOf(move || h.keys().map(move |k| (k.as_str(), h.get_all(k).iter().map(text).collect::<Vec<_>>()))));
-    let groups = e.handshake.and_then(|(_, q)| q).map(query_groups).filter(|g| !g.is_empty());
-    let groups = groups.as_deref();
-    let q = groups.map(|g| MapOf(move || g.iter().filter_map(|(k, vs)| vs.last().map(|v| (k, v)))));
-    let mq = groups.map(|g| MapOf(move || g.iter().map(|(k, vs)| (k, vs))));
-    let body = e.body.map(|(b, binary)| match (binary, std::str::from_utf8(b)) {
-        (false, Ok(s)) => (Cow::Borrowed(s), false),
-        _ => (Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b)), true),
-    });
+    let single = headers.map(last_values);
+    let multi = headers.map(all_values);
+    let groups = query_groups(e.handshake.and_then(|(_, q)| q));
+    let query = |multi| (!groups.is_empty()).then(|| Query { groups: groups.clone(), multi });
+    let (q, mq) = (query(false), query(true));
+    let body = e.body.map(|(b, binary)| encode_body(b, binary));
     let b64 = body.as_ref().is_some_and(|(_, b)| *b);
     let out = Out {
         headers: single,
