@@ -107,10 +107,17 @@ impl Gateway {
             info.user_agent.clone(),
             ws.max_message,
         );
+        let cluster = snap.cluster.as_ref().map(|(c, _)| c.clone());
+        if let Some(cl) = &cluster {
+            websocket::cluster::announce(cl, &id).await;
+        }
         let stream = match conn::accept(session, &key).await {
             Ok(s) => s,
             Err(e) => {
                 self.runtime.connections.unregister(&c);
+                if let Some(cl) = &cluster {
+                    websocket::cluster::retire(cl, &id);
+                }
                 return Err(e);
             }
         };
@@ -128,10 +135,6 @@ impl Gateway {
             serde_json::to_value(&entry).unwrap_or_default()
         });
         ctx.websocket_detached = true;
-        let cluster = snap.cluster.as_ref().map(|(c, _)| c.clone());
-        if let Some(cl) = &cluster {
-            websocket::cluster::announce(cl, &id);
-        }
         let runtime = self.runtime.clone();
         let started = std::time::Instant::now();
         // the relay is its own task: Pingora's request (and this future) end here; the

@@ -54,17 +54,17 @@ fn unb64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default()
 }
 
-/// Records a new connection of this node (best effort: a Redis failure leaves it node-local).
-pub fn announce(cluster: &Arc<Cluster>, id: &str) {
-    let (c, key) = (cluster.clone(), conn_key(id));
-    tokio::spawn(async move {
-        if let Ok(mut conn) = c.connection().await {
-            let r: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(&*NODE).query_async(&mut conn).await;
-            if let Err(e) = r {
-                log::warn!("websocket registry: {e}");
-            }
-        }
-    });
+/// Records a new connection of this node before its 101 is sent, so that once the client
+/// holds the connection every node reaches it. Best effort: Redis calls are bounded (250 ms),
+/// and a failure leaves the connection node-local.
+pub async fn announce(cluster: &Cluster, id: &str) {
+    let r: redis::RedisResult<()> = match cluster.connection().await {
+        Ok(mut conn) => redis::cmd("SET").arg(conn_key(id)).arg(&*NODE).query_async(&mut conn).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = r {
+        log::warn!("websocket registry: {e}");
+    }
 }
 
 /// Removes a closed connection's entry.
