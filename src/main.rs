@@ -147,6 +147,7 @@ fn main() -> ExitCode {
     metrics::init();
     metrics::set_config_version(&snap.version);
     access_log::configure(&snap.settings.access_log);
+    runtime.tracing.configure(snap.settings.tracing.as_ref());
     log::info!(
         "edgegate {} starting with config {} (version {})",
         env!("CARGO_PKG_VERSION"),

@@ -26,6 +26,8 @@ pub struct Runtime {
     pub link_health: Arc<crate::integrations::vpc_link::Health>,
     /// The WebSocket connections this node serves.
     pub connections: Arc<crate::websocket::Registry>,
+    /// The OpenTelemetry exporter of `[tracing]`, kept across reloads that leave it unchanged.
+    pub tracing: crate::observability::trace::Tracing,
     /// One compile at a time: a compile stages limiter and cache changes, then commits or
     /// discards them (`config::load`).
     compiling: Mutex<()>,
@@ -38,6 +40,7 @@ impl Runtime {
             caches: Default::default(),
             link_health: Default::default(),
             connections: Default::default(),
+            tracing: Default::default(),
             compiling: Mutex::new(()),
         })
     }

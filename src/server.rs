@@ -166,6 +166,8 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
             connections: runtime.connections.clone(),
         },
     ));
+    // the spans of the drained requests are flushed before the process exits
+    let tracing_owner = runtime.clone();
     let reloader = server.add_service(background_service(
         "config-reload",
         Reloader { shared, runtime, path: args.config, upgraded: args.upgrade },
@@ -175,5 +177,6 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
     }
     let signals = lifecycle::Signals { sockets, upgrade_sock: l.upgrade_sock.clone(), grace: l.grace_period };
     server.run(pingora::server::RunArgs { shutdown_signal: Box::new(signals) });
+    tracing_owner.tracing.shutdown();
     std::process::exit(0)
 }

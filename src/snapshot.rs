@@ -80,6 +80,8 @@ pub struct Settings {
     pub max_headers: usize,
     pub max_integration_timeout: Duration,
     pub access_log: AccessLogTarget,
+    /// `[tracing]`, installed in the runtime's tracer when the snapshot is swapped in.
+    pub tracing: Option<crate::observability::trace::Settings>,
 }
 
 pub use crate::observability::access_log::AccessLogTarget;

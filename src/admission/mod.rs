@@ -23,8 +23,10 @@ use crate::throttle::bucket::{Bucket, Decision};
 use crate::throttle::cluster::{Cluster, OnError};
 use crate::validation::Validator;
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The request as admission reads it.
 #[async_trait]
@@ -35,6 +37,24 @@ pub trait Incoming: Send {
     fn has_body(&mut self) -> bool;
     /// Reads the whole body once, whatever its framing, up to `max` bytes.
     async fn read_body(&mut self, max: u64) -> Result<(), BodyError>;
+    /// When the request's trace records spans: now, the start of a step (otherwise `None`,
+    /// and nothing is measured).
+    fn clock(&self) -> Option<Instant> {
+        None
+    }
+    /// A step that ran (started at `clock()`'s time), for the request's trace.
+    fn ran(&mut self, _step: &'static str, _started: Instant, _refused: bool, _attributes: Vec<KeyValue>) {}
+}
+
+/// Reports a step that ran to the request's trace, when it records one.
+fn ran<T>(req: &mut dyn Incoming, step: &'static str, started: Option<Instant>, r: &Result<T, Refusal>) {
+    if let Some(t) = started {
+        let attributes = match r {
+            Err(refusal) => vec![KeyValue::new("edgegate.refusal", refusal.response.name())],
+            Ok(_) => Vec::new(),
+        };
+        req.ran(step, t, r.is_err(), attributes);
+    }
 }
 
 /// What the snapshot compiled for one route in one stage, as admission needs it.
@@ -73,22 +93,47 @@ pub struct Admitted {
 }
 
 /// Steps 2–6, in order; step 1 ran before the route was matched.
+/// Each step that ran is reported to the request's trace (`Incoming::ran`).
 pub async fn admit(req: &mut dyn Incoming, rules: &Rules<'_>) -> Result<Admitted, Refusal> {
-    let mut admitted = Admitted { ratelimit: throttles(rules)?, ..Admitted::default() };
+    let t = req.clock();
+    let limited = throttles(rules);
+    ran(req, "throttle", t, &limited);
+    let mut admitted = Admitted { ratelimit: limited?, ..Admitted::default() };
     if let Some(a) = rules.authorizer {
-        let (principal, jwt) = authorize(req, a, rules).await?;
+        let t = req.clock();
+        let r = authorize(req, a, rules).await;
+        if let Some(t) = t {
+            let mut attributes = vec![KeyValue::new("edgegate.authorizer", a.0.to_string())];
+            if let Ok((_, _, Some(hit))) = &r {
+                attributes.push(KeyValue::new("edgegate.authorizer.cache", if *hit { "hit" } else { "miss" }));
+            }
+            if let Err(refusal) = &r {
+                attributes.push(KeyValue::new("edgegate.refusal", refusal.response.name()));
+            }
+            req.ran("authorizer", t, r.is_err(), attributes);
+        }
+        let (principal, jwt, _) = r?;
         admitted.caller.principal = Some(principal);
         admitted.caller.jwt = jwt;
     }
     if let Some(k) = &rules.api_key {
-        let (id, plan) = api_key(&req.view(), k)?;
-        if let Some(d) = keyed_throttles(k, plan, &id).await? {
+        let t = req.clock();
+        let key = api_key(&req.view(), k);
+        ran(req, "api key", t, &key);
+        let (id, plan) = key?;
+        let t = req.clock();
+        let limited = keyed_throttles(k, plan, &id).await;
+        ran(req, "usage plan", t, &limited);
+        if let Some(d) = limited? {
             admitted.ratelimit = Some(d);
         }
         admitted.caller.api_key_id = Some(id);
     }
     if let Some(v) = rules.validate {
-        validate(req, v, rules.max_body).await?;
+        let t = req.clock();
+        let r = validate(req, v, rules.max_body).await;
+        ran(req, "validation", t, &r);
+        r?;
     }
     Ok(admitted)
 }
@@ -104,17 +149,18 @@ pub fn throttles(rules: &Rules<'_>) -> Result<Option<Decision>, Refusal> {
     crate::throttle::admit::shared(rules.account, rules.stage, rules.route)
 }
 
-/// Step 3: the route's authorizer; the caller, and whether it was a JWT one.
+/// Step 3: the route's authorizer; the caller, whether it was a JWT one, and for a
+/// Lambda-style authorizer whether its answer came from its cache.
 pub async fn authorize(
     req: &mut dyn Incoming,
     (name, authorizer): (&str, &Authorizer),
     rules: &Rules<'_>,
-) -> Result<(Arc<Principal>, bool), Refusal> {
+) -> Result<(Arc<Principal>, bool, Option<bool>), Refusal> {
     match authorizer {
         Authorizer::Jwt(jwt) => {
             let view = req.view();
             let p = jwt.authorize_async(view.headers(), rules.scopes).await;
-            Ok((p.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?, true))
+            Ok((p.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?, true, None))
         }
         Authorizer::Lambda(authz) => {
             let view = req.view();
@@ -126,7 +172,7 @@ pub async fn authorize(
             crate::observability::metrics::AUTHORIZER_CACHE
                 .with_label_values(&[name, if hit { "hit" } else { "miss" }])
                 .inc();
-            Ok((result.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?, false))
+            Ok((result.map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?, false, Some(hit)))
         }
         Authorizer::SigV4(authz) => {
             // the SHA-256 of the body the integration will receive, read once whatever its
@@ -142,7 +188,7 @@ pub async fn authorize(
             let arn = method_arn(&view);
             let signed = crate::auth::sigv4::Signed::of(&view, digest, &arn, "execute-api:Invoke", rules.now);
             let p = authz.authorize(&signed).map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?;
-            Ok((p, false))
+            Ok((p, false, None))
         }
     }
 }

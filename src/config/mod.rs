@@ -224,7 +224,8 @@ impl Compiler {
 
     fn compile(&mut self, cfg: &Config) -> Option<Snapshot> {
         let root = KeyPath::root();
-        let settings = self.server(&root.key("server"), &cfg.server);
+        let mut settings = self.server(&root.key("server"), &cfg.server);
+        settings.tracing = cfg.tracing.as_ref().map(|t| self.tracing(&root.key("tracing"), t));
         let (certs, tls_listen, client_auth, tls_profile) = self.tls(&root.key("tls"), cfg);
 
         let cluster = cfg.cluster.as_ref().and_then(|c| {

@@ -26,6 +26,29 @@ pub struct Config {
     #[serde(default)]
     pub vpc_links: Vec<VpcLink>,
     pub edge: Option<Edge>,
+    pub tracing: Option<Tracing>,
+}
+
+/// `[tracing]`: OpenTelemetry traces over OTLP/HTTP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    pub otlp_endpoint: String,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    #[serde(default = "default_propagate")]
+    pub propagate: Vec<String>,
+}
+fn default_service_name() -> String {
+    "edgegate".into()
+}
+fn default_sample_ratio() -> f64 {
+    0.05
+}
+fn default_propagate() -> Vec<String> {
+    vec!["traceparent".into(), "x-amzn-trace-id".into()]
 }
 
 fn default_listen() -> Vec<String> {
@@ -99,6 +122,9 @@ pub struct Server {
     pub max_integration_timeout: Dur,
     #[serde(default = "default_access_log")]
     pub access_log: String,
+    /// A line template of `$context` variables (AWS's accessLogSettings.format); empty = JSON.
+    #[serde(default)]
+    pub access_log_format: String,
     #[serde(default = "yes")]
     pub watch: bool,
 }
@@ -120,6 +146,7 @@ impl Default for Server {
             header_timeout: default_header_timeout(),
             max_integration_timeout: default_max_timeout(),
             access_log: default_access_log(),
+            access_log_format: String::new(),
             watch: true,
         }
     }

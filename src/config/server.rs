@@ -74,6 +74,42 @@ impl Compiler {
             max_headers: s.max_headers,
             max_integration_timeout: s.max_integration_timeout.0,
             access_log,
+            tracing: None,
+        }
+    }
+
+    /// `[tracing]`: the collector's URL, the sampling ratio and what is propagated.
+    pub(super) fn tracing(&mut self, p: &KeyPath, t: &Tracing) -> crate::observability::trace::Settings {
+        let endpoint = t.otlp_endpoint.trim_end_matches('/').to_string();
+        match endpoint.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() && u.query().is_none() => {}
+            _ => self.err(
+                p.key("otlp_endpoint"),
+                format!("{:?} is not an http(s) URL such as \"http://127.0.0.1:4318\"", t.otlp_endpoint),
+            ),
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            self.err(p.key("sample_ratio"), "sample_ratio must be from 0 to 1");
+        }
+        if t.service_name.trim().is_empty() {
+            self.err(p.key("service_name"), "service_name must not be empty");
+        }
+        let (mut w3c, mut amzn) = (false, false);
+        for (i, f) in t.propagate.iter().enumerate() {
+            match f.to_ascii_lowercase().as_str() {
+                "traceparent" => w3c = true,
+                "x-amzn-trace-id" => amzn = true,
+                _ => {
+                    self.err(p.key("propagate").idx(i), format!("{f:?} is not \"traceparent\" or \"x-amzn-trace-id\""))
+                }
+            }
+        }
+        crate::observability::trace::Settings {
+            endpoint,
+            service_name: t.service_name.clone(),
+            sample_ratio: t.sample_ratio,
+            w3c,
+            amzn,
         }
     }
 

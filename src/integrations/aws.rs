@@ -37,6 +37,7 @@ impl Target {
         body: Bytes,
         request_id: &str,
         params: &super::mapping::Resolved,
+        trace: &[(&str, &str)],
     ) -> Result<Answer, OutboundError> {
         let mut headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         headers.retain(|(k, _)| !params.headers.iter().any(|(n, _)| n.as_str() == *k));
@@ -66,6 +67,7 @@ impl Target {
             None => Vec::new(),
         };
         headers.push(("x-request-id", request_id));
+        headers.extend_from_slice(trace);
         headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let body = (!body.is_empty() || self.method != http::Method::GET).then_some(body);
         let call = Call {
@@ -180,7 +182,7 @@ impl super::Answer for Target {
         };
         let target = &self.endpoint.url;
         let a = self
-            .call(payload, view.request_id, &params)
+            .call(payload, view.request_id, &params, &env.trace_fields().collect::<Vec<_>>())
             .await
             .map_err(|source| IntegrationError::Unreachable { target: target.clone(), source })?;
         if let Some((m, scope)) = self.mapping.as_ref().zip(scope.as_ref()) {

@@ -58,6 +58,7 @@ impl super::Answer for Target {
             }
         }
         headers.push(("x-request-id", view.request_id));
+        headers.extend(env.trace_fields());
         let body =
             (!payload.is_empty() || !matches!(method, http::Method::GET | http::Method::HEAD)).then_some(payload);
         let call =

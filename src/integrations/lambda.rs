@@ -705,7 +705,8 @@ impl super::Answer for Target {
         let failed = |kind, why, status| IntegrationError::Failed { target: name.clone(), kind, why, status };
         // a custom integration's request parameters: header fields of the Invoke call
         let params = self.custom.as_ref().zip(scope.as_ref()).map(|(m, s)| m.parameters(s)).unwrap_or_default();
-        let extra: Vec<(&str, &str)> = params.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut extra: Vec<(&str, &str)> = params.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        extra.extend(env.trace_fields());
         let invoked = self.function.invoke_with(payload, self.timeout, view.request_id, &extra).await;
         if let Some((m, scope)) = self.custom.as_ref().zip(scope.as_ref()) {
             // a custom integration: a success selects the default response, a function error

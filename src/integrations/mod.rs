@@ -48,6 +48,17 @@ pub enum Shape<'a> {
 }
 
 impl Integration {
+    /// Its `type` (and `proxy = false`), as traces name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Integration::Http(_) => "http_proxy",
+            Integration::HttpCustom(_) => "http",
+            Integration::Mock(_) => "mock",
+            Integration::Lambda(_) => "lambda",
+            Integration::Aws(_) => "aws",
+        }
+    }
+
     pub fn shape(&self) -> Shape<'_> {
         match self {
             Integration::Http(t) => Shape::Forward(t),
@@ -82,6 +93,16 @@ pub struct Env<'a> {
     pub templates: &'a crate::templates::Templates,
     /// The request's media type is one of the API's binary types.
     pub binary: bool,
+    /// The trace context for the integration call (`traceparent`, `tracestate`,
+    /// `X-Amzn-Trace-Id`), sent with it when tracing is on.
+    pub trace: &'a [(::http::HeaderName, ::http::HeaderValue)],
+}
+
+impl Env<'_> {
+    /// The trace context fields as an outbound call's header list takes them.
+    pub fn trace_fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.trace.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+    }
 }
 
 /// An answer made by the gateway from an integration's result.

@@ -57,6 +57,9 @@ pub struct Entry<'a> {
     pub messages_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_out: Option<u64>,
+    /// The request's W3C trace id, when tracing is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl<'a> Entry<'a> {

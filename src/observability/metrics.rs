@@ -136,6 +136,14 @@ metric!(
     "Integration failures (logged as one summary a second per upstream)",
     &["kind"]
 );
+metric!(
+    TRACE_EXPORT_FAILURES,
+    CounterVec,
+    register_counter_vec,
+    "edgegate_trace_export_failures_total",
+    "Spans not delivered to the trace collector (queue_full, timeout, export)",
+    &["reason"]
+);
 
 /// Touches every metric so that all names are exported from the first scrape.
 pub fn init() {
@@ -151,6 +159,9 @@ pub fn init() {
     Lazy::force(&UPSTREAM_HEALTH);
     Lazy::force(&DOWNSTREAM_ERRORS);
     Lazy::force(&UPSTREAM_ERRORS);
+    for r in ["queue_full", "timeout", "export"] {
+        TRACE_EXPORT_FAILURES.with_label_values(&[r]);
+    }
     for r in ["ok", "error"] {
         CONFIG_RELOADS.with_label_values(&[r]);
     }

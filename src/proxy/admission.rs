@@ -9,6 +9,7 @@ use crate::request::{BodyError, RequestView};
 use crate::responses::Refusal;
 use crate::snapshot::Snapshot;
 use async_trait::async_trait;
+use opentelemetry::KeyValue;
 use pingora::prelude::*;
 
 /// A request being admitted: its session (the body handle) and its state (the view).
@@ -29,6 +30,16 @@ impl Incoming for Reading<'_> {
 
     async fn read_body(&mut self, max: u64) -> Result<(), BodyError> {
         body::read(self.session, self.ctx, max).await.map(|_| ())
+    }
+
+    fn clock(&self) -> Option<std::time::Instant> {
+        self.ctx.trace.as_ref().filter(|t| t.recording()).map(|_| std::time::Instant::now())
+    }
+
+    fn ran(&mut self, step: &'static str, started: std::time::Instant, refused: bool, attributes: Vec<KeyValue>) {
+        if let Some(t) = &mut self.ctx.trace {
+            t.span(step, started, attributes, refused);
+        }
     }
 }
 

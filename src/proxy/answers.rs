@@ -45,23 +45,36 @@ impl Gateway {
     /// response of its failure.
     pub(super) async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, a: &dyn Answer) -> Result<()> {
         let snap = ctx.snap.clone();
+        let kind = ctx.route.as_ref().and_then(|r| r.integration.as_deref()).map_or("", |i| i.kind());
         let made = {
             let view = ctx.view(session.req_header());
             let binary = ctx
                 .route
                 .as_ref()
                 .is_some_and(|m| snap.apis[m.api].binary.matches(view.header(http::header::CONTENT_TYPE).as_deref()));
+            let trace = ctx.trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
             let started = std::time::Instant::now();
-            let made = a.answer(&view, &Env { templates: &snap.templates, binary }).await;
-            (made, started.elapsed())
+            let made = a.answer(&view, &Env { templates: &snap.templates, binary, trace: &trace }).await;
+            (made, started)
         };
-        let (made, took) = made;
+        let (made, started) = made;
+        let took = started.elapsed();
         let called = match &made {
             Ok(m) => m.integration_status.is_some(),
             Err(e) => !matches!(e, crate::integrations::IntegrationError::Template { .. }),
         };
         if called {
             ctx.upstream.latency_ms = Some(took.as_millis() as u64);
+            if let Some(t) = ctx.trace.as_mut().filter(|t| t.recording()) {
+                let status = match &made {
+                    Ok(m) => m.integration_status,
+                    Err(e) => e.integration_status(),
+                };
+                let mut attributes = vec![opentelemetry::KeyValue::new("edgegate.integration", kind)];
+                attributes.extend(status.map(|s| opentelemetry::KeyValue::new("http.response.status_code", s as i64)));
+                let failed = made.is_err() || status.is_some_and(|s| s >= 500);
+                t.client_span("integration", started, attributes, failed);
+            }
         }
         match made {
             Ok(m) => {

@@ -68,6 +68,16 @@ pub(super) fn split_url(url: &str) -> Option<(&str, &str)> {
 
 /// `request_cache_filter`: turns the stage's cache on for the route, after every access
 /// check has passed (so a cached answer is never served to a caller the route would refuse).
+/// The lookup is over (an entry found, or a miss going to the integration): its span, when
+/// traced.
+pub(super) fn looked_up(ctx: &mut RequestCtx, result: CacheResult) {
+    let Some(started) = ctx.cache.as_mut().and_then(|c| c.lookup.take()) else { return };
+    if let Some(t) = &mut ctx.trace {
+        let attributes = vec![opentelemetry::KeyValue::new("edgegate.cache.result", result.as_str())];
+        t.span("cache lookup", started, attributes, false);
+    }
+}
+
 pub(super) fn enable(stores: &crate::cache::Stores, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
     let Some(m) = ctx.route.as_ref() else { return Ok(()) };
     let Some(ri) = m.route else { return Ok(()) };
@@ -92,6 +102,7 @@ pub(super) fn enable(stores: &crate::cache::Stores, session: &mut Session, ctx: 
     let input = crate::cache::KeyInput::of(&view);
     let keyed = crate::cache::build_key(&mut state.key, &rc, &input);
     if keyed.is_ok() {
+        state.lookup = ctx.trace.as_ref().filter(|t| t.recording()).map(|_| std::time::Instant::now());
         session.cache.enable(rc.store, None, Some(stores.predictor), Some(stores.lock), Some(stores.overrides()));
         session.cache.set_max_file_size_bytes(rc.store.max_entry());
     } else {

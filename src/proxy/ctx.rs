@@ -40,6 +40,8 @@ pub struct RequestCtx {
     /// The request became a WebSocket connection, served in its own task, which writes the
     /// connection's access-log line when it ends.
     pub websocket_detached: bool,
+    /// The request's trace, when `[tracing]` is on (`identify` begins it, `logging` ends it).
+    pub trace: Option<crate::observability::trace::Trace>,
 }
 
 /// Stage variables of a request that was not routed.
@@ -62,11 +64,13 @@ pub struct CacheState {
     pub result: Option<CacheResult>,
     /// The header fields of an integration's 304 to a revalidation, to update the stored answer.
     pub revalidation: Option<http::HeaderMap>,
+    /// When the lookup started, while the request's trace records it.
+    pub lookup: Option<Instant>,
 }
 
 impl CacheState {
     pub fn new(settings: Arc<crate::cache::RouteCache>) -> Self {
-        CacheState { settings, credential: false, key: String::new(), result: None, revalidation: None }
+        CacheState { settings, credential: false, key: String::new(), result: None, revalidation: None, lookup: None }
     }
 }
 
@@ -126,6 +130,7 @@ impl RequestCtx {
             pending: None,
             outcome: Outcome::default(),
             websocket_detached: false,
+            trace: None,
         }
     }
 

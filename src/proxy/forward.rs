@@ -5,6 +5,7 @@
 use crate::observability::errors;
 use crate::proxy::ctx::RequestCtx;
 use crate::responses::{Refusal, ResponseType};
+use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::ErrorType;
@@ -90,6 +91,14 @@ pub(super) fn request_head(up: &mut RequestHeader, ctx: &RequestCtx) -> Result<(
     for (name, v) in hop.fields(keep_port) {
         up.insert_header(name, &*v)?;
     }
+    // the trace goes on with the integration call's span as parent (what the client sent
+    // of it was read as this request's parent)
+    if let Some(t) = &ctx.trace {
+        up.remove_header("tracestate");
+        for (name, v) in t.outgoing() {
+            up.insert_header(name, v)?;
+        }
+    }
     Ok(())
 }
 
@@ -115,6 +124,16 @@ pub(super) fn response_head(session: &Session, resp: &mut ResponseHeader, ctx: &
     }
     if let Some(s) = ctx.upstream.started {
         ctx.upstream.latency_ms = Some(s.elapsed().as_millis() as u64);
+        if let Some(t) = ctx.trace.as_mut().filter(|t| t.recording()) {
+            let host = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()).map(|f| f.host.clone());
+            let attributes = vec![
+                KeyValue::new("http.request.method", session.req_header().method.to_string()),
+                KeyValue::new("server.address", host.unwrap_or_default()),
+                KeyValue::new("url.path", ctx.upstream.uri.clone()),
+                KeyValue::new("http.response.status_code", resp.status.as_u16() as i64),
+            ];
+            t.client_span("integration", s, attributes, resp.status.is_server_error());
+        }
     }
     Ok(())
 }

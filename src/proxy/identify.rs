@@ -43,6 +43,7 @@ impl Gateway {
                 String::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
             }
         };
+        ctx.trace = self.runtime.tracing.begin(&req.headers);
         ctx.client.host = host_of(req);
         ctx.client.port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
         let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
@@ -80,7 +81,12 @@ impl Gateway {
         // admission step 1, the resource policy: before routes are matched, so a refused
         // client learns nothing of them
         if let Some(policy) = &api.policy {
-            if let Err(refusal) = crate::admission::policy(policy, &ctx.view(req)) {
+            let t = ctx.trace.as_ref().filter(|t| t.recording()).map(|_| std::time::Instant::now());
+            let checked = crate::admission::policy(policy, &ctx.view(req));
+            if let Some((t, trace)) = t.zip(ctx.trace.as_mut()) {
+                trace.span("policy", t, Vec::new(), checked.is_err());
+            }
+            if let Err(refusal) = checked {
                 ctx.route = Some(RouteMatch {
                     path: String::new(),
                     api: mount.api,

@@ -75,6 +75,7 @@ impl ProxyHttp for Gateway {
     /// integration's shape. A Forward integration goes on to `upstream_peer` (`true`); an
     /// Answer integration makes its answer here (`proxy::answers`) and the request ends.
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        cache_hooks::looked_up(ctx, cache_hooks::result(session.cache.phase()));
         let Some(integration) = ctx.route.as_ref().and_then(|r| r.integration.clone()) else { return Ok(true) };
         let Shape::Answer(a) = integration.shape() else { return Ok(true) };
         self.answer(session, ctx, a).await?;
@@ -118,8 +119,10 @@ impl ProxyHttp for Gateway {
             && (crate::cache::refresh_requested(rc, &session.req_header().headers)
                 || rc.store.purged(&m.path, meta.created()))
         {
+            cache_hooks::looked_up(ctx, CacheResult::Expired);
             return Ok(Some(pingora::cache::ForcedFreshness::ForceExpired));
         }
+        cache_hooks::looked_up(ctx, if is_fresh { CacheResult::Hit } else { CacheResult::Expired });
         Ok(None)
     }
 

@@ -76,6 +76,12 @@ impl Gateway {
             // boxed: the call's state is not kept in this future for the connection's life
             let answer = Box::pin(conn::call(&info, ci, e)).await;
             ctx.upstream.latency_ms = Some(started.elapsed().as_millis() as u64);
+            if let Some(t) = ctx.trace.as_mut().filter(|t| t.recording()) {
+                let status = answer.as_ref().ok().map(|a| a.status);
+                let mut attributes = vec![opentelemetry::KeyValue::new("edgegate.websocket.route", "$connect")];
+                attributes.extend(status.map(|s| opentelemetry::KeyValue::new("http.response.status_code", s as i64)));
+                t.client_span("integration", started, attributes, answer.is_err() || status.is_some_and(|s| s >= 500));
+            }
             match answer {
                 Ok(a) if (200..300).contains(&a.status) => ctx.upstream.status = Some(a.status),
                 Ok(a) => {

@@ -25,6 +25,7 @@ mod service;
 mod sigv4;
 mod streaming;
 mod tls;
+mod tracing;
 mod transforms;
 mod trust;
 mod vpc_link;
