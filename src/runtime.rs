@@ -27,7 +27,7 @@ pub struct Runtime {
     /// The WebSocket connections this node serves.
     pub connections: Arc<crate::websocket::Registry>,
     /// The OpenTelemetry exporter of `[tracing]`, kept across reloads that leave it unchanged.
-    pub tracing: crate::observability::trace::Tracing,
+    pub tracing: Arc<crate::observability::trace::Tracing>,
     /// One compile at a time: a compile stages limiter and cache changes, then commits or
     /// discards them (`config::load`).
     compiling: Mutex<()>,

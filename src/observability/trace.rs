@@ -370,11 +370,12 @@ impl Export {
         .map_err(|_| "the exporter's thread failed".to_string())?
         .map_err(|e| e.to_string())?;
         let queued = Arc::new(AtomicUsize::new(0));
-        let config = BatchConfigBuilder::default()
-            .with_max_queue_size(QUEUE)
-            .with_max_export_batch_size(512)
-            .with_scheduled_delay(Duration::from_millis(500))
-            .build();
+        // the SDK's OTEL_BSP_SCHEDULE_DELAY, when set, is the delay between exports
+        let mut config = BatchConfigBuilder::default().with_max_queue_size(QUEUE).with_max_export_batch_size(512);
+        if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_none() {
+            config = config.with_scheduled_delay(Duration::from_millis(500));
+        }
+        let config = config.build();
         let mut processor = BatchSpanProcessor::builder(Counted { inner: exporter, queued: queued.clone() })
             .with_batch_config(config)
             .build();

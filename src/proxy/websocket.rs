@@ -59,9 +59,11 @@ impl Gateway {
             integrations: view.integrations.clone(),
             route_keys: api.routes.iter().map(|r| r.key.clone()).collect(),
             log: stage.access_log && snap.settings.access_log != crate::snapshot::AccessLogTarget::Off,
+            tracing: self.runtime.tracing.clone(),
         }));
 
         if let Some(ci) = ws.connect {
+            let context = ctx.trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
             let started = std::time::Instant::now();
             let view = ctx.view(req);
             let e = conn::EventIn {
@@ -72,6 +74,7 @@ impl Gateway {
                 binary: false,
                 handshake: Some(&view),
                 ended: None,
+                trace: &context,
             };
             // boxed: the call's state is not kept in this future for the connection's life
             let answer = Box::pin(conn::call(&info, ci, e)).await;
@@ -136,6 +139,7 @@ impl Gateway {
                 integration_status: ctx.upstream.status,
                 connection_id: Some(&id),
                 event_type: Some("CONNECTION"),
+                trace_id: ctx.trace.as_ref().map(|t| t.id()),
                 ..access_log::Entry::of(&ctx.view(session.req_header()))
             };
             serde_json::to_value(&entry).unwrap_or_default()

@@ -6,9 +6,11 @@ use crate::auth::Principal;
 use crate::aws::invoke::Invoked;
 use crate::integrations::ws_lambda::{self, EventType};
 use crate::integrations::Integration;
+use crate::observability::trace::{Server, Trace, Tracing};
 use crate::observability::{access_log, metrics};
 use crate::outbound::Call;
 use bytes::Bytes;
+use opentelemetry::KeyValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +47,8 @@ pub struct Info {
     /// `requestContext.authorizer`: the principal id and the authorizer's context or claims.
     authorizer: Option<serde_json::Map<String, serde_json::Value>>,
     api_key_id: Option<Arc<str>>,
+    /// Where each event's trace begins (`[tracing]`, as the running configuration has it).
+    tracing: Arc<Tracing>,
 }
 
 /// The connection as the handshake established it.
@@ -56,6 +60,7 @@ pub struct Handshake<'a> {
     pub integrations: Vec<Arc<Integration>>,
     pub route_keys: Vec<Arc<str>>,
     pub log: bool,
+    pub tracing: Arc<Tracing>,
 }
 
 impl Info {
@@ -113,6 +118,7 @@ impl Info {
             user_agent,
             log: h.log,
             headers,
+            tracing: h.tracing,
         }
     }
 }
@@ -137,6 +143,8 @@ pub struct EventIn<'a> {
     pub handshake: Option<&'a crate::request::RequestView<'a>>,
     /// `$disconnect`: how the connection ended.
     pub ended: Option<&'a Ended>,
+    /// The trace context the integration call carries (when tracing is on).
+    pub trace: &'a [(http::HeaderName, http::HeaderValue)],
 }
 
 /// What an event's integration answered.
@@ -184,7 +192,9 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
                 now: SystemTime::now(),
             };
             let payload = Bytes::from(ws_lambda::event(&event));
-            let a = match t.function.invoke(payload, t.timeout, e.request_id).await? {
+            let trace: Vec<(&str, &str)> =
+                e.trace.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+            let a = match t.function.invoke_with(payload, t.timeout, e.request_id, &trace).await? {
                 Invoked::Answer(result) => ws_lambda::answer(&result),
                 Invoked::FunctionError { kind, message, .. } => {
                     return Err(EventError::Function(format!(
@@ -217,6 +227,7 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
             if let Some(m) = e.message_id {
                 refs.push(("x-edgegate-message-id", m));
             }
+            refs.extend(e.trace.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))));
             let body = match e.ended {
                 Some(x) => Bytes::from(serde_json::json!({"closeCode": x.close_code, "reason": x.reason}).to_string()),
                 None => e.body,
@@ -246,7 +257,7 @@ fn error_frame(message: &str, conn_id: &str, request_id: &str) -> Push {
     Push::Text(serde_json::json!({"message": message, "connectionId": conn_id, "requestId": request_id}).to_string())
 }
 
-fn log_event(info: &Info, event: &'static str, route: &str, status: u16, started: Instant) {
+fn log_event(info: &Info, event: &'static str, route: &str, status: u16, started: Instant, trace_id: Option<String>) {
     if !info.log {
         return;
     }
@@ -267,6 +278,7 @@ fn log_event(info: &Info, event: &'static str, route: &str, status: u16, started
         principal_id: info.principal.as_ref().map(|p| p.principal_id.as_str()).filter(|s| !s.is_empty()),
         connection_id: Some(&info.conn_id),
         event_type: Some(event),
+        trace_id,
         ..Default::default()
     });
 }
@@ -491,7 +503,7 @@ async fn dispatch(
     let Some(route) = route else {
         // the relay itself is the queue's reader: never wait here
         let _ = conn.push(error_frame("Forbidden", &conn.id, &message_id));
-        log_event(info, "MESSAGE", "", 403, Instant::now());
+        log_event(info, "MESSAGE", "", 403, Instant::now(), None);
         return;
     };
     let Ok(permit) = slots.clone().acquire_owned().await else { return };
@@ -501,6 +513,8 @@ async fn dispatch(
         let started = Instant::now();
         let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from(""));
         let request_id = uuid::Uuid::new_v4().to_string();
+        let mut trace = info.tracing.begin(&http::HeaderMap::new());
+        let context = trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
         let e = EventIn {
             kind: EventType::Message,
             request_id: &request_id,
@@ -509,8 +523,13 @@ async fn dispatch(
             binary,
             handshake: None,
             ended: None,
+            trace: &context,
         };
-        let status = match call(&info, route, e).await {
+        let answer = call(&info, route, e).await;
+        if let Some(t) = &mut trace {
+            traced_call(t, started, &answer);
+        }
+        let status = match answer {
             Ok(a) if (200..300).contains(&a.status) => {
                 if let Some(reply) = a.reply {
                     let p = match std::str::from_utf8(&reply) {
@@ -532,8 +551,35 @@ async fn dispatch(
                 502
             }
         };
-        log_event(&info, "MESSAGE", &key, status, started);
+        log_event(&info, "MESSAGE", &key, status, started, trace.as_ref().map(|t| t.id()));
+        if let Some(t) = trace {
+            finish_trace(t, &info, "MESSAGE", &key, status, started, &request_id);
+        }
     });
+}
+
+/// The integration call of an event, as a client span of its trace.
+fn traced_call(t: &mut Trace, started: Instant, answer: &Result<EventAnswer, EventError>) {
+    let status = answer.as_ref().ok().map(|a| a.status);
+    let attributes: Vec<KeyValue> =
+        status.map(|s| KeyValue::new("http.response.status_code", s as i64)).into_iter().collect();
+    t.client_span("integration", started, attributes, answer.is_err() || status.is_some_and(|s| s >= 500));
+}
+
+/// Ends an event's trace: its own span (`WebSocket {route key}`) with the connection's.
+fn finish_trace(t: Trace, info: &Info, event: &str, route: &str, status: u16, started: Instant, request_id: &str) {
+    let attributes = vec![
+        KeyValue::new("edgegate.api", info.api.to_string()),
+        KeyValue::new("edgegate.stage", info.stage.to_string()),
+        KeyValue::new("edgegate.websocket.connection_id", info.conn_id.clone()),
+        KeyValue::new("edgegate.websocket.event_type", event.to_string()),
+        KeyValue::new("http.route", route.to_string()),
+        KeyValue::new("http.response.status_code", status as i64),
+        KeyValue::new("client.address", info.source_ip.clone()),
+        KeyValue::new("edgegate.request_id", request_id.to_string()),
+    ];
+    let received_at = SystemTime::now() - started.elapsed();
+    t.finish(Server { start: started, received_at, name: format!("WebSocket {route}"), attributes, status });
 }
 
 /// `$disconnect`, after the connection is gone (bounded by its integration's timeout, or by a
@@ -544,6 +590,8 @@ pub async fn disconnect(info: &Info, ended: &Ended) {
     let started = Instant::now();
     let limit = if crate::lifecycle::draining() { Duration::from_secs(1) } else { Duration::from_secs(30) };
     let request_id = uuid::Uuid::new_v4().to_string();
+    let mut trace = info.tracing.begin(&http::HeaderMap::new());
+    let context = trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
     let e = EventIn {
         kind: EventType::Disconnect,
         request_id: &request_id,
@@ -552,8 +600,12 @@ pub async fn disconnect(info: &Info, ended: &Ended) {
         binary: false,
         handshake: None,
         ended: Some(ended),
+        trace: &context,
     };
     let r = tokio::time::timeout(limit, call(info, route, e)).await;
+    if let (Some(t), Ok(answer)) = (&mut trace, &r) {
+        traced_call(t, started, answer);
+    }
     let status = match r {
         Ok(Ok(a)) => a.status,
         Ok(Err(e)) => {
@@ -563,5 +615,8 @@ pub async fn disconnect(info: &Info, ended: &Ended) {
         Err(_) => 504,
     };
     let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from("$disconnect"));
-    log_event(info, "DISCONNECT", &key, status, started);
+    log_event(info, "DISCONNECT", &key, status, started, trace.as_ref().map(|t| t.id()));
+    if let Some(t) = trace {
+        finish_trace(t, info, "DISCONNECT", &key, status, started, &request_id);
+    }
 }

@@ -394,7 +394,7 @@ fn reloads_keep_tracing_and_the_queue_is_flushed_at_exit() {
     let first = Collector::start(200);
     let second = Collector::start(200);
     let origin = Origin::start("o");
-    let mut gw = Gateway::start(|d, p| access_stack(d, p, &origin.url(), &tracing_section(&first.base, "1.0"), ""));
+    let gw = Gateway::start(|d, p| access_stack(d, p, &origin.url(), &tracing_section(&first.base, "1.0"), ""));
     assert_eq!(get(gw.addr(), "/prod/mocked", &[]).status, 200);
     first.wait_trace("GET /mocked", 1);
     // ratio 0 after a reload: nothing more is exported
@@ -415,17 +415,113 @@ fn reloads_keep_tracing_and_the_queue_is_flushed_at_exit() {
         assert_eq!(get(gw.addr(), "/prod/mocked", &[]).status, 200);
         !second.all().is_empty()
     });
-    // spans still queued at SIGTERM are exported before the process exits (the batch
-    // processor's delay is 500 ms; the signal comes at once)
-    let before = second.all().len();
+}
+
+/// Spans still queued when the process is told to go are exported before it exits: the old
+/// process of a graceful upgrade, and a SIGTERM. The export delay is set to a minute
+/// (`OTEL_BSP_SCHEDULE_DELAY`), so only the flush at exit can deliver them.
+#[test]
+fn queued_spans_are_flushed_when_the_process_goes() {
+    let collector = Collector::start(200);
+    let origin = Origin::start("o");
+    let env = [("OTEL_BSP_SCHEDULE_DELAY", "60000")];
+    let make = |d: &std::path::Path, p: &Ports| {
+        access_stack(d, p, &origin.url(), &tracing_section(&collector.base, "1.0"), "")
+    };
+    let flushed = |prefix: &str| {
+        let spans = collector.all();
+        spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server as i32 && s.attributes["url.path"].starts_with(prefix))
+            .count()
+    };
+    let mut gw = Gateway::start_with_env(make, &env);
     for i in 0..5 {
-        assert_eq!(get(gw.addr(), &format!("/prod/plain/x{i}"), &[]).status, 200);
+        assert_eq!(get(gw.addr(), &format!("/prod/plain/up{i}"), &[]).status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(flushed("/prod/plain/up"), 0, "the spans are queued");
+    let mut old = gw.child.take().expect("old process");
+    gw.child = Some(gw.spawn(&["-u"]));
+    let status = old.wait().expect("old exit");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(flushed("/prod/plain/up"), 5, "the old process of an upgrade flushed its queue");
+    gw.wait_ready();
+    drop(gw);
+
+    let mut gw = Gateway::start_with_env(make, &env);
+    for i in 0..5 {
+        assert_eq!(get(gw.addr(), &format!("/prod/plain/term{i}"), &[]).status, 200);
     }
     gw.signal("TERM");
-    let mut child = gw.child.take().expect("child");
-    let status = child.wait().expect("exit");
+    let status = gw.child.take().expect("child").wait().expect("exit");
     assert!(status.success(), "{status:?}");
-    let after: Vec<Span> = second.all().into_iter().skip(before).collect();
-    let servers = after.iter().filter(|s| s.kind == SpanKind::Server as i32 && s.name == "GET /plain/{id}").count();
-    assert_eq!(servers, 5, "every queued trace was flushed: {after:#?}");
+    assert_eq!(flushed("/prod/plain/term"), 5, "every queued trace was flushed at SIGTERM");
+}
+
+/// A WebSocket connection: the handshake is a trace (its `$connect` call a client span), and
+/// each message and the `$disconnect` are traces of their own, whose context the backend
+/// receives; the access log's lines carry their trace ids.
+#[test]
+fn websocket_handshakes_and_messages_are_traced() {
+    let collector = Collector::start(200);
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let g2 = got.clone();
+    let backend = serve_raw(move |req, _| {
+        let kind = req.header("x-edgegate-event-type").unwrap_or_default();
+        g2.lock().expect("lock").push((kind, req.header("traceparent").unwrap_or_default()));
+        let body = [b"echo:".as_slice(), &req.body].concat();
+        let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        out
+    });
+    let gw = Gateway::start(|d, p| {
+        format!(
+            r#"{server}
+{tracing}
+[[apis]]
+name = "chat"
+protocol = "websocket"
+route_selection = "$request.body.action"
+[apis.stages.prod]
+[apis.integrations.be]
+type = "http"
+uri = "{backend}/ws"
+[[apis.routes]]
+route = "$connect"
+integration = "be"
+[[apis.routes]]
+route = "$default"
+integration = "be"
+[[apis.routes]]
+route = "$disconnect"
+integration = "be"
+"#,
+            server = server_section(d, p, ""),
+            tracing = tracing_section(&collector.base, "1.0"),
+        )
+    });
+    let mut c = crate::websocket::connect(gw.addr(), "/prod", &[]).expect("accepted");
+    c.send(tungstenite::Message::text("hello")).expect("send");
+    assert_eq!(crate::websocket::text(&mut c), "echo:hello");
+    c.close(None).expect("close");
+    let _ = c.flush();
+    let handshake = collector.wait_trace("$connect", 2);
+    let message = collector.wait_trace("WebSocket $default", 2);
+    let disconnect = collector.wait_trace("WebSocket $disconnect", 2);
+    let client_of = |t: &[Span]| t.iter().find(|s| s.kind == SpanKind::Client as i32).expect("client span").clone();
+    let server_of = |t: &[Span]| t.iter().find(|s| s.kind == SpanKind::Server as i32).expect("server span").clone();
+    let got = got.lock().expect("lock").clone();
+    for (kind, t) in [("CONNECT", &handshake), ("MESSAGE", &message), ("DISCONNECT", &disconnect)] {
+        let (server, client) = (server_of(t), client_of(t));
+        assert_eq!(client.parent, server.span_id);
+        let tp = &got.iter().find(|(k, _)| k == kind).unwrap_or_else(|| panic!("no {kind} in {got:?}")).1;
+        assert_eq!(*tp, format!("00-{}-{}-01", server.trace_id, client.span_id), "{kind}");
+    }
+    let m = server_of(&message);
+    assert_eq!(m.attributes["edgegate.websocket.event_type"], "MESSAGE");
+    assert!(!m.attributes["edgegate.websocket.connection_id"].is_empty());
+    assert_ne!(server_of(&handshake).trace_id, m.trace_id, "each message is a trace of its own");
+    let log = gw.wait_log("\"MESSAGE\"");
+    assert!(log.contains(&format!("\"traceId\":\"{}\"", m.trace_id)), "{log}");
 }
