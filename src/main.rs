@@ -147,6 +147,7 @@ fn main() -> ExitCode {
     metrics::init();
     metrics::set_config_version(&snap.version);
     access_log::configure(&snap.settings.access_log);
+    access_log::set_format(snap.settings.access_log_format.clone());
     runtime.tracing.configure(snap.settings.tracing.as_ref());
     log::info!(
         "edgegate {} starting with config {} (version {})",

@@ -48,6 +48,7 @@ fn reload(shared: &Shared, rt: &Arc<crate::runtime::Runtime>, path: &Path, only_
             }
             metrics::set_config_version(&snap.version);
             access_log::configure(&snap.settings.access_log);
+            access_log::set_format(snap.settings.access_log_format.clone());
             rt.tracing.configure(snap.settings.tracing.as_ref());
             shared.store(Arc::new(snap));
             metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();

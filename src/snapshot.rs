@@ -80,6 +80,8 @@ pub struct Settings {
     pub max_headers: usize,
     pub max_integration_timeout: Duration,
     pub access_log: AccessLogTarget,
+    /// `server.access_log_format`: the line template (`None`: the JSON object).
+    pub access_log_format: Option<Arc<crate::observability::access_log::Format>>,
     /// `[tracing]`, installed in the runtime's tracer when the snapshot is swapped in.
     pub tracing: Option<crate::observability::trace::Settings>,
 }

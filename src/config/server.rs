@@ -67,7 +67,14 @@ impl Compiler {
                 self.err(p.key(k), format!("{k} must not be empty"));
             }
         }
+        let access_log_format = (!s.access_log_format.is_empty()).then(|| {
+            crate::observability::access_log::Format::parse(&s.access_log_format)
+                .map_err(|m| self.err(p.key("access_log_format"), m))
+                .ok()
+                .map(Arc::new)
+        });
         Settings {
+            access_log_format: access_log_format.flatten(),
             trusted_proxies: trusted,
             max_body: s.max_body.0,
             max_header_size: s.max_header_size.0,

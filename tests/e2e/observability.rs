@@ -189,3 +189,43 @@ integration = {{ type = "mock", body = "ok" }}
     let errors = error_lines(&gw);
     assert!(errors.is_empty(), "client-caused errors logged as ERROR:\n{}", errors.join("\n"));
 }
+
+/// `server.access_log_format`: AWS-style `$context` templates (CLF here), compiled at load;
+/// client-chosen text is escaped so it cannot forge a field or a line; an unknown variable is
+/// refused at FILE:LINE by `check` and by a reload, which keeps the running format.
+#[test]
+fn access_log_formats_are_aws_context_templates() {
+    let clf = r#"access_log_format = '$context.identity.sourceIp - - [$context.requestTime] "$context.httpMethod $context.path $context.protocol" $context.status $context.responseLength $context.requestId "$context.identity.userAgent" $context.routeKey $context.identity.apiKeyId'"#;
+    let gw = Gateway::start(|d, p| cfg(d, p).replacen("[server]\n", &format!("[server]\n{clf}\n"), 1));
+    let raw = b"GET /prod/items/7 HTTP/1.1\r\nHost: x\r\nUser-Agent: evil\" 200 0 forged \"x\tend\r\nx-request-id: fmt-1\r\nConnection: close\r\n\r\n";
+    assert_eq!(request(gw.addr(), raw).status, 200);
+    let log = gw.wait_log("fmt-1");
+    let line = log.lines().find(|l| l.contains("fmt-1")).expect("line");
+    let re = regex::Regex::new(
+        r#"^127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET /prod/items/7 HTTP/1\.1" 200 2 fmt-1 "(.*)" GET /items/\{id\} -$"#,
+    )
+    .expect("re");
+    let caps = re.captures(line).unwrap_or_else(|| panic!("not the format: {line}"));
+    assert_eq!(&caps[1], r#"evil\" 200 0 forged \"x\tend"#, "quotes and tabs escaped");
+    // an unknown variable: check names the file, line and key; a reload keeps the format
+    let good = std::fs::read_to_string(&gw.config).expect("cfg");
+    let bad = good.replace("$context.identity.apiKeyId'", "$context.identity.apiKey'");
+    let path = gw.dir.path().join("bad.toml");
+    std::fs::write(&path, &bad).expect("write");
+    let out = std::process::Command::new(BIN).args(["check", "-c"]).arg(&path).output().expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.toml:2:")
+            && err.contains("server.access_log_format")
+            && err.contains("$context.identity.apiKey "),
+        "{err}"
+    );
+    gw.write_config(&bad);
+    gw.signal("HUP");
+    eventually("the reload is refused", || gw.stderr().contains("config reload failed"));
+    let raw = b"GET /prod/items/8 HTTP/1.1\r\nHost: x\r\nx-request-id: fmt-2\r\nConnection: close\r\n\r\n";
+    assert_eq!(request(gw.addr(), raw).status, 200);
+    let log = gw.wait_log("fmt-2");
+    assert!(log.lines().any(|l| l.starts_with("127.0.0.1 - - [") && l.contains(" fmt-2 ")), "{log}");
+}
