@@ -61,6 +61,86 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// `GET /usage/{plan}?startDate=YYYY-MM-DD&endDate=YYYY-MM-DD[&keyId=ID]`: AWS GetUsage's
+    /// shape, from Redis when `[cluster] redis` is set.
+    async fn usage(&self, plan: &str, query: &str) -> Response<Vec<u8>> {
+        let bad = |m: String| json(400, serde_json::json!({"message": m}));
+        let snap = self.shared.load_full();
+        let plan = percent_encoding::percent_decode_str(plan).decode_utf8_lossy();
+        let Some(p) = snap.plans.get(&*plan) else {
+            return json(404, serde_json::json!({"message": format!("usage plan {plan:?} not found")}));
+        };
+        let params: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
+            .collect();
+        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let day = |name: &str| -> Result<(u64, String), String> {
+            let v = param(name).ok_or_else(|| format!("{name} (YYYY-MM-DD) is required"))?;
+            parse_date(v).map(|d| (d, v.to_string())).ok_or_else(|| format!("{name} {v:?} is not a date YYYY-MM-DD"))
+        };
+        let ((from, start), (to, end)) = match (day("startDate"), day("endDate")) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(m), _) | (_, Err(m)) => return bad(m),
+        };
+        if to < from {
+            return bad("endDate is before startDate".into());
+        }
+        if to - from >= crate::throttle::usage::KEEP_DAYS {
+            return bad(format!("the range is {} days; at most {}", to - from + 1, crate::throttle::usage::KEEP_DAYS));
+        }
+        let mut keys: Vec<std::sync::Arc<str>> = snap
+            .api_keys
+            .iter()
+            .flat_map(|k| k.store.keys())
+            .filter(|k| k.plan == p.name)
+            .map(|k| k.id.clone())
+            .collect();
+        keys.sort();
+        if let Some(id) = param("keyId") {
+            keys.retain(|k| &**k == id);
+            if keys.is_empty() {
+                return json(404, serde_json::json!({"message": format!("key {id:?} is not in usage plan {plan:?}")}));
+            }
+        }
+        let cluster = snap.cluster.as_ref().map(|(c, _)| &**c);
+        let quota = p.quota.as_deref();
+        match crate::throttle::usage::report(&p.usage, quota, &p.name, &keys, (from, to), cluster).await {
+            Ok(items) => {
+                let items: serde_json::Map<String, serde_json::Value> = items
+                    .into_iter()
+                    .map(|(k, days)| {
+                        (
+                            k.to_string(),
+                            serde_json::json!(days.iter().map(|(u, r)| serde_json::json!([u, r])).collect::<Vec<_>>()),
+                        )
+                    })
+                    .collect();
+                json(
+                    200,
+                    serde_json::json!({"usagePlanId": p.name, "startDate": start, "endDate": end, "items": items}),
+                )
+            }
+            Err(e) => json(503, serde_json::json!({"message": e.to_string()})),
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+fn parse_date(s: &str) -> Option<u64> {
+    let mut it = s.splitn(3, '-');
+    let (y, m, d) = (it.next()?, it.next()?, it.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let days = crate::clock::days_from_civil(y, m, d);
+    // a real date: it comes back the same (no 2026-02-30)
+    (crate::clock::civil_from_days(days) == (y, m, d) && days >= 0).then_some(days as u64)
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -134,6 +214,11 @@ impl ServeHttp for Admin {
                     r = r.header("x-amzn-errortype", t);
                 }
                 r.body(a.body).unwrap_or_default()
+            }
+            (true, p) if p.starts_with("/usage/") => {
+                let plan = p["/usage/".len()..].to_string();
+                let query = req.uri.query().unwrap_or("").to_string();
+                self.usage(&plan, &query).await
             }
             (_, p) if p.starts_with("/cache/") => {
                 if req.method != http::Method::DELETE {

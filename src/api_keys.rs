@@ -61,6 +61,11 @@ impl KeyStore {
         self.by_hash.insert(hash, k).is_none()
     }
 
+    /// Every key, in no order.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<Key>> {
+        self.by_hash.values()
+    }
+
     /// The key whose hash matches the presented key, if any.
     pub fn find(&self, presented: &[u8]) -> Option<&Arc<Key>> {
         let h = hash_key(presented);

@@ -120,6 +120,7 @@ impl Compiler {
                     throttle,
                     route_throttle,
                     quota,
+                    usage: reg.usage(&u.name),
                 },
             );
         }

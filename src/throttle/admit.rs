@@ -92,9 +92,11 @@ pub async fn keyed(
     if let Some(kb) = plan.route_throttle.get(&route) {
         applied = Some(pass(kb.take(id, now), "key")?);
     }
+    let now = unix_now();
     if let Some(q) = &plan.quota {
-        q.take(id, unix_now()).map_err(|e| quota_exceeded(e.retry_after))?;
+        q.take(id, now).map_err(|e| quota_exceeded(e.retry_after))?;
     }
+    plan.usage.count(id, now / 86_400);
     Ok(applied)
 }
 
@@ -113,7 +115,8 @@ async fn cluster_limits(
         let (period, expire_at) = q.period.window(unix_now());
         QuotaSpec { name: &plan.name, limit: q.limit, period, expire_at }
     });
-    cluster.check(plan_bucket, route_bucket, quota, id).await
+    let usage = Some((plan.name.as_str(), unix_now() / 86_400));
+    cluster.check(plan_bucket, route_bucket, quota, usage, id).await
 }
 
 /// Logs Redis failures at most once a second (they come with every request while it is down).

@@ -28,7 +28,8 @@ pub static REDIS_ERRORS: Lazy<prometheus::IntCounter> = Lazy::new(|| {
 });
 
 /// Buckets: tat in microseconds of Redis time. Returns {0, used1, used2, quota_left} when
-/// admitted, or {level, wait_us} with level 1/2 for a bucket and 3 for the quota.
+/// admitted, or {level, wait_us} with level 1/2 for a bucket and 3 for the quota. An
+/// admitted request is counted on its day's usage key (KEYS[4]) when ARGV[7] gives its expiry.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -57,6 +58,10 @@ if limit > 0 then
     return {3, 0}
   end
   left = limit - n
+end
+local usage_expiry = tonumber(ARGV[7])
+if usage_expiry > 0 then
+  if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIREAT', KEYS[4], usage_expiry) end
 end
 return {0, used[1], used[2], left}
 "#;
@@ -290,6 +295,15 @@ impl Cluster {
         }
     }
 
+    /// A plan's counts for an API key on each day of `from..=to` (one `MGET`: the keys share
+    /// the API key's hash slot).
+    pub async fn usage_days(&self, plan: &str, key_id: &str, from: u64, to: u64) -> redis::RedisResult<Vec<u64>> {
+        let mut conn = self.connection().await?;
+        let keys: Vec<String> = (from..=to).map(|d| super::usage::redis_key(&self.prefix, plan, d, key_id)).collect();
+        let counts: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        Ok(counts.into_iter().map(|n| n.unwrap_or(0)).collect())
+    }
+
     /// Runs the checks of one request. `Err` means Redis did not answer.
     #[allow(clippy::too_many_arguments)]
     pub async fn check(
@@ -297,6 +311,7 @@ impl Cluster {
         plan_bucket: Option<(&str, BucketSpec)>,
         route_bucket: Option<(&str, BucketSpec)>,
         quota: Option<QuotaSpec<'_>>,
+        usage: Option<(&str, u64)>,
         key_id: &str,
     ) -> redis::RedisResult<Verdict> {
         let mut conn = self.connection().await?;
@@ -315,8 +330,13 @@ impl Cluster {
         let (i1, c1) = plan_bucket.map(|(_, s)| (s.interval_us, s.capacity_us)).unwrap_or((0, 0));
         let (i2, c2) = route_bucket.map(|(_, s)| (s.interval_us, s.capacity_us)).unwrap_or((0, 0));
         let (limit, expire_at) = quota.map(|q| (q.limit, q.expire_at)).unwrap_or((0, 0));
+        let k4 = usage
+            .map(|(plan, day)| super::usage::redis_key(p, plan, day, key_id))
+            .unwrap_or_else(|| format!("{p}none:{{{key_id}}}"));
+        let usage_expiry = usage.map_or(0, |(_, day)| super::usage::redis_expiry(day));
         let mut inv = self.script.prepare_invoke();
-        inv.key(&k1).key(&k2).key(&k3).arg(i1).arg(c1).arg(i2).arg(c2).arg(limit).arg(expire_at);
+        inv.key(&k1).key(&k2).key(&k3).key(&k4);
+        inv.arg(i1).arg(c1).arg(i2).arg(c2).arg(limit).arg(expire_at).arg(usage_expiry);
         let r: Vec<i64> = match inv.invoke_async(&mut conn).await {
             Ok(r) => r,
             Err(e) => {

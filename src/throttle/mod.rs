@@ -6,6 +6,7 @@ pub mod admit;
 pub mod bucket;
 pub mod cluster;
 pub mod quota;
+pub mod usage;
 
 use bucket::{Bucket, KeyedBuckets};
 use dashmap::DashMap;
@@ -23,6 +24,8 @@ pub struct Plan {
     pub throttle: Option<Arc<self::bucket::KeyedBuckets>>,
     pub route_throttle: HashMap<(usize, usize, usize), Arc<self::bucket::KeyedBuckets>>,
     pub quota: Option<Arc<self::quota::Quota>>,
+    /// Requests per key per day (`GET /usage/{plan}`), kept across reloads.
+    pub usage: Arc<self::usage::Usage>,
 }
 
 /// Limiter state by name, reused across reloads when the settings are unchanged.
@@ -31,6 +34,7 @@ pub struct Registry {
     buckets: DashMap<String, Arc<Bucket>>,
     keyed: DashMap<String, Arc<KeyedBuckets>>,
     quotas: DashMap<String, Arc<Quota>>,
+    usage: DashMap<String, Arc<usage::Usage>>,
     /// The Redis client (and its connection) outlives reloads that keep the URL.
     cluster: std::sync::Mutex<Option<Arc<cluster::Cluster>>>,
     /// New or changed limiters of the config being compiled: registered by `commit` only
@@ -42,6 +46,7 @@ enum Pending {
     Bucket(String, Arc<Bucket>),
     Keyed(String, Arc<KeyedBuckets>),
     Quota(String, Arc<Quota>),
+    Usage(String, Arc<usage::Usage>),
     Cluster(Arc<cluster::Cluster>),
 }
 
@@ -79,6 +84,16 @@ impl Registry {
         q
     }
 
+    /// A plan's usage counters: the same for as long as a plan of that name is configured.
+    pub fn usage(&self, plan: &str) -> Arc<usage::Usage> {
+        if let Some(u) = self.usage.get(plan) {
+            return u.clone();
+        }
+        let u = Arc::new(usage::Usage::default());
+        self.stage(Pending::Usage(plan.to_string(), u.clone()));
+        u
+    }
+
     pub fn cluster(&self, url: &str) -> Result<Arc<cluster::Cluster>, cluster::ClusterError> {
         let guard = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = guard.as_ref().filter(|c| c.url == url) {
@@ -107,6 +122,9 @@ impl Registry {
                 }
                 Pending::Quota(n, q) => {
                     self.quotas.insert(n, q);
+                }
+                Pending::Usage(n, u) => {
+                    self.usage.insert(n, u);
                 }
                 Pending::Cluster(c) => *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(c),
             }

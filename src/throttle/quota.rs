@@ -21,6 +21,18 @@ impl Period {
         }
     }
 
+    /// The first day (days since 1970-01-01) of the period that contains `day`.
+    pub fn start_day(self, day: u64) -> u64 {
+        match self {
+            Period::Day => day,
+            Period::Week => ((day + 3) / 7 * 7).saturating_sub(3),
+            Period::Month => {
+                let (y, m, _) = crate::clock::civil_from_days(day as i64);
+                crate::clock::days_from_civil(y, m, 1) as u64
+            }
+        }
+    }
+
     /// The period containing `unix_secs`, and the unix time at which the next one starts.
     pub fn window(self, unix_secs: u64) -> (u64, u64) {
         let days = unix_secs / 86_400;
@@ -108,6 +120,15 @@ mod tests {
         assert_eq!(next_month, 1_796_083_200, "2026-12-01 00:00 UTC");
         let (_, after_dec) = Period::Month.window(1_796_083_200 + 10);
         assert_eq!(after_dec, 1_798_761_600, "2027-01-01 00:00 UTC");
+    }
+
+    #[test]
+    fn periods_start_on_their_first_day() {
+        let tue = 1_795_525_200 / 86_400; // 2026-11-24, a Tuesday
+        assert_eq!(Period::Day.start_day(tue), tue);
+        assert_eq!(Period::Week.start_day(tue), tue - 1, "Monday 2026-11-23");
+        assert_eq!(Period::Week.start_day(tue - 1), tue - 1);
+        assert_eq!(Period::Month.start_day(tue), tue - 23, "2026-11-01");
     }
 
     #[test]

@@ -255,3 +255,105 @@ fn the_account_limit_comes_first() {
     assert_eq!(codes, vec![200, 200, 200, 429]);
     eventually("account reason", || gw.metrics().contains(r#"reason="account""#));
 }
+
+fn date(offset_days: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("{offset_days} days"), "+%F"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn usage_config(d: &std::path::Path, p: &Ports, keys: &str, cluster: &str) -> String {
+    std::fs::write(d.join("keys.toml"), keys).expect("keys file");
+    format!(
+        r#"{server}
+{cluster}
+[api_keys]
+file = "keys.toml"
+[[usage_plans]]
+name = "metered"
+stages = ["u:prod"]
+quota = {{ limit = 5, period = "day" }}
+[[usage_plans]]
+name = "open"
+stages = ["u:dev"]
+[[apis]]
+name = "u"
+[apis.stages.prod]
+[apis.stages.dev]
+[[apis.routes]]
+route = "GET /x"
+integration = {{ type = "mock", body = "ok" }}
+api_key_required = true
+"#,
+        server = server_section(d, p, "")
+    )
+}
+
+/// `GET /usage/{plan}`: AWS GetUsage's shape, per key and day, [used, remaining]; refused
+/// requests are not used; a plan without a quota has no remaining; bad input is refused.
+#[test]
+fn usage_reports_per_key_and_day() {
+    let (m1, m1_entry) = create_key("metered", "m1");
+    let (m2, m2_entry) = create_key("metered", "m2");
+    let (o1, o1_entry) = create_key("open", "o1");
+    let file = format!("{m1_entry}\n{m2_entry}\n{o1_entry}");
+    let gw = Gateway::start(|d, p| usage_config(d, p, &file, ""));
+    let statuses: Vec<u16> = (0..7).map(|_| get(gw.addr(), "/prod/x", &[("x-api-key", &m1)]).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    assert_eq!(get(gw.addr(), "/prod/x", &[("x-api-key", &m2)]).status, 200);
+    for _ in 0..3 {
+        assert_eq!(get(gw.addr(), "/dev/x", &[("x-api-key", &o1)]).status, 200);
+    }
+    let (start, today, end) = (date(-2), date(0), date(1));
+    let r = get(gw.admin(), &format!("/usage/metered?startDate={start}&endDate={end}"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        (v["usagePlanId"].as_str(), v["startDate"].as_str(), v["endDate"].as_str()),
+        (Some("metered"), Some(start.as_str()), Some(end.as_str()))
+    );
+    let (id1, id2, ido) = (key_id(&m1_entry), key_id(&m2_entry), key_id(&o1_entry));
+    assert_eq!(v["items"][&id1], serde_json::json!([[0, 5], [0, 5], [5, 0], [0, 5]]), "{v}");
+    assert_eq!(v["items"][&id2], serde_json::json!([[0, 5], [0, 5], [1, 4], [0, 5]]));
+    assert!(v["items"].get(&ido).is_none(), "only the plan's keys");
+    let r = get(gw.admin(), &format!("/usage/open?startDate={today}&endDate={today}&keyId={ido}"), &[]);
+    assert_eq!(r.json()["items"], serde_json::json!({ido.clone(): [[3, null]]}), "no quota: remaining is null");
+    for (q, status) in [
+        (format!("/usage/none?startDate={today}&endDate={today}"), 404),
+        (format!("/usage/metered?startDate={today}&endDate={today}&keyId={ido}"), 404),
+        (format!("/usage/metered?startDate={today}"), 400),
+        ("/usage/metered?startDate=2026-02-30&endDate=2026-03-01".to_string(), 400),
+        ("/usage/metered?startDate=2026-1-01&endDate=2026-03-01".to_string(), 400),
+        (format!("/usage/metered?startDate={end}&endDate={start}"), 400),
+        ("/usage/metered?startDate=2020-01-01&endDate=2026-01-01".to_string(), 400),
+    ] {
+        let r = get(gw.admin(), &q, &[]);
+        assert_eq!(r.status, status, "{q}: {}", r.text());
+        assert!(r.json()["message"].is_string());
+    }
+    // the public listener does not serve it
+    assert_eq!(get(gw.addr(), &format!("/usage/metered?startDate={today}&endDate={today}"), &[]).status, 404);
+}
+
+/// With `[cluster] redis` the report is cluster-wide: two nodes count into Redis, and either
+/// reports the sum.
+#[test]
+fn usage_reports_are_cluster_wide() {
+    let redis = crate::cluster::Redis::start();
+    let (k, entry) = create_key("metered", "shared");
+    let cluster = format!("[cluster]\nredis = \"redis://127.0.0.1:{}/0\"\n", redis.port);
+    let a = Gateway::start(|d, p| usage_config(d, p, &entry, &cluster));
+    let b = Gateway::start(|d, p| usage_config(d, p, &entry, &cluster));
+    for gw in [&a, &b, &a] {
+        assert_eq!(get(gw.addr(), "/prod/x", &[("x-api-key", &k)]).status, 200);
+    }
+    let today = date(0);
+    let id = key_id(&entry);
+    for gw in [&a, &b] {
+        let r = get(gw.admin(), &format!("/usage/metered?startDate={today}&endDate={today}"), &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["items"][&id], serde_json::json!([[3, 2]]), "{}", r.text());
+    }
+}
