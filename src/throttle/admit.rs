@@ -80,6 +80,8 @@ pub async fn keyed(
                 if *on_error == OnError::Deny {
                     return Err(Refusal::new(ResponseType::Default5xx).with_status(503));
                 }
+                let reason = if e.is_timeout() { "timeout" } else { "unreachable" };
+                super::cluster::CLUSTER_FALLBACK.with_label_values(&[reason]).inc();
                 // on_redis_error = "local": this node's own buckets and counters below
             }
         }

@@ -27,6 +27,18 @@ pub static REDIS_ERRORS: Lazy<prometheus::IntCounter> = Lazy::new(|| {
         .expect("metric registers once")
 });
 
+/// Decisions a node made itself under `on_redis_error = "local"`, by why Redis did not decide
+/// (`unreachable`, `timeout`).
+pub static CLUSTER_FALLBACK: Lazy<prometheus::IntCounterVec> = Lazy::new(|| {
+    #[allow(clippy::expect_used)]
+    prometheus::register_int_counter_vec!(
+        "edgegate_cluster_fallback_total",
+        "Key-limit decisions made by this node because Redis did not answer (on_redis_error = \"local\")",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
 /// Buckets: tat in microseconds of Redis time. Returns {0, used1, used2, quota_left} when
 /// admitted, or {level, wait_us} with level 1/2 for a bucket and 3 for the quota. An
 /// admitted request is counted on its day's usage key (KEYS[4]) when ARGV[7] gives its expiry.
@@ -196,6 +208,11 @@ impl Cluster {
     /// `spec`: one `redis://` URL; several separated by spaces (the seed nodes of a Redis
     /// Cluster); or `redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]`.
     pub fn new(spec: &str) -> Result<Cluster, ClusterError> {
+        // exported from the first scrape of a node that has a cluster
+        Lazy::force(&REDIS_ERRORS);
+        for reason in ["unreachable", "timeout"] {
+            CLUSTER_FALLBACK.with_label_values(&[reason]);
+        }
         let bad = |e: redis::RedisError| ClusterError::Target(spec.to_string(), e.to_string());
         let backend = if let Some(rest) = spec.strip_prefix("redis-sentinel://") {
             let mut parts = rest.split('/');

@@ -120,6 +120,17 @@ fn two_nodes_share_key_limits_and_quotas_and_survive_redis_loss() {
     eventually("the redis error metric", || {
         a.metrics().lines().any(|l| l.starts_with("edgegate_redis_errors_total ") && !l.ends_with(" 0"))
     });
+    // the fallback decision is counted on the node that made it, by why Redis did not decide
+    let fallbacks = |gw: &Gateway| -> f64 {
+        gw.metrics()
+            .lines()
+            .filter(|l| l.starts_with("edgegate_cluster_fallback_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(fallbacks(&a) >= 1.0, "{}", a.metrics());
+    assert_eq!(fallbacks(&b), 0.0, "deny makes no local decision");
+    assert!(b.metrics().contains("edgegate_cluster_fallback_total{reason=\"unreachable\"} 0"));
     // requests without a key never needed Redis
     assert_eq!(b.get("/prod/x").status, 403);
 }
