@@ -15,6 +15,7 @@ mod lambda;
 mod mapping;
 mod observability;
 mod openapi;
+mod operators;
 mod probes;
 mod protocol_safety;
 mod reload_upgrade;
