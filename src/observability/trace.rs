@@ -84,7 +84,7 @@ impl Tracing {
 
     /// A request's trace, from its header fields; `None` when tracing is off.
     pub fn begin(&self, headers: &http::HeaderMap) -> Option<Trace> {
-        self.current.load().as_ref().map(|t| t.begin(headers))
+        self.current.load().as_deref().map(|t| t.begin(headers))
     }
 
     /// Flushes what is queued and stops the exporter (the process is about to exit).
@@ -108,7 +108,7 @@ impl Tracer {
         Tracer { settings, export, ratio }
     }
 
-    fn begin(self: &Arc<Self>, headers: &http::HeaderMap) -> Trace {
+    fn begin(&self, headers: &http::HeaderMap) -> Trace {
         let s = &self.settings;
         let parent = s
             .w3c
@@ -124,7 +124,10 @@ impl Tracer {
             }
         };
         Trace {
-            tracer: self.clone(),
+            // only a sampled trace holds the exporter (no shared count per request otherwise)
+            export: sampled.then(|| self.export.clone()),
+            w3c: s.w3c,
+            amzn: s.amzn,
             trace_id,
             server: span_id(),
             client: span_id(),
@@ -134,6 +137,24 @@ impl Tracer {
             spans: Vec::new(),
         }
     }
+}
+
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+const X_AMZN_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+}
+
+/// A header value of bytes made here (visible ASCII only).
+fn value(v: &[u8]) -> http::HeaderValue {
+    http::HeaderValue::from_bytes(v).unwrap_or(http::HeaderValue::from_static(""))
 }
 
 fn span_id() -> SpanId {
@@ -151,7 +172,7 @@ struct Parent {
 /// `traceparent: 00-{32 hex}-{16 hex}-{2 hex}` (W3C Trace Context level 1; a later version's
 /// longer value is read for its first four fields). Invalid or all-zero ids are no parent.
 fn parse_traceparent(headers: &http::HeaderMap) -> Option<Parent> {
-    let mut values = headers.get_all("traceparent").iter();
+    let mut values = headers.get_all(TRACEPARENT).iter();
     let v = values.next()?.to_str().ok()?.trim();
     if values.next().is_some() {
         return None; // two traceparents: neither is trusted
@@ -169,7 +190,7 @@ fn parse_traceparent(headers: &http::HeaderMap) -> Option<Parent> {
     let span_id = SpanId::from_hex(span).ok().filter(|s| *s != SpanId::INVALID)?;
     let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
     // tracestate: its list members, as received (several fields are one list), if well formed
-    let state = headers.get_all("tracestate").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let state = headers.get_all(TRACESTATE).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     let state = (!state.is_empty() && TraceState::from_str(&state).is_ok() && state.len() <= 512).then_some(state);
     Some(Parent { trace_id, span_id, sampled, state })
 }
@@ -178,7 +199,7 @@ fn parse_traceparent(headers: &http::HeaderMap) -> Option<Parent> {
 /// Without `Parent` it is not a parent (AWS's own first hop); `Sampled=?` or absent is the
 /// gateway's decision, so it is read as no parent either.
 fn parse_amzn(headers: &http::HeaderMap) -> Option<Parent> {
-    let v = headers.get("x-amzn-trace-id")?.to_str().ok()?;
+    let v = headers.get(X_AMZN_TRACE_ID)?.to_str().ok()?;
     let (mut root, mut parent, mut sampled) = (None, None, None);
     for part in v.split(';') {
         match part.trim().split_once('=')? {
@@ -207,7 +228,11 @@ fn parse_amzn(headers: &http::HeaderMap) -> Option<Parent> {
 /// One request's trace: its ids, its sampling decision and, when sampled, the spans it
 /// recorded so far.
 pub struct Trace {
-    tracer: Arc<Tracer>,
+    /// Where a sampled trace's spans go.
+    export: Option<Arc<Export>>,
+    /// What is propagated (`[tracing] propagate`).
+    w3c: bool,
+    amzn: bool,
     trace_id: TraceId,
     /// The request's own (server) span.
     server: SpanId,
@@ -270,27 +295,32 @@ impl Trace {
     }
 
     /// The header fields that carry the trace to the integration (the client span as parent).
-    pub fn outgoing(&self) -> Vec<(http::HeaderName, http::HeaderValue)> {
-        let mut out = Vec::with_capacity(3);
-        let s = &self.tracer.settings;
-        let flag = if self.sampled { "01" } else { "00" };
-        if s.w3c {
-            let v = format!("00-{}-{}-{flag}", self.trace_id, self.client);
-            if let Ok(v) = http::HeaderValue::from_str(&v) {
-                out.push((http::HeaderName::from_static("traceparent"), v));
-            }
-            if let Some(v) = self.state.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
-                out.push((http::HeaderName::from_static("tracestate"), v));
-            }
-        }
-        if s.amzn {
-            let t = self.trace_id.to_string();
-            let v = format!("Root=1-{}-{};Parent={};Sampled={}", &t[..8], &t[8..], self.client, &flag[1..]);
-            if let Ok(v) = http::HeaderValue::from_str(&v) {
-                out.push((http::HeaderName::from_static("x-amzn-trace-id"), v));
-            }
-        }
-        out
+    pub fn outgoing(&self) -> impl Iterator<Item = (http::HeaderName, http::HeaderValue)> {
+        let (trace, client) = (self.trace_id.to_bytes(), self.client.to_bytes());
+        let flag = if self.sampled { b'1' } else { b'0' };
+        let traceparent = self.w3c.then(|| {
+            // 00-{trace}-{span}-0{flag}
+            let mut v = [b'0'; 55];
+            hex_into(&mut v[3..35], &trace);
+            hex_into(&mut v[36..52], &client);
+            (v[2], v[35], v[52], v[54]) = (b'-', b'-', b'-', flag);
+            (TRACEPARENT, value(&v))
+        });
+        let tracestate = self
+            .state
+            .as_deref()
+            .filter(|_| self.w3c)
+            .and_then(|v| Some((TRACESTATE, http::HeaderValue::from_str(v).ok()?)));
+        let amzn = self.amzn.then(|| {
+            // Root=1-{8 hex}-{24 hex};Parent={16 hex};Sampled={0|1}
+            let mut v = *b"Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0";
+            hex_into(&mut v[7..15], &trace[..4]);
+            hex_into(&mut v[16..40], &trace[4..]);
+            hex_into(&mut v[48..64], &client);
+            v[73] = flag;
+            (X_AMZN_TRACE_ID, value(&v))
+        });
+        [traceparent, tracestate, amzn].into_iter().flatten()
     }
 
     /// Ends the request's trace: when sampled, its server span and the children it recorded
@@ -302,7 +332,8 @@ impl Trace {
         let at = |t: Instant| server.received_at + t.saturating_duration_since(server.start);
         let end = SystemTime::now();
         let context = |id| SpanContext::new(self.trace_id, id, TraceFlags::SAMPLED, false, TraceState::default());
-        let scope = self.tracer.export.scope.clone();
+        let Some(export) = self.export else { return };
+        let scope = export.scope.clone();
         let status = if server.status >= 500 { Status::error("") } else { Status::Unset };
         let mut spans = Vec::with_capacity(self.spans.len() + 1);
         spans.push(SpanData {
@@ -338,7 +369,7 @@ impl Trace {
                 instrumentation_scope: scope.clone(),
             });
         }
-        self.tracer.export.send(spans);
+        export.send(spans);
     }
 }
 

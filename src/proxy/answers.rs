@@ -52,7 +52,7 @@ impl Gateway {
                 .route
                 .as_ref()
                 .is_some_and(|m| snap.apis[m.api].binary.matches(view.header(http::header::CONTENT_TYPE).as_deref()));
-            let trace = ctx.trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
+            let trace = ctx.trace.as_ref().map(|t| t.outgoing().collect::<Vec<_>>()).unwrap_or_default();
             let started = std::time::Instant::now();
             let made = a.answer(&view, &Env { templates: &snap.templates, binary, trace: &trace }).await;
             (made, started)

@@ -63,7 +63,7 @@ impl Gateway {
         }));
 
         if let Some(ci) = ws.connect {
-            let context = ctx.trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
+            let context = ctx.trace.as_ref().map(|t| t.outgoing().collect::<Vec<_>>()).unwrap_or_default();
             let started = std::time::Instant::now();
             let view = ctx.view(req);
             let e = conn::EventIn {

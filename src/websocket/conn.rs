@@ -514,7 +514,7 @@ async fn dispatch(
         let key = info.route_keys.get(route).cloned().unwrap_or_else(|| Arc::from(""));
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut trace = info.tracing.begin(&http::HeaderMap::new());
-        let context = trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
+        let context = trace.as_ref().map(|t| t.outgoing().collect::<Vec<_>>()).unwrap_or_default();
         let e = EventIn {
             kind: EventType::Message,
             request_id: &request_id,
@@ -591,7 +591,7 @@ pub async fn disconnect(info: &Info, ended: &Ended) {
     let limit = if crate::lifecycle::draining() { Duration::from_secs(1) } else { Duration::from_secs(30) };
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut trace = info.tracing.begin(&http::HeaderMap::new());
-    let context = trace.as_ref().map(|t| t.outgoing()).unwrap_or_default();
+    let context = trace.as_ref().map(|t| t.outgoing().collect::<Vec<_>>()).unwrap_or_default();
     let e = EventIn {
         kind: EventType::Disconnect,
         request_id: &request_id,
