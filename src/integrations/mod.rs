@@ -95,13 +95,13 @@ pub struct Env<'a> {
     pub binary: bool,
     /// The trace context for the integration call (`traceparent`, `tracestate`,
     /// `X-Amzn-Trace-Id`), sent with it when tracing is on.
-    pub trace: &'a [(::http::HeaderName, ::http::HeaderValue)],
+    pub trace: &'a [(&'static str, ::http::HeaderValue)],
 }
 
 impl Env<'_> {
     /// The trace context fields as an outbound call's header list takes them.
     pub fn trace_fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.trace.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        self.trace.iter().filter_map(|(k, v)| Some((*k, v.to_str().ok()?)))
     }
 }
 

@@ -295,7 +295,8 @@ impl Trace {
     }
 
     /// The header fields that carry the trace to the integration (the client span as parent).
-    pub fn outgoing(&self) -> impl Iterator<Item = (http::HeaderName, http::HeaderValue)> {
+    /// Static names: Pingora's header insert takes them without copying.
+    pub fn outgoing(&self) -> impl Iterator<Item = (&'static str, http::HeaderValue)> {
         let (trace, client) = (self.trace_id.to_bytes(), self.client.to_bytes());
         let flag = if self.sampled { b'1' } else { b'0' };
         let traceparent = self.w3c.then(|| {
@@ -304,13 +305,13 @@ impl Trace {
             hex_into(&mut v[3..35], &trace);
             hex_into(&mut v[36..52], &client);
             (v[2], v[35], v[52], v[54]) = (b'-', b'-', b'-', flag);
-            (TRACEPARENT, value(&v))
+            ("traceparent", value(&v))
         });
         let tracestate = self
             .state
             .as_deref()
             .filter(|_| self.w3c)
-            .and_then(|v| Some((TRACESTATE, http::HeaderValue::from_str(v).ok()?)));
+            .and_then(|v| Some(("tracestate", http::HeaderValue::from_str(v).ok()?)));
         let amzn = self.amzn.then(|| {
             // Root=1-{8 hex}-{24 hex};Parent={16 hex};Sampled={0|1}
             let mut v = *b"Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0";
@@ -318,7 +319,7 @@ impl Trace {
             hex_into(&mut v[16..40], &trace[4..]);
             hex_into(&mut v[48..64], &client);
             v[73] = flag;
-            (X_AMZN_TRACE_ID, value(&v))
+            ("x-amzn-trace-id", value(&v))
         });
         [traceparent, tracestate, amzn].into_iter().flatten()
     }

@@ -144,7 +144,7 @@ pub struct EventIn<'a> {
     /// `$disconnect`: how the connection ended.
     pub ended: Option<&'a Ended>,
     /// The trace context the integration call carries (when tracing is on).
-    pub trace: &'a [(http::HeaderName, http::HeaderValue)],
+    pub trace: &'a [(&'static str, http::HeaderValue)],
 }
 
 /// What an event's integration answered.
@@ -193,7 +193,7 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
             };
             let payload = Bytes::from(ws_lambda::event(&event));
             let trace: Vec<(&str, &str)> =
-                e.trace.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+                e.trace.iter().filter_map(|(k, v)| Some((*k, v.to_str().ok()?))).collect();
             let a = match t.function.invoke_with(payload, t.timeout, e.request_id, &trace).await? {
                 Invoked::Answer(result) => ws_lambda::answer(&result),
                 Invoked::FunctionError { kind, message, .. } => {
@@ -227,7 +227,7 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
             if let Some(m) = e.message_id {
                 refs.push(("x-edgegate-message-id", m));
             }
-            refs.extend(e.trace.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))));
+            refs.extend(e.trace.iter().filter_map(|(k, v)| Some((*k, v.to_str().ok()?))));
             let body = match e.ended {
                 Some(x) => Bytes::from(serde_json::json!({"closeCode": x.close_code, "reason": x.reason}).to_string()),
                 None => e.body,
