@@ -948,3 +948,19 @@ pub fn token_authorizer_section(name: &str, uri: &str, ttl: &str) -> String {
         "[authorizers.{name}]\ntype = \"request\"\nuri = \"{uri}\"\nidentity_sources = [\"$request.header.x-token\"]\nresponse = \"simple\"\nresult_ttl = \"{ttl}\"\n"
     )
 }
+
+/// A WebSocket integration (http) on loopback that answers every event with `echo:` and its
+/// body; the list gets each event's type and the `traceparent` it came with.
+pub fn echo_events() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let g2 = got.clone();
+    let base = serve_raw(move |req, _| {
+        let kind = req.header("x-edgegate-event-type").unwrap_or_default();
+        g2.lock().expect("lock").push((kind, req.header("traceparent").unwrap_or_default()));
+        let body = [b"echo:".as_slice(), &req.body].concat();
+        let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        out
+    });
+    (base, got)
+}

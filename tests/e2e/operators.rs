@@ -113,12 +113,7 @@ fn the_dashboard_is_a_well_formed_grafana_dashboard() {
 fn busy_gateway(redis: u16) -> (Gateway, Service) {
     let origin = Origin::start("o");
     let authz = token_authorizer();
-    let ws = serve_raw(|req, _| {
-        let body = [b"echo:".as_slice(), &req.body].concat();
-        let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
-        out.extend_from_slice(&body);
-        out
-    });
+    let (ws, _) = echo_events();
     let dead = format!("http://127.0.0.1:{}", free_port());
     let gw = Gateway::start(|d, p| {
         crate::jwt::write_jwks(d);

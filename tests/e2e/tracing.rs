@@ -465,16 +465,7 @@ fn queued_spans_are_flushed_when_the_process_goes() {
 #[test]
 fn websocket_handshakes_and_messages_are_traced() {
     let collector = Collector::start(200);
-    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let g2 = got.clone();
-    let backend = serve_raw(move |req, _| {
-        let kind = req.header("x-edgegate-event-type").unwrap_or_default();
-        g2.lock().expect("lock").push((kind, req.header("traceparent").unwrap_or_default()));
-        let body = [b"echo:".as_slice(), &req.body].concat();
-        let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
-        out.extend_from_slice(&body);
-        out
-    });
+    let (backend, got) = echo_events();
     let gw = Gateway::start(|d, p| {
         format!(
             r#"{server}
