@@ -949,10 +949,13 @@ pub fn token_authorizer_section(name: &str, uri: &str, ttl: &str) -> String {
     )
 }
 
+/// Each event's type and the `traceparent` it came with, as [`echo_events`] received them.
+pub type EventContexts = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A WebSocket integration (http) on loopback that answers every event with `echo:` and its
-/// body; the list gets each event's type and the `traceparent` it came with.
-pub fn echo_events() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
-    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+/// body.
+pub fn echo_events() -> (String, EventContexts) {
+    let got: EventContexts = Arc::default();
     let g2 = got.clone();
     let base = serve_raw(move |req, _| {
         let kind = req.header("x-edgegate-event-type").unwrap_or_default();
