@@ -192,8 +192,7 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
                 now: SystemTime::now(),
             };
             let payload = Bytes::from(ws_lambda::event(&event));
-            let trace: Vec<(&str, &str)> =
-                e.trace.iter().filter_map(|(k, v)| Some((*k, v.to_str().ok()?))).collect();
+            let trace: Vec<(&str, &str)> = e.trace.iter().filter_map(|(k, v)| Some((*k, v.to_str().ok()?))).collect();
             let a = match t.function.invoke_with(payload, t.timeout, e.request_id, &trace).await? {
                 Invoked::Answer(result) => ws_lambda::answer(&result),
                 Invoked::FunctionError { kind, message, .. } => {
