@@ -137,3 +137,31 @@ pub(super) fn response_head(session: &Session, resp: &mut ResponseHeader, ctx: &
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vendored pingora-http inserts a header named by a `HeaderName` or a static
+    /// lower-case name without parsing it again; every other name takes the parse. Either
+    /// way the name's case and the value reach the wire as given.
+    #[test]
+    fn inserted_headers_keep_their_names_on_the_wire() {
+        let mut up = RequestHeader::build("GET", b"/", None).expect("head");
+        up.insert_header("x-lower", "1").expect("static lower-case");
+        up.insert_header("X-Upper", "2").expect("static with capitals");
+        up.insert_header(http::header::HOST, "h").expect("standard HeaderName");
+        up.insert_header(http::HeaderName::from_static("x-custom"), "3").expect("custom HeaderName");
+        up.insert_header(String::from("X-Owned"), "4").expect("owned");
+        up.insert_header("x-lower", "5").expect("replaces");
+        assert!(up.insert_header("bad name", "6").is_err(), "an invalid name is still refused");
+        let mut wire = Vec::new();
+        up.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).expect("utf8");
+        for line in ["x-lower: 5\r\n", "X-Upper: 2\r\n", "Host: h\r\n", "x-custom: 3\r\n", "X-Owned: 4\r\n"] {
+            assert!(wire.contains(line), "{line:?} in {wire:?}");
+        }
+        assert_eq!(up.headers.get("x-upper").map(|v| v.as_bytes()), Some(&b"2"[..]));
+        assert_eq!(up.headers.len(), 5);
+    }
+}

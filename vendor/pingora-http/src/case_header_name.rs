@@ -38,6 +38,16 @@ impl CaseHeaderName {
 /// A trait that converts into case-sensitive header names.
 pub trait IntoCaseHeaderName {
     fn into_case_header_name(self) -> CaseHeaderName;
+
+    /// The case-sensitive name and, when it can be had without parsing the bytes again, the
+    /// `HeaderName` (a `HeaderName` given, or a static lower-case name, which becomes one
+    /// without a copy). Inserting a header then skips the parse and its allocation.
+    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>)
+    where
+        Self: Sized,
+    {
+        (self.into_case_header_name(), None)
+    }
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -56,17 +66,32 @@ impl IntoCaseHeaderName for &'static str {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(self.into())
     }
+
+    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>) {
+        // `from_static` takes lower-case token characters only (it panics otherwise)
+        let plain = !self.is_empty()
+            && self.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        (CaseHeaderName(self.into()), plain.then(|| HeaderName::from_static(self)))
+    }
 }
 
 impl IntoCaseHeaderName for HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(&self))
     }
+
+    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>) {
+        (CaseHeaderName(titled_header_name(&self)), Some(self))
+    }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(self))
+    }
+
+    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>) {
+        (CaseHeaderName(titled_header_name(self)), Some(self.clone()))
     }
 }
 
