@@ -20,6 +20,16 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `dd/Mon/yyyy:HH:MM:SS +0000` of a Unix time: the Common Log Format's time, as AWS writes
+/// `requestTime` in events and access logs.
+pub fn clf_time(secs: u64) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
+    format!("{d:02}/{month}/{y:04}:{:02}:{:02}:{:02} +0000", s / 3600, s % 3600 / 60, s % 60)
+}
+
 /// Days since 1970-01-01 of a civil date.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

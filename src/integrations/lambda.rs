@@ -57,18 +57,10 @@ pub(super) fn clf_time(t: SystemTime) -> String {
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         if last.0 != secs {
-            *last = (secs, format_clf_time(secs));
+            *last = (secs, crate::clock::clf_time(secs));
         }
         last.1.clone()
     })
-}
-
-fn format_clf_time(secs: u64) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let (y, m, d) = crate::clock::civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
-    format!("{d:02}/{month}/{y:04}:{:02}:{:02}:{:02} +0000", s / 3600, s % 3600 / 60, s % 60)
 }
 
 pub(super) fn epoch_ms(t: SystemTime) -> u64 {
@@ -79,21 +71,12 @@ fn text(v: &HeaderValue) -> Cow<'_, str> {
     String::from_utf8_lossy(v.as_bytes())
 }
 
-/// A payload as events carry it: the text, or base64 when it is `binary` or not UTF-8 (the
-/// flag says which).
-pub(super) fn encode_body(b: &[u8], binary: bool) -> (Cow<'_, str>, bool) {
-    match (binary, std::str::from_utf8(b)) {
-        (false, Ok(s)) => (Cow::Borrowed(s), false),
-        _ => (Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b)), true),
-    }
-}
-
 /// The body as the event carries it, and whether it is base64.
 fn body_field<'a>(r: &Request<'a>) -> (Option<Cow<'a, str>>, bool) {
     if r.body().is_empty() {
         return (None, false);
     }
-    let (b, b64) = encode_body(r.body(), r.binary);
+    let (b, b64) = super::mapping::encode_body(r.body(), r.binary);
     (Some(b), b64)
 }
 

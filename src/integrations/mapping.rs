@@ -206,7 +206,7 @@ impl ContentHandling {
     pub fn apply(self, body: Bytes, binary: bool) -> Result<Bytes, String> {
         use base64::Engine;
         match self {
-            ContentHandling::ConvertToText => match super::lambda::encode_body(&body, binary) {
+            ContentHandling::ConvertToText => match encode_body(&body, binary) {
                 (text, true) => Ok(Bytes::from(text.into_owned())),
                 (_, false) => Ok(body),
             },
@@ -551,6 +551,15 @@ pub fn selection_pattern(p: &str) -> Result<Option<regex::Regex>, regex::Error> 
         return Ok(None);
     }
     regex::RegexBuilder::new(&format!("^(?:{p})$")).dot_matches_new_line(true).size_limit(1 << 20).build().map(Some)
+}
+
+/// A payload as events carry it: the text, or base64 when it is `binary` or not UTF-8 (the
+/// flag says which).
+pub(super) fn encode_body(b: &[u8], binary: bool) -> (std::borrow::Cow<'_, str>, bool) {
+    match (binary, std::str::from_utf8(b)) {
+        (false, Ok(s)) => (std::borrow::Cow::Borrowed(s), false),
+        _ => (std::borrow::Cow::Owned(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b)), true),
+    }
 }
 
 #[cfg(test)]

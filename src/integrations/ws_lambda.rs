@@ -3,7 +3,8 @@
 //! `disconnectStatusCode` / `disconnectReason`), and the function's answer read back the way
 //! API Gateway reads it (`statusCode`, `body`). Pure functions: `websocket::conn` invokes.
 
-use super::lambda::{all_values, clf_time, encode_body, epoch_ms, last_values, query_groups, Identity, Query};
+use super::lambda::{all_values, clf_time, epoch_ms, last_values, query_groups, Identity, Query};
+use super::mapping::encode_body;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;

@@ -268,20 +268,11 @@ fn value(v: Var, fields: &serde_json::Map<String, serde_json::Value>) -> Option<
         Var::ClfTime | Var::EpochMs => {
             let t = humantime::parse_rfc3339(&text("requestTime")?).ok()?;
             let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
-            Some(if v == Var::EpochMs { ms.to_string() } else { clf_time(ms / 1000) })
+            Some(if v == Var::EpochMs { ms.to_string() } else { crate::clock::clf_time(ms / 1000) })
         }
         Var::ResourcePath => text("routeKey").map(|k| k.split_once(' ').map_or(k.clone(), |(_, p)| p.to_string())),
         Var::XrayTraceId => text("traceId").filter(|t| t.len() == 32).map(|t| format!("1-{}-{}", &t[..8], &t[8..])),
     }
-}
-
-/// `dd/Mon/yyyy:HH:MM:SS +0000` of a Unix time.
-fn clf_time(secs: u64) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (year, month, day) = crate::clock::civil_from_days(days);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    format!("{day:02}/{}/{year}:{h:02}:{m:02}:{s:02} +0000", MONTHS[(month - 1) as usize])
 }
 
 fn push_escaped(out: &mut String, v: &str) {
@@ -387,6 +378,7 @@ mod tests {
 
     #[test]
     fn clf_dates() {
+        use crate::clock::clf_time;
         assert_eq!(clf_time(0), "01/Jan/1970:00:00:00 +0000");
         assert_eq!(clf_time(951_782_400), "29/Feb/2000:00:00:00 +0000");
         assert_eq!(clf_time(1_796_625_899), "07/Dec/2026:06:44:59 +0000");

@@ -117,7 +117,8 @@ async fn cluster_limits(
         let (period, expire_at) = q.period.window(unix_now());
         QuotaSpec { name: &plan.name, limit: q.limit, period, expire_at }
     });
-    let usage = Some((plan.name.as_str(), unix_now() / 86_400));
+    let day = unix_now() / 86_400;
+    let usage = Some(super::cluster::UsageSpec { plan: &plan.name, day, expire_at: super::usage::expiry(day) });
     cluster.check(plan_bucket, route_bucket, quota, usage, id).await
 }
 

@@ -121,6 +121,21 @@ pub struct QuotaSpec<'a> {
     pub expire_at: u64,
 }
 
+/// A request's count on its day's usage: the plan, the day (since 1970-01-01) and when the
+/// count expires (Unix seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct UsageSpec<'a> {
+    pub plan: &'a str,
+    pub day: u64,
+    pub expire_at: u64,
+}
+
+/// The Redis key of a plan's count for an API key on a day (one hash slot per API key, as the
+/// limit script's other keys).
+fn usage_key(prefix: &str, plan: &str, day: u64, key_id: &str) -> String {
+    format!("{prefix}u:{plan}:{day}:{{{key_id}}}")
+}
+
 /// Where the shared state lives: one Redis, a Redis Cluster (seed nodes), or the master a
 /// set of Sentinels names.
 enum Backend {
@@ -316,7 +331,7 @@ impl Cluster {
     /// the API key's hash slot).
     pub async fn usage_days(&self, plan: &str, key_id: &str, from: u64, to: u64) -> redis::RedisResult<Vec<u64>> {
         let mut conn = self.connection().await?;
-        let keys: Vec<String> = (from..=to).map(|d| super::usage::redis_key(&self.prefix, plan, d, key_id)).collect();
+        let keys: Vec<String> = (from..=to).map(|d| usage_key(&self.prefix, plan, d, key_id)).collect();
         let counts: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         Ok(counts.into_iter().map(|n| n.unwrap_or(0)).collect())
     }
@@ -328,7 +343,7 @@ impl Cluster {
         plan_bucket: Option<(&str, BucketSpec)>,
         route_bucket: Option<(&str, BucketSpec)>,
         quota: Option<QuotaSpec<'_>>,
-        usage: Option<(&str, u64)>,
+        usage: Option<UsageSpec<'_>>,
         key_id: &str,
     ) -> redis::RedisResult<Verdict> {
         let mut conn = self.connection().await?;
@@ -347,10 +362,8 @@ impl Cluster {
         let (i1, c1) = plan_bucket.map(|(_, s)| (s.interval_us, s.capacity_us)).unwrap_or((0, 0));
         let (i2, c2) = route_bucket.map(|(_, s)| (s.interval_us, s.capacity_us)).unwrap_or((0, 0));
         let (limit, expire_at) = quota.map(|q| (q.limit, q.expire_at)).unwrap_or((0, 0));
-        let k4 = usage
-            .map(|(plan, day)| super::usage::redis_key(p, plan, day, key_id))
-            .unwrap_or_else(|| format!("{p}none:{{{key_id}}}"));
-        let usage_expiry = usage.map_or(0, |(_, day)| super::usage::redis_expiry(day));
+        let k4 = usage.map(|u| usage_key(p, u.plan, u.day, key_id)).unwrap_or_else(|| format!("{p}none:{{{key_id}}}"));
+        let usage_expiry = usage.map_or(0, |u| u.expire_at);
         let mut inv = self.script.prepare_invoke();
         inv.key(&k1).key(&k2).key(&k3).key(&k4);
         inv.arg(i1).arg(c1).arg(i2).arg(c2).arg(limit).arg(expire_at).arg(usage_expiry);

@@ -54,14 +54,8 @@ impl Usage {
     }
 }
 
-/// The Redis key of a plan's count for an API key on a day (one hash slot per API key, as the
-/// limit script's other keys).
-pub fn redis_key(prefix: &str, plan: &str, day: u64, key_id: &str) -> String {
-    format!("{prefix}u:{plan}:{day}:{{{key_id}}}")
-}
-
-/// The Redis key's expiry: [`KEEP_DAYS`] after the day ends.
-pub fn redis_expiry(day: u64) -> u64 {
+/// The expiry (Unix seconds) of a day's count in Redis: [`KEEP_DAYS`] after the day ends.
+pub fn expiry(day: u64) -> u64 {
     (day + 1 + KEEP_DAYS) * 86_400
 }
 
