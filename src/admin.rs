@@ -71,12 +71,8 @@ impl Admin {
         let Some(p) = snap.plans.get(&*plan) else {
             return json(404, serde_json::json!({"message": format!("usage plan {plan:?} not found")}));
         };
-        let params: Vec<(String, String)> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
-            .collect();
-        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let params = crate::request::query_map(Some(query));
+        let param = |name: &str| params.get(name).map(String::as_str);
         let day = |name: &str| -> Result<(u64, String), String> {
             let v = param(name).ok_or_else(|| format!("{name} (YYYY-MM-DD) is required"))?;
             parse_date(v).map(|d| (d, v.to_string())).ok_or_else(|| format!("{name} {v:?} is not a date YYYY-MM-DD"))

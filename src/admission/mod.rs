@@ -48,11 +48,21 @@ pub trait Incoming: Send {
 
 /// Reports a step that ran to the request's trace, when it records one.
 fn ran<T>(req: &mut dyn Incoming, step: &'static str, started: Option<Instant>, r: &Result<T, Refusal>) {
+    ran_with(req, step, started, r, Vec::new());
+}
+
+/// As [`ran`], with the step's own attributes.
+fn ran_with<T>(
+    req: &mut dyn Incoming,
+    step: &'static str,
+    started: Option<Instant>,
+    r: &Result<T, Refusal>,
+    mut attributes: Vec<KeyValue>,
+) {
     if let Some(t) = started {
-        let attributes = match r {
-            Err(refusal) => vec![KeyValue::new("edgegate.refusal", refusal.response.name())],
-            Ok(_) => Vec::new(),
-        };
+        if let Err(refusal) = r {
+            attributes.push(KeyValue::new("edgegate.refusal", refusal.response.name()));
+        }
         req.ran(step, t, r.is_err(), attributes);
     }
 }
@@ -102,15 +112,12 @@ pub async fn admit(req: &mut dyn Incoming, rules: &Rules<'_>) -> Result<Admitted
     if let Some(a) = rules.authorizer {
         let t = req.clock();
         let r = authorize(req, a, rules).await;
-        if let Some(t) = t {
+        if t.is_some() {
             let mut attributes = vec![KeyValue::new("edgegate.authorizer", a.0.to_string())];
             if let Ok((_, _, Some(hit))) = &r {
                 attributes.push(KeyValue::new("edgegate.authorizer.cache", if *hit { "hit" } else { "miss" }));
             }
-            if let Err(refusal) = &r {
-                attributes.push(KeyValue::new("edgegate.refusal", refusal.response.name()));
-            }
-            req.ran("authorizer", t, r.is_err(), attributes);
+            ran_with(req, "authorizer", t, &r, attributes);
         }
         let (principal, jwt, _) = r?;
         admitted.caller.principal = Some(principal);

@@ -199,7 +199,11 @@ fn parse_traceparent(headers: &http::HeaderMap) -> Option<Parent> {
 /// Without `Parent` it is not a parent (AWS's own first hop); `Sampled=?` or absent is the
 /// gateway's decision, so it is read as no parent either.
 fn parse_amzn(headers: &http::HeaderMap) -> Option<Parent> {
-    let v = headers.get(X_AMZN_TRACE_ID)?.to_str().ok()?;
+    let mut values = headers.get_all(X_AMZN_TRACE_ID).iter();
+    let v = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None; // two of them: neither is trusted
+    }
     let (mut root, mut parent, mut sampled) = (None, None, None);
     for part in v.split(';') {
         match part.trim().split_once('=')? {
@@ -280,17 +284,18 @@ impl Trace {
 
     /// Records a child span of the request (an admission step, the cache lookup).
     pub fn span(&mut self, name: &'static str, start: Instant, attributes: Vec<KeyValue>, error: bool) {
-        if self.sampled {
-            let (kind, end, client) = (SpanKind::Internal, Instant::now(), false);
-            self.spans.push(Recorded { name, kind, start, end, attributes, error, client });
-        }
+        self.record(name, SpanKind::Internal, start, attributes, error);
     }
 
     /// Records the integration call (a client span whose id the integration was sent).
     pub fn client_span(&mut self, name: &'static str, start: Instant, attributes: Vec<KeyValue>, error: bool) {
+        self.record(name, SpanKind::Client, start, attributes, error);
+    }
+
+    fn record(&mut self, name: &'static str, kind: SpanKind, start: Instant, attributes: Vec<KeyValue>, error: bool) {
         if self.sampled {
-            let (kind, end, client) = (SpanKind::Client, Instant::now(), true);
-            self.spans.push(Recorded { name, kind, start, end, attributes, error, client });
+            let client = kind == SpanKind::Client;
+            self.spans.push(Recorded { name, kind, start, end: Instant::now(), attributes, error, client });
         }
     }
 

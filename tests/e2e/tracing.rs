@@ -353,6 +353,26 @@ fn sampling_follows_the_parent_and_bad_parents_are_ignored() {
             assert!(tp.ends_with("-00"), "{i}: a new root at ratio 0 is not sampled: {tp}");
         }
     }
+    // the same over HTTP/2: repeated trace fields are no parent, and the origin gets one of
+    // each, the gateway's own
+    let amzn2 = "Root=1-5759e988-bd862e3fe1be46a994272794;Parent=53995c3f42cd8ad9;Sampled=1";
+    let tp = format!("00-{trace}-{parent}-01");
+    let r = h2_request(
+        gw.addr(),
+        "GET",
+        "/prod/plain/h2",
+        &[("traceparent", &tp), ("traceparent", &tp), ("x-amzn-trace-id", amzn), ("x-amzn-trace-id", amzn2)],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let seen = origin.requests();
+    let last = seen.last().expect("seen");
+    assert_eq!(last.target, "/plain/h2");
+    let lines = |name: &str| last.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    let (tps, amzns) = (lines("traceparent"), lines("x-amzn-trace-id"));
+    assert_eq!((tps.len(), amzns.len()), (1, 1), "{:?}", last.headers);
+    assert!(!tps[0].contains(trace) && tps[0].ends_with("-00"), "a new root, not sampled at ratio 0: {}", tps[0]);
+    assert!(!amzns[0].contains("5759e988-bd862e3fe1be46a99427279") && amzns[0].ends_with(";Sampled=0"), "{}", amzns[0]);
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(collector.all().len(), before, "nothing sampled from a bad parent");
 }
