@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod alloc;
 pub mod api_keys;
 pub mod auth;
 pub mod aws;

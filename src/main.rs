@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// mimalloc: per-thread heaps keep the many small request-path allocations (headers, paths,
-/// ids) free of the arena-lock contention glibc malloc shows across worker threads.
+/// ids) free of the arena-lock contention glibc malloc shows across worker threads
+/// (`edgegate::alloc`: entered by its unaligned fast path).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: edgegate::alloc::Allocator = edgegate::alloc::Allocator;
 
 fn main() -> ExitCode {
     // First: a SIGHUP while starting (or taking sockets over) must not kill the process.
