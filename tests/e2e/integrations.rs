@@ -285,3 +285,76 @@ integration = {{ type = "mock", body = "public pong" }}
     assert_eq!(get(gw.private_addr(), "/prod/internal/ping", &[]).text(), "private pong");
     assert_eq!(gw.get("/prod/ping").text(), "public pong");
 }
+
+/// Idle upstream connections: reused across requests, and closed by the gateway within about
+/// a second once the origin ends one (no task watches an idle connection; the pool's sweep
+/// finds it). A request after that opens a new connection and is answered.
+#[test]
+fn idle_origin_connections_are_reused_and_closed_once_the_origin_ends_them() {
+    use std::net::{Shutdown, TcpListener};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let end = Arc::new(AtomicBool::new(false));
+    // per connection: how long the gateway took to close its end after the origin's FIN
+    let closed_after: Arc<Mutex<Vec<Option<Duration>>>> = Arc::default();
+    {
+        let (accepted, end, closed_after) = (accepted.clone(), end.clone(), closed_after.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (end, closed_after) = (end.clone(), closed_after.clone());
+                std::thread::spawn(move || {
+                    conn.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        if end.load(Ordering::SeqCst) && buf.is_empty() {
+                            let _ = conn.shutdown(Shutdown::Write);
+                            let at = Instant::now();
+                            conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                            let closed = matches!(conn.read(&mut chunk), Ok(0));
+                            closed_after.lock().expect("lock").push(closed.then(|| at.elapsed()));
+                            return;
+                        }
+                        match conn.read(&mut chunk) {
+                            Ok(0) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => return,
+                        }
+                        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            buf.clear();
+                            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").expect("answer");
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let gw = Gateway::start(|d, p| http_api(d, p, &url, "", ""));
+    for i in 0..8 {
+        let r = gw.get(&format!("/prod/n/{i}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    }
+    let first = accepted.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&first), "8 sequential requests over {first} origin connections (one pool per core)");
+
+    end.store(true, Ordering::SeqCst);
+    eventually("the origin's connections ended", || closed_after.lock().expect("lock").len() == first);
+    for c in closed_after.lock().expect("lock").iter() {
+        let took = c.expect("the gateway closed an idle connection its origin ended");
+        assert!(took < Duration::from_millis(2500), "closed {took:?} after the origin's FIN");
+    }
+    end.store(false, Ordering::SeqCst);
+    let r = gw.get("/prod/after");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"), "a new connection after the pool let the old go");
+    assert_eq!(accepted.load(Ordering::SeqCst), first + 1);
+}

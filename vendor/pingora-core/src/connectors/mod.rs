@@ -30,17 +30,16 @@ use crate::upstreams::peer::{Peer, ALPN};
 use crate::offload::OffloadRuntime;
 pub use l4::Connect as L4Connect;
 use l4::{connect as l4_connect, BindTo};
-use log::{debug, error, warn};
+use log::{debug, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use pingora_pool::{ConnectionMeta, ConnectionPool};
+use pingora_pool::ConnectionMeta;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
-use tokio::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -59,6 +58,148 @@ impl IdleConnection {
     fn elapsed(&self) -> Duration {
         self.idle_since.elapsed()
     }
+}
+
+/// An idle upstream connection in a [TransportConnector]'s pool.
+struct IdleStream {
+    stream: Stream,
+    /// The address it is connected to, when its peer gave it (no proxy in between).
+    addr: Option<crate::protocols::l4::socket::SocketAddr>,
+    since: Instant,
+    timeout: Option<Duration>,
+}
+
+impl IdleStream {
+    fn expired(&self) -> bool {
+        self.timeout.is_some_and(|t| self.since.elapsed() >= t)
+    }
+}
+
+/// Idle upstream connections by peer (`reuse_hash`), newest last, at most `cap` in all.
+///
+/// No task watches an idle connection: taking one checks its idle timeout and reads it
+/// without blocking (end of stream or unexpected data: not reusable), and one sweep task per
+/// pool, running while the pool holds connections, does the same once a second, so a
+/// connection the server closed or that timed out is closed within a second.
+struct IdlePool {
+    by_key: HashMap<u64, std::collections::VecDeque<IdleStream>>,
+    len: usize,
+    cap: usize,
+    sweeping: bool,
+}
+
+impl IdlePool {
+    fn new(cap: usize) -> Self {
+        IdlePool {
+            by_key: HashMap::new(),
+            len: 0,
+            cap,
+            sweeping: false,
+        }
+    }
+
+    /// The newest idle connection to `key`.
+    fn take(&mut self, key: u64) -> Option<IdleStream> {
+        let idle = self.by_key.get_mut(&key)?.pop_back()?;
+        self.len -= 1;
+        Some(idle)
+    }
+
+    /// Keeps `idle`; returns the connection evicted to make room (the oldest of its peer, or
+    /// of the pool), and whether a sweep task is to be started.
+    fn put(&mut self, key: u64, idle: IdleStream) -> (Option<IdleStream>, bool) {
+        if self.cap == 0 {
+            return (Some(idle), false);
+        }
+        let mut evicted = None;
+        if self.len >= self.cap {
+            let own = self.by_key.get(&key).is_some_and(|q| !q.is_empty());
+            let victim = if own {
+                Some(key)
+            } else {
+                self.by_key
+                    .iter()
+                    .filter_map(|(k, q)| Some((*k, q.front()?.since)))
+                    .min_by_key(|(_, since)| *since)
+                    .map(|(k, _)| k)
+            };
+            if let Some(k) = victim {
+                evicted = self.by_key.get_mut(&k).and_then(|q| q.pop_front());
+                self.len -= evicted.is_some() as usize;
+            }
+        }
+        self.by_key.entry(key).or_default().push_back(idle);
+        self.len += 1;
+        let sweep = !self.sweeping;
+        self.sweeping = true;
+        (evicted, sweep)
+    }
+
+    /// Drops the idle connections that timed out or are no longer reusable; returns them.
+    fn prune(&mut self, unexpected: &AtomicU64) -> Vec<IdleStream> {
+        let mut gone = Vec::new();
+        for q in self.by_key.values_mut() {
+            let mut i = 0;
+            while i < q.len() {
+                let keep = !q[i].expired() && test_reusable_stream(&mut q[i].stream, unexpected);
+                if keep {
+                    i += 1;
+                } else if let Some(idle) = q.remove(i) {
+                    gone.push(idle);
+                }
+            }
+        }
+        self.by_key.retain(|_, q| !q.is_empty());
+        self.len -= gone.len();
+        gone
+    }
+
+    /// Once a second while the pool holds connections: [Self::prune].
+    async fn sweep(
+        pool: std::sync::Weak<parking_lot::Mutex<IdlePool>>,
+        unexpected: Arc<AtomicU64>,
+        callback: Option<PoolCallback>,
+    ) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(pool) = pool.upgrade() else { return };
+            let gone = {
+                let mut p = pool.lock();
+                let gone = p.prune(&unexpected);
+                if p.len == 0 {
+                    p.sweeping = false;
+                }
+                (gone, p.sweeping)
+            };
+            if let Some(callback) = &callback {
+                for idle in &gone.0 {
+                    callback(idle.since.elapsed());
+                }
+            }
+            drop(gone.0);
+            if !gone.1 {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether `stream` is connected to `peer` (its socket's peer address).
+#[cfg(unix)]
+fn stream_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    peer.matches_fd(stream.id())
+}
+
+#[cfg(windows)]
+fn stream_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    use std::os::windows::io::{AsRawSocket, RawSocket};
+    struct WrappedRawSocket(RawSocket);
+    impl AsRawSocket for WrappedRawSocket {
+        fn as_raw_socket(&self) -> RawSocket {
+            self.0
+        }
+    }
+    peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
 }
 
 /// Callback invoked when an idle upstream connection leaves the keep-alive pool
@@ -170,7 +311,7 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    idle: Arc<parking_lot::Mutex<IdlePool>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -203,7 +344,7 @@ impl TransportConnector {
             .and_then(|o| o.keepalive_pool_callback.clone());
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
-            connection_pool: Arc::new(ConnectionPool::new(pool_size)),
+            idle: Arc::new(parking_lot::Mutex::new(IdlePool::new(pool_size))),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
@@ -249,101 +390,87 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
-            Some(s) => {
-                debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
-                        // test_reusable_stream: we assume server would never actively send data
-                        // first on an idle stream.
-                        #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
-                        {
-                            Some(stream)
-                        } else {
-                            None
-                        }
-                        #[cfg(windows)]
-                        {
-                            use std::os::windows::io::{AsRawSocket, RawSocket};
-                            struct WrappedRawSocket(RawSocket);
-                            impl AsRawSocket for WrappedRawSocket {
-                                fn as_raw_socket(&self) -> RawSocket {
-                                    self.0
-                                }
-                            }
-                            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-                                && test_reusable_stream(
-                                    &mut stream,
-                                    &self.unexpected_data_conn_count,
-                                )
-                            {
-                                Some(stream)
-                            } else {
-                                None
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        error!("failed to acquire reusable stream");
-                        None
-                    }
-                }
+        let key = peer.reuse_hash();
+        loop {
+            let idle = self.idle.lock().take(key)?;
+            if idle.expired() {
+                self.left_unused(&idle);
+                continue;
             }
-            None => {
-                debug!("No reusable connection found for {peer}");
-                None
+            let mut stream = idle.stream;
+            // test_reusable_stream: we assume server would never actively send data
+            // first on an idle stream.
+            if idle.addr.as_ref().map_or_else(|| stream_matches(peer, &stream), |a| {
+                peer.get_proxy().is_none() && a == peer.address()
+            }) && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+            {
+                return Some(stream);
             }
+            debug!("pooled connection to {peer} is not reusable");
         }
     }
 
-    /// Return the [Stream] to the [TransportConnector] for connection reuse.
+    fn left_unused(&self, idle: &IdleStream) {
+        if let Some(callback) = &self.keepalive_pool_callback {
+            callback(idle.since.elapsed());
+        }
+    }
+
+    /// Return the [Stream] to the [TransportConnector] so that it can be reused.
     ///
-    /// Not all TCP/TLS connections can be reused. It is the caller's responsibility to make sure
-    /// that protocol over the [Stream] supports connection reuse and the [Stream] itself is ready
-    /// to be reused.
+    /// The caller needs to make sure that the stream is safe to be reused.
+    /// - Nothing in the stream's read and write buffers
     ///
-    /// If a [Stream] is dropped instead of being returned via this function. it will be closed.
+    /// The idle connection is kept without a task of its own: a sweep every second closes the
+    /// connections its server closed or that stayed idle past `idle_timeout`, and reuse
+    /// checks both again.
     pub fn release_stream(
         &self,
-        mut stream: Stream,
+        stream: Stream,
         key: u64, // usually peer.reuse_hash()
+        idle_timeout: Option<Duration>,
+    ) {
+        self.keep_idle(stream, key, None, idle_timeout)
+    }
+
+    /// [Self::release_stream] for a stream connected to `peer`: its reuse compares the peer's
+    /// address instead of asking the socket for it (`getpeername`).
+    pub fn release_stream_of<P: Peer>(&self, stream: Stream, peer: &P, idle_timeout: Option<Duration>) {
+        let addr = peer.get_proxy().is_none().then(|| peer.address().clone());
+        self.keep_idle(stream, peer.reuse_hash(), addr, idle_timeout)
+    }
+
+    fn keep_idle(
+        &self,
+        mut stream: Stream,
+        key: u64,
+        addr: Option<crate::protocols::l4::socket::SocketAddr>,
         idle_timeout: Option<Duration>,
     ) {
         if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
             return;
         }
-        let id = stream.id();
-        let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
-        let stream = Arc::new(Mutex::new(stream));
-        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
-        let idle_meta = IdleConnection::new(meta);
-        let pool = self.connection_pool.clone(); //clone the arc
-        let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
-        rt.spawn(async move {
-            if pool
-                .idle_poll(
-                    locked_stream,
-                    &idle_meta.connection,
-                    idle_timeout,
-                    notify_close,
-                    watch_use,
-                )
-                .await
-            {
-                if let Some(callback) = keepalive_pool_callback {
-                    callback(idle_meta.elapsed());
-                }
+        let idle = IdleStream {
+            stream,
+            addr,
+            since: Instant::now(),
+            timeout: idle_timeout,
+        };
+        let (evicted, sweep) = self.idle.lock().put(key, idle);
+        if let Some(evicted) = evicted {
+            self.left_unused(&evicted);
+        }
+        if sweep {
+            let pool = Arc::downgrade(&self.idle);
+            let unexpected = self.unexpected_data_conn_count.clone();
+            let callback = self.keepalive_pool_callback.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn(IdlePool::sweep(pool, unexpected, callback))),
+                // outside a runtime: the next release starts it
+                Err(_) => self.idle.lock().sweeping = false,
             }
-        });
+        }
     }
 
     /// Get a stream to the given server [Peer]

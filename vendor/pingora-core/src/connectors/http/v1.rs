@@ -59,7 +59,7 @@ impl Connector {
         session.respect_keepalive();
         if let Some(stream) = session.reuse().await {
             self.transport
-                .release_stream(stream, peer.reuse_hash(), idle_timeout);
+                .release_stream_of(stream, peer, idle_timeout);
         }
     }
 
