@@ -186,6 +186,14 @@ impl Store {
     }
 }
 
+/// A stored head, with room for the fields every hit adds (Age, `x-request-id`,
+/// `x-edgegate-cache`, Via): each hit's copy keeps the room, and adding them does not grow
+/// (rehash) its maps.
+fn with_room(mut header: ResponseHeader) -> ResponseHeader {
+    header.reserve(4);
+    header
+}
+
 #[async_trait]
 impl Storage for Store {
     async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
@@ -200,7 +208,7 @@ impl Storage for Store {
         Ok(Box::new(Miss {
             map: self.map.load_full(),
             key: key.combined_bin(),
-            header: meta.response_header_copy(),
+            header: with_room(meta.response_header_copy()),
             created: meta.created(),
             fresh_until: meta.fresh_until(),
             variance: meta.variance(),
@@ -226,7 +234,7 @@ impl Storage for Store {
         };
         let entry = Entry {
             key: bin,
-            header: meta.response_header_copy(),
+            header: with_room(meta.response_header_copy()),
             created: meta.created(),
             fresh_until: meta.fresh_until(),
             variance: meta.variance(),

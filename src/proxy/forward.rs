@@ -67,6 +67,8 @@ pub(super) fn request_head(up: &mut RequestHeader, ctx: &RequestCtx) -> Result<(
     let uri: http::Uri =
         ctx.upstream.uri.parse().map_err(|e| Error::because(ErrorType::InternalError, "upstream uri", e))?;
     up.set_uri(uri);
+    // Host, x-request-id, four forwarding fields, and trace context where it applies
+    up.reserve(8);
     match &t.via {
         None => up.insert_header(http::header::HOST, t.host.as_str())?,
         // forwarding: the client's Host stays (the origin routes on it)

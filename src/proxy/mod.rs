@@ -95,11 +95,10 @@ impl ProxyHttp for Gateway {
     /// When the cache is on for the request: the primary key `request_cache_filter` built
     /// (`cache::build_key`: API, stage, method, scheme, host, path, keyed query and headers).
     fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<pingora::cache::CacheKey> {
-        use pingora::cache::key::CacheHashKey;
         let key = ctx.cache.as_mut().map(|c| std::mem::take(&mut c.key)).unwrap_or_default();
+        // hashed once here (the predictor, the lookup and the lock would each hash it again)
+        let bin = crate::cache::key_hash(&key);
         let mut key = pingora::cache::CacheKey::new(key, "");
-        // hashed once here: the predictor, the lookup and the lock would each hash it again
-        let bin = key.primary_bin();
         key.set_primary_bin_override(bin);
         Ok(key)
     }
@@ -251,6 +250,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         self.transform_response(session, resp, ctx)?;
+        // x-request-id, x-edgegate-cache, and Via, HSTS or RateLimit fields where they apply
+        resp.reserve(3);
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(via) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()?.via.as_ref()) {
             resp.append_header(http::header::VIA, via.clone())?;

@@ -231,6 +231,15 @@ impl RequestHeader {
         )
     }
 
+    /// Reserve room for at least `additional` more headers, in the header map and in the
+    /// case-preserving name map alike, so the inserts that follow do not grow (rehash) them.
+    pub fn reserve(&mut self, additional: usize) {
+        self.base.headers.reserve(additional);
+        if let Some(map) = self.header_name_map.as_mut() {
+            map.reserve(additional);
+        }
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -583,6 +592,15 @@ impl ResponseHeader {
             name,
             header_value,
         )
+    }
+
+    /// Reserve room for at least `additional` more headers, in the header map and in the
+    /// case-preserving name map alike, so the inserts that follow do not grow (rehash) them.
+    pub fn reserve(&mut self, additional: usize) {
+        self.base.headers.reserve(additional);
+        if let Some(map) = self.header_name_map.as_mut() {
+            map.reserve(additional);
+        }
     }
 
     /// Remove all headers under the name
