@@ -49,6 +49,15 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    c.bench_function("cache key hash (SHA-256, the gateway's)", |b| {
+        b.iter(|| black_box(edgegate::cache::key_hash(black_box(&out))))
+    });
+    c.bench_function("cache key hash (BLAKE2b, Pingora's default)", |b| {
+        use pingora::cache::key::CacheHashKey;
+        let key = pingora::cache::CacheKey::new(out.clone(), "");
+        b.iter(|| black_box(black_box(&key).primary_bin()))
+    });
+
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let key = pingora::cache::CacheKey::new(out.clone(), "");
     let span = pingora::cache::trace::Span::inactive().handle();

@@ -130,6 +130,20 @@ impl<'a> KeyInput<'a> {
     }
 }
 
+/// The 128-bit hash an entry is stored under: SHA-256 of its key (from [`build_key`]),
+/// truncated. A cryptographic hash, as the key is made of what clients send (two requests
+/// must not be made to share an entry). SHA-256 runs on the CPU's SHA extensions where it
+/// has them: 69 ns for a typical key against 172 ns for Pingora's default BLAKE2b
+/// (`cargo bench --bench content -- "cache key hash"`).
+pub fn key_hash(key: &str) -> [u8; 16] {
+    let mut h = openssl::sha::Sha256::new();
+    h.update(key.as_bytes());
+    let d = h.finish();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
 /// Builds the primary key into `out`. Every part is length-prefixed, so no value can spill
 /// into the next one.
 pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), Bypass> {
@@ -414,6 +428,14 @@ pub fn variance(resp: &ResponseHeader, req: &HeaderMap) -> Option<pingora::cache
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_are_stored_under_sha256_of_their_key() {
+        // the first 16 bytes of SHA-256("abc") (FIPS 180-2, appendix B.1)
+        assert_eq!(key_hash("abc")[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_eq!(key_hash("abc")[12..], [0x5d, 0xae, 0x22, 0x23]);
+        assert_ne!(key_hash("3:api4:prod3:GET"), key_hash("3:api4:prod4:HEAD"));
+    }
 
     fn rc(key: Vec<KeyPart>) -> RouteCache {
         RouteCache {
