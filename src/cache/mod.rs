@@ -357,28 +357,40 @@ pub fn apply_304(stored: &ResponseHeader, fields: &HeaderMap) -> ResponseHeader 
 pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
     // a 101's `Connection: Upgrade` and `Upgrade` are the switch itself: they reach the client
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    // compared without case before anything is allocated: the usual `keep-alive` costs nothing
-    let named: Vec<String> = resp
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| {
-            let kept = t.is_empty()
-                || t.eq_ignore_ascii_case("close")
-                || t.eq_ignore_ascii_case("keep-alive")
-                || (switching && t.eq_ignore_ascii_case("upgrade"));
-            !kept
-        })
-        .map(str::to_ascii_lowercase)
-        .collect();
-    for n in &named {
-        resp.remove_header(n.as_str());
+    // one pass over the names first: each removal hashes (and for a non-standard name,
+    // parses) its name, and most answers carry `Connection: keep-alive` at most
+    let (mut connection, mut others) = (false, false);
+    for name in resp.headers.keys() {
+        connection |= name == http::header::CONNECTION;
+        others |= matches!(name.as_str(), "keep-alive" | "proxy-connection");
     }
-    for n in ["connection", "keep-alive", "proxy-connection"] {
-        resp.remove_header(n);
+    if connection {
+        // compared without case before anything is allocated: the usual `keep-alive` costs nothing
+        let named: Vec<String> = resp
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                let kept = t.is_empty()
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || (switching && t.eq_ignore_ascii_case("upgrade"));
+                !kept
+            })
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for n in &named {
+            resp.remove_header(n.as_str());
+        }
+        resp.remove_header(&http::header::CONNECTION);
+    }
+    if others {
+        for n in ["keep-alive", "proxy-connection"] {
+            resp.remove_header(n);
+        }
     }
     if switching && resp.headers.contains_key(http::header::UPGRADE) {
         let _ = resp.insert_header(http::header::CONNECTION, "Upgrade");
