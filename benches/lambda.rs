@@ -80,6 +80,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(answer(black_box(result.as_bytes()), Format::V2).expect("answer")))
     });
 
+    // the harness origin's answer: a payload 2.0 result without statusCode
+    let bare =
+        br#"{"ok":true,"origin":"bench","note":"static JSON body served by the benchmark origin","id":1234567890}"#;
+    report("lambda answer mapping (bare 2.0 object)", || answer(bare, Format::V2).is_ok());
+    c.bench_function("lambda answer mapping (bare 2.0 object)", |b| {
+        b.iter(|| black_box(answer(black_box(bare), Format::V2).expect("answer")))
+    });
+
     let payload = event(&req(), Format::V2);
     let url = "http://127.0.0.1:9001/2015-03-31/functions/bench/invocations";
     let signer = Signer::new("us-east-1", "lambda", url).expect("signer");

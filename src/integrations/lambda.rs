@@ -560,7 +560,43 @@ pub enum Malformed {
     MultiValueNotArray,
 }
 
+/// A payload 2.0 result: 200 `application/json`, the result itself as the body.
+fn bare(body: Bytes) -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    }
+}
+
+/// A result that is a JSON object without `statusCode` (the usual bare payload 2.0
+/// result), as its bytes: read through once, without building its value, and passed on as
+/// the function wrote it. `None` for anything else (the value is read for it).
+fn bare_object(result: &[u8]) -> Option<Bytes> {
+    /// Whether the object names `statusCode` (with any value, `null` too).
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "statusCode", default, deserialize_with = "present")]
+        status_code: bool,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d).map(|_| true)
+    }
+    let json = result.trim_ascii();
+    if json.first() != Some(&b'{') {
+        return None;
+    }
+    // a repeated statusCode (refused by the probe) is left to the value's reading too
+    let probe: Probe = serde_json::from_slice(json).ok()?;
+    (!probe.status_code).then(|| Bytes::copy_from_slice(json))
+}
+
 pub fn answer(result: &[u8], format: Format) -> Result<Answer, Malformed> {
+    if format == Format::V2 {
+        if let Some(body) = bare_object(result) {
+            return Ok(bare(body));
+        }
+    }
     let v: Value = serde_json::from_slice(result).map_err(|e| Malformed::NotJson(e.to_string()))?;
     let structured = v.as_object().is_some_and(|o| o.contains_key("statusCode"));
     if format == Format::V2 && !structured {
@@ -569,11 +605,7 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, Malformed> {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        return Ok(Answer {
-            status: StatusCode::OK,
-            headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body: Bytes::from(body),
-        });
+        return Ok(bare(Bytes::from(body)));
     }
     let o = v.as_object().ok_or(Malformed::NotObject)?;
     let status = o
@@ -835,6 +867,20 @@ mod tests {
         assert_eq!(a.body, "hi");
         let bare = answer(br#"{"hello":"world"}"#, Format::V2).expect("bare");
         assert_eq!((bare.status, bare.body.as_ref()), (StatusCode::OK, &br#"{"hello":"world"}"#[..]));
+        // an object without statusCode passes as the function wrote it (key order, spacing)
+        let raw = " {\"z\": [1, {\"statusCode\": 500}], \"a\":\"\\u00e9\"}\n";
+        let bare = answer(raw.as_bytes(), Format::V2).expect("bare");
+        assert_eq!(bare.body.as_ref(), raw.trim().as_bytes());
+        assert_eq!(bare.headers[0].1, "application/json");
+        // statusCode with any value (null too) makes it a structured answer, read as one
+        assert!(matches!(answer(br#"{"statusCode":null,"body":"x"}"#, Format::V2), Err(Malformed::NoStatus)));
+        let s = answer(br#"{"body":"x","statusCode":201}"#, Format::V2).expect("structured");
+        assert_eq!((s.status.as_u16(), s.body.as_ref()), (201, &b"x"[..]));
+        // not JSON, or cut short: still refused
+        assert!(matches!(answer(br#"{"a":1"#, Format::V2), Err(Malformed::NotJson(_))));
+        assert!(matches!(answer(br#"{"a":1} x"#, Format::V2), Err(Malformed::NotJson(_))));
+        // a bare string is its text
+        assert_eq!(answer(br#""hi \"you\"""#, Format::V2).expect("string").body.as_ref(), br#"hi "you""#);
         assert!(answer(br#"{"hello":"world"}"#, Format::V1).is_err(), "v1 needs statusCode");
         assert!(answer(b"not json", Format::V2).is_err());
         assert!(answer(br#"{"statusCode":99999}"#, Format::V1).is_err());
