@@ -571,7 +571,8 @@ fn bare(body: Bytes) -> Answer {
 
 /// A result that is a JSON object without `statusCode` (the usual bare payload 2.0
 /// result), as its bytes: read through once, without building its value, and passed on as
-/// the function wrote it. `None` for anything else (the value is read for it).
+/// the function wrote it. `None` for anything else (the value is read for it), and at once
+/// when `"statusCode"` is written out anywhere in it: a structured answer is read once.
 fn bare_object(result: &[u8]) -> Option<Bytes> {
     /// Whether the object names `statusCode` (with any value, `null` too).
     #[derive(serde::Deserialize)]
@@ -582,8 +583,10 @@ fn bare_object(result: &[u8]) -> Option<Bytes> {
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d).map(|_| true)
     }
+    static STATUS_CODE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(br#""statusCode""#));
     let json = result.trim_ascii();
-    if json.first() != Some(&b'{') {
+    if json.first() != Some(&b'{') || STATUS_CODE.find(json).is_some() {
         return None;
     }
     // a repeated statusCode (refused by the probe) is left to the value's reading too
@@ -600,12 +603,12 @@ pub fn answer(result: &[u8], format: Format) -> Result<Answer, Malformed> {
     let v: Value = serde_json::from_slice(result).map_err(|e| Malformed::NotJson(e.to_string()))?;
     let structured = v.as_object().is_some_and(|o| o.contains_key("statusCode"));
     if format == Format::V2 && !structured {
-        // a bare result: 200, the JSON itself
+        // a bare result: 200, the JSON itself as the function wrote it (a string: its text)
         let body = match &v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
+            Value::String(s) => Bytes::from(s.clone()),
+            _ => Bytes::copy_from_slice(result.trim_ascii()),
         };
-        return Ok(bare(Bytes::from(body)));
+        return Ok(bare(body));
     }
     let o = v.as_object().ok_or(Malformed::NotObject)?;
     let status = o
@@ -876,6 +879,9 @@ mod tests {
         assert!(matches!(answer(br#"{"statusCode":null,"body":"x"}"#, Format::V2), Err(Malformed::NoStatus)));
         let s = answer(br#"{"body":"x","statusCode":201}"#, Format::V2).expect("structured");
         assert_eq!((s.status.as_u16(), s.body.as_ref()), (201, &b"x"[..]));
+        // a key spelled with an escape is the same key
+        let s = answer(br#"{"body":"x","statusCode":202}"#, Format::V2).expect("escaped key");
+        assert_eq!((s.status.as_u16(), s.body.as_ref()), (202, &b"x"[..]));
         // not JSON, or cut short: still refused
         assert!(matches!(answer(br#"{"a":1"#, Format::V2), Err(Malformed::NotJson(_))));
         assert!(matches!(answer(br#"{"a":1} x"#, Format::V2), Err(Malformed::NotJson(_))));
