@@ -358,3 +358,57 @@ fn idle_origin_connections_are_reused_and_closed_once_the_origin_ends_them() {
     assert_eq!((r.status, r.text().as_str()), (200, "ok"), "a new connection after the pool let the old go");
     assert_eq!(accepted.load(Ordering::SeqCst), first + 1);
 }
+
+/// The hop-by-hop fields of a request never reach the origin, whichever of them comes, alone
+/// (each is looked for before any is removed), in any case, repeated, over HTTP/1.1 and
+/// HTTP/2 (a body without Content-Length); the other fields do.
+#[test]
+fn request_hop_by_hop_fields_never_reach_the_origin() {
+    let origin = Origin::start("o");
+    let gw = Gateway::start(|d, p| http_api(d, p, &origin.url(), "", ""));
+    let hop = [
+        ("Keep-Alive", "timeout=5"),
+        ("PROXY-CONNECTION", "keep-alive"),
+        ("Te", "trailers"),
+        ("Trailer", "x-sum"),
+        ("Proxy-Authorization", "Basic eDp5"),
+        ("Proxy-Authenticate", "Basic"),
+        ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+    ];
+    for (name, value) in hop {
+        let raw =
+            format!("GET /prod/one HTTP/1.1\r\nHost: a\r\n{name}: {value}\r\nX-Ok: 1\r\nConnection: close\r\n\r\n");
+        assert_eq!(request(gw.addr(), raw.as_bytes()).status, 200, "{name}");
+        let seen = origin.requests().pop().expect("seen");
+        assert_eq!(seen.header(&name.to_ascii_lowercase()), None, "{name} reached the origin");
+        assert_eq!(seen.header("x-ok"), Some("1"));
+    }
+    // all of them at once, each twice
+    let mut raw = String::from("GET /prod/all HTTP/1.1\r\nHost: a\r\n");
+    for (name, value) in hop.iter().chain(hop.iter()) {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("X-Ok: 2\r\nConnection: close\r\n\r\n");
+    assert_eq!(request(gw.addr(), raw.as_bytes()).status, 200);
+    let seen = origin.requests().pop().expect("seen");
+    for (name, _) in hop {
+        assert!(
+            !seen.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)),
+            "{name} reached the origin: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(seen.header("x-ok"), Some("2"));
+    // HTTP/2 refuses connection-specific fields itself; what it allows goes the same way
+    let r = h2_request(
+        gw.addr(),
+        "POST",
+        "/prod/h2",
+        &[("te", "trailers"), ("proxy-authorization", "Basic eDp5"), ("x-ok", "3")],
+        Some(b"body"),
+    );
+    assert_eq!(r.status, 200);
+    let seen = origin.requests().pop().expect("seen");
+    assert_eq!((seen.header("te"), seen.header("proxy-authorization")), (None, None), "{:?}", seen.headers);
+    assert_eq!((seen.header("x-ok"), seen.body.as_slice()), (Some("3"), &b"body"[..]));
+}
