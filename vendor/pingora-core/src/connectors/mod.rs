@@ -163,21 +163,20 @@ impl IdlePool {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let Some(pool) = pool.upgrade() else { return };
-            let gone = {
+            let (gone, again) = {
                 let mut p = pool.lock();
                 let gone = p.prune(&unexpected);
-                if p.len == 0 {
-                    p.sweeping = false;
-                }
+                p.sweeping = p.len > 0;
                 (gone, p.sweeping)
             };
             if let Some(callback) = &callback {
-                for idle in &gone.0 {
+                for idle in &gone {
                     callback(idle.since.elapsed());
                 }
             }
-            drop(gone.0);
-            if !gone.1 {
+            // closed here, outside the lock
+            drop(gone);
+            if !again {
                 return;
             }
         }
@@ -416,10 +415,13 @@ impl TransportConnector {
         }
     }
 
-    /// Return the [Stream] to the [TransportConnector] so that it can be reused.
+    /// Return the [Stream] to the [TransportConnector] for connection reuse.
     ///
-    /// The caller needs to make sure that the stream is safe to be reused.
-    /// - Nothing in the stream's read and write buffers
+    /// Not all TCP/TLS connections can be reused. It is the caller's responsibility to make sure
+    /// that protocol over the [Stream] supports connection reuse and the [Stream] itself is ready
+    /// to be reused.
+    ///
+    /// If a [Stream] is dropped instead of being returned via this function. it will be closed.
     ///
     /// The idle connection is kept without a task of its own: a sweep every second closes the
     /// connections its server closed or that stayed idle past `idle_timeout`, and reuse
