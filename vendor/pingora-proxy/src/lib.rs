@@ -1557,11 +1557,12 @@ where
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    fn process_new_http(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    ) -> impl std::future::Future<Output = Option<ReusedHttpStream>> + Send {
+        async move {
         // Extract user context from the previous request before the session is moved into the Box
         let prev_user_ctx = session.take_connection_user_context();
 
@@ -1593,6 +1594,7 @@ where
         }
 
         self.process_request(session, ctx).await
+        }
     }
 
     async fn http_cleanup(&self) {

@@ -47,11 +47,12 @@ impl<SV> HttpServerApp for SV
 where
     SV: ServeHttp + Send + Sync,
 {
-    async fn process_new_http(
+    fn process_new_http(
         self: &Arc<Self>,
         mut http: ServerSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    ) -> impl std::future::Future<Output = Option<ReusedHttpStream>> + Send {
+        async move {
         match http.read_request().await {
             Ok(res) => match res {
                 false => {
@@ -105,6 +106,7 @@ where
                 None
             }
         }
+        }
     }
 }
 
@@ -138,11 +140,12 @@ impl<SV> HttpServerApp for HttpServer<SV>
 where
     SV: ServeHttp + Send + Sync,
 {
-    async fn process_new_http(
+    fn process_new_http(
         self: &Arc<Self>,
         mut http: ServerSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    ) -> impl std::future::Future<Output = Option<ReusedHttpStream>> + Send {
+        async move {
         match http.read_request().await {
             Ok(res) => match res {
                 false => {
@@ -212,6 +215,7 @@ where
                 error!("HTTP server fails to finish the request: {e}");
                 None
             }
+        }
         }
     }
 
