@@ -144,21 +144,24 @@ impl Client {
         let url = || ep.url.clone();
         let send = |why: String| OutboundError::Send { url: url(), why };
         let mut peer = HttpPeer::new(ep.addr, ep.tls, if ep.tls { ep.sni.clone() } else { String::new() });
+        // `send` bounds the whole exchange with one timer: no timer per read and write
         peer.options.connection_timeout = Some(call.timeout);
-        peer.options.read_timeout = Some(call.timeout);
-        peer.options.write_timeout = Some(call.timeout);
         let (mut session, _) = self
             .connector
             .get_http_session(&peer)
             .await
             .map_err(|e| OutboundError::Connect { url: url(), why: e.to_string() })?;
-        let mut req = RequestHeader::build(call.method, ep.target.as_bytes(), None).map_err(|e| send(e.to_string()))?;
-        req.insert_header("host", ep.host.as_str()).map_err(|e| send(e.to_string()))?;
+        // field names go lower-cased (one header map, not a second one for their case)
+        let mut req = RequestHeader::build_no_case(call.method, ep.target.as_bytes(), Some(call.headers.len() + 2))
+            .map_err(|e| send(e.to_string()))?;
+        req.insert_header(http::header::HOST, ep.host.as_str()).map_err(|e| send(e.to_string()))?;
         for (k, v) in call.headers {
-            req.insert_header(k.to_string(), *v).map_err(|e| send(e.to_string()))?;
+            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| send(e.to_string()))?;
+            req.insert_header(name, *v).map_err(|e| send(e.to_string()))?;
         }
         if let Some(b) = &call.body {
-            req.insert_header("content-length", b.len().to_string()).map_err(|e| send(e.to_string()))?;
+            let mut n = itoa::Buffer::new();
+            req.insert_header(http::header::CONTENT_LENGTH, n.format(b.len())).map_err(|e| send(e.to_string()))?;
         }
         // the peer offers HTTP/1.1 only (its default ALPN): head and body go in one send
         let HttpSession::H1(h1) = &mut session else {
@@ -171,26 +174,25 @@ impl Client {
         // interim answers (100 Continue, 103 Early Hints) are skipped, as RFC 9110 15.2 asks
         // of a client; a 101 is no answer to a plain request
         let mut interim = 0;
-        let (status, headers) = loop {
-            session.read_response_header().await.map_err(|e| receive(e.to_string()))?;
-            let (status, headers) = session
-                .response_header()
-                .map(|h| (h.status.as_u16(), h.headers.clone()))
-                .ok_or_else(|| receive("no head".into()))?;
+        let status = loop {
+            h1.read_response().await.map_err(|e| receive(e.to_string()))?;
+            let status = h1.get_status().ok_or_else(|| receive("no head".into()))?.as_u16();
             match status {
                 101 => return Err(receive("101 Switching Protocols to a plain request".into())),
                 100..=199 if interim < MAX_INTERIM => interim += 1,
                 100..=199 => return Err(receive("too many interim (1xx) answers".into())),
-                _ => break (status, headers),
+                _ => break status,
             }
         };
+        // the body is copied once, from the session's buffer
         let mut buf = bytes::BytesMut::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(|e| receive(e.to_string()))? {
+        while let Some(chunk) = h1.read_body_ref().await.map_err(|e| receive(e.to_string()))? {
             if buf.len() + chunk.len() > call.max_answer {
                 return Err(OutboundError::TooLarge { url: url(), limit: call.max_answer });
             }
-            buf.extend_from_slice(&chunk);
+            buf.extend_from_slice(chunk);
         }
+        let headers = h1.resp_header().map(|h| h.headers.clone()).unwrap_or_default();
         self.connector.release_http_session(session, &peer, Some(Duration::from_secs(60))).await;
         Ok(Answer { status, headers, body: buf.freeze() })
     }
