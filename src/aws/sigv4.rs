@@ -302,7 +302,12 @@ impl Signer {
         hex::encode_to_slice(Sha256::digest(creq.as_bytes()), &mut hash).expect("64 hex digits");
         sts.push_str(std::str::from_utf8(&hash).expect("hex"));
         let mut sig = [0u8; 64];
-        let mac = hmac(&cached_signing_key(keys.secret, date, &self.region, &self.service), sts.as_bytes());
+        let mac = {
+            use hmac::Mac;
+            let mut m = cached_signing_mac(keys.secret, date, &self.region, &self.service);
+            m.update(sts.as_bytes());
+            m.finalize().into_bytes()
+        };
         hex::encode_to_slice(mac, &mut sig).expect("64 hex digits");
         let sig = std::str::from_utf8(&sig).expect("hex");
         let mut out = Vec::with_capacity(4);
@@ -333,14 +338,17 @@ fn folded(v: &str) -> Result<Cow<'_, str>, SignError> {
     Ok(Cow::Owned(t.split_whitespace().collect::<Vec<_>>().join(" ")))
 }
 
-/// The signing key of (secret, date, region, service), derived once per thread and day.
-fn cached_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+/// An HMAC keyed with the signing key of (secret, date, region, service), derived once per
+/// thread and day; it is kept keyed (its inner and outer pads already hashed), so a signature
+/// costs the string to sign's blocks alone.
+fn cached_signing_mac(secret: &str, date: &str, region: &str, service: &str) -> hmac::Hmac<Sha256> {
+    use hmac::Mac;
     struct Derived {
         secret: String,
         date: String,
         region: String,
         service: String,
-        key: [u8; 32],
+        key: hmac::Hmac<Sha256>,
     }
     thread_local! {
         static KEYS: std::cell::RefCell<Vec<Derived>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -350,9 +358,10 @@ fn cached_signing_key(secret: &str, date: &str, region: &str, service: &str) -> 
         if let Some(d) =
             keys.iter().find(|d| d.date == date && d.region == region && d.service == service && d.secret == secret)
         {
-            return d.key;
+            return d.key.clone();
         }
-        let key = signing_key(secret, date, region, service);
+        let key = hmac::Hmac::<Sha256>::new_from_slice(&signing_key(secret, date, region, service))
+            .expect("HMAC takes any key length");
         keys.retain(|d| d.date == date); // yesterday's keys go
         if keys.len() >= 8 {
             keys.remove(0);
@@ -362,7 +371,7 @@ fn cached_signing_key(secret: &str, date: &str, region: &str, service: &str) -> 
             date: date.to_string(),
             region: region.to_string(),
             service: service.to_string(),
-            key,
+            key: key.clone(),
         });
         key
     })
