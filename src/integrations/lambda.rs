@@ -219,11 +219,43 @@ fn cert<'a>(r: &Request<'a>) -> Option<CertInfo<'a>> {
 
 /// The event for `r` in `format`, serialized.
 pub fn event(r: &Request<'_>, format: Format) -> Vec<u8> {
-    let out = match format {
-        Format::V1 => serde_json::to_vec(&v1(r)),
-        Format::V2 => serde_json::to_vec(&v2(r)),
+    // room for the fixed fields, the header fields and the body, so that writing it does
+    // not grow the buffer several times over
+    let mut out = Vec::with_capacity(1024 + 64 * r.headers.len() + r.body().len() * 4 / 3);
+    let written = match format {
+        Format::V1 => serde_json::to_writer(&mut out, &v1(r)),
+        Format::V2 => serde_json::to_writer(&mut out, &v2(r)),
     };
-    out.unwrap_or_default()
+    if written.is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// The header fields of a map, each name once, its repeated values joined with commas
+/// (HeaderMap yields a name's values one after another), without `cookie` (2.0 events carry
+/// it as `cookies`).
+struct Joined<'a> {
+    fields: std::iter::Peekable<http::header::Iter<'a, HeaderValue>>,
+}
+
+impl<'a> Iterator for Joined<'a> {
+    type Item = (&'a str, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (name, first) = self.fields.next()?;
+            let mut joined = text(first);
+            while let Some((_, more)) = self.fields.next_if(|(n, _)| *n == name) {
+                let s = joined.to_mut();
+                s.push(',');
+                s.push_str(&text(more));
+            }
+            if name != http::header::COOKIE {
+                return Some((name.as_str(), joined));
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -393,26 +425,7 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
         .filter(|c| !c.is_empty())
         .collect();
     // lower-cased names (HeaderMap's own), repeated fields joined with commas
-    let joined = MapOf(move || {
-        headers.keys().filter(|k| **k != http::header::COOKIE).map(move |k| {
-            let mut all = headers.get_all(k).iter();
-            let first = all.next().map(text).unwrap_or_default();
-            let v: Cow<'_, str> = match all.next() {
-                None => first,
-                Some(second) => {
-                    let mut s = first.into_owned();
-                    s.push(',');
-                    s.push_str(&text(second));
-                    for more in all {
-                        s.push(',');
-                        s.push_str(&text(more));
-                    }
-                    Cow::Owned(s)
-                }
-            };
-            (k.as_str(), v)
-        })
-    });
+    let joined = MapOf(move || Joined { fields: headers.iter().peekable() });
     let mut q: Vec<(Cow<'a, str>, String)> = Vec::new();
     for (k, v) in query_pairs(r.view.query()) {
         match q.iter_mut().find(|(x, _)| *x == k) {
@@ -824,14 +837,17 @@ mod tests {
         h.append("x-m", "1".parse().expect("v"));
         h.append("x-m", "2".parse().expect("v"));
         h.append("cookie", "a=1; b=2".parse().expect("v"));
+        h.append("x-m", "3".parse().expect("v"));
+        h.append("cookie", "c=3".parse().expect("v"));
+        h.append("x-z", "z".parse().expect("v"));
         let vars = [("v".to_string(), "1".to_string())].into_iter().collect();
         let pp = vec![("id".to_string(), "7".to_string())];
         let f = fixture();
         let r = req(&f, &h, &vars, &pp, b"{\"x\":1}");
         let e1: Value = serde_json::from_slice(&event(&r, Format::V1)).expect("json");
         assert_eq!(e1["resource"], "/pets/{id}");
-        assert_eq!(e1["headers"]["x-m"], "2");
-        assert_eq!(e1["multiValueHeaders"]["x-m"], json!(["1", "2"]));
+        assert_eq!(e1["headers"]["x-m"], "3");
+        assert_eq!(e1["multiValueHeaders"]["x-m"], json!(["1", "2", "3"]));
         assert_eq!(e1["queryStringParameters"], json!({"a": "2", "b": "x y"}));
         assert_eq!(e1["multiValueQueryStringParameters"]["a"], json!(["1", "2"]));
         assert_eq!(e1["pathParameters"], json!({"id": "7"}));
@@ -842,9 +858,9 @@ mod tests {
         assert_eq!(e2["version"], "2.0");
         assert_eq!(e2["routeKey"], "POST /pets/{id}");
         assert_eq!(e2["rawQueryString"], "a=1&a=2&b=x%20y");
-        assert_eq!(e2["cookies"], json!(["a=1", "b=2"]));
-        assert_eq!(e2["headers"]["x-m"], "1,2");
-        assert!(e2["headers"].get("cookie").is_none());
+        assert_eq!(e2["cookies"], json!(["a=1", "b=2", "c=3"]));
+        // each name once, its values joined in order; no cookie field
+        assert_eq!(e2["headers"], json!({"x-m": "1,2,3", "x-z": "z"}));
         assert_eq!(e2["queryStringParameters"], json!({"a": "1,2", "b": "x y"}));
         assert_eq!(e2["requestContext"]["http"]["method"], "POST");
         assert_eq!(e2["requestContext"]["time"], "09/Apr/2015:12:34:56 +0000");
