@@ -157,7 +157,27 @@ pub fn parse_amz_date(s: &str) -> Option<u64> {
 pub fn format_amz_date(unix: u64) -> String {
     let (y, m, d) = civil_from_days((unix / 86_400) as i64);
     let secs = unix % 86_400;
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
+    }
+    // digits written directly: this is on every signed request
+    let mut out = [0u8; 16];
+    let digits = |out: &mut [u8], v: u64| {
+        let mut v = v;
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    digits(&mut out[0..4], y as u64);
+    digits(&mut out[4..6], m as u64);
+    digits(&mut out[6..8], d as u64);
+    out[8] = b'T';
+    digits(&mut out[9..11], secs / 3600);
+    digits(&mut out[11..13], secs % 3600 / 60);
+    digits(&mut out[13..15], secs % 60);
+    out[15] = b'Z';
+    String::from_utf8(out.to_vec()).expect("ASCII digits")
 }
 
 /// Why a request cannot be signed.
@@ -264,57 +284,69 @@ impl Signer {
         }
         // sorted by name, a repeated name's values in the order given
         headers.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut creq =
-            String::with_capacity(self.canonical_uri.len() + self.canonical_query.len() + 64 * headers.len() + 200);
-        let mut signed = String::with_capacity(16 * headers.len());
-        creq.push_str(method);
-        creq.push('\n');
-        creq.push_str(&self.canonical_uri);
-        creq.push('\n');
-        creq.push_str(&self.canonical_query);
-        creq.push('\n');
+        // the canonical request is hashed as it is written, and the string to sign goes
+        // straight into the keyed HMAC: neither is built as a string
+        let mut creq = Sha256::new();
+        for part in [method, "\n", &self.canonical_uri, "\n", &self.canonical_query, "\n"] {
+            creq.update(part.as_bytes());
+        }
+        let mut signed = String::with_capacity(24 * headers.len());
         for (i, (name, value)) in headers.iter().enumerate() {
             if i > 0 && headers[i - 1].0 == *name {
-                creq.pop(); // the newline: this value joins the previous line
-                creq.push(',');
+                creq.update(b","); // a repeated name's value joins the previous line
             } else {
-                if !signed.is_empty() {
+                if i > 0 {
+                    creq.update(b"\n");
                     signed.push(';');
                 }
                 signed.push_str(name);
-                creq.push_str(name);
-                creq.push(':');
+                creq.update(name.as_bytes());
+                creq.update(b":");
             }
-            creq.push_str(value);
-            creq.push('\n');
+            creq.update(value.as_bytes());
         }
-        creq.push('\n');
-        creq.push_str(&signed);
-        creq.push('\n');
-        creq.push_str(&payload);
-        let date = &amz_date[..8];
-        let scope = format!("{date}/{}/{}/aws4_request", self.region, self.service);
-        let mut sts = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope.len() + 67);
-        for part in [ALGORITHM, "\n", &amz_date, "\n", &scope, "\n"] {
-            sts.push_str(part);
+        for part in ["\n\n", &signed, "\n", &payload] {
+            creq.update(part.as_bytes());
         }
         let mut hash = [0u8; 64];
-        hex::encode_to_slice(Sha256::digest(creq.as_bytes()), &mut hash).expect("64 hex digits");
-        sts.push_str(std::str::from_utf8(&hash).expect("hex"));
+        hex::encode_to_slice(creq.finalize(), &mut hash).expect("64 hex digits");
+        let date = &amz_date[..8];
         let mut sig = [0u8; 64];
         let mac = {
             use hmac::Mac;
             let mut m = cached_signing_mac(keys.secret, date, &self.region, &self.service);
-            m.update(sts.as_bytes());
+            for part in
+                [ALGORITHM, "\n", &amz_date, "\n", date, "/", &self.region, "/", &self.service, "/aws4_request\n"]
+            {
+                m.update(part.as_bytes());
+            }
+            m.update(&hash);
             m.finalize().into_bytes()
         };
         hex::encode_to_slice(mac, &mut sig).expect("64 hex digits");
         let sig = std::str::from_utf8(&sig).expect("hex");
+        let mut authorization = String::with_capacity(
+            ALGORITHM.len() + keys.access_key.len() + self.region.len() + self.service.len() + signed.len() + 130,
+        );
+        for part in [
+            ALGORITHM,
+            " Credential=",
+            keys.access_key,
+            "/",
+            date,
+            "/",
+            &self.region,
+            "/",
+            &self.service,
+            "/aws4_request, SignedHeaders=",
+            &signed,
+            ", Signature=",
+            sig,
+        ] {
+            authorization.push_str(part);
+        }
         let mut out = Vec::with_capacity(4);
-        out.push((
-            "Authorization".to_string(),
-            format!("{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed}, Signature={sig}", keys.access_key),
-        ));
+        out.push(("Authorization".to_string(), authorization));
         out.push(("X-Amz-Date".to_string(), amz_date));
         out.push(("X-Amz-Content-Sha256".to_string(), payload));
         if let Some(t) = keys.session_token {
@@ -383,6 +415,18 @@ mod tests {
 
     /// The one-shot path (canonical headers from a header map, a fresh signing key) and the
     /// compiled signer agree, with repeated and mixed-case headers and folded spaces.
+    #[test]
+    fn amz_dates_are_sixteen_characters_of_utc() {
+        assert_eq!(format_amz_date(0), "19700101T000000Z");
+        assert_eq!(format_amz_date(1_440_938_160), "20150830T123600Z");
+        assert_eq!(format_amz_date(951_868_799), "20000229T235959Z");
+        assert_eq!(format_amz_date(253_402_300_799), "99991231T235959Z");
+        assert_eq!(format_amz_date(253_402_300_800), "100000101T000000Z");
+        for t in [0, 86_399, 1_440_938_160, 4_102_444_800] {
+            assert_eq!(parse_amz_date(&format_amz_date(t)), Some(t));
+        }
+    }
+
     #[test]
     fn signer_matches_the_canonical_form() {
         let url = "https://sqs.us-east-1.amazonaws.com/a/./b/../c%20d?b=2&a=1";
