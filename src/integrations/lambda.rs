@@ -255,6 +255,34 @@ fn json_pairs<K: AsRef<str>, V: AsRef<str>>(out: &mut Vec<u8>, pairs: impl Itera
     out.push(b'}');
 }
 
+/// A 2.0 event's `cookies`: every `Cookie` line split at `;`, trimmed, empty ones left out.
+fn cookie_list(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+}
+
+/// A 2.0 event's `queryStringParameters`: each name once, in first-seen order, its values
+/// joined with commas.
+fn joined_query(q: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    let mut joined: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+    for (k, v) in query_pairs(q) {
+        match joined.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, s)) => {
+                let s = s.to_mut();
+                s.push(',');
+                s.push_str(&v);
+            }
+            None => joined.push((k, v)),
+        }
+    }
+    joined
+}
+
 /// The payload 2.0 event, written field by field in AWS's order: the same bytes as the
 /// serde form of [`V2`] (the tests hold them equal), without its per-field machinery.
 fn v2_write(r: &Request<'_>, out: &mut Vec<u8>) {
@@ -266,14 +294,7 @@ fn v2_write(r: &Request<'_>, out: &mut Vec<u8>) {
     json_str(out, view.raw_path());
     out.extend_from_slice(b",\"rawQueryString\":");
     json_str(out, view.query().unwrap_or(""));
-    let mut cookies = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .peekable();
+    let mut cookies = cookie_list(headers).peekable();
     if cookies.peek().is_some() {
         out.extend_from_slice(b",\"cookies\":[");
         for (i, c) in cookies.enumerate() {
@@ -286,17 +307,7 @@ fn v2_write(r: &Request<'_>, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b",\"headers\":");
     json_pairs(out, Joined { fields: headers.iter().peekable() });
-    let mut q: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
-    for (k, v) in query_pairs(view.query()) {
-        match q.iter_mut().find(|(x, _)| *x == k) {
-            Some((_, s)) => {
-                let s = s.to_mut();
-                s.push(',');
-                s.push_str(&v);
-            }
-            None => q.push((k, v)),
-        }
-    }
+    let q = joined_query(view.query());
     if !q.is_empty() {
         out.extend_from_slice(b",\"queryStringParameters\":");
         json_pairs(out, q.iter().map(|(k, v)| (k, v)));
@@ -560,27 +571,10 @@ struct Http2<'a> {
 #[cfg(test)]
 fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
     let headers = r.headers;
-    let cookies: Vec<&'a str> = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let cookies: Vec<&'a str> = cookie_list(headers).collect();
     // lower-cased names (HeaderMap's own), repeated fields joined with commas
     let joined = MapOf(move || Joined { fields: headers.iter().peekable() });
-    let mut q: Vec<(Cow<'a, str>, String)> = Vec::new();
-    for (k, v) in query_pairs(r.view.query()) {
-        match q.iter_mut().find(|(x, _)| *x == k) {
-            Some((_, s)) => {
-                s.push(',');
-                s.push_str(&v);
-            }
-            None => q.push((k, v.into_owned())),
-        }
-    }
-    let q = std::sync::Arc::new(q);
+    let q = std::sync::Arc::new(joined_query(r.view.query()));
     let q2 = q.clone();
     let params = r.view.route.params;
     let (body, b64) = body_field(r);
@@ -594,7 +588,7 @@ fn v2<'a>(r: &'a Request<'a>) -> impl Serialize + 'a {
         headers: joined,
         query_string_parameters: non_empty(
             q.is_empty(),
-            MapOf(move || q2.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<Vec<_>>().into_iter()),
+            MapOf(move || q2.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()),
         ),
         path_parameters: non_empty(
             params.is_empty(),
