@@ -159,6 +159,8 @@ pub fn build_key(out: &mut String, rc: &RouteCache, k: &KeyInput) -> Result<(), 
         }
     }
     out.clear();
+    // room for the usual key at once (its length prefixes, the fixed parts, the query)
+    out.reserve(48 + k.api.len() + k.stage.len() + k.host.len() + k.path.len() + k.query.map_or(0, str::len));
     let mut len = itoa::Buffer::new();
     let mut part = |s: &str| {
         out.push_str(len.format(s.len()));

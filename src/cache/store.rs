@@ -187,8 +187,8 @@ impl Store {
 }
 
 /// A stored head, with room for the fields every hit adds (Age, `x-request-id`,
-/// `x-edgegate-cache`, Via): each hit's copy keeps the room, and adding them does not grow
-/// (rehash) its maps.
+/// `x-edgegate-cache`, Via): each hit's copy keeps the index room, so adding them does not
+/// rehash its maps (a copy's list of fields is exactly full, and still grows once).
 fn with_room(mut header: ResponseHeader) -> ResponseHeader {
     header.reserve(4);
     header
