@@ -157,27 +157,7 @@ pub fn parse_amz_date(s: &str) -> Option<u64> {
 pub fn format_amz_date(unix: u64) -> String {
     let (y, m, d) = civil_from_days((unix / 86_400) as i64);
     let secs = unix % 86_400;
-    if !(0..=9999).contains(&y) {
-        return format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
-    }
-    // digits written directly: this is on every signed request
-    let mut out = [0u8; 16];
-    let digits = |out: &mut [u8], v: u64| {
-        let mut v = v;
-        for b in out.iter_mut().rev() {
-            *b = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    digits(&mut out[0..4], y as u64);
-    digits(&mut out[4..6], m as u64);
-    digits(&mut out[6..8], d as u64);
-    out[8] = b'T';
-    digits(&mut out[9..11], secs / 3600);
-    digits(&mut out[11..13], secs % 3600 / 60);
-    digits(&mut out[13..15], secs % 60);
-    out[15] = b'Z';
-    String::from_utf8(out.to_vec()).expect("ASCII digits")
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// Why a request cannot be signed.
@@ -325,26 +305,11 @@ impl Signer {
         };
         hex::encode_to_slice(mac, &mut sig).expect("64 hex digits");
         let sig = std::str::from_utf8(&sig).expect("hex");
-        let mut authorization = String::with_capacity(
-            ALGORITHM.len() + keys.access_key.len() + self.region.len() + self.service.len() + signed.len() + 130,
+        let (region, service) = (&self.region, &self.service);
+        let authorization = format!(
+            "{ALGORITHM} Credential={}/{date}/{region}/{service}/aws4_request, SignedHeaders={signed}, Signature={sig}",
+            keys.access_key
         );
-        for part in [
-            ALGORITHM,
-            " Credential=",
-            keys.access_key,
-            "/",
-            date,
-            "/",
-            &self.region,
-            "/",
-            &self.service,
-            "/aws4_request, SignedHeaders=",
-            &signed,
-            ", Signature=",
-            sig,
-        ] {
-            authorization.push_str(part);
-        }
         let mut out = Vec::with_capacity(4);
         out.push(("Authorization".to_string(), authorization));
         out.push(("X-Amz-Date".to_string(), amz_date));
