@@ -269,18 +269,13 @@ fn cookie_list(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// A 2.0 event's `queryStringParameters`: each name once, in first-seen order, its values
 /// joined with commas.
 fn joined_query(q: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
-    let mut joined: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
-    for (k, v) in query_pairs(q) {
-        match joined.iter_mut().find(|(x, _)| *x == k) {
-            Some((_, s)) => {
-                let s = s.to_mut();
-                s.push(',');
-                s.push_str(&v);
-            }
-            None => joined.push((k, v)),
-        }
-    }
-    joined
+    query_groups(q)
+        .into_iter()
+        .map(|(k, vs)| {
+            let v = if vs.len() == 1 { vs.into_iter().next().unwrap_or_default() } else { Cow::Owned(vs.join(",")) };
+            (k, v)
+        })
+        .collect()
 }
 
 /// The payload 2.0 event, written field by field in AWS's order: the same bytes as the
