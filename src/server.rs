@@ -102,6 +102,9 @@ pub fn run(shared: Shared, runtime: Arc<Runtime>, args: RunArgs) -> Result<std::
         grace_period_seconds: Some(l.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         max_retries: 6,
+        // each proxy service is one thread (below): a current-thread runtime, not a
+        // one-worker work-stealing pool, runs it with less bookkeeping per task poll
+        work_stealing: false,
         ..ServerConf::default()
     };
     // The hand-over is ours (above), so Pingora never runs its own upgrade.
