@@ -135,3 +135,47 @@ fn sse_and_chunked_events_arrive_as_the_origin_sends_them() {
         assert!(d.iter().all(|x| *x < Duration::from_millis(50)), "{what}: {d:?}");
     }
 }
+
+/// A client that sends a request without a body and goes away before the answer: the gateway
+/// sees the close while it waits for the origin and gives up the upstream exchange (the origin
+/// sees its connection end) instead of holding it until the 29 s integration timeout. The
+/// same for a request with a body, which takes the other relay.
+#[test]
+fn a_client_that_leaves_ends_the_upstream_exchange() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let origin = format!("http://{}", l.local_addr().expect("addr"));
+    let (tx, rx) = mpsc::channel::<(String, Duration)>();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s);
+                let Some(req) = read_request(&mut r) else { return };
+                // never answer; time how long the gateway keeps the connection open
+                let start = Instant::now();
+                let mut rest = Vec::new();
+                let _ = r.get_mut().set_read_timeout(Some(Duration::from_secs(20)));
+                let _ = r.read_to_end(&mut rest);
+                let _ = tx.send((req.target, start.elapsed()));
+            });
+        }
+    });
+    let gw = Gateway::start(|d, p| api(d, p, &origin));
+    for raw in [
+        "GET /prod/slow HTTP/1.1\r\nHost: a\r\n\r\n".to_string(),
+        "POST /prod/slow-post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc".to_string(),
+    ] {
+        let mut c = TcpStream::connect(gw.addr()).expect("connect");
+        c.write_all(raw.as_bytes()).expect("send");
+        // wait until the origin has the request, then leave
+        std::thread::sleep(Duration::from_millis(300));
+        drop(c);
+        let (line, held) = rx.recv_timeout(Duration::from_secs(25)).expect("the origin saw the request end");
+        assert!(line.contains("/slow"), "{line}");
+        assert!(
+            held < Duration::from_secs(5),
+            "{line}: the upstream connection stayed open {held:?} after the client left"
+        );
+    }
+}

@@ -113,7 +113,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upstream_upgrade_req = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upstream_upgrade_req);
 
         session.upstream_compression.request_filter(&req);
 
@@ -143,6 +144,27 @@ where
         let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
 
         session.as_mut().enable_retry_buffering();
+
+        // A plain HTTP/1 request without a body, no cache and no upgrade: nothing flows from
+        // downstream to upstream once the head is sent, so the answer is relayed in this task
+        // instead of by two halves joined by task pipes (`proxy_h1_bodyless`).
+        if downstream_custom_message_writer.is_none()
+            && downstream_custom_message_reader.is_none()
+            && !upstream_upgrade_req
+            && session.downstream_session.as_http1().is_some()
+            && !session.downstream_session.is_upgrade_req()
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && session.as_ref().get_retry_buffer().is_none()
+            && session.as_mut().is_body_empty()
+        {
+            return match self.proxy_h1_bodyless(session, client_session, ctx).await {
+                Ok((downstream_can_reuse, upstream_can_reuse)) => {
+                    (downstream_can_reuse, upstream_can_reuse, None)
+                }
+                Err(e) => (false, false, Some(e)),
+            };
+        }
 
         // Shared signal so the upstream half can distinguish an expected task-pipe
         // closure (the downstream half finished and dropped rx) from an unexpected one.
@@ -394,6 +416,32 @@ where
             }
         }
 
+        self.filter_and_write_upstream_tasks(
+            session,
+            ctx,
+            tasks,
+            serve_from_cache,
+            range_body_filter,
+            response_state,
+        )
+        .await
+    }
+
+    /// Run the response filters over a batch of upstream tasks and write them downstream.
+    /// `Ok(None)`: nothing was written (served from cache instead).
+    async fn filter_and_write_upstream_tasks(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        tasks: Vec<HttpTask>,
+        serve_from_cache: &mut ServeFromCache,
+        range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
+        response_state: &mut ResponseStateMachine,
+    ) -> Result<Option<bool>>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
         /* run filters before sending to downstream */
         let mut filtered_tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         for mut t in tasks {
@@ -436,6 +484,110 @@ where
         let response_done = session.write_response_tasks(filtered_tasks).await?;
 
         Ok(Some(response_done))
+    }
+
+    /// The relay of [`Self::proxy_1to1`] for a plain HTTP/1 request without a body, when no
+    /// cache, upgrade or custom session is involved. It does what the two halves do for such a
+    /// request, in one task: the request body filters see the empty body's end, the upstream
+    /// request is finished, and each batch of answer tasks (what one read made available) goes
+    /// through the same filters and write as the halves' batches. While the answer is awaited,
+    /// the downstream connection is watched as the downstream half watches it, so a client that
+    /// goes away ends the request. Returns whether the downstream and the upstream connection
+    /// can be reused.
+    async fn proxy_h1_bodyless(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> Result<(bool, bool)>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        // the end of the (empty) request body: send_body_to_pipe, then send_body_to1
+        let mut data = None;
+        session
+            .downstream_modules_ctx
+            .request_body_filter(&mut data, true)
+            .await?;
+        self.inner
+            .request_body_filter(session, &mut data, true, ctx)
+            .await?;
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+        if let Err(e) = send_body_to1(client_session, Some(HttpTask::Body(data, true))).await {
+            warn!("send error, draining read buf: {e}");
+            upstream_can_reuse = false;
+            send_error = Some(e);
+        }
+
+        let mut serve_from_cache = ServeFromCache::new();
+        let mut range_body_filter = RangeBodyFilter::new();
+        let mut response_state = ResponseStateMachine::new();
+        let mut watch_downstream = true;
+        loop {
+            let first = tokio::select! {
+                biased;
+                res = client_session.read_response_task() => res,
+                res = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
+                    match res {
+                        Err(e) => return Err(e.into_down()),
+                        // only a non-HTTP/1 session answers here; nothing more to watch
+                        Ok(_) => watch_downstream = false,
+                    }
+                    continue;
+                }
+            };
+            // the batch: this task and what the same read already made available
+            let mut tasks = Vec::with_capacity(2);
+            let mut upstream_done = false;
+            let mut next = Some(first);
+            while let Some(res) = next.take() {
+                match res {
+                    Ok(task) => {
+                        upstream_done = task.is_end();
+                        tasks.push(task);
+                    }
+                    Err(e) => {
+                        tasks.push(HttpTask::Failed(send_error.take().unwrap_or(e).into_up()));
+                        upstream_done = true;
+                        // the HTTP/1 message boundary is unknown: no reuse
+                        upstream_can_reuse = false;
+                    }
+                }
+                if !upstream_done {
+                    next = client_session.read_response_task().now_or_never();
+                }
+            }
+            let written = self
+                .filter_and_write_upstream_tasks(
+                    session,
+                    ctx,
+                    tasks,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    &mut response_state,
+                )
+                .await?
+                .unwrap_or(false);
+            if upstream_done {
+                break;
+            }
+            if written {
+                // the downstream answer is complete but the upstream one is not: unread
+                // bytes are left on the upstream connection
+                upstream_can_reuse = false;
+                break;
+            }
+        }
+        let downstream_can_reuse = match session.as_mut().finish_body().await {
+            Ok(_) => true,
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        Ok((downstream_can_reuse, upstream_can_reuse))
     }
 
     // todo use this function to replace bidirection_1to2()
