@@ -109,7 +109,8 @@ where
             }
         }
 
-        if let Err(e) = finalize_h1_upstream_request_framing(&mut req, !session.is_body_empty()) {
+        let body_empty = session.is_body_empty();
+        if let Err(e) = finalize_h1_upstream_request_framing(&mut req, !body_empty) {
             return (false, true, Some(e));
         }
 
@@ -140,9 +141,6 @@ where
             Err(e) => return (false, false, Some(e)),
         };
 
-        let (tx_upstream, rx_upstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
-        let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
-
         session.as_mut().enable_retry_buffering();
 
         // A plain HTTP/1 request without a body, no cache and no upgrade: nothing flows from
@@ -156,7 +154,7 @@ where
             && !session.cache.enabled()
             && !session.cache.bypassing()
             && session.as_ref().get_retry_buffer().is_none()
-            && session.as_mut().is_body_empty()
+            && body_empty
         {
             return match self.proxy_h1_bodyless(session, client_session, ctx).await {
                 Ok((downstream_can_reuse, upstream_can_reuse)) => {
@@ -165,6 +163,9 @@ where
                 Err(e) => (false, false, Some(e)),
             };
         }
+
+        let (tx_upstream, rx_upstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
+        let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
 
         // Shared signal so the upstream half can distinguish an expected task-pipe
         // closure (the downstream half finished and dropped rx) from an unexpected one.
