@@ -16,6 +16,7 @@
 //!   to its left can be believed, and the proxy itself is not the client. An unknown client
 //!   matches no CIDR rule (a policy with CIDR rules refuses it) and logs as `""`.
 
+use http::HeaderName;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -67,6 +68,13 @@ pub struct Hop<'a> {
     pub trusted_peer: bool,
 }
 
+// The forwarding fields' names, made once: a name given as a string is checked again at
+// each insert.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
 impl<'a> Hop<'a> {
     /// The hop of a client as `proxy::identify` established it.
     pub fn of(c: &'a crate::request::Client) -> Hop<'a> {
@@ -86,15 +94,15 @@ impl<'a> Hop<'a> {
 
     /// The forwarding fields the gateway sets. X-Forwarded-Port is set unless a trusted
     /// proxy sent one (`keep_port`).
-    pub fn fields(&self, keep_port: bool) -> impl Iterator<Item = (&'static str, std::borrow::Cow<'_, str>)> {
+    pub fn fields(&self, keep_port: bool) -> impl Iterator<Item = (&'static HeaderName, std::borrow::Cow<'_, str>)> {
         let port = self.port.filter(|_| !(keep_port && self.trusted_peer));
         [
-            ("x-forwarded-for", self.xff.into()),
-            ("x-forwarded-proto", self.proto.into()),
-            ("x-forwarded-host", self.host.into()),
+            (&X_FORWARDED_FOR, self.xff.into()),
+            (&X_FORWARDED_PROTO, self.proto.into()),
+            (&X_FORWARDED_HOST, self.host.into()),
         ]
         .into_iter()
-        .chain(port.map(|p| ("x-forwarded-port", p.to_string().into())))
+        .chain(port.map(|p| (&X_FORWARDED_PORT, p.to_string().into())))
     }
 }
 

@@ -17,6 +17,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// `x-request-id`, on every request to an integration and every answer; made once (a name
+/// given as a string is checked again at each insert).
+pub static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 fn separator(name: &str) -> &'static str {
     if name.eq_ignore_ascii_case("cookie") {
         "; "

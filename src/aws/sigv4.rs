@@ -22,7 +22,10 @@ pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    // encoded into a buffer at once: `hex::encode` collects its digits one `char` at a time
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(data), &mut out).expect("64 hex digits");
+    String::from_utf8(out.to_vec()).expect("hex")
 }
 
 fn encode(s: &[u8], keep_slash: bool) -> String {

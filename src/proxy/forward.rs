@@ -81,7 +81,7 @@ pub(super) fn request_head(up: &mut RequestHeader, ctx: &RequestCtx) -> Result<(
             up.insert_header(http::header::VIA, v)?;
         }
     }
-    up.insert_header("x-request-id", ctx.request_id.as_str())?;
+    up.insert_header(&crate::request::X_REQUEST_ID, ctx.request_id.as_str())?;
     // what the client may not say to the integration goes, and the gateway's forwarding
     // fields are set (forwarded::to_integration, the one rule for every integration)
     let hop = ctx.hop();

@@ -252,7 +252,7 @@ impl ProxyHttp for Gateway {
         self.transform_response(session, resp, ctx)?;
         // x-request-id, x-edgegate-cache, and Via, HSTS or RateLimit fields where they apply
         resp.reserve(3);
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header(&crate::request::X_REQUEST_ID, ctx.request_id.as_str())?;
         if let Some(via) = ctx.route.as_ref().and_then(|r| r.integration.as_deref()?.forward()?.via.as_ref()) {
             resp.append_header(http::header::VIA, via.clone())?;
         }

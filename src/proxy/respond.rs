@@ -76,9 +76,9 @@ impl Gateway {
             body = Bytes::new();
             h.remove_header(&http::header::CONTENT_LENGTH);
         } else {
-            h.insert_header("content-length", body.len().to_string())?;
+            h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
-        h.insert_header("x-request-id", ctx.request_id.as_str())?;
+        h.insert_header(&crate::request::X_REQUEST_ID, ctx.request_id.as_str())?;
         ratelimit_headers(&mut h, ctx)?;
         hsts(&mut h, ctx)?;
         if let Some(cors) = ctx.route.as_ref().and_then(|m| ctx.snap.apis[m.api].cors.as_ref()) {
@@ -166,13 +166,17 @@ pub(super) fn hsts(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
     Ok(())
 }
 
+static RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
+
 /// IETF RateLimit fields for the most specific limit applied (key or route).
 pub(super) fn ratelimit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
     if let Some(d) = ctx.ratelimit {
         let mut b = itoa::Buffer::new();
-        h.insert_header("ratelimit-limit", b.format(d.limit))?;
-        h.insert_header("ratelimit-remaining", b.format(d.remaining))?;
-        h.insert_header("ratelimit-reset", b.format(d.reset_secs))?;
+        h.insert_header(&RATELIMIT_LIMIT, b.format(d.limit))?;
+        h.insert_header(&RATELIMIT_REMAINING, b.format(d.remaining))?;
+        h.insert_header(&RATELIMIT_RESET, b.format(d.reset_secs))?;
     }
     Ok(())
 }
