@@ -575,9 +575,11 @@ where
                 break;
             }
             if written {
-                // the downstream answer is complete but the upstream one is not: unread
-                // bytes are left on the upstream connection
-                upstream_can_reuse = false;
+                // The downstream answer is complete before the upstream one. As the upstream
+                // half does then, read one more task: the upstream connection is reusable if
+                // that is the answer's end, and is not if more is left on it.
+                let next = client_session.read_response_task().await;
+                upstream_can_reuse &= matches!(next, Ok(t) if t.is_end());
                 break;
             }
         }
