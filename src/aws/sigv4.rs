@@ -381,8 +381,7 @@ fn cached_signing_mac(secret: &str, date: &str, region: &str, service: &str) -> 
 mod tests {
     use super::*;
 
-    /// The one-shot path (canonical headers from a header map, a fresh signing key) and the
-    /// compiled signer agree, with repeated and mixed-case headers and folded spaces.
+    /// `X-Amz-Date` is UTC in `YYYYMMDDTHHMMSSZ`, and reads back to the same second.
     #[test]
     fn amz_dates_are_sixteen_characters_of_utc() {
         assert_eq!(format_amz_date(0), "19700101T000000Z");
@@ -395,6 +394,8 @@ mod tests {
         }
     }
 
+    /// The one-shot path (canonical headers from a header map, a fresh signing key) and the
+    /// compiled signer agree, with repeated and mixed-case headers and folded spaces.
     #[test]
     fn signer_matches_the_canonical_form() {
         let url = "https://sqs.us-east-1.amazonaws.com/a/./b/../c%20d?b=2&a=1";

@@ -956,14 +956,24 @@ mod tests {
         Request { view, headers: h, binary: false }
     }
 
+    /// A header map with these fields appended in order (repeats kept).
+    fn fields(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_bytes(v).expect("value"));
+        }
+        h
+    }
+
     #[test]
     fn v2_events_are_the_bytes_serde_writes() {
-        let mut h = HeaderMap::new();
-        h.append("x-m", "1".parse().expect("v"));
-        h.append("cookie", "a=1; b=\"q\"".parse().expect("v"));
-        h.append("x-m", "tab\tand \\ \"quote\"".parse().expect("v"));
-        h.append("user-agent", HeaderValue::from_bytes(b"caf\xc3\xa9 \xff").expect("v"));
-        h.append("x-z", "z".parse().expect("v"));
+        let h = fields(&[
+            ("x-m", b"1"),
+            ("cookie", b"a=1; b=\"q\""),
+            ("x-m", b"tab\tand \\ \"quote\""),
+            ("user-agent", b"caf\xc3\xa9 \xff"),
+            ("x-z", b"z"),
+        ]);
         let vars = [("b".to_string(), "\u{1}\n".to_string()), ("a".to_string(), "é".to_string())].into_iter().collect();
         let pp = vec![("id".to_string(), "7%2F8+9".to_string()), ("x".to_string(), String::new())];
         let mut f = fixture();
@@ -1003,13 +1013,14 @@ mod tests {
 
     #[test]
     fn events_follow_aws_field_for_field() {
-        let mut h = HeaderMap::new();
-        h.append("x-m", "1".parse().expect("v"));
-        h.append("x-m", "2".parse().expect("v"));
-        h.append("cookie", "a=1; b=2".parse().expect("v"));
-        h.append("x-m", "3".parse().expect("v"));
-        h.append("cookie", "c=3".parse().expect("v"));
-        h.append("x-z", "z".parse().expect("v"));
+        let h = fields(&[
+            ("x-m", b"1"),
+            ("x-m", b"2"),
+            ("cookie", b"a=1; b=2"),
+            ("x-m", b"3"),
+            ("cookie", b"c=3"),
+            ("x-z", b"z"),
+        ]);
         let vars = [("v".to_string(), "1".to_string())].into_iter().collect();
         let pp = vec![("id".to_string(), "7".to_string())];
         let f = fixture();
