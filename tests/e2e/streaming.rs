@@ -139,7 +139,8 @@ fn sse_and_chunked_events_arrive_as_the_origin_sends_them() {
 /// A client that sends a request without a body and goes away before the answer: the gateway
 /// sees the close while it waits for the origin and gives up the upstream exchange (the origin
 /// sees its connection end) instead of holding it until the 29 s integration timeout. The
-/// same for a request with a body, which takes the other relay.
+/// same for a request with a body, which takes the other relay, and over HTTP/2 (h2c), with
+/// and without a body (no content-length).
 #[test]
 fn a_client_that_leaves_ends_the_upstream_exchange() {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -162,20 +163,48 @@ fn a_client_that_leaves_ends_the_upstream_exchange() {
         }
     });
     let gw = Gateway::start(|d, p| api(d, p, &origin));
-    for raw in [
-        "GET /prod/slow HTTP/1.1\r\nHost: a\r\n\r\n".to_string(),
-        "POST /prod/slow-post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc".to_string(),
+    let check = |path: &str| {
+        let (target, held) = rx.recv_timeout(Duration::from_secs(25)).expect("the origin saw the request end");
+        assert_eq!(target, path, "the origin got the request");
+        assert!(
+            held < Duration::from_secs(5),
+            "{path}: the upstream connection stayed open {held:?} after the client left"
+        );
+    };
+    for (path, raw) in [
+        ("/slow", "GET /prod/slow HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("/slow-post", "POST /prod/slow-post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"),
     ] {
         let mut c = TcpStream::connect(gw.addr()).expect("connect");
         c.write_all(raw.as_bytes()).expect("send");
         // wait until the origin has the request, then leave
         std::thread::sleep(Duration::from_millis(300));
         drop(c);
-        let (line, held) = rx.recv_timeout(Duration::from_secs(25)).expect("the origin saw the request end");
-        assert!(line.contains("/slow"), "{line}");
-        assert!(
-            held < Duration::from_secs(5),
-            "{line}: the upstream connection stayed open {held:?} after the client left"
-        );
+        check(path);
+    }
+    for (path, body) in [("/slow-h2", None), ("/slow-h2-post", Some(&b"abc"[..]))] {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(gw.addr()).await.expect("connect");
+            let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+            let conn = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let mut client = client.ready().await.expect("ready");
+            let req = http::Request::builder()
+                .method(if body.is_some() { "POST" } else { "GET" })
+                .uri(format!("http://localhost/prod{path}"))
+                .body(())
+                .expect("request");
+            let (_answer, mut send) = client.send_request(req, body.is_none()).expect("send");
+            if let Some(b) = body {
+                send.send_data(bytes::Bytes::from_static(b), true).expect("data");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            // leave: the connection goes with its task
+            conn.abort();
+        });
+        drop(rt);
+        check(path);
     }
 }

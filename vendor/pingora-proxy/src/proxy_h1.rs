@@ -533,7 +533,8 @@ where
                 res = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
                     match res {
                         Err(e) => return Err(e.into_down()),
-                        // only a non-HTTP/1 session answers here; nothing more to watch
+                        // an HTTP/1 session never answers here (it errs, or stays pending); stop
+                        // watching if one does
                         Ok(_) => watch_downstream = false,
                     }
                     continue;
