@@ -190,8 +190,7 @@ pub async fn authorize(
                 req.read_body(rules.max_body).await.map_err(BodyError::refusal)?;
             }
             let view = req.view();
-            let digest =
-                view.body.filter(|_| !unsigned).map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b)));
+            let digest = view.body.filter(|_| !unsigned).map(crate::aws::sigv4::sha256_hex);
             let arn = method_arn(&view);
             let signed = crate::auth::sigv4::Signed::of(&view, digest, &arn, "execute-api:Invoke", rules.now);
             let p = authz.authorize(&signed).map_err(|r| Refusal::auth(name, r.reason(), r.response_type()))?;

@@ -196,7 +196,7 @@ impl Gateway {
             let (api, stage) = (&snap.apis[m.api].name, &snap.apis[m.api].stages[m.stage].name);
             let req = session.req_header();
             let arn = format!("arn:edgegate:execute-api:{api}/{stage}/{}/@connections/{id}", req.method);
-            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+            let digest = crate::aws::sigv4::sha256_hex(&body);
             let view = ctx.view(req);
             let action = "execute-api:ManageConnections";
             let signed = crate::auth::sigv4::Signed::of(&view, Some(digest), &arn, action, super::unix_now());
