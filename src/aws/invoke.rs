@@ -50,7 +50,8 @@ impl Function {
     pub fn new(name: &str, endpoint: Option<&str>, region: &str) -> Result<Function, FunctionError> {
         let url = invoke_url(name, endpoint, region)?;
         let endpoint = Endpoint::parse(&url)?;
-        let signer = Signer::new(region, "lambda", &url)?;
+        // without `X-Amz-Content-Sha256`, as the AWS SDKs call Lambda
+        let signer = Signer::new(region, "lambda", &url)?.without_payload_header();
         Ok(Function { name: name.to_string(), region: region.to_string(), endpoint, signer })
     }
 

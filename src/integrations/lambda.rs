@@ -235,10 +235,36 @@ pub fn event(r: &Request<'_>, format: Format) -> Vec<u8> {
     out
 }
 
-/// A JSON string, escaped as serde_json escapes it.
+/// A JSON string, escaped as serde_json escapes it. Most strings of an event need no
+/// escape: they are checked 16 bytes at a time and copied, instead of going byte by byte
+/// through serde_json's escaper.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    // writing into a Vec cannot fail
-    let _ = serde_json::to_writer(&mut *out, s);
+    if needs_escape(s.as_bytes()) {
+        // writing into a Vec cannot fail
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether a JSON string needs an escape: a control character, `"` or `\`.
+fn needs_escape(s: &[u8]) -> bool {
+    let bad = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut chunks = s.chunks_exact(16);
+    for c in &mut chunks {
+        // a fixed-size block without early exit: compiled to vector compares
+        if c.iter().fold(false, |any, &b| any | bad(b)) {
+            return true;
+        }
+    }
+    // the rest (most strings of an event are shorter than 16 bytes) padded to one block
+    let rest = chunks.remainder();
+    let mut block = [b'a'; 16];
+    block[..rest.len()].copy_from_slice(rest);
+    block.iter().fold(false, |any, &b| any | bad(b))
 }
 
 /// `"key":"value"` pairs of an object, from an iterator.
