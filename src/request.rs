@@ -151,7 +151,26 @@ impl Client {
 
     /// The client address as text (empty when unknown), as events and logs carry it.
     pub fn source_ip(&self) -> String {
-        self.ip.map(|i| i.to_string()).unwrap_or_default()
+        self.ip.map(ip_text).unwrap_or_default()
+    }
+}
+
+/// An address as text, as `Display` writes it; an IPv4 address (every request's client, in
+/// the common case) without the formatting machinery.
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut out = String::with_capacity(15);
+            let mut digits = itoa::Buffer::new();
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(o));
+            }
+            out
+        }
+        IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -349,6 +368,14 @@ pub fn media_type(ct: Option<&str>) -> String {
 mod tests {
     use super::*;
     use http::header::HeaderName;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "10.0.200.7", "::1", "2001:db8::7", "::ffff:1.2.3.4"] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
