@@ -101,6 +101,30 @@ pub struct Call<'a> {
     pub max_answer: usize,
 }
 
+// The AWS fields the gateway's own calls send, made once: a name given as a string is
+// checked again, and a non-standard one copied, at each call.
+static X_AMZ_DATE: http::HeaderName = http::HeaderName::from_static("x-amz-date");
+static X_AMZ_CONTENT_SHA256: http::HeaderName = http::HeaderName::from_static("x-amz-content-sha256");
+static X_AMZ_SECURITY_TOKEN: http::HeaderName = http::HeaderName::from_static("x-amz-security-token");
+static X_AMZ_INVOCATION_TYPE: http::HeaderName = http::HeaderName::from_static("x-amz-invocation-type");
+static X_AMZ_TARGET: http::HeaderName = http::HeaderName::from_static("x-amz-target");
+
+/// The made-once name of a field the gateway's calls send, spelt as they spell it (the
+/// signer's title case, or lower case); any other name is checked as given.
+fn known_name(k: &str) -> Option<&'static http::HeaderName> {
+    Some(match k {
+        "content-type" | "Content-Type" => &http::header::CONTENT_TYPE,
+        "authorization" | "Authorization" => &http::header::AUTHORIZATION,
+        "x-amz-date" | "X-Amz-Date" => &X_AMZ_DATE,
+        "x-amz-content-sha256" | "X-Amz-Content-Sha256" => &X_AMZ_CONTENT_SHA256,
+        "x-amz-security-token" => &X_AMZ_SECURITY_TOKEN,
+        "x-amz-invocation-type" => &X_AMZ_INVOCATION_TYPE,
+        "x-amz-target" => &X_AMZ_TARGET,
+        "x-request-id" => &crate::request::X_REQUEST_ID,
+        _ => return None,
+    })
+}
+
 /// Interim (1xx) answers skipped before a final one; more is a broken peer.
 const MAX_INTERIM: u32 = 8;
 
@@ -156,7 +180,10 @@ impl Client {
             .map_err(|e| send(e.to_string()))?;
         req.insert_header(http::header::HOST, ep.host.as_str()).map_err(|e| send(e.to_string()))?;
         for (k, v) in call.headers {
-            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| send(e.to_string()))?;
+            let name = match known_name(k) {
+                Some(n) => n.clone(),
+                None => http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| send(e.to_string()))?,
+            };
             req.insert_header(name, *v).map_err(|e| send(e.to_string()))?;
         }
         if let Some(b) = &call.body {
@@ -217,6 +244,16 @@ pub fn fetch_blocking(ep: &Endpoint, timeout: Duration, max_answer: usize) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_field_names_are_the_gateways_spellings() {
+        assert_eq!(known_name("X-Amz-Date").map(|n| n.as_str()), Some("x-amz-date"));
+        assert_eq!(known_name("authorization"), Some(&http::header::AUTHORIZATION));
+        assert_eq!(known_name("x-request-id").map(|n| n.as_str()), Some("x-request-id"));
+        assert_eq!(known_name("x-amz-dat"), None);
+        assert_eq!(known_name("X-AMZ-TARGET"), None, "checked as given by from_bytes");
+        assert_eq!(known_name("x-amz-client-context"), None);
+    }
 
     #[test]
     fn endpoints_resolve_at_parse() {

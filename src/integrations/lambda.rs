@@ -68,7 +68,11 @@ pub(super) fn epoch_ms(t: SystemTime) -> u64 {
 }
 
 fn text(v: &HeaderValue) -> Cow<'_, str> {
-    String::from_utf8_lossy(v.as_bytes())
+    // valid UTF-8 (nearly every value) is borrowed after one check
+    match std::str::from_utf8(v.as_bytes()) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()),
+    }
 }
 
 /// The body as the event carries it, and whether it is base64.
