@@ -125,6 +125,73 @@ fn known_name(k: &str) -> Option<&'static http::HeaderName> {
     })
 }
 
+/// `Host` and the call's fields as `name: value` lines, or `None` when a field must go
+/// through the request's header map instead: a name given twice (the map keeps the last), a
+/// field the client session reads from the head (framing, `Connection`, `Upgrade`) or
+/// `Host` itself, and a name or value the map would refuse (its error is the one reported).
+fn field_lines(host: &str, fields: &[(&str, &str)]) -> Option<Vec<u8>> {
+    const HEAD_OWN: [&str; 9] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+        "proxy-connection",
+    ];
+    let len = 8 + host.len() + fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(b"Host: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        let valid_name = !k.is_empty() && k.bytes().all(|b| TCHAR[b as usize]);
+        if !valid_name
+            || !valid_value(v.as_bytes())
+            || matches!(k.len(), 2 | 4 | 7 | 10 | 14 | 16 | 17) && HEAD_OWN.iter().any(|n| n.eq_ignore_ascii_case(k))
+            || fields[..i].iter().any(|(p, _)| p.eq_ignore_ascii_case(k))
+        {
+            return None;
+        }
+        for part in [k.as_bytes(), b": ", v.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(part);
+        }
+    }
+    Some(out)
+}
+
+/// The bytes of a field name (RFC 9110 `tchar`).
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
+/// The rule `http::HeaderValue` applies to a value: visible bytes, spaces and tabs (and
+/// obs-text), checked 16 bytes at a time (a fixed block without early exit becomes vector
+/// compares).
+fn valid_value(v: &[u8]) -> bool {
+    let bad = |b: u8| (b < 0x20 && b != b'\t') | (b == 0x7f);
+    let mut chunks = v.chunks_exact(16);
+    for c in &mut chunks {
+        if c.iter().fold(false, |any, &b| any | bad(b)) {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&b| bad(b))
+}
+
 /// Interim (1xx) answers skipped before a final one; more is a broken peer.
 const MAX_INTERIM: u32 = 8;
 
@@ -175,16 +242,22 @@ impl Client {
             .get_http_session(&peer)
             .await
             .map_err(|e| OutboundError::Connect { url: url(), why: e.to_string() })?;
-        // field names go lower-cased (one header map, not a second one for their case)
-        let mut req = RequestHeader::build_no_case(call.method, ep.target.as_bytes(), Some(call.headers.len() + 2))
+        // the head keeps the framing; the call's fields, checked, go as lines after it (no
+        // header map to fill and write), unless one of them needs the map (below)
+        let fields = field_lines(&ep.host, call.headers);
+        let capacity = if fields.is_some() { 1 } else { call.headers.len() + 2 };
+        let mut req = RequestHeader::build_no_case(call.method, ep.target.as_bytes(), Some(capacity))
             .map_err(|e| send(e.to_string()))?;
-        req.insert_header(http::header::HOST, ep.host.as_str()).map_err(|e| send(e.to_string()))?;
-        for (k, v) in call.headers {
-            let name = match known_name(k) {
-                Some(n) => n.clone(),
-                None => http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| send(e.to_string()))?,
-            };
-            req.insert_header(name, *v).map_err(|e| send(e.to_string()))?;
+        if fields.is_none() {
+            // field names go lower-cased (one header map, not a second one for their case)
+            req.insert_header(http::header::HOST, ep.host.as_str()).map_err(|e| send(e.to_string()))?;
+            for (k, v) in call.headers {
+                let name = match known_name(k) {
+                    Some(n) => n.clone(),
+                    None => http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| send(e.to_string()))?,
+                };
+                req.insert_header(name, *v).map_err(|e| send(e.to_string()))?;
+            }
         }
         if let Some(b) = &call.body {
             let mut n = itoa::Buffer::new();
@@ -194,9 +267,13 @@ impl Client {
         let HttpSession::H1(h1) = &mut session else {
             return Err(send("the peer did not speak HTTP/1.1".into()));
         };
-        h1.write_request(Box::new(req), call.body.as_deref().unwrap_or_default())
-            .await
-            .map_err(|e| send(e.to_string()))?;
+        h1.write_request_with_fields(
+            Box::new(req),
+            fields.as_deref().unwrap_or_default(),
+            call.body.as_deref().unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| send(e.to_string()))?;
         let receive = |why: String| OutboundError::Receive { url: url(), why };
         // interim answers (100 Continue, 103 Early Hints) are skipped, as RFC 9110 15.2 asks
         // of a client; a 101 is no answer to a plain request
@@ -244,6 +321,38 @@ pub fn fetch_blocking(ep: &Endpoint, timeout: Duration, max_answer: usize) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call's fields go as lines only when they are exactly what the header map would
+    /// write; anything else (a repeat, a framing or connection field, `Host`, a value with a
+    /// line break or a bad name) goes through the map.
+    #[test]
+    fn field_lines_are_written_only_when_the_map_would_write_the_same() {
+        let lines =
+            field_lines("fn.local:9", &[("content-type", "application/json"), ("X-Amz-Date", "20261207T000000Z")]);
+        assert_eq!(
+            lines.as_deref(),
+            Some(&b"Host: fn.local:9\r\ncontent-type: application/json\r\nX-Amz-Date: 20261207T000000Z\r\n"[..])
+        );
+        assert_eq!(field_lines("h", &[]).as_deref(), Some(&b"Host: h\r\n"[..]));
+        for fields in [
+            &[("x-a", "1"), ("X-A", "2")][..],
+            &[("Transfer-Encoding", "chunked")],
+            &[("content-length", "5")],
+            &[("connection", "close")],
+            &[("upgrade", "websocket")],
+            &[("host", "other")],
+            &[("x-a", "1\r\nx-injected: 1")],
+            &[("x-a", "1\n")],
+            &[("x-a", "\0")],
+            &[("x a", "1")],
+            &[("x-a:", "1")],
+            &[("", "1")],
+        ] {
+            assert_eq!(field_lines("h", fields), None, "{fields:?}");
+        }
+        // a tab, obs-text and an empty value are what the map accepts too
+        assert!(field_lines("h", &[("x-a", "a\tb é"), ("x-b", "")]).is_some());
+    }
 
     #[test]
     fn known_field_names_are_the_gateways_spellings() {

@@ -394,7 +394,7 @@ region = "eu-west-1"
 endpoint = "{base}"
 method = "POST"
 path = "/items/{{id}}"
-request_parameters = {{ "integration.request.header.x-user" = "method.request.header.x-caller", "integration.request.querystring.q" = "method.request.querystring.q", "integration.request.path.id" = "method.request.path.id", "integration.request.header.x-fixed" = "'static'", "integration.request.header.x-stage" = "stageVariables.env", "integration.request.header.x-req" = "context.requestId", "integration.request.header.x-none" = "method.request.header.x-absent" }}
+request_parameters = {{ "integration.request.header.x-user" = "method.request.header.x-caller", "integration.request.querystring.q" = "method.request.querystring.q", "integration.request.path.id" = "method.request.path.id", "integration.request.header.x-fixed" = "'static'", "integration.request.header.x-stage" = "stageVariables.env", "integration.request.header.x-req" = "context.requestId", "integration.request.header.x-none" = "method.request.header.x-absent", "integration.request.header.x-q" = "method.request.querystring.q" }}
 request_templates = {{ "application/json" = '''{{"n": $input.json('$.n')}}''' }}
 [[apis.routes]]
 route = "POST /items/{{id}}"
@@ -439,6 +439,24 @@ integration = "svc"
     let h = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     assert_eq!(h("x-user"), Some("ann, bob"));
     assert!(*verified, "{headers:?}");
+    let calls = seen.len();
+    drop(seen);
+
+    // a mapped value that decodes to a line break (or another control byte) cannot make a
+    // field of its own in the service request: the call is refused before it is sent
+    for q in ["a%0D%0Ax-injected:%201", "a%0Ax-injected:%201", "a%00b"] {
+        let r = send(
+            gw.addr(),
+            "POST",
+            &format!("/prod/items/1?q={q}"),
+            &[("content-type", "application/json"), ("x-caller", "ann")],
+            br#"{"n": 7}"#,
+        );
+        assert!(r.status >= 500, "{q}: {} {}", r.status, r.text());
+    }
+    let seen = seen_h2.lock().expect("lock");
+    assert_eq!(seen.len(), calls, "the service saw none of them");
+    assert!(seen.iter().all(|(_, h, _)| h.iter().all(|(k, _)| k != "x-injected")));
 }
 
 /// `{ vtl = … }` / `{ vtl_file = … }` in place of minijinja: a mock body, request and

@@ -135,6 +135,19 @@ impl HttpSession {
     /// one write (one send for a small request) instead of one write each, since client
     /// streams are not write-buffered. Returns the bytes written.
     pub async fn write_request(&mut self, req: Box<RequestHeader>, body: &[u8]) -> Result<usize> {
+        self.write_request_with_fields(req, b"", body).await
+    }
+
+    /// As [`Self::write_request`], with `fields` (whole `name: value\r\n` lines, checked by
+    /// the caller) written after the head's own fields. They are not kept with the written
+    /// request, so they must not be fields this session reads from it (framing, `Connection`,
+    /// `Upgrade`).
+    pub async fn write_request_with_fields(
+        &mut self,
+        req: Box<RequestHeader>,
+        fields: &[u8],
+        body: &[u8],
+    ) -> Result<usize> {
         self.init_req_body_writer(&req);
         let mut wire = http_req_header_to_wire(&req)
             .ok_or_else(|| {
@@ -144,6 +157,12 @@ impl HttpSession {
                 )
             })?
             .to_vec();
+        if !fields.is_empty() {
+            // the head ends with an empty line: the fields go before it
+            wire.truncate(wire.len() - CRLF.len());
+            wire.extend_from_slice(fields);
+            wire.extend_from_slice(CRLF);
+        }
         // the body writer frames the body (length or chunks) into the same buffer
         if let Some(n) = self.body_writer.write_body(&mut wire, body).await? {
             self.bytes_sent += n;
