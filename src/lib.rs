@@ -33,6 +33,7 @@ pub mod request;
 pub mod responses;
 pub mod routing;
 pub mod runtime;
+pub mod scan;
 pub mod server;
 pub mod snapshot;
 pub mod templates;

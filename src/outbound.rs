@@ -179,17 +179,9 @@ const TCHAR: [bool; 256] = {
 };
 
 /// The rule `http::HeaderValue` applies to a value: visible bytes, spaces and tabs (and
-/// obs-text), checked 16 bytes at a time (a fixed block without early exit becomes vector
-/// compares).
+/// obs-text).
 fn valid_value(v: &[u8]) -> bool {
-    let bad = |b: u8| (b < 0x20 && b != b'\t') | (b == 0x7f);
-    let mut chunks = v.chunks_exact(16);
-    for c in &mut chunks {
-        if c.iter().fold(false, |any, &b| any | bad(b)) {
-            return false;
-        }
-    }
-    !chunks.remainder().iter().any(|&b| bad(b))
+    !crate::scan::any_byte(v, b'a', |b| (b < 0x20 && b != b'\t') | (b == 0x7f))
 }
 
 /// Interim (1xx) answers skipped before a final one; more is a broken peer.

@@ -254,21 +254,9 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Whether a JSON string needs an escape: a control character, `"` or `\`.
+/// Whether a JSON string needs an escape: a control character, `"` or `\\`.
 fn needs_escape(s: &[u8]) -> bool {
-    let bad = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
-    let mut chunks = s.chunks_exact(16);
-    for c in &mut chunks {
-        // a fixed-size block without early exit: compiled to vector compares
-        if c.iter().fold(false, |any, &b| any | bad(b)) {
-            return true;
-        }
-    }
-    // the rest (most strings of an event are shorter than 16 bytes) padded to one block
-    let rest = chunks.remainder();
-    let mut block = [b'a'; 16];
-    block[..rest.len()].copy_from_slice(rest);
-    block.iter().fold(false, |any, &b| any | bad(b))
+    crate::scan::any_byte(s, b'a', |b| (b < 0x20) | (b == b'"') | (b == b'\\'))
 }
 
 /// `"key":"value"` pairs of an object, from an iterator.
