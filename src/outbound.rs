@@ -101,30 +101,6 @@ pub struct Call<'a> {
     pub max_answer: usize,
 }
 
-// The AWS fields the gateway's own calls send, made once: a name given as a string is
-// checked again, and a non-standard one copied, at each call.
-static X_AMZ_DATE: http::HeaderName = http::HeaderName::from_static("x-amz-date");
-static X_AMZ_CONTENT_SHA256: http::HeaderName = http::HeaderName::from_static("x-amz-content-sha256");
-static X_AMZ_SECURITY_TOKEN: http::HeaderName = http::HeaderName::from_static("x-amz-security-token");
-static X_AMZ_INVOCATION_TYPE: http::HeaderName = http::HeaderName::from_static("x-amz-invocation-type");
-static X_AMZ_TARGET: http::HeaderName = http::HeaderName::from_static("x-amz-target");
-
-/// The made-once name of a field the gateway's calls send, spelt as they spell it (the
-/// signer's title case, or lower case); any other name is checked as given.
-fn known_name(k: &str) -> Option<&'static http::HeaderName> {
-    Some(match k {
-        "content-type" | "Content-Type" => &http::header::CONTENT_TYPE,
-        "authorization" | "Authorization" => &http::header::AUTHORIZATION,
-        "x-amz-date" | "X-Amz-Date" => &X_AMZ_DATE,
-        "x-amz-content-sha256" | "X-Amz-Content-Sha256" => &X_AMZ_CONTENT_SHA256,
-        "x-amz-security-token" => &X_AMZ_SECURITY_TOKEN,
-        "x-amz-invocation-type" => &X_AMZ_INVOCATION_TYPE,
-        "x-amz-target" => &X_AMZ_TARGET,
-        "x-request-id" => &crate::request::X_REQUEST_ID,
-        _ => return None,
-    })
-}
-
 /// `Host` and the call's fields as `name: value` lines, or `None` when a field must go
 /// through the request's header map instead: a name given twice (the map keeps the last), a
 /// field the client session reads from the head (framing, `Connection`, `Upgrade`) or
@@ -244,10 +220,7 @@ impl Client {
             // field names go lower-cased (one header map, not a second one for their case)
             req.insert_header(http::header::HOST, ep.host.as_str()).map_err(|e| send(e.to_string()))?;
             for (k, v) in call.headers {
-                let name = match known_name(k) {
-                    Some(n) => n.clone(),
-                    None => http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| send(e.to_string()))?,
-                };
+                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| send(e.to_string()))?;
                 req.insert_header(name, *v).map_err(|e| send(e.to_string()))?;
             }
         }
@@ -344,16 +317,6 @@ mod tests {
         }
         // a tab, obs-text and an empty value are what the map accepts too
         assert!(field_lines("h", &[("x-a", "a\tb é"), ("x-b", "")]).is_some());
-    }
-
-    #[test]
-    fn known_field_names_are_the_gateways_spellings() {
-        assert_eq!(known_name("X-Amz-Date").map(|n| n.as_str()), Some("x-amz-date"));
-        assert_eq!(known_name("authorization"), Some(&http::header::AUTHORIZATION));
-        assert_eq!(known_name("x-request-id").map(|n| n.as_str()), Some("x-request-id"));
-        assert_eq!(known_name("x-amz-dat"), None);
-        assert_eq!(known_name("X-AMZ-TARGET"), None, "checked as given by from_bytes");
-        assert_eq!(known_name("x-amz-client-context"), None);
     }
 
     #[test]
