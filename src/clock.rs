@@ -30,6 +30,26 @@ pub fn clf_time(secs: u64) -> String {
     format!("{d:02}/{month}/{y:04}:{:02}:{:02}:{:02} +0000", s / 3600, s % 3600 / 60, s % 60)
 }
 
+/// One formatted second per thread: the last second `format` wrote, and its text.
+pub type SecondSlot = std::cell::RefCell<(u64, String)>;
+
+/// An empty [`SecondSlot`], for a `thread_local!`.
+pub const fn second_slot() -> SecondSlot {
+    std::cell::RefCell::new((u64::MAX, String::new()))
+}
+
+/// `format(secs)`, formatted once a second per thread in `slot`: events and signatures ask
+/// for the same second thousands of times.
+pub fn once_a_second(slot: &'static std::thread::LocalKey<SecondSlot>, secs: u64, format: fn(u64) -> String) -> String {
+    slot.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format(secs));
+        }
+        last.1.clone()
+    })
+}
+
 /// Days since 1970-01-01 of a civil date.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -39,4 +59,20 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * mp + 2) / 5 + d as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slot gives the text of the second asked for: the same second again, then the next.
+    #[test]
+    fn once_a_second_follows_the_second() {
+        thread_local! {
+            static SLOT: SecondSlot = const { second_slot() };
+        }
+        for secs in [1_796_625_899, 1_796_625_899, 1_796_625_900, 0] {
+            assert_eq!(once_a_second(&SLOT, secs, clf_time), clf_time(secs));
+        }
+    }
 }

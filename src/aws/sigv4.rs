@@ -359,15 +359,9 @@ impl Signer {
 /// [`format_amz_date`] of `now`, formatted once a second per thread.
 fn cached_amz_date(now: u64) -> String {
     thread_local! {
-        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+        static LAST: crate::clock::SecondSlot = const { crate::clock::second_slot() };
     }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != now {
-            *last = (now, format_amz_date(now));
-        }
-        last.1.clone()
-    })
+    crate::clock::once_a_second(&LAST, now, format_amz_date)
 }
 
 /// A header value as signed: trimmed, inner runs of whitespace folded to one space; control

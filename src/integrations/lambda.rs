@@ -51,16 +51,10 @@ impl<'a> Request<'a> {
 /// thread.
 pub(super) fn clf_time(t: SystemTime) -> String {
     thread_local! {
-        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+        static LAST: crate::clock::SecondSlot = const { crate::clock::second_slot() };
     }
     let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != secs {
-            *last = (secs, crate::clock::clf_time(secs));
-        }
-        last.1.clone()
-    })
+    crate::clock::once_a_second(&LAST, secs, crate::clock::clf_time)
 }
 
 pub(super) fn epoch_ms(t: SystemTime) -> u64 {
