@@ -126,7 +126,7 @@ fn field_lines(host: &str, fields: &[(&str, &str)]) -> Option<Vec<u8>> {
         let valid_name = !k.is_empty() && k.bytes().all(|b| TCHAR[b as usize]);
         if !valid_name
             || !valid_value(v.as_bytes())
-            || matches!(k.len(), 2 | 4 | 7 | 10 | 14 | 16 | 17) && HEAD_OWN.iter().any(|n| n.eq_ignore_ascii_case(k))
+            || HEAD_OWN.iter().any(|n| n.eq_ignore_ascii_case(k))
             || fields[..i].iter().any(|(p, _)| p.eq_ignore_ascii_case(k))
         {
             return None;
