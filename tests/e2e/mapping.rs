@@ -453,6 +453,17 @@ integration = "svc"
             br#"{"n": 7}"#,
         );
         assert!(r.status >= 500, "{q}: {} {}", r.status, r.text());
+        // the same over HTTP/2 without content-length, the value repeated in a second query
+        // parameter of the same name and an odd-case encoding of the line break
+        let odd = q.replace("%0D", "%0d").replace("%0A", "%0a");
+        let r = h2_request(
+            gw.addr(),
+            "POST",
+            &format!("/prod/items/1?q={odd}&q={q}"),
+            &[("content-type", "application/json"), ("x-caller", "ann")],
+            Some(br#"{"n": 8}"#),
+        );
+        assert!(r.status >= 500, "h2 {q}: {}", r.status);
     }
     let seen = seen_h2.lock().expect("lock");
     assert_eq!(seen.len(), calls, "the service saw none of them");
