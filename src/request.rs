@@ -29,8 +29,13 @@ fn separator(name: &str) -> &'static str {
     }
 }
 
-fn text(v: &http::HeaderValue) -> Cow<'_, str> {
-    String::from_utf8_lossy(v.as_bytes())
+/// A field value as text: borrowed when it is valid UTF-8 (nearly every value, after one
+/// check), the invalid bytes replaced otherwise.
+pub fn text(v: &http::HeaderValue) -> Cow<'_, str> {
+    match std::str::from_utf8(v.as_bytes()) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()),
+    }
 }
 
 /// The value of `name` under the one rule; `None` when the request does not carry it.

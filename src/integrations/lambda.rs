@@ -3,7 +3,7 @@
 //! field as API Gateway does. Pure functions: the proxy reads the request once and invokes the
 //! function through `aws::invoke`.
 
-use crate::request::RequestView;
+use crate::request::{text, RequestView};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -59,14 +59,6 @@ pub(super) fn clf_time(t: SystemTime) -> String {
 
 pub(super) fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn text(v: &HeaderValue) -> Cow<'_, str> {
-    // valid UTF-8 (nearly every value) is borrowed after one check
-    match std::str::from_utf8(v.as_bytes()) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(v.as_bytes()),
-    }
 }
 
 /// The body as the event carries it, and whether it is base64.
