@@ -41,16 +41,19 @@ fn reload(shared: &Shared, rt: &Arc<crate::runtime::Runtime>, path: &Path, only_
             if old.listeners != snap.listeners {
                 log::warn!("config reload: listener, TLS client-auth, thread or process settings changed; they take effect after a restart or a graceful upgrade (-u)");
             }
-            if old.version == snap.version {
-                log::info!("config reload: unchanged (version {})", snap.version);
-            } else {
-                log::info!("config reloaded: version {} -> {}", old.version, snap.version);
-            }
             metrics::set_config_version(&snap.version);
             access_log::configure(&snap.settings.access_log);
             access_log::set_format(snap.settings.access_log_format.clone());
             rt.tracing.configure(snap.settings.tracing.as_ref());
+            let (from, to) = (old.version.clone(), snap.version.clone());
+            drop(old);
             shared.store(Arc::new(snap));
+            // said once the new config serves: a request sent after this line sees it
+            if from == to {
+                log::info!("config reload: unchanged (version {to})");
+            } else {
+                log::info!("config reloaded: version {from} -> {to}");
+            }
             metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
             true
         }
