@@ -140,4 +140,30 @@ mod tests {
         assert_eq!("FoO".to_string().into_case_header_name().as_slice(), b"FoO");
         assert_eq!(header::SERVER.into_case_header_name().as_slice(), b"Server");
     }
+
+    #[test]
+    fn titled_names() {
+        for (name, titled) in [
+            (header::ACCEPT_RANGES, "Accept-Ranges"),
+            (header::AGE, "Age"),
+            (header::CACHE_CONTROL, "Cache-Control"),
+            (header::CONNECTION, "Connection"),
+            (header::CONTENT_TYPE, "Content-Type"),
+            (header::CONTENT_ENCODING, "Content-Encoding"),
+            (header::CONTENT_LENGTH, "Content-Length"),
+            (header::DATE, "Date"),
+            (header::TRANSFER_ENCODING, "Transfer-Encoding"),
+            (header::HOST, "Host"),
+            (header::SERVER, "Server"),
+            (header::SET_COOKIE, "Set-Cookie"),
+        ] {
+            assert_eq!(titled_header_name_str(&name), Some(titled));
+        }
+        for name in [header::ACCEPT, header::USER_AGENT, header::ETAG, header::VARY] {
+            assert_eq!(titled_header_name_str(&name), None);
+        }
+        let custom = HeaderName::from_static("x-date");
+        assert_eq!(titled_header_name_str(&custom), None);
+        assert_eq!(custom.into_case_header_name().as_slice(), b"x-date");
+    }
 }

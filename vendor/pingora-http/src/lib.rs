@@ -61,6 +61,67 @@ This idea is inspaired by hyper @nox
 */
 type CaseMap = HMap<CaseHeaderName>;
 
+/// The case of a head's header names, kept only where it says something.
+///
+/// A case-preserving head ([`RequestHeader::build`], [`ResponseHeader::build`]) starts as
+/// [`Case::Default`]: while every name it was given is spelled the way the head is written
+/// without a case map (the titled form of the common names, lower case otherwise), a map
+/// would only repeat that spelling, so none is kept and every insert, clone and drop
+/// touches one map instead of two. The first name given in another spelling makes the
+/// map, from the default spellings of the names already there, and from then on both maps
+/// change in step as before. The written head is byte-for-byte the same either way.
+#[derive(Debug, Clone)]
+enum Case {
+    /// The head does not preserve case ([`RequestHeader::build_no_case`]).
+    Ignored,
+    /// Case-preserving, and every name so far is in its default spelling.
+    Default,
+    /// Case-preserving, with the spelling of every name.
+    Kept(CaseMap),
+}
+
+impl Case {
+    fn map(&self) -> Option<&CaseMap> {
+        match self {
+            Case::Kept(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    fn map_mut(&mut self) -> Option<&mut CaseMap> {
+        match self {
+            Case::Kept(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The map a name given as `case` must be recorded in, made now if `case` is the first
+    /// spelling that is not the default one.
+    fn map_for<T>(
+        &mut self,
+        values: &HMap<T>,
+        case: &CaseHeaderName,
+        name: &HeaderName,
+    ) -> Option<&mut CaseMap> {
+        if let Case::Default = self {
+            if case.as_slice() == default_spelling(name).as_bytes() {
+                return None;
+            }
+            let mut map = CaseMap::with_capacity(values.capacity());
+            for (name, _) in values.iter() {
+                map.append(name.clone(), name.into_case_header_name());
+            }
+            *self = Case::Kept(map);
+        }
+        self.map_mut()
+    }
+}
+
+/// How a name is written when its head keeps no case map.
+fn default_spelling(name: &HeaderName) -> &str {
+    case_header_name::titled_header_name_str(name).unwrap_or(name.as_str())
+}
+
 pub enum HeaderNameVariant<'a> {
     Case(&'a CaseHeaderName),
     Titled(&'a str),
@@ -84,7 +145,7 @@ pub enum HeaderNameVariant<'a> {
 #[derive(Debug)]
 pub struct RequestHeader {
     base: ReqParts,
-    header_name_map: Option<CaseMap>,
+    header_name_map: Case,
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
@@ -152,7 +213,7 @@ impl RequestHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         RequestHeader {
             base,
-            header_name_map: None,
+            header_name_map: Case::Ignored,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
         }
@@ -167,9 +228,7 @@ impl RequestHeader {
         size_hint: Option<usize>,
     ) -> Result<Self> {
         let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        req.header_name_map = Case::Default;
         Ok(req)
     }
 
@@ -204,7 +263,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -224,7 +283,7 @@ impl RequestHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -235,7 +294,7 @@ impl RequestHeader {
     /// case-preserving name map alike, so the inserts that follow do not grow (rehash) them.
     pub fn reserve(&mut self, additional: usize) {
         self.base.headers.reserve(additional);
-        if let Some(map) = self.header_name_map.as_mut() {
+        if let Some(map) = self.header_name_map.map_mut() {
             map.reserve(additional);
         }
     }
@@ -245,34 +304,35 @@ impl RequestHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(self.header_name_map.map_mut(), &mut self.base.headers, name)
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.map(), &self.base.headers, buf)
     }
 
-    /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
-    /// Otherwise returns an empty iterator.
+    /// If a case map is kept ([`Self::has_case`]), returns an iterator over case-sensitive
+    /// header names and values. Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
     pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+        case_header_iter(self.header_name_map.map(), &self.base.headers)
     }
 
-    /// Returns true if the request has case-sensitive headers.
+    /// Returns true if the request keeps a case map: it preserves case, and some name was given
+    /// in a spelling other than its default one (see [`Case`]).
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        self.header_name_map.map().is_some()
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
+        let key_map = self.header_name_map.map();
         let value_map = &self.base.headers;
 
         if let Some(key_map) = key_map {
@@ -430,7 +490,7 @@ impl From<ReqParts> for RequestHeader {
     fn from(parts: ReqParts) -> RequestHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            header_name_map: Case::Ignored,
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
@@ -460,8 +520,8 @@ impl From<RequestHeader> for ReqParts {
 #[derive(Debug)]
 pub struct ResponseHeader {
     base: RespParts,
-    // an ordered header map to store the original case of each header name
-    header_name_map: Option<CaseMap>,
+    // the original case of each header name, where it is not the default spelling
+    header_name_map: Case,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
 }
@@ -495,7 +555,7 @@ impl From<RespParts> for ResponseHeader {
     fn from(parts: RespParts) -> ResponseHeader {
         Self {
             base: parts,
-            header_name_map: None,
+            header_name_map: Case::Ignored,
             reason_phrase: None,
         }
     }
@@ -516,9 +576,7 @@ impl From<Box<ResponseHeader>> for Box<RespParts> {
 impl ResponseHeader {
     fn new(size_hint: Option<usize>) -> Self {
         let mut resp_header = Self::new_no_case(size_hint);
-        resp_header.header_name_map = Some(CaseMap::with_capacity(http_header_map_upper_bound(
-            size_hint,
-        )));
+        resp_header.header_name_map = Case::Default;
         resp_header
     }
 
@@ -527,7 +585,7 @@ impl ResponseHeader {
         base.headers.reserve(http_header_map_upper_bound(size_hint));
         ResponseHeader {
             base,
-            header_name_map: None,
+            header_name_map: Case::Ignored,
             reason_phrase: None,
         }
     }
@@ -567,7 +625,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while append")?;
         append_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -587,7 +645,7 @@ impl ResponseHeader {
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
         insert_header_value(
-            self.header_name_map.as_mut(),
+            &mut self.header_name_map,
             &mut self.base.headers,
             name,
             header_value,
@@ -598,7 +656,7 @@ impl ResponseHeader {
     /// case-preserving name map alike, so the inserts that follow do not grow (rehash) them.
     pub fn reserve(&mut self, additional: usize) {
         self.base.headers.reserve(additional);
-        if let Some(map) = self.header_name_map.as_mut() {
+        if let Some(map) = self.header_name_map.map_mut() {
             map.reserve(additional);
         }
     }
@@ -608,34 +666,35 @@ impl ResponseHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        remove_header(self.header_name_map.map_mut(), &mut self.base.headers, name)
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.map(), &self.base.headers, buf)
     }
 
-    /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
-    /// Otherwise returns an empty iterator.
+    /// If a case map is kept ([`Self::has_case`]), returns an iterator over case-sensitive
+    /// header names and values. Otherwise returns an empty iterator.
     ///
     /// Headers of the same name are visited in insertion order.
     pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
-        case_header_iter(self.header_name_map.as_ref(), &self.base.headers)
+        case_header_iter(self.header_name_map.map(), &self.base.headers)
     }
 
-    /// Returns true if the response has case-sensitive headers.
+    /// Returns true if the response keeps a case map: it preserves case, and some name was given
+    /// in a spelling other than its default one (see [`Case`]).
     pub fn has_case(&self) -> bool {
-        self.header_name_map.is_some()
+        self.header_name_map.map().is_some()
     }
 
     pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
         &self,
         mut f: F,
     ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
+        let key_map = self.header_name_map.map();
         let value_map = &self.base.headers;
 
         if let Some(key_map) = key_map {
@@ -865,7 +924,7 @@ fn http_header_map_upper_bound(size_hint: Option<usize>) -> usize {
 
 #[inline]
 fn append_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_map: &mut Case,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -879,7 +938,7 @@ fn append_header_value<T>(
             .or_err(InvalidHTTPHeader, "invalid header name")?,
     };
     // store the original case in the map
-    if let Some(name_map) = name_map {
+    if let Some(name_map) = name_map.map_for(value_map, &case_header_name, &header_name) {
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
@@ -897,7 +956,7 @@ fn append_header_value<T>(
 
 #[inline]
 fn insert_header_value<T>(
-    name_map: Option<&mut CaseMap>,
+    name_map: &mut Case,
     value_map: &mut HMap<T>,
     name: impl IntoCaseHeaderName,
     value: T,
@@ -910,7 +969,7 @@ fn insert_header_value<T>(
             .try_into()
             .or_err(InvalidHTTPHeader, "invalid header name")?,
     };
-    if let Some(name_map) = name_map {
+    if let Some(name_map) = name_map.map_for(value_map, &case_header_name, &header_name) {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
     }
@@ -1945,5 +2004,108 @@ mod tests {
         // `HeaderValue`.
         let hv = header_value_from_raw(bytes::Bytes::from_static(b"foo\rbar\0baz"));
         assert_eq!(hv.as_bytes(), b"foo bar baz");
+    }
+
+    /// The written head is the one an always-kept case map gives, whatever mix of spellings,
+    /// repeats, inserts and removals built it; and no map is kept while every name is in its
+    /// default spelling.
+    #[test]
+    fn case_map_made_only_when_a_spelling_needs_it() {
+        let names: &[&str] = &[
+            "Host", "host", "HOST", "Server", "Content-Length", "content-length", "x-id", "X-Id",
+            "Date", "Set-Cookie", "user-agent", "User-Agent", "ETag", "etag", "Age",
+        ];
+        // an always-kept case map, changed in step with the values: the head's behaviour
+        // before the map was made only when needed
+        fn reference(ops: &[(u8, usize, u8)], names: &[&str]) -> Vec<u8> {
+            let mut values = HMap::<HeaderValue>::new();
+            let mut cases = CaseMap::default();
+            for &(op, n, v) in ops {
+                let case = CaseHeaderName::from_slice(names[n].as_bytes());
+                let name = HeaderName::from_bytes(names[n].as_bytes()).unwrap();
+                let value = HeaderValue::from(v as u16);
+                match op % 3 {
+                    0 => {
+                        cases.insert(name.clone(), case);
+                        values.insert(name, value);
+                    }
+                    1 => {
+                        cases.append(name.clone(), case);
+                        values.append(name, value);
+                    }
+                    _ => {
+                        if values.remove(&name).is_some() {
+                            cases.remove(&name);
+                        }
+                    }
+                }
+            }
+            let mut buf = vec![];
+            header_to_h1_wire(Some(&cases), &values, &mut buf);
+            buf
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..2000 {
+            let len = (next() % 12) as usize;
+            // half the rounds use default spellings only
+            let pick: &[usize] = if round % 2 == 0 { &[0, 3, 4, 6, 8, 9, 10, 14] } else { &[] };
+            let ops: Vec<(u8, usize, u8)> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    let n = if pick.is_empty() {
+                        (r >> 8) as usize % names.len()
+                    } else {
+                        pick[(r >> 8) as usize % pick.len()]
+                    };
+                    (r as u8, n, (r >> 32) as u8)
+                })
+                .collect();
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            for &(op, n, v) in &ops {
+                let name = names[n].to_string();
+                match op % 3 {
+                    0 => {
+                        req.insert_header(name.clone(), v as u16).unwrap();
+                        resp.insert_header(name, v as u16).unwrap();
+                    }
+                    1 => {
+                        req.append_header(name.clone(), v as u16).unwrap();
+                        resp.append_header(name, v as u16).unwrap();
+                    }
+                    _ => {
+                        req.remove_header(&name);
+                        resp.remove_header(&name);
+                    }
+                }
+                // a clone goes on the same way
+                if op % 7 == 0 {
+                    req = req.clone();
+                    resp = resp.clone();
+                }
+            }
+            let expected = reference(&ops, names);
+            let (mut got_req, mut got_resp) = (vec![], vec![]);
+            req.header_to_h1_wire(&mut got_req);
+            resp.header_to_h1_wire(&mut got_resp);
+            assert_eq!(got_req, expected, "{ops:?}");
+            assert_eq!(got_resp, expected, "{ops:?}");
+            if !pick.is_empty() {
+                assert!(!req.has_case() && !resp.has_case(), "{ops:?}");
+            }
+        }
+        // a head that does not preserve case never starts one
+        let mut resp = ResponseHeader::build_no_case(200, None).unwrap();
+        resp.insert_header("X-Id", "1").unwrap();
+        assert!(!resp.has_case());
+        let mut buf = vec![];
+        resp.header_to_h1_wire(&mut buf);
+        assert_eq!(buf, b"x-id: 1\r\n");
     }
 }
