@@ -10,22 +10,20 @@ use pingora::http::RequestHeader;
 /// Pingora drops Content-Length when Transfer-Encoding is present, so only the raw bytes
 /// still show that both were sent.
 pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), &'static str> {
+    let f = Fields::of(req);
     // Host names the API (custom domains) and the cache entry: it must be one value
-    let hosts = req.headers.get_all(http::header::HOST).iter().count();
-    if hosts > 1 {
+    if f.hosts > 1 {
         return Err("more than one Host header");
     }
-    if let (Some(authority), Some(host)) = (req.uri.authority(), req.headers.get(http::header::HOST)) {
+    if let (Some(authority), Some(host)) = (req.uri.authority(), f.host) {
         if !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) {
             return Err("Host differs from the request target's authority");
         }
     }
     // singleton fields a concern reads (validation, CORS): two values would let the gateway
     // check one and the origin act on the other
-    for single in [http::header::CONTENT_TYPE, http::header::ORIGIN] {
-        if req.headers.get_all(&single).iter().nth(1).is_some() {
-            return Err("a repeated singleton field (Content-Type or Origin)");
-        }
+    if f.content_types > 1 || f.origins > 1 {
+        return Err("a repeated singleton field (Content-Type or Origin)");
     }
     // methods are case-sensitive: `get` is not GET, and must not reach an ANY route that
     // GET would not (routes, authorizers and caches are keyed on the exact method)
@@ -35,29 +33,67 @@ pub fn check(req: &RequestHeader, raw_head: Option<&[u8]>) -> Result<(), &'stati
     if req.version == http::Version::HTTP_2 || req.version == http::Version::HTTP_3 {
         return Ok(());
     }
-    let te: Vec<_> = req.headers.get_all(http::header::TRANSFER_ENCODING).iter().collect();
-    let cl: Vec<_> = req.headers.get_all(http::header::CONTENT_LENGTH).iter().collect();
-    if !te.is_empty() {
-        if te.len() > 1 {
+    if let Some(te) = f.transfer_encoding {
+        if f.transfer_encodings > 1 {
             return Err("more than one Transfer-Encoding header");
         }
-        if !te[0].as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+        if !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
             return Err("Transfer-Encoding other than chunked");
         }
-        if !cl.is_empty() || raw_head.is_some_and(has_content_length_line) {
+        if f.content_length.is_some() || raw_head.is_some_and(has_content_length_line) {
             return Err("both Content-Length and Transfer-Encoding");
         }
         if req.version == http::Version::HTTP_10 || req.version == http::Version::HTTP_09 {
             return Err("Transfer-Encoding in an HTTP/1.0 request");
         }
     }
-    if let Some(first) = cl.first() {
-        let valid = |v: &http::HeaderValue| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit);
-        if !cl.iter().all(|v| valid(v) && v.as_bytes() == first.as_bytes()) {
-            return Err("invalid or conflicting Content-Length");
-        }
+    if f.content_length_conflict {
+        return Err("invalid or conflicting Content-Length");
     }
     Ok(())
+}
+
+/// What the framing rules read of a head's fields, gathered in one pass over them (one
+/// lookup per rule would hash each name again, and most heads have few fields).
+#[derive(Default)]
+struct Fields<'a> {
+    hosts: usize,
+    host: Option<&'a http::HeaderValue>,
+    content_types: usize,
+    origins: usize,
+    transfer_encodings: usize,
+    transfer_encoding: Option<&'a http::HeaderValue>,
+    content_length: Option<&'a http::HeaderValue>,
+    /// A Content-Length value that is empty, not all digits, or not the first one's.
+    content_length_conflict: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn of(req: &'a RequestHeader) -> Fields<'a> {
+        use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
+        let mut f = Fields::default();
+        for (name, value) in req.headers.iter() {
+            match *name {
+                HOST => {
+                    f.hosts += 1;
+                    f.host.get_or_insert(value);
+                }
+                CONTENT_TYPE => f.content_types += 1,
+                ORIGIN => f.origins += 1,
+                TRANSFER_ENCODING => {
+                    f.transfer_encodings += 1;
+                    f.transfer_encoding.get_or_insert(value);
+                }
+                CONTENT_LENGTH => {
+                    let first = *f.content_length.get_or_insert(value);
+                    let digits = !value.is_empty() && value.as_bytes().iter().all(u8::is_ascii_digit);
+                    f.content_length_conflict |= !digits || value.as_bytes() != first.as_bytes();
+                }
+                _ => {}
+            }
+        }
+        f
+    }
 }
 
 /// The size of a request head as its fields count it (request line, then `name: value\r\n`
