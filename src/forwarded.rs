@@ -70,10 +70,10 @@ pub struct Hop<'a> {
 
 // The forwarding fields' names, made once: a name given as a string is checked again at
 // each insert.
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
 impl<'a> Hop<'a> {
     /// The hop of a client as `proxy::identify` established it.
@@ -120,7 +120,7 @@ pub fn to_integration(headers: &mut http::HeaderMap, hop: &Hop) {
     for k in dropped {
         headers.remove(k);
     }
-    let keep_port = headers.contains_key("x-forwarded-port");
+    let keep_port = headers.contains_key(&X_FORWARDED_PORT);
     for (name, v) in hop.fields(keep_port) {
         match http::HeaderValue::from_str(&v) {
             Ok(v) => headers.insert(name, v),

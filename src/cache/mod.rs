@@ -16,6 +16,10 @@ use pingora::http::ResponseHeader;
 use std::time::{Duration, SystemTime};
 pub use store::{Store, Stores};
 
+/// `Surrogate-Control`: read by the cache (it may shorten the TTL or forbid storing), never
+/// passed to clients.
+pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+
 /// Default TTL when a stage has a cache and neither it nor the route says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// Largest TTL accepted (AWS API Gateway's limit).

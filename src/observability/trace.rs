@@ -140,7 +140,7 @@ impl Tracer {
 }
 
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 const X_AMZN_TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-amzn-trace-id");
 
 /// Lower-case hex of `bytes` into `out` (twice as long).

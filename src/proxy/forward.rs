@@ -89,14 +89,14 @@ pub(super) fn request_head(up: &mut RequestHeader, ctx: &RequestCtx) -> Result<(
     for k in dropped {
         up.remove_header(&k);
     }
-    let keep_port = up.headers.contains_key("x-forwarded-port");
+    let keep_port = up.headers.contains_key(&crate::forwarded::X_FORWARDED_PORT);
     for (name, v) in hop.fields(keep_port) {
         up.insert_header(name, &*v)?;
     }
     // the trace goes on with the integration call's span as parent (what the client sent
     // of it was read as this request's parent)
     if let Some(t) = &ctx.trace {
-        up.remove_header("tracestate");
+        up.remove_header(&crate::observability::trace::TRACESTATE);
         for (name, v) in t.outgoing() {
             up.insert_header(name, v)?;
         }

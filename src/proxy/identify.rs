@@ -36,7 +36,7 @@ impl Gateway {
     /// Identity, forwarding headers and request id: everything known before routing.
     pub(super) fn identify(&self, session: &Session, ctx: &mut RequestCtx) {
         let req = session.req_header();
-        ctx.request_id = match req.headers.get("x-request-id") {
+        ctx.request_id = match req.headers.get(&crate::request::X_REQUEST_ID) {
             Some(v) if valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => {
                 let mut buf = uuid::Uuid::encode_buffer();
@@ -52,15 +52,15 @@ impl Gateway {
             tls.and_then(|t| t.extension.get::<crate::tls::certs::ClientCert>()).map(|c| Arc::new(c.clone()));
         if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
             // every X-Forwarded-For line, in order, as one list (request::header)
-            let xff = crate::request::header(&req.headers, "x-forwarded-for");
+            let xff = crate::request::header(&req.headers, &forwarded::X_FORWARDED_FOR);
             let f = forwarded::forwarded(peer, xff.as_deref(), &ctx.snap.settings.trusted_proxies);
             if f.trusted_peer {
                 // one value each; a list (several lines or commas) is not believed
-                let keep = |n: &str| {
+                let keep = |n: &http::HeaderName| {
                     crate::request::header(&req.headers, n).filter(|v| !v.contains(',')).map(|v| v.trim().to_string())
                 };
-                ctx.client.forwarded_proto = keep("x-forwarded-proto").and_then(|p| Proto::parse(&p));
-                ctx.client.forwarded_host = keep("x-forwarded-host");
+                ctx.client.forwarded_proto = keep(&forwarded::X_FORWARDED_PROTO).and_then(|p| Proto::parse(&p));
+                ctx.client.forwarded_host = keep(&forwarded::X_FORWARDED_HOST);
             }
             ctx.client.trusted_peer = f.trusted_peer;
             ctx.client.ip = f.client_ip;

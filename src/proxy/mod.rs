@@ -257,7 +257,7 @@ impl ProxyHttp for Gateway {
             resp.append_header(http::header::VIA, via.clone())?;
         }
         // addressed to the gateway (a surrogate), read by the cache phase: not for clients
-        resp.remove_header("surrogate-control");
+        resp.remove_header(&crate::cache::SURROGATE_CONTROL);
         hsts(resp, ctx)?;
         // every answer of a limited route or key, not only the gateway's own
         ratelimit_headers(resp, ctx)?;
