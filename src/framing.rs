@@ -159,6 +159,13 @@ mod tests {
         assert!(check_(&req(V::HTTP_10, &[("transfer-encoding", "chunked")])).is_err());
         assert!(check_(&req(V::HTTP_11, &[("content-length", "5"), ("content-length", "6")])).is_err());
         assert!(check_(&req(V::HTTP_11, &[("content-length", "+5")])).is_err());
+        assert!(check_(&req(V::HTTP_11, &[("content-length", "")])).is_err());
+        assert!(check_(&req(V::HTTP_11, &[("content-length", "5"), ("content-length", "05")])).is_err());
+        assert!(check_(&req(V::HTTP_11, &[("content-length", "5"), ("x-a", "1"), ("content-length", "x")])).is_err());
+        // the first Transfer-Encoding is the one judged, whatever comes between
+        assert!(check_(&req(V::HTTP_11, &[("x-a", "1"), ("transfer-encoding", "chunked"), ("x-b", "2")])).is_ok());
+        // HTTP/2 frames bodies itself: its Content-Length is not a framing question here
+        assert!(check_(&req(V::HTTP_2, &[("content-length", "5"), ("content-length", "6")])).is_ok());
     }
 
     #[test]
