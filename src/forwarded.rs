@@ -106,8 +106,8 @@ impl<'a> Hop<'a> {
     }
 }
 
-/// Removes what a client may not say to an integration from `headers` and sets the
-/// forwarding fields the gateway vouches for. One rule for every integration (proxied http
+/// The fields an integration is told of a request's `headers`: without what a client may not
+/// say to it, and with the forwarding fields the gateway vouches for. One rule for every integration (proxied http
 /// and VPC-link targets, the edge's origins, Lambda events, templates):
 /// - every field in the reserved `x-edgegate-` namespace goes;
 /// - X-Forwarded-For is the trusted chain plus the client address, as AWS appends it;
@@ -115,18 +115,23 @@ impl<'a> Hop<'a> {
 ///   are believed, and its -Port kept);
 /// - from a peer that is not a trusted proxy, the other forwarding claims
 ///   ([`UNTRUSTED_STRIPPED`]) go.
-pub fn to_integration(headers: &mut http::HeaderMap, hop: &Hop) {
-    let dropped: Vec<http::HeaderName> = headers.keys().filter(|k| hop.drops(k.as_str())).cloned().collect();
-    for k in dropped {
-        headers.remove(k);
+pub fn to_integration(headers: &http::HeaderMap, hop: &Hop) -> http::HeaderMap {
+    // a new map with room for the forwarding fields (a clone is exactly full: its first
+    // insert would rehash every field), the dropped fields left out on the way
+    let mut told = http::HeaderMap::with_capacity(headers.keys_len() + 4);
+    for (name, value) in headers {
+        if !hop.drops(name.as_str()) {
+            told.append(name.clone(), value.clone());
+        }
     }
-    let keep_port = headers.contains_key(&X_FORWARDED_PORT);
+    let keep_port = told.contains_key(&X_FORWARDED_PORT);
     for (name, v) in hop.fields(keep_port) {
         match http::HeaderValue::from_str(&v) {
-            Ok(v) => headers.insert(name, v),
-            Err(_) => headers.remove(name),
+            Ok(v) => told.insert(name, v),
+            Err(_) => told.remove(name),
         };
     }
+    told
 }
 
 pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
@@ -207,7 +212,7 @@ mod tests {
             h.append(http::HeaderName::from_bytes(k.as_bytes()).expect("n"), v.parse().expect("v"));
         }
         let hop = Hop { xff: "127.0.0.9", proto: "https", host: "api.test", port: Some(8443), trusted_peer: false };
-        to_integration(&mut h, &hop);
+        let h = to_integration(&h, &hop);
         assert_eq!(h.get("x-forwarded-for").map(|v| v.as_bytes()), Some(&b"127.0.0.9"[..]));
         assert_eq!(h.get("x-forwarded-proto").map(|v| v.as_bytes()), Some(&b"https"[..]));
         assert_eq!(h.get("x-forwarded-host").map(|v| v.as_bytes()), Some(&b"api.test"[..]));

@@ -172,8 +172,7 @@ pub async fn authorize(
         Authorizer::Lambda(authz) => {
             let view = req.view();
             // the authorizer is told what integrations are told (forwarded::to_integration)
-            let mut headers = view.headers().clone();
-            crate::forwarded::to_integration(&mut headers, &crate::forwarded::Hop::of(view.client));
+            let headers = crate::forwarded::to_integration(view.headers(), &crate::forwarded::Hop::of(view.client));
             let call = crate::auth::external::Call { view, method_arn: method_arn(&view), headers: &headers };
             let (result, hit) = authz.authorize(&call).await;
             crate::observability::metrics::AUTHORIZER_CACHE

@@ -856,8 +856,7 @@ impl super::Answer for Target {
             },
             None => {
                 // the function is told what every integration is told (forwarded::to_integration)
-                let mut told = view.headers().clone();
-                crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(view.client));
+                let told = crate::forwarded::to_integration(view.headers(), &crate::forwarded::Hop::of(view.client));
                 Bytes::from(event(&Request { view: *view, headers: &told, binary: env.binary }, self.format))
             }
         };

@@ -175,11 +175,9 @@ pub async fn call(info: &Info, route: usize, e: EventIn<'_>) -> Result<EventAnsw
                 api_key_id: info.api_key_id.as_deref(),
             };
             // the handshake's fields as every integration is told them (forwarded::to_integration)
-            let told = e.handshake.map(|v| {
-                let mut told = v.headers().clone();
-                crate::forwarded::to_integration(&mut told, &crate::forwarded::Hop::of(v.client));
-                told
-            });
+            let told = e
+                .handshake
+                .map(|v| crate::forwarded::to_integration(v.headers(), &crate::forwarded::Hop::of(v.client)));
             let event = ws_lambda::Event {
                 conn: &conn,
                 kind: e.kind,
