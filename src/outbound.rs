@@ -125,7 +125,7 @@ fn field_lines(host: &str, fields: &[(&str, &str)]) -> Option<Vec<u8>> {
     for (i, (k, v)) in fields.iter().enumerate() {
         let valid_name = !k.is_empty() && k.bytes().all(|b| TCHAR[b as usize]);
         if !valid_name
-            || !valid_value(v.as_bytes())
+            || crate::scan::any_control(v.as_bytes())
             || HEAD_OWN.iter().any(|n| n.eq_ignore_ascii_case(k))
             || fields[..i].iter().any(|(p, _)| p.eq_ignore_ascii_case(k))
         {
@@ -153,12 +153,6 @@ const TCHAR: [bool; 256] = {
     }
     t
 };
-
-/// The rule `http::HeaderValue` applies to a value: visible bytes, spaces and tabs (and
-/// obs-text).
-fn valid_value(v: &[u8]) -> bool {
-    !crate::scan::any_byte(v, b'a', |b| (b < 0x20 && b != b'\t') | (b == 0x7f))
-}
 
 /// Interim (1xx) answers skipped before a final one; more is a broken peer.
 const MAX_INTERIM: u32 = 8;

@@ -19,6 +19,12 @@ pub fn any_byte(s: &[u8], filler: u8, bad: impl Fn(u8) -> bool) -> bool {
     block.iter().fold(false, |any, &b| any | bad(b))
 }
 
+/// Whether `s` has a control byte other than tab: what a field value may not carry (RFC 9110
+/// 5.5; `http::HeaderValue`'s rule) and what a signed value is refused for.
+pub fn any_control(s: &[u8]) -> bool {
+    any_byte(s, b'a', |b| (b < 0x20 && b != b'\t') | (b == 0x7f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,6 +41,14 @@ mod tests {
                 s[at] = b'"';
                 assert!(any_byte(&s, b'a', bad), "{len} {at}");
             }
+        }
+    }
+
+    #[test]
+    fn control_bytes_but_tab() {
+        assert!(!any_control(b"a\tb \x80\xff ~"));
+        for b in (0u8..0x20).filter(|&b| b != b'\t').chain([0x7f]) {
+            assert!(any_control(&[b'x', b]), "{b}");
         }
     }
 }

@@ -367,7 +367,7 @@ fn cached_amz_date(now: u64) -> String {
 /// A header value as signed: trimmed, inner runs of whitespace folded to one space; control
 /// characters refused.
 fn folded(v: &str) -> Result<Cow<'_, str>, SignError> {
-    if crate::scan::any_byte(v.as_bytes(), b'a', |b| (b < 0x20 && b != b'\t') | (b == 0x7f)) {
+    if crate::scan::any_control(v.as_bytes()) {
         return Err(SignError::HeaderValue(v.to_string()));
     }
     let t = v.trim();
