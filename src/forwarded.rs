@@ -107,8 +107,9 @@ impl<'a> Hop<'a> {
 }
 
 /// The fields an integration is told of a request's `headers`: without what a client may not
-/// say to it, and with the forwarding fields the gateway vouches for. One rule for every integration (proxied http
-/// and VPC-link targets, the edge's origins, Lambda events, templates):
+/// say to it, and with the forwarding fields the gateway vouches for. One rule for every
+/// integration (proxied http and VPC-link targets, the edge's origins, Lambda events,
+/// templates):
 /// - every field in the reserved `x-edgegate-` namespace goes;
 /// - X-Forwarded-For is the trusted chain plus the client address, as AWS appends it;
 /// - X-Forwarded-Proto, -Host and -Port are the gateway's (a trusted proxy's -Proto and -Host

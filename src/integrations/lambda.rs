@@ -240,7 +240,7 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Whether a JSON string needs an escape: a control character, `"` or `\\`.
+/// Whether a JSON string needs an escape: a control character, `"` or `\`.
 fn needs_escape(s: &[u8]) -> bool {
     crate::scan::any_byte(s, b'a', |b| (b < 0x20) | (b == b'"') | (b == b'\\'))
 }
