@@ -476,6 +476,18 @@ fn http2_framing_probes() {
         true,
     );
     check("lowercase method", vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[], "get", "/prod/public/a"))], true);
+    // singleton fields repeated, on a body without content-length (the framing check's one pass)
+    for (name, fields) in [
+        ("two Content-Type", [("content-type", "text/plain"), ("content-type", "application/json")]),
+        ("two Origin", [("origin", "https://a.test"), ("origin", "https://b.test")]),
+        ("two host", [("host", "p.test"), ("host", "p.test")]),
+    ] {
+        check(
+            name,
+            vec![frame(0x1, END_HEADERS, 1, &req(&fields, "POST", "/prod/echo")), frame(0x0, END_STREAM, 1, b"{}")],
+            true,
+        );
+    }
     check(
         "traversal",
         vec![frame(0x1, END_STREAM | END_HEADERS, 1, &req(&[], "GET", "/prod/public/../admin/x"))],
