@@ -353,7 +353,7 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            Some(req.headers.len() + REQUEST_HEADER_ROOM),
                         )?);
 
                         request_header.set_version(match req.version {
@@ -1757,6 +1757,11 @@ impl HttpSession {
 // Regex to parse request line that has illegal chars in it
 static REQUEST_LINE_REGEX: Lazy<Regex> =
     Lazy::new(|| Regex::new(r"^\w+ (?P<uri>.+) HTTP/\d(?:\.\d)?").unwrap());
+
+/// Fields a proxy usually adds to a request head before forwarding it (Host, a request id,
+/// the X-Forwarded-* fields, trace context): the head is made with room for them, so adding
+/// them does not grow and rehash its map (its upstream copy keeps the index size).
+const REQUEST_HEADER_ROOM: usize = 8;
 
 // the chars httparse considers illegal in URL
 // Almost https://url.spec.whatwg.org/#query-percent-encode-set + {}
