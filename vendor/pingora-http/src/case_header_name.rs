@@ -39,15 +39,24 @@ impl CaseHeaderName {
 pub trait IntoCaseHeaderName {
     fn into_case_header_name(self) -> CaseHeaderName;
 
-    /// The case-sensitive name and, when it can be had without parsing the bytes again, the
-    /// `HeaderName` (a `HeaderName` given, or a static lower-case name, which becomes one
-    /// without a copy). Inserting a header then skips the parse and its allocation.
-    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>)
+    /// The name as given: a `HeaderName`, written in its default spelling, or a spelling
+    /// with, when it can be had without parsing the bytes again, its `HeaderName` (a static
+    /// lower-case name becomes one without a copy). Inserting a header then skips the parse
+    /// and its allocation, and a default spelling is not made unless a case map needs it.
+    fn into_names(self) -> GivenName
     where
         Self: Sized,
     {
-        (self.into_case_header_name(), None)
+        GivenName::Spelled(self.into_case_header_name(), None)
     }
+}
+
+/// A header name as given to an insert or append ([`IntoCaseHeaderName::into_names`]).
+pub enum GivenName {
+    /// A `HeaderName`: written as its default spelling.
+    Default(HeaderName),
+    /// A spelling, and its `HeaderName` when that came without parsing.
+    Spelled(CaseHeaderName, Option<HeaderName>),
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -67,11 +76,11 @@ impl IntoCaseHeaderName for &'static str {
         CaseHeaderName(self.into())
     }
 
-    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>) {
+    fn into_names(self) -> GivenName {
         // `from_static` takes lower-case token characters only (it panics otherwise)
         let plain = !self.is_empty()
             && self.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        (CaseHeaderName(self.into()), plain.then(|| HeaderName::from_static(self)))
+        GivenName::Spelled(CaseHeaderName(self.into()), plain.then(|| HeaderName::from_static(self)))
     }
 }
 
@@ -80,8 +89,8 @@ impl IntoCaseHeaderName for HeaderName {
         CaseHeaderName(titled_header_name(&self))
     }
 
-    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>) {
-        (CaseHeaderName(titled_header_name(&self)), Some(self))
+    fn into_names(self) -> GivenName {
+        GivenName::Default(self)
     }
 }
 
@@ -90,8 +99,8 @@ impl IntoCaseHeaderName for &HeaderName {
         CaseHeaderName(titled_header_name(self))
     }
 
-    fn into_names(self) -> (CaseHeaderName, Option<HeaderName>) {
-        (CaseHeaderName(titled_header_name(self)), Some(self.clone()))
+    fn into_names(self) -> GivenName {
+        GivenName::Default(self.clone())
     }
 }
 

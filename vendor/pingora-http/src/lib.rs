@@ -43,7 +43,7 @@ use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
 use case_header_name::CaseHeaderName;
-pub use case_header_name::IntoCaseHeaderName;
+pub use case_header_name::{GivenName, IntoCaseHeaderName};
 
 pub mod prelude {
     pub use crate::RequestHeader;
@@ -95,18 +95,17 @@ impl Case {
         }
     }
 
-    /// The map a name given as `case` must be recorded in, made now if `case` is the first
-    /// spelling that is not the default one.
+    /// The map a name given as `case` (`None`: its default spelling) must be recorded in,
+    /// made now if `case` is the first spelling that is not the default one.
     fn map_for<T>(
         &mut self,
         values: &HMap<T>,
-        case: &CaseHeaderName,
+        case: Option<&CaseHeaderName>,
         name: &HeaderName,
     ) -> Option<&mut CaseMap> {
         if let Case::Default = self {
-            if case.as_slice() == default_spelling(name).as_bytes() {
-                return None;
-            }
+            // a name in its default spelling needs no map yet
+            case.filter(|c| c.as_slice() != default_spelling(name).as_bytes())?;
             let mut map = CaseMap::with_capacity(values.capacity());
             for (name, _) in values.iter() {
                 map.append(name.clone(), name.into_case_header_name());
@@ -115,6 +114,18 @@ impl Case {
         }
         self.map_mut()
     }
+}
+
+/// The `HeaderName` of a name as given, and its spelling unless that is the default one.
+fn given_name(name: impl IntoCaseHeaderName) -> Result<(HeaderName, Option<CaseHeaderName>)> {
+    Ok(match name.into_names() {
+        GivenName::Default(name) => (name, None),
+        GivenName::Spelled(case, Some(name)) => (name, Some(case)),
+        GivenName::Spelled(case, None) => {
+            let name = case.as_slice().try_into().or_err(InvalidHTTPHeader, "invalid header name")?;
+            (name, Some(case))
+        }
+    })
 }
 
 /// How a name is written when its head keeps no case map.
@@ -929,21 +940,15 @@ fn append_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<bool> {
-    let (case_header_name, known) = name.into_names();
-    let header_name: HeaderName = match known {
-        Some(n) => n,
-        None => case_header_name
-            .as_slice()
-            .try_into()
-            .or_err(InvalidHTTPHeader, "invalid header name")?,
-    };
+    let (header_name, case) = given_name(name)?;
     // store the original case in the map
-    if let Some(name_map) = name_map.map_for(value_map, &case_header_name, &header_name) {
+    if let Some(name_map) = name_map.map_for(value_map, case.as_ref(), &header_name) {
+        let case = case.unwrap_or_else(|| (&header_name).into_case_header_name());
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
         name_map
-            .try_append(header_name.clone(), case_header_name)
+            .try_append(header_name.clone(), case)
             .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
     }
 
@@ -961,17 +966,11 @@ fn insert_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<()> {
-    let (case_header_name, known) = name.into_names();
-    let header_name: HeaderName = match known {
-        Some(n) => n,
-        None => case_header_name
-            .as_slice()
-            .try_into()
-            .or_err(InvalidHTTPHeader, "invalid header name")?,
-    };
-    if let Some(name_map) = name_map.map_for(value_map, &case_header_name, &header_name) {
+    let (header_name, case) = given_name(name)?;
+    if let Some(name_map) = name_map.map_for(value_map, case.as_ref(), &header_name) {
         // store the original case in the map
-        name_map.insert(header_name.clone(), case_header_name);
+        let case = case.unwrap_or_else(|| (&header_name).into_case_header_name());
+        name_map.insert(header_name.clone(), case);
     }
     value_map.insert(header_name, value);
     Ok(())
@@ -2021,8 +2020,13 @@ mod tests {
             let mut values = HMap::<HeaderValue>::new();
             let mut cases = CaseMap::default();
             for &(op, n, v) in ops {
-                let case = CaseHeaderName::from_slice(names[n].as_bytes());
                 let name = HeaderName::from_bytes(names[n].as_bytes()).unwrap();
+                // a `HeaderName` given is written in its default spelling
+                let case = if (op / 3) % 2 == 1 {
+                    CaseHeaderName::from_slice(default_spelling(&name).as_bytes())
+                } else {
+                    CaseHeaderName::from_slice(names[n].as_bytes())
+                };
                 let value = HeaderValue::from(v as u16);
                 match op % 3 {
                     0 => {
@@ -2070,14 +2074,23 @@ mod tests {
             let mut resp = ResponseHeader::build(200, None).unwrap();
             for &(op, n, v) in &ops {
                 let name = names[n].to_string();
-                match op % 3 {
-                    0 => {
+                let typed = HeaderName::from_bytes(names[n].as_bytes()).unwrap();
+                match (op % 3, (op / 3) % 2 == 1) {
+                    (0, false) => {
                         req.insert_header(name.clone(), v as u16).unwrap();
                         resp.insert_header(name, v as u16).unwrap();
                     }
-                    1 => {
+                    (0, true) => {
+                        req.insert_header(typed.clone(), v as u16).unwrap();
+                        resp.insert_header(typed, v as u16).unwrap();
+                    }
+                    (1, false) => {
                         req.append_header(name.clone(), v as u16).unwrap();
                         resp.append_header(name, v as u16).unwrap();
+                    }
+                    (1, true) => {
+                        req.append_header(&typed, v as u16).unwrap();
+                        resp.append_header(&typed, v as u16).unwrap();
                     }
                     _ => {
                         req.remove_header(&name);
