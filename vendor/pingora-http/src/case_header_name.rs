@@ -131,8 +131,37 @@ pub(crate) fn titled_header_name_str(header_name: &HeaderName) -> Option<&'stati
         header::HOST => "Host",
         header::SERVER => "Server",
         header::SET_COOKIE => "Set-Cookie",
-        // TODO: add more const header here to map to their titled case
-        // TODO: automatically upper case the first letter?
+        // the names HTTP/1 clients and origins send most, in the spelling they send: a head
+        // whose names are all spelled this way keeps no case map
+        header::ACCEPT => "Accept",
+        header::ACCEPT_CHARSET => "Accept-Charset",
+        header::ACCEPT_ENCODING => "Accept-Encoding",
+        header::ACCEPT_LANGUAGE => "Accept-Language",
+        header::AUTHORIZATION => "Authorization",
+        header::CONTENT_DISPOSITION => "Content-Disposition",
+        header::CONTENT_LANGUAGE => "Content-Language",
+        header::CONTENT_RANGE => "Content-Range",
+        header::COOKIE => "Cookie",
+        header::ETAG => "ETag",
+        header::EXPECT => "Expect",
+        header::EXPIRES => "Expires",
+        header::IF_MATCH => "If-Match",
+        header::IF_MODIFIED_SINCE => "If-Modified-Since",
+        header::IF_NONE_MATCH => "If-None-Match",
+        header::IF_RANGE => "If-Range",
+        header::IF_UNMODIFIED_SINCE => "If-Unmodified-Since",
+        header::LAST_MODIFIED => "Last-Modified",
+        header::LOCATION => "Location",
+        header::ORIGIN => "Origin",
+        header::PRAGMA => "Pragma",
+        header::RANGE => "Range",
+        header::REFERER => "Referer",
+        header::RETRY_AFTER => "Retry-After",
+        header::UPGRADE => "Upgrade",
+        header::USER_AGENT => "User-Agent",
+        header::VARY => "Vary",
+        header::VIA => "Via",
+        header::WWW_AUTHENTICATE => "WWW-Authenticate",
         _ => {
             return None;
         }
@@ -165,10 +194,16 @@ mod tests {
             (header::HOST, "Host"),
             (header::SERVER, "Server"),
             (header::SET_COOKIE, "Set-Cookie"),
+            (header::ACCEPT, "Accept"),
+            (header::AUTHORIZATION, "Authorization"),
+            (header::USER_AGENT, "User-Agent"),
+            (header::ETAG, "ETag"),
+            (header::VARY, "Vary"),
+            (header::WWW_AUTHENTICATE, "WWW-Authenticate"),
         ] {
             assert_eq!(titled_header_name_str(&name), Some(titled));
         }
-        for name in [header::ACCEPT, header::USER_AGENT, header::ETAG, header::VARY] {
+        for name in [header::TE, header::ALT_SVC, header::X_FRAME_OPTIONS] {
             assert_eq!(titled_header_name_str(&name), None);
         }
         let custom = HeaderName::from_static("x-date");
