@@ -22,8 +22,11 @@ pub struct Endpoint {
     pub host: String,
     /// The TLS server name.
     pub sni: String,
-    /// Path and query of the URL.
-    pub target: String,
+    /// Path and query of the URL ([`Endpoint::target`]).
+    target: String,
+    /// `target` parsed, once, when the endpoint is made: a call sets it on its head without
+    /// parsing it again (`None`: it does not parse, and the call fails as it would).
+    uri: Option<http::Uri>,
     /// The URL as configured, for logs.
     pub url: String,
 }
@@ -66,14 +69,24 @@ impl Endpoint {
             .next()
             .ok_or_else(|| bad(format!("{host}:{port} resolves to no address")))?;
         let target = u.path_and_query().map(|p| p.as_str()).filter(|p| !p.is_empty()).unwrap_or("/").to_string();
-        Ok(Endpoint {
-            addr,
-            tls,
-            host: if port == default_port { host.to_string() } else { format!("{host}:{port}") },
-            sni: bare.to_string(),
-            target,
-            url: url.to_string(),
-        })
+        let host = if port == default_port { host.to_string() } else { format!("{host}:{port}") };
+        Ok(Endpoint::new(addr, tls, host, bare.to_string(), target, url.to_string()))
+    }
+
+    /// An endpoint resolved already: `target` is the path and query the calls ask for.
+    pub fn new(addr: SocketAddr, tls: bool, host: String, sni: String, target: String, url: String) -> Endpoint {
+        let uri = target.parse().ok();
+        Endpoint { addr, tls, host, sni, target, uri, url }
+    }
+
+    /// Path and query of the URL.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The same endpoint asked for another path and query (a request's own URL).
+    pub fn with_target(&self, target: String) -> Endpoint {
+        Endpoint::new(self.addr, self.tls, self.host.clone(), self.sni.clone(), target, self.url.clone())
     }
 
     /// Whether the URL names this machine (loopback), where plain http is acceptable.
@@ -208,8 +221,18 @@ impl Client {
         // header map to fill and write), unless one of them needs the map (below)
         let fields = field_lines(&ep.host, call.headers);
         let capacity = if fields.is_some() { 1 } else { call.headers.len() + 2 };
-        let mut req = RequestHeader::build_no_case(call.method, ep.target.as_bytes(), Some(capacity))
-            .map_err(|e| send(e.to_string()))?;
+        let mut req = match &ep.uri {
+            // the head from its parts: the target parsed with the endpoint, no case map
+            Some(uri) => {
+                let (mut parts, ()) = http::Request::new(()).into_parts();
+                parts.method = http::Method::from_bytes(call.method.as_bytes()).map_err(|e| send(e.to_string()))?;
+                parts.uri = uri.clone();
+                parts.headers = http::HeaderMap::with_capacity(capacity);
+                RequestHeader::from(parts)
+            }
+            None => RequestHeader::build_no_case(call.method, ep.target.as_bytes(), Some(capacity))
+                .map_err(|e| send(e.to_string()))?,
+        };
         if fields.is_none() {
             // field names go lower-cased (one header map, not a second one for their case)
             req.insert_header(http::header::HOST, ep.host.as_str()).map_err(|e| send(e.to_string()))?;
@@ -316,8 +339,17 @@ mod tests {
     #[test]
     fn endpoints_resolve_at_parse() {
         let e = Endpoint::parse("http://127.0.0.1:8081/auth?x=1").expect("endpoint");
-        assert_eq!((e.host.as_str(), e.target.as_str(), e.tls), ("127.0.0.1:8081", "/auth?x=1", false));
+        assert_eq!((e.host.as_str(), e.target(), e.tls), ("127.0.0.1:8081", "/auth?x=1", false));
+        assert_eq!(e.uri.as_ref().map(|u| u.to_string()).as_deref(), Some("/auth?x=1"));
         assert!(e.is_loopback());
+        // another target is parsed again with it (the head a call sends is made from it)
+        let own = e.with_target("/pets/7?a=%20".into());
+        assert_eq!(
+            (own.target(), own.host.as_str(), own.url.as_str()),
+            ("/pets/7?a=%20", "127.0.0.1:8081", e.url.as_str())
+        );
+        assert_eq!(own.uri.as_ref().map(|u| u.to_string()).as_deref(), Some("/pets/7?a=%20"));
+        assert!(e.with_target("/a b".into()).uri.is_none(), "a target that does not parse fails at the call");
         let e = Endpoint::parse("https://localhost/").expect("endpoint");
         assert_eq!((e.host.as_str(), e.sni.as_str(), e.tls, e.addr.port()), ("localhost", "localhost", true, 443));
         assert!(matches!(Endpoint::parse("ftp://x/"), Err(OutboundError::BadUrl(_))));

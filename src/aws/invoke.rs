@@ -151,7 +151,7 @@ mod tests {
         )
         .expect("function");
         assert_eq!(
-            f.endpoint.target,
+            f.endpoint.target(),
             "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Aauth%3Alive/invocations"
         );
         assert_eq!(

@@ -48,13 +48,12 @@ impl Target {
         let (endpoint, signer) = if params.query.is_empty() && params.path.is_empty() {
             (&self.endpoint, &self.signer)
         } else {
-            let mut e = self.endpoint.clone();
-            e.target = params.apply(&self.endpoint.target);
+            let e = self.endpoint.with_target(params.apply(self.endpoint.target()));
             let scheme = if e.tls { "https" } else { "http" };
             signer = crate::aws::sigv4::Signer::new(
                 &self.region,
                 &self.service,
-                &format!("{scheme}://{}{}", e.host, e.target),
+                &format!("{scheme}://{}{}", e.host, e.target()),
             )
             .map_err(|err| OutboundError::BadUrl(format!("cannot sign the request: {err}")))?;
             endpoint = e;

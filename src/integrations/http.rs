@@ -184,14 +184,14 @@ impl HttpTarget {
     /// `query` after them), for calls the gateway makes itself (WebSocket events).
     pub fn endpoint(&self, query: Option<&str>) -> crate::outbound::Endpoint {
         let scheme = if self.tls { "https" } else { "http" };
-        crate::outbound::Endpoint {
-            addr: self.addr,
-            tls: self.tls,
-            host: self.host.clone(),
-            sni: self.sni.clone(),
-            target: self.request_uri("", &[], query),
-            url: format!("{scheme}://{}{}", self.host, self.request_uri("", &[], None)),
-        }
+        crate::outbound::Endpoint::new(
+            self.addr,
+            self.tls,
+            self.host.clone(),
+            self.sni.clone(),
+            self.request_uri("", &[], query),
+            format!("{scheme}://{}{}", self.host, self.request_uri("", &[], None)),
+        )
     }
 
     /// Parameters the uri path needs that the route does not provide.

@@ -48,7 +48,7 @@ impl super::Answer for Target {
         let endpoint = if params.path.is_empty() && params.query.is_empty() {
             &self.endpoint
         } else {
-            own = crate::outbound::Endpoint { target: params.apply(&self.endpoint.target), ..self.endpoint.clone() };
+            own = self.endpoint.with_target(params.apply(self.endpoint.target()));
             &own
         };
         let mut headers: Vec<(&str, &str)> = params.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
