@@ -81,8 +81,12 @@ pub struct Rules<'a> {
     pub validate: Option<&'a Validator>,
     /// `server.max_body`: the most any step reads.
     pub max_body: u64,
-    /// Unix seconds (SigV4 signing times are checked against it).
+    /// The request's arrival in Unix seconds (SigV4 signing times are checked against it,
+    /// quotas counted in its period).
     pub now: u64,
+    /// The request's arrival on the limiter clock (`throttle::bucket::ns_at`): every bucket
+    /// is taken at it, so admission reads no clock of its own.
+    pub now_ns: u64,
 }
 
 /// The API key rules of a route that requires a key.
@@ -129,7 +133,7 @@ pub async fn admit(req: &mut dyn Incoming, rules: &Rules<'_>) -> Result<Admitted
         ran(req, "api key", t, &key);
         let (id, plan) = key?;
         let t = req.clock();
-        let limited = keyed_throttles(k, plan, &id).await;
+        let limited = keyed_throttles(k, plan, &id, rules).await;
         ran(req, "usage plan", t, &limited);
         if let Some(d) = limited? {
             admitted.ratelimit = Some(d);
@@ -153,7 +157,7 @@ pub fn policy(p: &crate::policy::Policy, view: &RequestView<'_>) -> Result<(), R
 
 /// Step 2: account, stage and route buckets.
 pub fn throttles(rules: &Rules<'_>) -> Result<Option<Decision>, Refusal> {
-    crate::throttle::admit::shared(rules.account, rules.stage, rules.route)
+    crate::throttle::admit::shared(rules.account, rules.stage, rules.route, rules.now_ns)
 }
 
 /// Step 3: the route's authorizer; the caller, whether it was a JWT one, and for a
@@ -208,8 +212,9 @@ pub async fn keyed_throttles(
     k: &KeyRules<'_>,
     plan: &crate::throttle::Plan,
     id: &Arc<str>,
+    rules: &Rules<'_>,
 ) -> Result<Option<Decision>, Refusal> {
-    crate::throttle::admit::keyed(k.cluster, plan, id, k.at).await
+    crate::throttle::admit::keyed(k.cluster, plan, id, k.at, (rules.now_ns, rules.now)).await
 }
 
 /// Step 6: required parameters, the body's media type, then the body itself (read whole,

@@ -4,7 +4,7 @@
 
 use super::{body, Gateway};
 use crate::admission::{self, Incoming, KeyRules, Rules};
-use crate::proxy::ctx::RequestCtx;
+use crate::proxy::ctx::{RequestCtx, Timing};
 use crate::request::{BodyError, RequestView};
 use crate::responses::Refusal;
 use crate::snapshot::Snapshot;
@@ -43,8 +43,9 @@ impl Incoming for Reading<'_> {
     }
 }
 
-/// The admission rules the snapshot compiled for route `at` = (api, stage, route).
-pub fn rules(snap: &Snapshot, (ai, si, ri): (usize, usize, usize), now: u64) -> Rules<'_> {
+/// The admission rules the snapshot compiled for route `at` = (api, stage, route), for a
+/// request that arrived at `timing`.
+pub fn rules<'s>(snap: &'s Snapshot, (ai, si, ri): (usize, usize, usize), timing: &Timing) -> Rules<'s> {
     let (api, stage) = (&snap.apis[ai], &snap.apis[ai].stages[si]);
     let route = &api.routes[ri];
     Rules {
@@ -61,7 +62,8 @@ pub fn rules(snap: &Snapshot, (ai, si, ri): (usize, usize, usize), now: u64) -> 
         }),
         validate: route.validate.as_deref(),
         max_body: snap.settings.max_body,
-        now,
+        now: timing.received_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        now_ns: crate::throttle::bucket::ns_at(timing.start),
     }
 }
 
@@ -73,7 +75,7 @@ impl Gateway {
         let Some((ai, si, Some(ri))) = ctx.route.as_ref().map(|m| (m.api, m.stage, m.route)) else {
             return Ok(());
         };
-        let rules = rules(&snap, (ai, si, ri), super::unix_now());
+        let rules = rules(&snap, (ai, si, ri), &ctx.timing);
         let admitted = admission::admit(&mut Reading { session, ctx }, &rules).await?;
         ctx.caller = admitted.caller;
         ctx.ratelimit = admitted.ratelimit;

@@ -47,9 +47,18 @@ pub struct RequestCtx {
 /// Stage variables of a request that was not routed.
 static NO_VARIABLES: BTreeMap<String, String> = BTreeMap::new();
 
+/// When the request arrived, on the monotonic clock (latencies, limits) and the wall clock
+/// (logs, signing times, quota periods).
 pub struct Timing {
     pub start: Instant,
     pub received_at: SystemTime,
+}
+
+impl Timing {
+    /// A request arriving now: the two clocks read once, for everything timed by its arrival.
+    pub fn now() -> Timing {
+        Timing { start: Instant::now(), received_at: SystemTime::now() }
+    }
 }
 
 /// A route's cache, for one request.
@@ -118,7 +127,7 @@ impl RequestCtx {
         RequestCtx {
             snap,
             request_id: String::new(),
-            timing: Timing { start: Instant::now(), received_at: SystemTime::now() },
+            timing: Timing::now(),
             in_flight: crate::lifecycle::InFlight::start(),
             client: Client::default(),
             caller: Caller::default(),

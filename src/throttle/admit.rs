@@ -8,7 +8,7 @@
 //! Each returns the most specific decision applied (for the `ratelimit-*` headers) or the
 //! refusal to send.
 
-use super::bucket::{now_ns, Bucket, Decision};
+use super::bucket::{Bucket, Decision};
 use super::cluster::{Cluster, OnError, QuotaSpec, Verdict, REDIS_ERRORS};
 use super::Plan;
 use crate::responses::{Counted, Refusal, ResponseType};
@@ -46,8 +46,13 @@ fn pass(d: Decision, reason: &'static str) -> Result<Decision, Refusal> {
 }
 
 /// Account, stage and route buckets, in that order.
-pub fn shared(account: &Bucket, stage: Option<&Bucket>, route: Option<&Bucket>) -> Result<Option<Decision>, Refusal> {
-    let now = now_ns();
+/// `now`: the request's time on the limiter clock (`bucket::ns_at`).
+pub fn shared(
+    account: &Bucket,
+    stage: Option<&Bucket>,
+    route: Option<&Bucket>,
+    now: u64,
+) -> Result<Option<Decision>, Refusal> {
     pass(account.take(now), "account")?;
     if let Some(b) = stage {
         pass(b.take(now), "stage")?;
@@ -64,6 +69,7 @@ pub async fn keyed(
     plan: &Plan,
     id: &std::sync::Arc<str>,
     route: (usize, usize, usize),
+    (now_ns, unix): (u64, u64),
 ) -> Result<Option<Decision>, Refusal> {
     if let Some((cluster, on_error)) = cluster {
         match cluster_limits(cluster, plan, id, route).await {
@@ -86,15 +92,14 @@ pub async fn keyed(
             }
         }
     }
-    let now = now_ns();
     let mut applied = None;
     if let Some(kb) = &plan.throttle {
-        applied = Some(pass(kb.take(id, now), "key")?);
+        applied = Some(pass(kb.take(id, now_ns), "key")?);
     }
     if let Some(kb) = plan.route_throttle.get(&route) {
-        applied = Some(pass(kb.take(id, now), "key")?);
+        applied = Some(pass(kb.take(id, now_ns), "key")?);
     }
-    let now = unix_now();
+    let now = unix;
     if let Some(q) = &plan.quota {
         q.take(id, now).map_err(|e| quota_exceeded(e.retry_after))?;
     }

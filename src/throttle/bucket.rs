@@ -20,6 +20,11 @@ pub fn now_ns() -> u64 {
     EPOCH.elapsed().as_nanos() as u64
 }
 
+/// `t` on the limiter clock: a request's limits are taken at its arrival, read once.
+pub fn ns_at(t: Instant) -> u64 {
+    t.saturating_duration_since(*EPOCH).as_nanos() as u64
+}
+
 /// What a bucket said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {

@@ -181,10 +181,12 @@ impl Setup {
     }
 
     async fn admit(&self, f: &mut Fixture) -> Result<admission::Admitted, Refusal> {
-        let rules = edgegate::proxy::admission::rules(&self.snap, self.route(f.route_key), unix_now());
+        let rules = edgegate::proxy::admission::rules(&self.snap, self.route(f.route_key), &Timing::now());
         admission::admit(f, &rules).await
     }
 }
+
+use edgegate::proxy::ctx::Timing;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
