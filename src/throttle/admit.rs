@@ -63,7 +63,8 @@ pub fn shared(
     }
 }
 
-/// The key's plan bucket, plan-per-route bucket and quota (`route` = (api, stage, route)).
+/// The key's plan bucket, plan-per-route bucket and quota (`route` = (api, stage, route)),
+/// taken at the request's arrival: `now_ns` on the limiter clock, `unix` in seconds.
 pub async fn keyed(
     cluster: Option<&(std::sync::Arc<Cluster>, OnError)>,
     plan: &Plan,
@@ -72,11 +73,11 @@ pub async fn keyed(
     (now_ns, unix): (u64, u64),
 ) -> Result<Option<Decision>, Refusal> {
     if let Some((cluster, on_error)) = cluster {
-        match cluster_limits(cluster, plan, id, route).await {
+        match cluster_limits(cluster, plan, id, route, unix).await {
             Ok(Verdict::Allowed(d)) => return Ok(d),
             Ok(Verdict::Throttled(d)) => return Err(throttled("key", d)),
             Ok(Verdict::QuotaExceeded) => {
-                let unix = unix_now();
+                let unix = unix_now(); // after the round trip
                 let retry = plan.quota.as_ref().map(|q| q.period.window(unix).1.saturating_sub(unix)).unwrap_or(1);
                 return Err(quota_exceeded(retry));
             }
@@ -115,14 +116,15 @@ async fn cluster_limits(
     plan: &Plan,
     id: &str,
     route: (usize, usize, usize),
+    unix: u64,
 ) -> redis::RedisResult<Verdict> {
     let plan_bucket = plan.throttle_spec.map(|s| (plan.name.as_str(), s));
     let route_bucket = plan.route_specs.get(&route).map(|(n, s)| (n.as_str(), *s));
     let quota = plan.quota.as_ref().map(|q| {
-        let (period, expire_at) = q.period.window(unix_now());
+        let (period, expire_at) = q.period.window(unix);
         QuotaSpec { name: &plan.name, limit: q.limit, period, expire_at }
     });
-    let day = unix_now() / 86_400;
+    let day = unix / 86_400;
     let usage = Some(super::cluster::UsageSpec { plan: &plan.name, day, expire_at: super::usage::expiry(day) });
     cluster.check(plan_bucket, route_bucket, quota, usage, id).await
 }
