@@ -3,7 +3,12 @@
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    unix_secs(std::time::SystemTime::now())
+}
+
+/// `t` in seconds since the Unix epoch (0 if it is before it).
+pub fn unix_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Howard Hinnant's civil-from-days: (year, month, day) of a day count since 1970-01-01.

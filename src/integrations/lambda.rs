@@ -53,7 +53,7 @@ pub(super) fn clf_time(t: SystemTime) -> String {
     thread_local! {
         static LAST: crate::clock::SecondSlot = const { crate::clock::second_slot() };
     }
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = crate::clock::unix_secs(t);
     crate::clock::once_a_second(&LAST, secs, crate::clock::clf_time)
 }
 

@@ -62,7 +62,7 @@ pub fn rules<'s>(snap: &'s Snapshot, (ai, si, ri): (usize, usize, usize), timing
         }),
         validate: route.validate.as_deref(),
         max_body: snap.settings.max_body,
-        now: timing.received_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        now: crate::clock::unix_secs(timing.received_at),
         now_ns: crate::throttle::bucket::ns_at(timing.start),
     }
 }
