@@ -122,3 +122,63 @@ fn a_request_counts_into_its_route_series_without_allocating() {
     let (n, ()) = allocations(|| m.observe(&o));
     assert_eq!(n, 0, "counting a request allocated {n} times");
 }
+
+/// The fields a proxy adds to a head it read and passes on (a request id, the forwarding
+/// fields, Date, Connection, Age, cache status, rate-limit fields), by name and static value.
+fn add_eight(h: &mut impl FnMut(http::HeaderName, &'static str)) {
+    for (name, value) in [
+        (http::HeaderName::from_static("x-request-id"), "0b9e6a0c-3c8e-4d1a-9a57-3f1c2d4e5f60"),
+        (http::header::AGE, "0"),
+        (http::HeaderName::from_static("x-edgegate-cache"), "hit"),
+        (http::header::VIA, "1.1 edgegate"),
+        (http::HeaderName::from_static("ratelimit-limit"), "100"),
+        (http::HeaderName::from_static("ratelimit-remaining"), "99"),
+        (http::HeaderName::from_static("ratelimit-reset"), "1"),
+        (http::header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
+    ] {
+        h(name, value);
+    }
+}
+
+#[test]
+fn heads_read_from_the_wire_take_the_fields_a_proxy_adds_without_allocating() {
+    use tokio::io::AsyncWriteExt;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        // an origin's answer, as the proxy's upstream session hands it over
+        let (mut origin, ours) = tokio::io::duplex(64 * 1024);
+        let mut upstream = pingora::protocols::http::v1::client::HttpSession::new(Box::new(ours));
+        origin
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Tue, 08 Dec 2026 01:41:44 GMT\r\n\
+                  Content-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}",
+            )
+            .await
+            .expect("answer");
+        let mut answer = upstream.read_resp_header_parts().await.expect("answer head");
+        let (n, ()) = allocations(|| {
+            add_eight(&mut |name, value| {
+                answer.insert_header(name, http::HeaderValue::from_static(value)).expect("insert");
+            })
+        });
+        assert_eq!(n, 0, "adding eight fields to an answer head read allocated {n} times");
+        assert_eq!(answer.headers.len(), 13);
+        // the session keeps its own copy for its framing and keep-alive checks
+        assert_eq!(upstream.get_header("content-length").map(|v| v.as_bytes()), Some(&b"2"[..]));
+        assert!(upstream.get_header("x-request-id").is_none());
+
+        // a client's request, as the proxy's downstream session reads it
+        let (mut client, ours) = tokio::io::duplex(64 * 1024);
+        let mut downstream = pingora::protocols::http::v1::server::HttpSession::new(Box::new(ours));
+        client.write_all(b"GET /prod/bench HTTP/1.1\r\nHost: 127.0.0.1:18090\r\n\r\n").await.expect("request");
+        downstream.read_request().await.expect("request head");
+        let request = downstream.req_header_mut();
+        let (n, ()) = allocations(|| {
+            add_eight(&mut |name, value| {
+                request.insert_header(name, http::HeaderValue::from_static(value)).expect("insert");
+            })
+        });
+        assert_eq!(n, 0, "adding eight fields to a request head read allocated {n} times");
+        assert_eq!(request.headers.len(), 9);
+    });
+}

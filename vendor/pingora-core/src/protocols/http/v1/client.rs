@@ -332,7 +332,7 @@ impl HttpSession {
 
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            Some(resp.headers.len()),
+                            Some(resp.headers.len() + RESPONSE_HEADER_ROOM),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),
@@ -480,11 +480,18 @@ impl HttpSession {
         }
     }
 
-    /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
+    /// Similar to [`Self::read_response()`], read the response header and then return it.
+    ///
+    /// The head read, with its room for the fields a proxy adds ([`RESPONSE_HEADER_ROOM`]),
+    /// is the one returned; the session keeps a copy for its own framing and keep-alive
+    /// checks. (A copy's header map is exactly full: the first field added to it would grow
+    /// and copy it.)
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
         // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        let read = self.response_header.take().unwrap();
+        self.response_header = Some(Box::new((*read).clone()));
+        Ok(read)
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
@@ -998,6 +1005,11 @@ impl UniqueID for HttpSession {
         self.underlying_stream.id()
     }
 }
+
+/// Fields a proxy usually adds to an answer head before sending it on (a request id, Date,
+/// Connection, Age, cache status, rate-limit fields): the head read is made with room for
+/// them, so adding them does not grow and copy its map.
+pub const RESPONSE_HEADER_ROOM: usize = 8;
 
 #[cfg(test)]
 mod tests_stream {
