@@ -45,7 +45,11 @@ where
 
         // phase 2 send to upstream
 
-        let mut req = session.req_header().clone();
+        // the head read goes upstream, with the room it was read with for the fields a proxy
+        // adds; the session keeps a copy (a copy's map is exactly full, so the first field
+        // added to it would grow and copy it)
+        let copy = session.req_header().clone();
+        let mut req = std::mem::replace(session.req_header_mut(), copy);
         let authority_policy = AuthorityPolicy::from(session.downstream_session.is_custom());
         let downstream_had_host = req.headers.contains_key(http::header::HOST);
         req.set_version(Version::HTTP_11);
