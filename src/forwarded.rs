@@ -16,7 +16,8 @@
 //!   to its left can be believed, and the proxy itself is not the client. An unknown client
 //!   matches no CIDR rule (a policy with CIDR rules refuses it) and logs as `""`.
 
-use http::HeaderName;
+use http::header::InvalidHeaderValue;
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -92,17 +93,27 @@ impl<'a> Hop<'a> {
         is_reserved(name) || !self.trusted_peer && UNTRUSTED_STRIPPED.contains(&name)
     }
 
-    /// The forwarding fields the gateway sets. X-Forwarded-Port is set unless a trusted
-    /// proxy sent one (`keep_port`).
-    pub fn fields(&self, keep_port: bool) -> impl Iterator<Item = (&'static HeaderName, std::borrow::Cow<'_, str>)> {
+    /// The forwarding fields the gateway sets, as the values written: X-Forwarded-Port is set
+    /// unless a trusted proxy sent one (`keep_port`). A value that is no field value (a
+    /// trusted proxy's odd claim) is an `Err`: the caller refuses or leaves it out.
+    pub fn fields(
+        &self,
+        keep_port: bool,
+    ) -> impl Iterator<Item = (&'static HeaderName, Result<HeaderValue, InvalidHeaderValue>)> {
         let port = self.port.filter(|_| !(keep_port && self.trusted_peer));
+        // the usual scheme words need no copy
+        let proto = match self.proto {
+            "http" => Ok(HeaderValue::from_static("http")),
+            "https" => Ok(HeaderValue::from_static("https")),
+            other => HeaderValue::from_str(other),
+        };
         [
-            (&X_FORWARDED_FOR, self.xff.into()),
-            (&X_FORWARDED_PROTO, self.proto.into()),
-            (&X_FORWARDED_HOST, self.host.into()),
+            (&X_FORWARDED_FOR, HeaderValue::from_str(self.xff)),
+            (&X_FORWARDED_PROTO, proto),
+            (&X_FORWARDED_HOST, HeaderValue::from_str(self.host)),
         ]
         .into_iter()
-        .chain(port.map(|p| (&X_FORWARDED_PORT, p.to_string().into())))
+        .chain(port.map(|p| (&X_FORWARDED_PORT, Ok(HeaderValue::from(p)))))
     }
 }
 
@@ -127,7 +138,7 @@ pub fn to_integration(headers: &http::HeaderMap, hop: &Hop) -> http::HeaderMap {
     }
     let keep_port = told.contains_key(&X_FORWARDED_PORT);
     for (name, v) in hop.fields(keep_port) {
-        match http::HeaderValue::from_str(&v) {
+        match v {
             Ok(v) => told.insert(name, v),
             Err(_) => told.remove(name),
         };

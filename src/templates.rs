@@ -86,7 +86,7 @@ impl<'a> Vars<'a> {
         let hop = crate::forwarded::Hop::of(view.client);
         header.retain(|k, _| !hop.drops(k));
         let keep_port = header.contains_key("x-forwarded-port");
-        header.extend(hop.fields(keep_port).map(|(k, v)| (k.as_str(), v.into_owned())));
+        header.extend(hop.fields(keep_port).filter_map(|(k, v)| Some((k.as_str(), v.ok()?.to_str().ok()?.to_owned()))));
         Vars {
             context: Context {
                 request_id: view.request_id,

@@ -20,6 +20,9 @@ pub use store::{Store, Stores};
 /// passed to clients.
 pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 
+/// `x-edgegate-cache`: what the stage cache did for an answer (`hit`, `miss`, ...).
+pub static CACHE_STATUS: HeaderName = HeaderName::from_static("x-edgegate-cache");
+
 /// Default TTL when a stage has a cache and neither it nor the route says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// Largest TTL accepted (AWS API Gateway's limit).

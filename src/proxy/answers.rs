@@ -112,7 +112,7 @@ impl Gateway {
                 c.result =
                     Some(if stored { crate::cache::CacheResult::Miss } else { crate::cache::CacheResult::Bypass });
             }
-            h.insert_header("x-edgegate-cache", "miss")?;
+            h.insert_header(&crate::cache::CACHE_STATUS, http::HeaderValue::from_static("miss"))?;
         }
         self.send(session, ctx, h, body).await
     }

@@ -91,7 +91,8 @@ pub(super) fn request_head(up: &mut RequestHeader, ctx: &RequestCtx) -> Result<(
     }
     let keep_port = up.headers.contains_key(&crate::forwarded::X_FORWARDED_PORT);
     for (name, v) in hop.fields(keep_port) {
-        up.insert_header(name, &*v)?;
+        let v = v.map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "forwarding field", e))?;
+        up.insert_header(name, v)?;
     }
     // the trace goes on with the integration call's span as parent (what the client sent
     // of it was read as this request's parent)

@@ -265,7 +265,7 @@ impl ProxyHttp for Gateway {
         invalidate_after_write(session, resp, ctx);
         if let Some(c) = &mut ctx.cache {
             let result = *c.result.get_or_insert_with(|| cache_hooks::result(session.cache.phase()));
-            resp.insert_header("x-edgegate-cache", http::HeaderValue::from_static(result.header()))?;
+            resp.insert_header(&crate::cache::CACHE_STATUS, http::HeaderValue::from_static(result.header()))?;
         }
         Ok(())
     }
