@@ -100,11 +100,10 @@ pub async fn keyed(
     if let Some(kb) = plan.route_throttle.get(&route) {
         applied = Some(pass(kb.take(id, now_ns), "key")?);
     }
-    let now = unix;
     if let Some(q) = &plan.quota {
-        q.take(id, now).map_err(|e| quota_exceeded(e.retry_after))?;
+        q.take(id, unix).map_err(|e| quota_exceeded(e.retry_after))?;
     }
-    plan.usage.count(id, now / 86_400);
+    plan.usage.count(id, unix / 86_400);
     Ok(applied)
 }
 

@@ -17,7 +17,7 @@ static EPOCH: Lazy<Instant> = Lazy::new(Instant::now);
 
 /// Nanoseconds since the process's limiter epoch (monotonic).
 pub fn now_ns() -> u64 {
-    EPOCH.elapsed().as_nanos() as u64
+    ns_at(Instant::now())
 }
 
 /// `t` on the limiter clock: a request's limits are taken at its arrival, read once.

@@ -5,6 +5,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use edgegate::admission::{self, Incoming};
 use edgegate::aws::sigv4;
+use edgegate::clock::unix_now;
+use edgegate::proxy::ctx::Timing;
 use edgegate::request::{BodyError, Caller, Client, Matched, RequestView};
 use edgegate::responses::{Counted, Refusal, ResponseType};
 use std::collections::BTreeMap;
@@ -184,12 +186,6 @@ impl Setup {
         let rules = edgegate::proxy::admission::rules(&self.snap, self.route(f.route_key), &Timing::now());
         admission::admit(f, &rules).await
     }
-}
-
-use edgegate::proxy::ctx::Timing;
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
 
 fn refused(r: Result<admission::Admitted, Refusal>) -> Refusal {
